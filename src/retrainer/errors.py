@@ -1,0 +1,96 @@
+"""Every error retrainer raises on purpose derives from :class:`RetrainerError`.
+
+Catch ``RetrainerError`` to handle them all; each message says what was wrong and
+what to do about it.
+
+::
+
+    RetrainerError
+    ├── ConfigError                 retrainer.yaml or an override is invalid
+    ├── StoreError                  the SQL store could not do what was asked
+    │   ├── SchemaError             the database is not at the schema this code needs
+    │   ├── InvalidIdentifierError  a table/column name from config is not a plain SQL name
+    │   └── ValidationError         a batch of predictions/labels was rejected (nothing written)
+    ├── StatisticsError             a statistic was asked of input it cannot be computed on
+    ├── TriggerError                the trigger framework failed
+    │   ├── TriggerLoadError        a plugin named in the config cannot be loaded
+    │   └── TriggerEvaluationError  a trigger raised and the policy says fail
+    ├── RegistryError               the MLflow model registry refused or lacks something
+    │   └── PromotionConflict       compare-and-set promotion lost a race (champion moved)
+    └── RolloutError                A/B or shadow rollout is in a state that forbids the action
+"""
+
+from __future__ import annotations
+
+
+class RetrainerError(Exception):
+    """Root of every error retrainer raises on purpose."""
+
+
+class ConfigError(RetrainerError):
+    """The configuration is invalid; the message names the field path and allowed values."""
+
+
+class StoreError(RetrainerError):
+    """The SQL store could not perform an operation."""
+
+
+class SchemaError(StoreError):
+    """The database schema is missing or older than this code needs."""
+
+
+class InvalidIdentifierError(StoreError, ConfigError):
+    """A table or column name from configuration is not a plain SQL identifier."""
+
+
+class ValidationError(StoreError):
+    """A batch was rejected before anything was written; ``problems`` lists each row's fault."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[str] = list(problems or [])
+
+
+class StatisticsError(RetrainerError):
+    """A statistic cannot be computed on the given input (empty, all-NaN, ...)."""
+
+
+class TriggerError(RetrainerError):
+    """The trigger framework failed."""
+
+
+class TriggerLoadError(TriggerError):
+    """A trigger plugin that the configuration uses could not be loaded."""
+
+
+class TriggerEvaluationError(TriggerError):
+    """A trigger raised during evaluation and the policy is configured to fail."""
+
+
+class RegistryError(RetrainerError):
+    """The MLflow model registry refused an operation or lacks a model/version/alias."""
+
+
+class PromotionConflict(RegistryError):
+    """Compare-and-set promotion found a different champion than expected."""
+
+
+class RolloutError(RetrainerError):
+    """An A/B test or shadow rollout is in a state that forbids the requested action."""
+
+
+__all__ = [
+    "RetrainerError",
+    "ConfigError",
+    "StoreError",
+    "SchemaError",
+    "InvalidIdentifierError",
+    "ValidationError",
+    "StatisticsError",
+    "TriggerError",
+    "TriggerLoadError",
+    "TriggerEvaluationError",
+    "RegistryError",
+    "PromotionConflict",
+    "RolloutError",
+]
