@@ -1,0 +1,436 @@
+"""retrainer.yaml, validated.
+
+Load with :func:`load_config`. Every problem is reported at once as a :class:`ConfigError`
+that names the field path (``triggers[1].params.threshold``) and, for choices, the allowed
+values. Secrets and URLs can be overridden from the environment (see ``ENV_OVERRIDES``) so a
+checked-in file never needs to hold a password.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from retrainer.durations import Duration
+from retrainer.errors import ConfigError
+from retrainer.identifiers import is_plain_identifier
+
+MAX_NAME_LENGTH = 63
+
+
+class _Model(BaseModel):
+    # Unknown keys are typos far more often than intent: reject them.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_identifier(value: str, *, qualified: bool = False) -> str:
+    parts = value.split(".") if qualified else [value]
+    if len(parts) > 2 or not all(is_plain_identifier(p) for p in parts):
+        raise ValueError(
+            f"{value!r} is not a plain SQL name: use letters, digits and underscores, "
+            "starting with a letter or underscore (at most 63 characters)"
+        )
+    return value
+
+
+class FeatureSpec(_Model):
+    """One model input column."""
+
+    name: str = Field(description="Column name in the training source and the inference log.")
+    type: Literal["numeric", "categorical"] = Field("numeric", description="How drift is measured.")
+    nullable: bool = Field(False, description="Whether a missing value (null/NaN) is acceptable.")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        return _check_identifier(v)
+
+
+class SourceConfig(_Model):
+    """Where training data comes from: a table, or a parameterised query."""
+
+    url: str = Field("sqlite:///training.db", description="SQLAlchemy URL of the training database.")
+    table: str | None = Field(None, description="Table (or schema.table) to read; or give `query`.")
+    query: str | None = Field(
+        None, description="SELECT with :named parameters (bound, never interpolated); or give `table`."
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="Values for the query's :named parameters.")
+
+    @field_validator("table")
+    @classmethod
+    def _table_is_plain(cls, v: str | None) -> str | None:
+        return None if v is None else _check_identifier(v, qualified=True)
+
+    @model_validator(mode="after")
+    def _one_of_table_or_query(self) -> SourceConfig:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of `table` or `query`")
+        if self.query is not None and not self.query.lstrip().lower().startswith(("select", "with")):
+            raise ValueError("`query` must be a SELECT (or WITH ... SELECT) statement")
+        return self
+
+
+class DataConfig(_Model):
+    """Training data and the schema of the model's inputs."""
+
+    source: SourceConfig = Field(default_factory=lambda: SourceConfig(table="training"))
+    timestamp_column: str = Field("ts", description="Event-time column; the holdout is the latest slice.")
+    label_column: str = Field("label", description="Ground-truth column.")
+    features: list[FeatureSpec] = Field(min_length=1, description="Model inputs, in order.")
+    window: Duration | None = Field(None, description="Train only on rows newer than this (e.g. 90d).")
+    holdout_fraction: float = Field(0.2, gt=0, lt=1, description="Latest share of rows kept for evaluation.")
+    min_rows: int = Field(200, ge=1, description="Fewer training rows than this fails the run.")
+    include_inference_log: bool = Field(False, description="Also train on labelled predictions from the store.")
+
+    @field_validator("timestamp_column", "label_column")
+    @classmethod
+    def _plain_columns(cls, v: str) -> str:
+        return _check_identifier(v)
+
+    @model_validator(mode="after")
+    def _distinct_columns(self) -> DataConfig:
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"feature names must be unique; repeated: {', '.join(dupes)}")
+        for special in (self.timestamp_column, self.label_column):
+            if special in names:
+                raise ValueError(f"{special!r} is the timestamp or label column and cannot also be a feature")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+
+class EstimatorConfig(_Model):
+    """The scikit-learn estimator or pipeline to train."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    class_path: str = Field(
+        "sklearn.ensemble.HistGradientBoostingClassifier",
+        alias="class",
+        description="Import path of an estimator class (module.Class).",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the class.")
+
+    @field_validator("class_path")
+    @classmethod
+    def _dotted(cls, v: str) -> str:
+        parts = v.split(".")
+        if len(parts) < 2 or not all(p.isidentifier() for p in parts):
+            raise ValueError(f"{v!r} is not an import path like 'sklearn.linear_model.LogisticRegression'")
+        return v
+
+
+class TriggerSpec(_Model):
+    """One trigger: ``type`` is the entry-point name; other keys are that trigger's params."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str = Field(description="Entry-point name in the group `retrainer.triggers`.")
+    name: str | None = Field(None, description="Label in reports when one type is used twice (default: type).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Validated by the trigger's Params model.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_params(cls, data: Any) -> Any:
+        # Accept `{type: drift, threshold: 0.3}` as shorthand for `{type: drift, params: {threshold: 0.3}}`.
+        if isinstance(data, Mapping):
+            own = {"type", "name", "params"}
+            extra = {k: v for k, v in data.items() if k not in own}
+            if extra:
+                merged = dict(data.get("params") or {})
+                clash = sorted(set(extra) & set(merged))
+                if clash:
+                    raise ValueError(f"params given twice (inline and under `params`): {', '.join(clash)}")
+                merged.update(extra)
+                data = {k: v for k, v in data.items() if k in own} | {"params": merged}
+        return data
+
+    @property
+    def label(self) -> str:
+        return self.name or self.type
+
+
+class PolicyConfig(_Model):
+    """How trigger decisions combine, and what stops one incident from causing a retrain storm."""
+
+    mode: Literal["any", "all", "at_least"] = Field("any", description="any: one trigger suffices.")
+    k: int | None = Field(None, ge=1, description="With mode at_least: how many triggers must fire.")
+    cooldown: Duration = Field(timedelta(days=1), description="No second retrain within this after one.")
+    consecutive: int = Field(1, ge=1, description="Fire only after this many firing evaluations (M of N)...")
+    of_last: int | None = Field(None, ge=1, description="...among the last N evaluations (default N = M).")
+    on_error: Literal["ignore", "fire", "fail"] = Field(
+        "ignore", description="A trigger that raises: ignore it, count it as fired, or fail the check."
+    )
+
+    @model_validator(mode="after")
+    def _k_matches_mode(self) -> PolicyConfig:
+        if self.mode == "at_least" and self.k is None:
+            raise ValueError("mode 'at_least' needs `k` (how many triggers must fire)")
+        if self.mode != "at_least" and self.k is not None:
+            raise ValueError("`k` only applies to mode 'at_least'")
+        if self.of_last is not None and self.of_last < self.consecutive:
+            raise ValueError("`of_last` must be at least `consecutive`")
+        return self
+
+
+class GateConfig(_Model):
+    """The candidate must score at least ``min_ratio`` x the champion on the same holdout."""
+
+    metric: Literal["f1", "accuracy", "precision", "recall", "roc_auc"] = "f1"
+    min_ratio: float = Field(0.95, gt=0, description="Candidate metric >= min_ratio x champion metric.")
+
+
+class ShadowConfig(_Model):
+    sample: float = Field(1.0, gt=0, le=1, description="Share of requests mirrored to the shadow model.")
+    duration: Duration = Field(timedelta(days=1), description="How long shadow runs before review.")
+    queue_size: int = Field(1000, ge=1, description="Bounded queue; overflow is dropped and counted.")
+    workers: int = Field(2, ge=1, le=64)
+    min_agreement: float = Field(0.9, ge=0, le=1, description="Agreement rate needed to move on.")
+
+
+class ABConfig(_Model):
+    split: float = Field(0.1, gt=0, lt=1, description="Share of units routed to the challenger.")
+    salt: str | None = Field(None, description="Assignment salt (default: a fresh one per test).")
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    power: float = Field(0.8, gt=0, lt=1)
+    min_detectable_effect: float = Field(0.02, gt=0, lt=1, description="Absolute difference worth detecting.")
+    sequential: bool = Field(True, description="Always-valid (mSPRT) p-values: safe to look every day.")
+    srm_alpha: float = Field(0.001, gt=0, lt=0.5, description="Sample-ratio-mismatch alarm level.")
+    duration: Duration = Field(timedelta(days=14), description="Longest the test may run.")
+
+
+class RolloutConfig(_Model):
+    mode: Literal["direct", "shadow", "ab"] = "direct"
+    shadow: ShadowConfig = Field(default_factory=ShadowConfig)
+    ab: ABConfig = Field(default_factory=ABConfig)
+
+
+class ServingConfig(_Model):
+    host: str = Field("127.0.0.1", description="Bind address; loopback unless you mean otherwise.")
+    port: int = Field(8000, ge=1, le=65535)
+    api_token: str | None = Field(None, description="Bearer token for predict/feedback/admin (env RETRAINER_API_TOKEN).")
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_batch: int = Field(1000, ge=1)
+
+
+class MlflowConfig(_Model):
+    tracking_uri: str = Field("sqlite:///mlflow.db", description="Relative sqlite paths are next to the config.")
+    registry_uri: str | None = Field(None, description="Defaults to the tracking URI.")
+    experiment: str | None = Field(None, description="Default: retrainer/<model name>.")
+    artifact_location: str | None = Field(None, description="Default: ./mlartifacts next to the config.")
+
+
+class StoreConfig(_Model):
+    url: str = Field("sqlite:///retrainer.db", description="SQLAlchemy URL; relative sqlite paths are next to the config.")
+    max_batch: int = Field(50_000, ge=1, description="Largest batch one write accepts.")
+
+
+class NotificationsConfig(_Model):
+    block: str | None = Field(None, description="Name of a Prefect notification block to alert on failure.")
+
+
+class ModelConfig(_Model):
+    name: str = Field(description="Registered model name in MLflow.")
+    description: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        if not v or len(v) > MAX_NAME_LENGTH or not all(c.isalnum() or c in "-_." for c in v):
+            raise ValueError("use 1-63 letters, digits, '-', '_' or '.'")
+        return v
+
+
+class RetrainerConfig(_Model):
+    """The whole of retrainer.yaml."""
+
+    model: ModelConfig
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    data: DataConfig
+    estimator: EstimatorConfig = Field(default_factory=EstimatorConfig)
+    triggers: list[TriggerSpec] = Field(default_factory=list)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+
+    # Where the file was read from; relative paths were resolved against it.
+    base_dir: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _trigger_labels_unique(self) -> RetrainerConfig:
+        labels = [t.label for t in self.triggers]
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        if dupes:
+            raise ValueError(f"two triggers share the label {', '.join(dupes)}: give one of them a `name`")
+        if self.policy.mode == "at_least" and self.policy.k is not None and self.policy.k > len(self.triggers):
+            raise ValueError(f"policy.k = {self.policy.k} but only {len(self.triggers)} triggers are configured")
+        return self
+
+
+# Environment variable -> dotted path in the config. Applied before validation.
+ENV_OVERRIDES: dict[str, str] = {
+    "RETRAINER_STORE_URL": "store.url",
+    "RETRAINER_MLFLOW_TRACKING_URI": "mlflow.tracking_uri",
+    "RETRAINER_MLFLOW_REGISTRY_URI": "mlflow.registry_uri",
+    "RETRAINER_DATA_URL": "data.source.url",
+    "RETRAINER_API_TOKEN": "serving.api_token",
+    "RETRAINER_NOTIFICATION_BLOCK": "notifications.block",
+}
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[leaf] = value
+
+
+def _resolve_sqlite(url: str, base_dir: Path) -> str:
+    """``sqlite:///x.db`` is relative to the config file, not to wherever the command ran."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////"):
+        rest = url[len(prefix):]
+        if rest and not rest.startswith(":memory:"):
+            return prefix + str((base_dir / rest).resolve())
+    return url
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "model-")):  # pydantic's internal validator names
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source} is invalid ({err.error_count()} problem{'s' if err.error_count() != 1 else ''}):"]
+    for e in err.errors():
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; `retrainer config schema` lists the keys)"
+        lines.append(f"  - {_location(e['loc'])}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    *,
+    base_dir: Path | str | None = None,
+    environ: Mapping[str, str] | None = None,
+    source: str = "configuration",
+) -> RetrainerConfig:
+    """Validate a mapping as retrainer.yaml, applying env overrides and resolving sqlite paths."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source} must be a mapping of keys (model:, data:, ...), not {type(data).__name__}")
+    raw: dict[str, Any] = _deep_copy(dict(data))
+    env = os.environ if environ is None else environ
+    for var, dotted in ENV_OVERRIDES.items():
+        if env.get(var):
+            _set_path(raw, dotted, env[var])
+    base = Path(base_dir).resolve() if base_dir is not None else Path.cwd()
+    try:
+        cfg = RetrainerConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+    updates = {
+        "store": cfg.store.model_copy(update={"url": _resolve_sqlite(cfg.store.url, base)}),
+        "mlflow": cfg.mlflow.model_copy(
+            update={
+                "tracking_uri": _resolve_sqlite(cfg.mlflow.tracking_uri, base),
+                "registry_uri": _resolve_sqlite(cfg.mlflow.registry_uri, base) if cfg.mlflow.registry_uri else None,
+                "artifact_location": cfg.mlflow.artifact_location or str(base / "mlartifacts"),
+            }
+        ),
+        "data": cfg.data.model_copy(
+            update={"source": cfg.data.source.model_copy(update={"url": _resolve_sqlite(cfg.data.source.url, base)})}
+        ),
+        "base_dir": base,
+    }
+    return cfg.model_copy(update=updates)
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -> RetrainerConfig:
+    """Read and validate a retrainer.yaml file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(p)!r} does not exist: pass --config with the path to retrainer.yaml") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(p)!r}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{p} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        raise ConfigError(f"{p} is empty: start from `retrainer config example`")
+    return parse_config(data, base_dir=p.parent, environ=environ, source=str(p))
+
+
+def example_config_path() -> Path:
+    """The commented example shipped with the package."""
+    return Path(__file__).parent / "examples" / "retrainer.yaml"
+
+
+__all__ = [
+    "ABConfig",
+    "DataConfig",
+    "ENV_OVERRIDES",
+    "EstimatorConfig",
+    "FeatureSpec",
+    "GateConfig",
+    "MlflowConfig",
+    "ModelConfig",
+    "NotificationsConfig",
+    "PolicyConfig",
+    "RetrainerConfig",
+    "RolloutConfig",
+    "ServingConfig",
+    "ShadowConfig",
+    "SourceConfig",
+    "StoreConfig",
+    "TriggerSpec",
+    "example_config_path",
+    "load_config",
+    "parse_config",
+]
