@@ -1,0 +1,27 @@
+# The two set-up commands in README.md are `make demo` and `make test`; both bootstrap a
+# virtualenv in .venv from pyproject.toml on first use (nothing else to install by hand).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test,postgres]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/retrainer demo --workdir demo-out
+
+test: $(STAMP)
+	bash scripts/ensure-postgres-binaries
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache .hypothesis
