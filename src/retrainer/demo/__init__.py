@@ -1,0 +1,1 @@
+"""`retrainer demo`: the whole loop on embedded defaults, from nothing."""
