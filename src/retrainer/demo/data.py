@@ -65,8 +65,8 @@ def _features(rng: np.random.Generator, n: int, drifted: np.ndarray) -> pd.DataF
 def _default_probability(x: pd.DataFrame, drifted: np.ndarray) -> np.ndarray:
     logit = (
         -0.6
-        + np.where(drifted, 6.0, 16.0) * (x["debt_ratio"].to_numpy() - 0.3)
-        - 5.0 * (np.log(x["income"].to_numpy()) - 10.8)
+        + np.where(drifted, 8.0, 24.0) * (x["debt_ratio"].to_numpy() - 0.3)
+        - 7.0 * (np.log(x["income"].to_numpy()) - 10.8)
         - 0.05 * (x["age"].to_numpy() - 40)
         + 0.5 * (x["credit_lines"].to_numpy() - 4)
         - 0.01 * np.nan_to_num(x["months_employed"].to_numpy(), nan=60.0)
