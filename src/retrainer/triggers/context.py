@@ -1,0 +1,156 @@
+"""Everything a trigger may know at one instant, and nothing after it.
+
+A :class:`TriggerContext` is pinned to ``now``. Its read methods clamp every query to end at
+``now`` and ask for labels ``as_of=now``; that single rule is what makes a backtest honest (the
+same trigger code, replayed at past instants, cannot peek at the future). Reads are lazy, so a
+trigger that needs no data costs no query, and cached per context, so three triggers reading
+the same window cost one query. Returned arrays are read-only: triggers share them.
+
+>>> from datetime import datetime, timezone
+>>> ctx = TriggerContext(model_name="churn", now=datetime(2025, 1, 1, tzinfo=timezone.utc))
+>>> ctx.champion is None, ctx.now.isoformat()
+(True, '2025-01-01T00:00:00+00:00')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+
+from retrainer.errors import TriggerError
+from retrainer.triggers._frozen import FrozenDict, deep_freeze, readonly_array
+from retrainer.windows import FeatureWindow, LabelledWindow, WindowSource
+
+
+def _utc(value: datetime | None, what: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError(f"{what} must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        # A naive datetime is ambiguous (local? UTC?) and silently shifts windows by hours.
+        raise ValueError(f"{what} must be timezone-aware (e.g. datetime.now(timezone.utc)), got {value!r}")
+    return value.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True)
+class ChampionInfo:
+    """Facts about the model in production (the ``champion`` alias)."""
+
+    version: str
+    created_at: datetime | None = None
+    run_id: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "created_at", _utc(self.created_at, "ChampionInfo.created_at"))
+        object.__setattr__(self, "tags", FrozenDict(self.tags))
+
+
+def _before(ts: np.ndarray, end: datetime) -> np.ndarray:
+    """Mask of rows strictly before ``end``: guards against a source that ignores ``end``."""
+    ts = np.asarray(ts)
+    if ts.size == 0:
+        return np.zeros(0, dtype=bool)
+    if not np.issubdtype(ts.dtype, np.datetime64):
+        ts = ts.astype("datetime64[ns]")
+    return ts < np.datetime64(end.replace(tzinfo=None), "us")
+
+
+@dataclass(frozen=True)
+class TriggerContext:
+    """Read-only view of one model's world at ``now`` (timezone-aware, normalised to UTC)."""
+
+    model_name: str
+    now: datetime
+    source: WindowSource | None = field(default=None, repr=False)
+    last_retrain_at: datetime | None = None
+    champion: ChampionInfo | None = None
+    reference: Mapping[str, Any] | None = field(default=None, repr=False)
+    # Per-context memo of reads; excluded from equality so two contexts at the same instant compare equal.
+    _cache: dict[tuple[Any, ...], Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "now", _utc(self.now, "TriggerContext.now"))
+        object.__setattr__(self, "last_retrain_at", _utc(self.last_retrain_at, "TriggerContext.last_retrain_at"))
+        if self.reference is not None:
+            object.__setattr__(self, "reference", deep_freeze(self.reference))
+
+    def _source(self) -> WindowSource:
+        if self.source is None:
+            raise TriggerError(f"the context for {self.model_name!r} has no window source: it cannot read the store")
+        return self.source
+
+    def _memo(self, key: tuple[Any, ...], load: Any) -> Any:
+        if key not in self._cache:
+            self._cache[key] = load()
+        return self._cache[key]
+
+    def _start(self, window: timedelta) -> datetime:
+        if not isinstance(window, timedelta) or window <= timedelta(0):
+            raise ValueError(f"window must be a positive timedelta, got {window!r}")
+        return self.now - window
+
+    def features(self, window: timedelta, columns: Sequence[str]) -> FeatureWindow:
+        """Feature values of predictions made in ``[now - window, now)``."""
+        cols = (columns,) if isinstance(columns, str) else tuple(columns)
+        start = self._start(window)
+
+        def load() -> FeatureWindow:
+            raw = self._source().features_window(self.model_name, start, self.now, cols)
+            keep = _before(raw.ts, self.now)
+            return FeatureWindow(
+                ts=readonly_array(np.asarray(raw.ts)[keep]),
+                columns=FrozenDict({c: readonly_array(np.asarray(raw.columns[c])[keep]) for c in cols}),
+            )
+
+        return self._memo(("features", window, cols), load)
+
+    def labelled(self, window: timedelta, *, model_version: str | None = None) -> LabelledWindow:
+        """Predictions made in ``[now - window, now)`` whose label had arrived by ``now``."""
+        start = self._start(window)
+
+        def load() -> LabelledWindow:
+            raw = self._source().labelled_window(
+                self.model_name, start, self.now, as_of=self.now, model_version=model_version
+            )
+            keep = _before(raw.ts, self.now)
+            return LabelledWindow(
+                ts=readonly_array(np.asarray(raw.ts)[keep]),
+                y_true=readonly_array(np.asarray(raw.y_true)[keep]),
+                y_pred=readonly_array(np.asarray(raw.y_pred)[keep]),
+                score=readonly_array(np.asarray(raw.score)[keep]),
+                n_predictions=int(raw.n_predictions),
+            )
+
+        return self._memo(("labelled", window, model_version), load)
+
+    def count_since(self, since: datetime | timedelta, *, labelled: bool = False) -> int:
+        """Predictions made in ``[since, now)``; with ``labelled``, only those labelled by ``now``.
+
+        ``since`` may be a datetime or a look-back timedelta. A ``since`` after ``now`` counts 0.
+        """
+        start = self._start(since) if isinstance(since, timedelta) else _utc(since, "since")
+        assert start is not None
+        if start >= self.now:
+            return 0
+
+        def load() -> int:
+            return int(
+                self._source().count_predictions(
+                    self.model_name, start, self.now, labelled=labelled, as_of=self.now
+                )
+            )
+
+        return self._memo(("count", start, labelled), load)
+
+    def since_last_retrain(self) -> timedelta | None:
+        """Time elapsed since the last retrain, or None if the model was never retrained."""
+        return None if self.last_retrain_at is None else self.now - self.last_retrain_at
+
+
+__all__ = ["ChampionInfo", "FeatureWindow", "LabelledWindow", "TriggerContext", "WindowSource"]

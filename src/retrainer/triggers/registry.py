@@ -1,0 +1,208 @@
+"""Finding trigger classes: entry points in the group ``retrainer.triggers``.
+
+A distribution declares, in its pyproject.toml::
+
+    [project.entry-points."retrainer.triggers"]
+    my_trigger = "my_package.triggers:MyTrigger"
+
+and ``type: my_trigger`` in retrainer.yaml then builds ``MyTrigger``. As with pluggy and keyring,
+one broken plugin must not break the others: when listing, it is logged and skipped; only a
+config that *uses* it fails, with a :class:`~retrainer.errors.TriggerLoadError` that names the
+plugin, its distribution and the cause. Classes can also be supplied without installing anything
+(``extra=`` or the :func:`register` context manager), which is what tests use.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from pydantic import ValidationError
+
+from retrainer.config import TriggerSpec, format_validation_error
+from retrainer.errors import ConfigError, TriggerLoadError
+from retrainer.triggers.base import InvalidTriggerParams, Trigger
+
+ENTRY_POINT_GROUP = "retrainer.triggers"
+
+log = logging.getLogger(__name__)
+
+# Classes registered with `register(...)`; restored on exit, so no test leaks into another.
+_registered: dict[str, type[Trigger]] = {}
+
+
+@dataclass(frozen=True)
+class TriggerInfo:
+    """One trigger type as discovered; ``cls`` is None and ``error`` says why when it cannot load."""
+
+    name: str
+    cls: type[Trigger] | None
+    distribution: str | None
+    version: str | None
+    params_schema: dict[str, Any] | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    name: str
+    entry_point: Any = None  # an importlib.metadata.EntryPoint (or any object with .load/.value)
+    cls: type[Trigger] | None = None
+    distribution: str | None = None
+    version: str | None = None
+
+    @property
+    def origin(self) -> str:
+        if self.cls is not None:
+            return f"{self.cls.__module__}:{self.cls.__qualname__} (registered in code)"
+        dist = f"distribution {self.distribution!r}" if self.distribution else "an unknown distribution"
+        return f"{dist} ({getattr(self.entry_point, 'value', '?')})"
+
+
+def _entry_points() -> list[Any]:
+    """The group's entry points; the one seam tests replace."""
+    return list(entry_points(group=ENTRY_POINT_GROUP))
+
+
+def _distribution(ep: Any) -> tuple[str | None, str | None]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None, None
+    name = getattr(dist, "name", None) or dist.metadata["Name"]
+    return name, getattr(dist, "version", None)
+
+
+def _candidates(extra: Mapping[str, type[Trigger]] | None) -> dict[str, list[_Candidate]]:
+    found: dict[str, list[_Candidate]] = {}
+    for ep in _entry_points():
+        same = found.setdefault(ep.name, [])
+        if any(c.entry_point.value == ep.value for c in same):
+            continue  # the same target listed twice (e.g. duplicate path entries) is one plugin
+        same.append(_Candidate(ep.name, entry_point=ep, distribution=_distribution(ep)[0], version=_distribution(ep)[1]))
+    # Code beats installation: an explicit class for a name replaces whatever is installed under it.
+    for name, cls in {**_registered, **(extra or {})}.items():
+        found[name] = [_Candidate(name, cls=cls)]
+    return found
+
+
+def _check_class(name: str, obj: Any, origin: str) -> type[Trigger]:
+    if not (inspect.isclass(obj) and issubclass(obj, Trigger)):
+        raise TriggerLoadError(
+            f"trigger plugin {name!r} from {origin} is {obj!r}, not a subclass of retrainer.triggers.Trigger"
+        )
+    if inspect.isabstract(obj):
+        missing = ", ".join(sorted(obj.__abstractmethods__))
+        raise TriggerLoadError(f"trigger plugin {name!r} from {origin} is abstract (does not implement {missing})")
+    declared = getattr(obj, "name", None)
+    if declared != name:
+        raise TriggerLoadError(
+            f"trigger plugin {name!r} from {origin}: the class says name = {declared!r} but the entry point is "
+            f"{name!r}; they must match (the entry-point name is the `type:` in retrainer.yaml)"
+        )
+    return obj
+
+
+def _load(name: str, candidates: Sequence[_Candidate]) -> type[Trigger]:
+    if len(candidates) > 1:
+        owners = " and ".join(c.origin for c in candidates)
+        raise TriggerLoadError(f"two plugins claim the trigger type {name!r}: {owners}; uninstall one of them")
+    (c,) = candidates
+    if c.cls is not None:
+        return _check_class(name, c.cls, c.origin)
+    try:
+        obj = c.entry_point.load()
+    except Exception as exc:  # noqa: BLE001 - an import error, a syntax error, anything: report it
+        raise TriggerLoadError(
+            f"trigger plugin {name!r} from {c.origin} failed to load: {type(exc).__name__}: {exc}"
+        ) from exc
+    return _check_class(name, obj, c.origin)
+
+
+def available_triggers(*, extra: Mapping[str, type[Trigger]] | None = None) -> dict[str, TriggerInfo]:
+    """Every trigger type, sorted by name. Broken plugins are logged and listed with ``error`` set."""
+    out: dict[str, TriggerInfo] = {}
+    for name, cands in sorted(_candidates(extra).items()):
+        dist, version = cands[0].distribution, cands[0].version
+        try:
+            cls = _load(name, cands)
+        except TriggerLoadError as exc:
+            log.warning("skipping trigger plugin %r: %s", name, exc)
+            out[name] = TriggerInfo(name, None, dist, version, None, str(exc))
+            continue
+        out[name] = TriggerInfo(name, cls, dist, version, cls.Params.model_json_schema())
+    return out
+
+
+def build_triggers(
+    specs: Sequence[TriggerSpec | Mapping[str, Any] | Trigger],
+    *,
+    extra: Mapping[str, type[Trigger]] | None = None,
+) -> list[Trigger]:
+    """Instantiate the configured triggers. Only the types used are loaded; built triggers pass through."""
+    candidates = _candidates(extra)
+    classes: dict[str, type[Trigger]] = {}
+    built: list[Trigger] = []
+    for i, spec in enumerate(specs):
+        if isinstance(spec, Trigger):
+            built.append(spec)
+            continue
+        if not isinstance(spec, TriggerSpec):
+            try:
+                spec = TriggerSpec.model_validate(spec)
+            except ValidationError as err:
+                raise ConfigError(format_validation_error(err, f"triggers[{i}]")) from None
+        if spec.type not in candidates:
+            near = difflib.get_close_matches(spec.type, candidates, n=1)
+            hint = f" Did you mean {near[0]!r}?" if near else ""
+            known = ", ".join(sorted(candidates)) or "none installed"
+            raise TriggerLoadError(
+                f"triggers[{i}]: unknown trigger type {spec.type!r} (available: {known}).{hint} "
+                f"Is the plugin installed? It must declare an entry point in the group {ENTRY_POINT_GROUP!r}."
+            )
+        if spec.type not in classes:
+            classes[spec.type] = _load(spec.type, candidates[spec.type])
+        try:
+            built.append(classes[spec.type](spec.params, label=spec.label))
+        except InvalidTriggerParams as exc:
+            raise InvalidTriggerParams(f"triggers[{i}]: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a plugin whose constructor is broken
+            raise TriggerLoadError(
+                f"triggers[{i}]: trigger plugin {spec.type!r} could not be constructed: {type(exc).__name__}: {exc}"
+            ) from exc
+    return built
+
+
+@contextmanager
+def register(cls: type[Trigger], name: str | None = None) -> Iterator[type[Trigger]]:
+    """Make ``cls`` available as ``type: name`` (default ``cls.name``) inside the ``with`` block only.
+
+    >>> from retrainer.triggers.base import NeverTrigger
+    >>> with register(NeverTrigger, "nothing"):
+    ...     pass
+    Traceback (most recent call last):
+    ...
+    retrainer.errors.TriggerLoadError: trigger plugin 'nothing' from retrainer.triggers.base:NeverTrigger (registered in code): the class says name = 'never' but the entry point is 'nothing'; they must match (the entry-point name is the `type:` in retrainer.yaml)
+    """
+    key = name or getattr(cls, "name", None)
+    if not isinstance(key, str) or not key:
+        raise TypeError(f"{cls!r} has no `name`; pass one")
+    _check_class(key, cls, _Candidate(key, cls=cls).origin)
+    missing = object()
+    previous = _registered.get(key, missing)
+    _registered[key] = cls
+    try:
+        yield cls
+    finally:
+        if previous is missing:
+            _registered.pop(key, None)
+        else:
+            _registered[key] = previous  # type: ignore[assignment]
+
+
+__all__ = ["ENTRY_POINT_GROUP", "TriggerInfo", "available_triggers", "build_triggers", "register"]
