@@ -1,0 +1,96 @@
+"""The promotion ledger (append-only: the database itself refuses UPDATE/DELETE) and the
+champion pointer that promotion compare-and-sets."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from retrainer.errors import StoreError
+from retrainer.store.engine import dialect_insert
+from retrainer.store.records import LedgerEntry, from_epoch, to_epoch
+from retrainer.store.schema import model_state, promotion_ledger as t
+
+ACTIONS = ("promote", "rollback", "reject", "superseded", "ab_start", "ab_stop", "shadow_start", "shadow_stop")
+
+
+def append(
+    conn: Connection,
+    model_name: str,
+    *,
+    action: str,
+    from_version: str | None,
+    to_version: str | None,
+    actor: str,
+    reason: str,
+    run_id: int | None,
+    at: datetime | None,
+) -> int:
+    if action not in ACTIONS:
+        raise StoreError(f"ledger action {action!r} is not one of {', '.join(ACTIONS)}")
+    when = to_epoch(at or datetime.now(timezone.utc))
+    return int(
+        conn.execute(
+            sa.insert(t)
+            .values(
+                model_name=model_name,
+                action=action,
+                from_version=from_version,
+                to_version=to_version,
+                actor=actor,
+                reason=reason,
+                run_id=run_id,
+                at=when,
+            )
+            .returning(t.c.id)
+        ).scalar_one()
+    )
+
+
+def read(conn: Connection, model_name: str) -> list[LedgerEntry]:
+    q = sa.select(t).where(t.c.model_name == model_name).order_by(t.c.id)
+    return [
+        LedgerEntry(
+            id=r.id,
+            model_name=r.model_name,
+            action=r.action,
+            from_version=r.from_version,
+            to_version=r.to_version,
+            actor=r.actor,
+            reason=r.reason,
+            run_id=r.run_id,
+            at=from_epoch(r.at),  # type: ignore[arg-type]
+        )
+        for r in conn.execute(q)
+    ]
+
+
+def champion(conn: Connection, model_name: str) -> str | None:
+    return conn.execute(
+        sa.select(model_state.c.champion_version).where(model_state.c.model_name == model_name)
+    ).scalar_one_or_none()
+
+
+def champion_cas(conn: Connection, model_name: str, expected: str | None, new: str) -> bool:
+    """Set the champion to ``new`` only if it is ``expected`` now; one statement, so two
+    promoters racing cannot both win. False means someone else moved it first."""
+    now = time.time()
+    moved = conn.execute(
+        sa.update(model_state)
+        .where(model_state.c.model_name == model_name, model_state.c.champion_version.is_not_distinct_from(expected))
+        .values(champion_version=new, updated_at=now)
+    ).rowcount
+    if moved == 1:
+        return True
+    if expected is not None:
+        return False
+    # First champion ever: the row does not exist yet; a racing first insert wins, we lose.
+    stmt = (
+        dialect_insert(conn, model_state)
+        .values(model_name=model_name, champion_version=new, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["model_name"])
+    )
+    return conn.execute(stmt).rowcount == 1

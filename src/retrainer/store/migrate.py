@@ -1,0 +1,61 @@
+"""Schema versions through Alembic, driven from code (users need no alembic.ini)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+from retrainer.errors import SchemaError
+from retrainer.store.engine import mask_url, read_tx, write_tx
+
+# Our own version table, so a database shared with another Alembic user (MLflow's, say)
+# does not mix up the two histories.
+VERSION_TABLE = "retrainer_alembic_version"
+_SCRIPT_LOCATION = str(Path(__file__).parent / "migrations")
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", _SCRIPT_LOCATION)
+    cfg.set_main_option("version_table", VERSION_TABLE)
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with read_tx(engine) as conn:
+        ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        return ctx.get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    cfg = alembic_config()
+    with write_tx(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            # Two processes initialising one database at once: serialise them (released at commit).
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def check(engine: Engine) -> None:
+    have, want = current_revision(engine), head_revision()
+    if have == want:
+        return
+    where = mask_url(engine.url)
+    if have is None:
+        raise SchemaError(f"the store at {where} has no retrainer schema: run `retrainer store upgrade`")
+    raise SchemaError(
+        f"the store at {where} is at schema revision {have!r}, this code needs {want!r}: "
+        "run `retrainer store upgrade`"
+    )

@@ -1,0 +1,1 @@
+"""Alembic migrations of the store; run through :meth:`retrainer.store.Store.upgrade`, no alembic.ini needed."""

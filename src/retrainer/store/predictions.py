@@ -1,0 +1,260 @@
+"""The inference log: batched, idempotent prediction writes and the window reads triggers need.
+
+Feature values are stored column by column per ingest batch (see docs/store-layout.md):
+reading a 1M-row window of 20 features is a few hundred blob reads and ``np.frombuffer``,
+not 20M Python objects.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from retrainer.identifiers import validate_identifier
+from retrainer.store.engine import dialect_insert
+from retrainer.store.records import FeatureWindow, LabelledWindow, WriteResult, to_epoch
+from retrainer.store.schema import ab_tests, feature_chunk_columns, feature_chunks, labels, predictions
+from retrainer.store.validation import PredictionBatch, raise_if
+
+_F8 = np.dtype("<f8")
+_I8 = np.dtype("<i8")
+
+
+# -- writes ---------------------------------------------------------------------------------
+
+
+def _check_ab_tests(conn: Connection, batch: PredictionBatch) -> None:
+    wanted = {i for i in batch.ab_test_id if i is not None}
+    if not wanted:
+        return
+    known = set(conn.execute(sa.select(ab_tests.c.id).where(ab_tests.c.id.in_(wanted))).scalars())
+    problems = [
+        f"row {i}: ab_test_id: no A/B test with id {v}" for i, v in enumerate(batch.ab_test_id) if v is not None and v not in known
+    ]
+    raise_if(problems, "prediction batch")  # raised inside the transaction: it rolls back
+
+
+def _encode(values: np.ndarray, kind: str) -> tuple[str, bytes]:
+    if kind == "numeric":
+        return "f8", np.ascontiguousarray(values, dtype=_F8).tobytes()
+    return "json", json.dumps(values.tolist(), separators=(",", ":")).encode()
+
+
+def _decode(encoding: str, data: bytes, n: int) -> np.ndarray:
+    if encoding == "f8":
+        return np.frombuffer(data, dtype=_F8, count=n)
+    out = np.empty(n, dtype=object)
+    out[:] = json.loads(data)
+    return out
+
+
+def write_batch(conn: Connection, batch: PredictionBatch) -> WriteResult:
+    """Insert new predictions, skip request ids already stored, and store the features of the
+    rows actually inserted as one chunk. Runs inside the caller's (write) transaction."""
+    n = len(batch)
+    if n == 0:
+        return WriteResult(inserted=0, duplicates=0)
+    _check_ab_tests(conn, batch)
+    score = [None if s != s else float(s) for s in batch.score.tolist()]  # NaN -> NULL
+    rows = [
+        {
+            "request_id": rid,
+            "model_name": batch.model_name,
+            "model_version": mv,
+            "unit_id": uid,
+            "arm": arm,
+            "ts": ts,
+            "prediction": pred,
+            "score": sc,
+            "ab_test_id": ab,
+        }
+        for rid, mv, uid, arm, ts, pred, sc, ab in zip(
+            batch.request_id,
+            batch.model_version,
+            batch.unit_id,
+            batch.arm,
+            batch.ts.tolist(),
+            batch.prediction.tolist(),
+            score,
+            batch.ab_test_id,
+            strict=True,
+        )
+    ]
+    stmt = (
+        dialect_insert(conn, predictions)
+        .on_conflict_do_nothing(index_elements=["request_id"])
+        .returning(predictions.c.id, predictions.c.request_id)
+    )
+    inserted = conn.execute(stmt, rows).all()
+    if not inserted:
+        return WriteResult(inserted=0, duplicates=n)
+
+    # Map returned request ids back to batch positions; a request id repeated inside the
+    # batch is inserted once (its first occurrence) and the rest count as duplicates.
+    first: dict[str, int] = {}
+    for i, rid in enumerate(batch.request_id):
+        first.setdefault(rid, i)
+    pos = np.fromiter((first[rid] for _, rid in inserted), dtype=np.int64, count=len(inserted))
+    ids = np.fromiter((pid for pid, _ in inserted), dtype=_I8, count=len(inserted))
+    order = np.argsort(pos, kind="stable")
+    pos, ids = pos[order], ids[order]
+    ts = batch.ts[pos]
+
+    chunk_id = conn.execute(
+        sa.insert(feature_chunks)
+        .values(
+            model_name=batch.model_name,
+            ts_min=float(ts.min()),
+            ts_max=float(ts.max()),
+            n_rows=len(pos),
+            prediction_ids=ids.tobytes(),
+            ts=np.ascontiguousarray(ts, dtype=_F8).tobytes(),
+            created_at=time.time(),
+        )
+        .returning(feature_chunks.c.id)
+    ).scalar_one()
+    columns = []
+    for name, values in batch.features.items():
+        encoding, data = _encode(values[pos], batch.kinds[name])
+        columns.append({"chunk_id": chunk_id, "feature": name, "encoding": encoding, "data": data})
+    if columns:
+        conn.execute(sa.insert(feature_chunk_columns), columns)
+    return WriteResult(inserted=len(pos), duplicates=n - len(pos))
+
+
+# -- reads ----------------------------------------------------------------------------------
+
+
+def features_window(
+    conn: Connection, model_name: str, start: datetime, end: datetime, columns: Sequence[str]
+) -> FeatureWindow:
+    """Features of predictions with start <= ts < end, only the columns asked for, by ts.
+
+    A column that no chunk in the window has (a feature added later) comes back all missing.
+    """
+    names = [validate_identifier(c, "feature column") for c in columns]
+    lo, hi = to_epoch(start), to_epoch(end)
+    chunk_rows = conn.execute(
+        sa.select(feature_chunks.c.id, feature_chunks.c.n_rows, feature_chunks.c.ts, feature_chunks.c.prediction_ids)
+        .where(feature_chunks.c.model_name == model_name, feature_chunks.c.ts_max >= lo, feature_chunks.c.ts_min < hi)
+        .order_by(feature_chunks.c.id)
+    ).all()
+    if not chunk_rows:
+        empty = np.empty(0, dtype=np.float64)
+        return FeatureWindow(ts=empty, columns={c: empty.copy() for c in names}, prediction_ids=np.empty(0, dtype=np.int64))
+    blobs: dict[tuple[int, str], tuple[str, bytes]] = {}
+    if names:
+        chunk_ids = [r.id for r in chunk_rows]
+        for i in range(0, len(chunk_ids), 500):  # keep bound parameters well under SQLite's limit
+            q = sa.select(
+                feature_chunk_columns.c.chunk_id,
+                feature_chunk_columns.c.feature,
+                feature_chunk_columns.c.encoding,
+                feature_chunk_columns.c.data,
+            ).where(
+                feature_chunk_columns.c.chunk_id.in_(chunk_ids[i : i + 500]),
+                feature_chunk_columns.c.feature.in_(names),
+            )
+            for cid, feat, enc, data in conn.execute(q):
+                blobs[(cid, feat)] = (enc, data)
+
+    ts_parts, id_parts, masks = [], [], []
+    col_parts: dict[str, list[np.ndarray]] = {c: [] for c in names}
+    for r in chunk_rows:
+        ts = np.frombuffer(r.ts, dtype=_F8, count=r.n_rows)
+        mask = (ts >= lo) & (ts < hi)
+        full = bool(mask.all())
+        ts_parts.append(ts if full else ts[mask])
+        ids = np.frombuffer(r.prediction_ids, dtype=_I8, count=r.n_rows)
+        id_parts.append(ids if full else ids[mask])
+        masks.append(mask)
+        for c in names:
+            enc_data = blobs.get((r.id, c))
+            values = _decode(*enc_data, r.n_rows) if enc_data else np.full(r.n_rows, np.nan)
+            col_parts[c].append(values if full else values[mask])
+    ts_all = np.concatenate(ts_parts)
+    ids_all = np.concatenate(id_parts)
+    cols = {c: _concat(parts) for c, parts in col_parts.items()}
+    if ts_all.size > 1 and not bool(np.all(ts_all[1:] >= ts_all[:-1])):
+        order = np.argsort(ts_all, kind="stable")
+        ts_all, ids_all = ts_all[order], ids_all[order]
+        cols = {c: v[order] for c, v in cols.items()}
+    return FeatureWindow(ts=ts_all, columns=cols, prediction_ids=ids_all)
+
+
+def _concat(parts: list[np.ndarray]) -> np.ndarray:
+    if any(p.dtype == object for p in parts):
+        return np.concatenate([p.astype(object) for p in parts])
+    return np.concatenate(parts)
+
+
+def _window(model_name: str, lo: float, hi: float, model_version: str | None) -> list[sa.ColumnElement[bool]]:
+    where = [predictions.c.model_name == model_name, predictions.c.ts >= lo, predictions.c.ts < hi]
+    if model_version is not None:
+        where.append(predictions.c.model_version == model_version)
+    return where
+
+
+def labelled_rows(
+    conn: Connection, model_name: str, start: datetime, end: datetime, as_of: datetime, model_version: str | None
+) -> tuple[np.ndarray, int]:
+    """(id, ts, prediction, score, label) rows of the window whose label is known at as_of,
+    as a float64 matrix ordered by ts, and the number of predictions in the window."""
+    lo, hi = to_epoch(start), to_epoch(end)
+    where = _window(model_name, lo, hi, model_version)
+    q = (
+        sa.select(predictions.c.id, predictions.c.ts, predictions.c.prediction, predictions.c.score, labels.c.label)
+        .join(labels, labels.c.request_id == predictions.c.request_id)
+        .where(*where, labels.c.ts <= to_epoch(as_of))
+        .order_by(predictions.c.ts, predictions.c.id)
+    )
+    rows = conn.execute(q).all()
+    matrix = np.array(rows, dtype=np.float64).reshape(len(rows), 5)  # NULL score -> NaN
+    total = conn.execute(sa.select(sa.func.count()).select_from(predictions).where(*where)).scalar_one()
+    return matrix, int(total)
+
+
+def labelled_window(
+    conn: Connection, model_name: str, start: datetime, end: datetime, as_of: datetime, model_version: str | None
+) -> LabelledWindow:
+    m, total = labelled_rows(conn, model_name, start, end, as_of, model_version)
+    return LabelledWindow(y_true=m[:, 4], y_pred=m[:, 2], score=m[:, 3], ts=m[:, 1], n_predictions=total)
+
+
+def labelled_frame(
+    conn: Connection, model_name: str, start: datetime, end: datetime, as_of: datetime, columns: Sequence[str]
+) -> pd.DataFrame:
+    """Features + prediction + label + ts of the matured labelled predictions: training rows."""
+    m, _ = labelled_rows(conn, model_name, start, end, as_of, None)
+    window = features_window(conn, model_name, start, end, columns)
+    ids = m[:, 0].astype(np.int64)
+    order = np.argsort(window.prediction_ids, kind="stable")
+    sorted_ids = window.prediction_ids[order]
+    at = np.searchsorted(sorted_ids, ids)
+    found = at < sorted_ids.size
+    found[found] = sorted_ids[at[found]] == ids[found]
+    take = order[at[found]]  # every logged prediction has its features; guard anyway
+    frame = pd.DataFrame({c: window.columns[c][take] for c in window.columns})
+    frame["prediction"] = m[found, 2]
+    frame["label"] = m[found, 4]
+    frame["ts"] = pd.to_datetime(m[found, 1], unit="s", utc=True)
+    return frame
+
+
+def count_predictions(
+    conn: Connection, model_name: str, since: datetime, until: datetime, *, labelled: bool, as_of: datetime | None
+) -> int:
+    where = _window(model_name, to_epoch(since), to_epoch(until), None)
+    q = sa.select(sa.func.count()).select_from(predictions)
+    if labelled:
+        q = q.join(labels, labels.c.request_id == predictions.c.request_id)
+        if as_of is not None:
+            where.append(labels.c.ts <= to_epoch(as_of))
+    return int(conn.execute(q.where(*where)).scalar_one())

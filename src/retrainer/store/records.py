@@ -1,0 +1,167 @@
+"""Plain frozen dataclasses that go into and come out of the store."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+
+def to_epoch(when: datetime) -> float:
+    """Aware datetime -> epoch seconds; a naive one is taken to be UTC."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
+def from_epoch(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRecord:
+    """One served prediction. ``ts`` is tz-aware (UTC assumed if naive)."""
+
+    request_id: str
+    features: Mapping[str, Any]
+    prediction: float
+    ts: datetime
+    model_version: str | None = None
+    unit_id: str | None = None
+    arm: str | None = None
+    score: float | None = None
+    ab_test_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRecord:
+    """Ground truth for a request; ``ts`` is when the label became known."""
+
+    request_id: str
+    label: float
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    inserted: int
+    duplicates: int
+
+
+@dataclass(frozen=True, slots=True)
+class LabelWriteResult:
+    written: int
+    unknown_request_ids: int
+
+
+@dataclass(frozen=True)
+class FeatureWindow:
+    """Feature columns of the predictions in a window, ordered by ``ts``.
+
+    ``ts`` is float64 epoch seconds; numeric columns are float64 (NaN = missing); categorical
+    columns are object arrays (None = missing). ``prediction_ids`` joins back to predictions.
+    """
+
+    ts: np.ndarray
+    columns: dict[str, np.ndarray]
+    prediction_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+
+@dataclass(frozen=True)
+class LabelledWindow:
+    """Predictions of a window that have a label known at ``as_of``."""
+
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    score: np.ndarray  # NaN where the prediction had no score
+    ts: np.ndarray
+    n_predictions: int  # every prediction in the window, labelled or not
+
+    def __len__(self) -> int:
+        return int(self.y_true.shape[0])
+
+    @property
+    def coverage(self) -> float:
+        """Share of the window's predictions that are labelled (0 when there are none)."""
+        return len(self) / self.n_predictions if self.n_predictions else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    id: int
+    check_id: str
+    model_name: str
+    evaluated_at: datetime
+    trigger: str
+    fired: bool
+    status: str
+    value: float | None
+    threshold: float | None
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainRun:
+    id: int
+    model_name: str
+    flow_run_id: str | None
+    reasons: list[str]
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    metrics: dict[str, Any] | None
+    version: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    id: int
+    model_name: str
+    action: str
+    from_version: str | None
+    to_version: str | None
+    actor: str
+    reason: str
+    run_id: int | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ABTest:
+    id: int
+    model_name: str
+    champion_version: str
+    challenger_version: str
+    split: float
+    salt: str
+    status: str
+    started_at: datetime
+    stopped_at: datetime | None
+    stop_reason: str | None
+    config: dict[str, Any] | None
+    result: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowRecord:
+    """One request answered by both the champion and the shadow model."""
+
+    model_name: str
+    request_id: str
+    champion_version: str
+    shadow_version: str
+    champion_prediction: float
+    shadow_prediction: float
+    ts: datetime
+    champion_score: float | None = None
+    shadow_score: float | None = None
+    latency_ms: float | None = None
+    id: int | None = None  # set when read back

@@ -1,0 +1,87 @@
+"""Retrain runs: started by the retrain flow, finished exactly once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from retrainer.errors import StoreError
+from retrainer.store.records import RetrainRun, from_epoch, to_epoch
+from retrainer.store.schema import retrain_runs as t
+
+FINAL_STATUSES = ("succeeded", "failed", "rejected", "cancelled")
+
+
+def start(conn: Connection, model_name: str, *, flow_run_id: str | None, reasons: list[str], started_at: datetime) -> int:
+    return int(
+        conn.execute(
+            sa.insert(t)
+            .values(
+                model_name=model_name,
+                flow_run_id=flow_run_id,
+                reasons=[str(r) for r in reasons],
+                status="running",
+                started_at=to_epoch(started_at),
+            )
+            .returning(t.c.id)
+        ).scalar_one()
+    )
+
+
+def finish(
+    conn: Connection,
+    run_id: int,
+    *,
+    status: str,
+    metrics: dict[str, Any] | None,
+    version: str | None,
+    error: str | None,
+    finished_at: datetime,
+) -> None:
+    if status not in FINAL_STATUSES:
+        raise StoreError(f"run status {status!r} is not one of {', '.join(FINAL_STATUSES)}")
+    done = conn.execute(
+        sa.update(t)
+        .where(t.c.id == run_id, t.c.status == "running")
+        .values(status=status, metrics=metrics or {}, version=version, error=error, finished_at=to_epoch(finished_at))
+    ).rowcount
+    if done != 1:
+        exists = conn.execute(sa.select(t.c.status).where(t.c.id == run_id)).scalar_one_or_none()
+        if exists is None:
+            raise StoreError(f"no retrain run with id {run_id}")
+        raise StoreError(f"retrain run {run_id} already finished with status {exists!r}")
+
+
+def _run(r: Any) -> RetrainRun:
+    return RetrainRun(
+        id=r.id,
+        model_name=r.model_name,
+        flow_run_id=r.flow_run_id,
+        reasons=list(r.reasons or []),
+        status=r.status,
+        started_at=from_epoch(r.started_at),  # type: ignore[arg-type]
+        finished_at=from_epoch(r.finished_at),
+        metrics=r.metrics,
+        version=r.version,
+        error=r.error,
+    )
+
+
+def read(conn: Connection, model_name: str, limit: int) -> list[RetrainRun]:
+    q = sa.select(t).where(t.c.model_name == model_name).order_by(t.c.started_at.desc(), t.c.id.desc()).limit(limit)
+    return [_run(r) for r in conn.execute(q)]
+
+
+def get(conn: Connection, run_id: int) -> RetrainRun | None:
+    r = conn.execute(sa.select(t).where(t.c.id == run_id)).one_or_none()
+    return None if r is None else _run(r)
+
+
+def last_successful(conn: Connection, model_name: str) -> datetime | None:
+    at = conn.execute(
+        sa.select(sa.func.max(t.c.finished_at)).where(t.c.model_name == model_name, t.c.status == "succeeded")
+    ).scalar_one()
+    return from_epoch(at)

@@ -1,0 +1,215 @@
+"""Tables of the store, as SQLAlchemy Core metadata (the migrations are the source of truth
+for existing databases; a test checks the two agree).
+
+Every time is a float of epoch seconds UTC: one convention on SQLite and PostgreSQL, cheap to
+index and compare, and free of time-zone ambiguity. The repository functions convert to and
+from aware ``datetime``.
+
+Feature values are not stored per row: ``feature_chunks`` holds one row per ingest batch and
+``feature_chunk_columns`` one blob per (batch, feature). See docs/store-layout.md for why.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-assigns ids for a column declared exactly INTEGER PRIMARY KEY.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+Name = sa.String(255)
+Time = sa.Double  # epoch seconds UTC
+
+ab_tests = sa.Table(
+    "ab_tests",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("model_name", Name, nullable=False),
+    sa.Column("champion_version", Name, nullable=False),
+    sa.Column("challenger_version", Name, nullable=False),
+    sa.Column("split", sa.Double, nullable=False),
+    sa.Column("salt", Name, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", Time, nullable=False),
+    sa.Column("stopped_at", Time),
+    sa.Column("stop_reason", sa.Text),
+    sa.Column("config", Json),
+    sa.Column("result", Json),
+    sa.CheckConstraint("status IN ('running', 'stopped')", name="status"),
+    sa.CheckConstraint("split > 0 AND split < 1", name="split"),
+)
+# At most one running test per model, enforced by the database rather than by hope.
+sa.Index(
+    "ux_ab_tests_running",
+    ab_tests.c.model_name,
+    unique=True,
+    sqlite_where=ab_tests.c.status == "running",
+    postgresql_where=ab_tests.c.status == "running",
+)
+
+ab_assignments = sa.Table(
+    "ab_assignments",
+    metadata,
+    sa.Column("ab_test_id", BigId, sa.ForeignKey("ab_tests.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("unit_id", Name, primary_key=True),
+    sa.Column("arm", sa.String(32), nullable=False),
+    sa.Column("assigned_at", Time, nullable=False),
+)
+
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("request_id", Name, nullable=False, unique=True),
+    sa.Column("model_name", Name, nullable=False),
+    sa.Column("model_version", Name),
+    sa.Column("unit_id", Name),
+    sa.Column("arm", sa.String(32)),
+    sa.Column("ts", Time, nullable=False),
+    sa.Column("prediction", sa.Double, nullable=False),
+    sa.Column("score", sa.Double),
+    sa.Column("ab_test_id", BigId, sa.ForeignKey("ab_tests.id")),
+    sa.Index("ix_predictions_model_name_ts", "model_name", "ts"),
+)
+
+feature_chunks = sa.Table(
+    "feature_chunks",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("model_name", Name, nullable=False),
+    sa.Column("ts_min", Time, nullable=False),
+    sa.Column("ts_max", Time, nullable=False),
+    sa.Column("n_rows", sa.Integer, nullable=False),
+    sa.Column("prediction_ids", sa.LargeBinary, nullable=False),  # int64 little-endian
+    sa.Column("ts", sa.LargeBinary, nullable=False),  # float64 little-endian
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_feature_chunks_model_name_ts_max", "model_name", "ts_max"),
+)
+
+feature_chunk_columns = sa.Table(
+    "feature_chunk_columns",
+    metadata,
+    sa.Column("chunk_id", BigId, sa.ForeignKey("feature_chunks.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("feature", Name, primary_key=True),
+    sa.Column("encoding", sa.String(16), nullable=False),  # 'f8' | 'json'
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+labels = sa.Table(
+    "labels",
+    metadata,
+    # No foreign key: labels may arrive for predictions this store has not (yet) seen.
+    sa.Column("request_id", Name, primary_key=True),
+    sa.Column("label", sa.Double, nullable=False),
+    sa.Column("ts", Time, nullable=False),  # when the label became known
+    sa.Column("received_at", Time, nullable=False),
+    sa.Index("ix_labels_ts", "ts"),
+)
+
+trigger_evaluations = sa.Table(
+    "trigger_evaluations",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("check_id", Name, nullable=False),
+    sa.Column("model_name", Name, nullable=False),
+    sa.Column("evaluated_at", Time, nullable=False),
+    sa.Column("trigger", Name, nullable=False),
+    sa.Column("fired", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("value", sa.Double),
+    sa.Column("threshold", sa.Double),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("evidence", Json),
+    sa.Index("ix_trigger_evaluations_model_name_evaluated_at", "model_name", "evaluated_at"),
+)
+
+retrain_runs = sa.Table(
+    "retrain_runs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("model_name", Name, nullable=False),
+    sa.Column("flow_run_id", Name),
+    sa.Column("reasons", Json, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", Time, nullable=False),
+    sa.Column("finished_at", Time),
+    sa.Column("metrics", Json),
+    sa.Column("version", Name),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_retrain_runs_model_name_started_at", "model_name", "started_at"),
+)
+
+promotion_ledger = sa.Table(
+    "promotion_ledger",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("model_name", Name, nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("from_version", Name),
+    sa.Column("to_version", Name),
+    sa.Column("actor", Name, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("run_id", BigId, sa.ForeignKey("retrain_runs.id")),
+    sa.Column("at", Time, nullable=False),
+    sa.Index("ix_promotion_ledger_model_name", "model_name"),
+)
+
+shadow_comparisons = sa.Table(
+    "shadow_comparisons",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("model_name", Name, nullable=False),
+    sa.Column("request_id", Name, nullable=False),
+    sa.Column("champion_version", Name, nullable=False),
+    sa.Column("shadow_version", Name, nullable=False),
+    sa.Column("champion_prediction", sa.Double, nullable=False),
+    sa.Column("shadow_prediction", sa.Double, nullable=False),
+    sa.Column("champion_score", sa.Double),
+    sa.Column("shadow_score", sa.Double),
+    sa.Column("latency_ms", sa.Double),
+    sa.Column("ts", Time, nullable=False),
+    sa.Index("ix_shadow_comparisons_model_name_ts", "model_name", "ts"),
+)
+
+reference_profiles = sa.Table(
+    "reference_profiles",
+    metadata,
+    sa.Column("model_name", Name, primary_key=True),
+    sa.Column("version", Name, primary_key=True),
+    sa.Column("profile", Json, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+# Revision 2: the champion pointer for compare-and-set promotion.
+model_state = sa.Table(
+    "model_state",
+    metadata,
+    sa.Column("model_name", Name, primary_key=True),
+    sa.Column("champion_version", Name),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+DATA_TABLES = (
+    "predictions",
+    "feature_chunks",
+    "feature_chunk_columns",
+    "labels",
+    "trigger_evaluations",
+    "retrain_runs",
+    "promotion_ledger",
+    "ab_tests",
+    "ab_assignments",
+    "shadow_comparisons",
+    "reference_profiles",
+    "model_state",
+)

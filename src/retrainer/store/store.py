@@ -1,0 +1,328 @@
+"""The :class:`Store` facade: one object the rest of retrainer talks to.
+
+Each method opens one transaction (writes: BEGIN IMMEDIATE on SQLite) and delegates to the
+module that owns that table; validation runs before the transaction opens, so a rejected
+batch never touches the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from retrainer.config import FeatureSpec
+from retrainer.store import ab, audit, labels, ledger, migrate, predictions, profiles, runs, shadow
+from retrainer.store.engine import create_store_engine, mask_url, read_tx, write_tx
+from retrainer.store.records import (
+    ABTest,
+    Evaluation,
+    FeatureWindow,
+    LabelledWindow,
+    LabelRecord,
+    LabelWriteResult,
+    LedgerEntry,
+    PredictionRecord,
+    RetrainRun,
+    ShadowRecord,
+    WriteResult,
+    from_epoch,
+)
+from retrainer.store.schema import DATA_TABLES, metadata
+from retrainer.store.schema import predictions as predictions_table
+from retrainer.store.validation import batch_from_frame, batch_from_records, labels_from_records
+
+
+class Store:
+    """Inference log, labels, audit trail, runs, ledger, A/B, shadow and reference profiles."""
+
+    def __init__(self, engine: Engine, *, max_batch: int = 50_000) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+
+    @classmethod
+    def open(cls, url: str, *, max_batch: int = 50_000) -> Store:
+        """Connect (lazily) to ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+        return cls(create_store_engine(url), max_batch=max_batch)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({mask_url(self.engine.url)!r})"
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def init(self) -> None:
+        """Create the schema, or bring it to head; safe to call every start-up."""
+        migrate.upgrade(self.engine, "head")
+
+    def upgrade(self, revision: str = "head") -> None:
+        migrate.upgrade(self.engine, revision)
+
+    def current_revision(self) -> str | None:
+        return migrate.current_revision(self.engine)
+
+    @staticmethod
+    def head_revision() -> str:
+        return migrate.head_revision()
+
+    def check_schema(self) -> None:
+        """Raise SchemaError (saying to run ``retrainer store upgrade``) unless at head."""
+        migrate.check(self.engine)
+
+    def stats(self) -> dict[str, Any]:
+        revision = self.current_revision()
+        out: dict[str, Any] = {
+            "url": mask_url(self.engine.url),
+            "dialect": self.engine.dialect.name,
+            "revision": revision,
+            "head": self.head_revision(),
+        }
+        if revision is None:
+            return out
+        p = predictions_table
+        with read_tx(self.engine) as conn:
+            present = set(sa.inspect(conn).get_table_names())
+            out["rows"] = {
+                name: int(conn.execute(sa.select(sa.func.count()).select_from(metadata.tables[name])).scalar_one())
+                for name in DATA_TABLES
+                if name in present
+            }
+            per_model = conn.execute(
+                sa.select(p.c.model_name, sa.func.count(), sa.func.min(p.c.ts), sa.func.max(p.c.ts)).group_by(p.c.model_name)
+            ).all()
+            out["predictions_per_model"] = {
+                m: {"count": int(n), "oldest": from_epoch(lo).isoformat(), "newest": from_epoch(hi).isoformat()}  # type: ignore[union-attr]
+                for m, n, lo, hi in per_model
+            }
+            lo, hi = conn.execute(sa.select(sa.func.min(p.c.ts), sa.func.max(p.c.ts))).one()
+            out["oldest_ts"] = None if lo is None else from_epoch(lo).isoformat()  # type: ignore[union-attr]
+            out["newest_ts"] = None if hi is None else from_epoch(hi).isoformat()  # type: ignore[union-attr]
+            out["unmatched_labels"] = labels.unmatched_labels(conn)
+        return out
+
+    # -- inference log ----------------------------------------------------------------------
+
+    def log_predictions(
+        self, model_name: str, records: Sequence[PredictionRecord], features: Sequence[FeatureSpec]
+    ) -> WriteResult:
+        """Store a batch; request ids already stored are skipped (counted as duplicates)."""
+        batch = batch_from_records(model_name, records, features, self.max_batch)
+        if not len(batch):
+            return WriteResult(0, 0)
+        with write_tx(self.engine) as conn:
+            return predictions.write_batch(conn, batch)
+
+    def log_prediction_frame(self, model_name: str, frame: pd.DataFrame, features: Sequence[FeatureSpec]) -> WriteResult:
+        """Same as :meth:`log_predictions` for a DataFrame with columns request_id, ts,
+        prediction, [score, model_version, unit_id, arm, ab_test_id] and the features."""
+        batch = batch_from_frame(model_name, frame, features, self.max_batch)
+        if not len(batch):
+            return WriteResult(0, 0)
+        with write_tx(self.engine) as conn:
+            return predictions.write_batch(conn, batch)
+
+    def log_labels(self, records: Sequence[LabelRecord]) -> LabelWriteResult:
+        """Upsert labels (latest label time wins); unknown request ids are kept and counted."""
+        batch = labels_from_records(records, self.max_batch)
+        if not batch.request_id:
+            return LabelWriteResult(0, 0)
+        with write_tx(self.engine) as conn:
+            return labels.write_labels(conn, batch)
+
+    def features_window(self, model_name: str, start: datetime, end: datetime, columns: Sequence[str]) -> FeatureWindow:
+        """Feature columns of predictions with start <= ts < end, ordered by ts."""
+        with read_tx(self.engine) as conn:
+            return predictions.features_window(conn, model_name, start, end, columns)
+
+    def labelled_window(
+        self, model_name: str, start: datetime, end: datetime, *, as_of: datetime, model_version: str | None = None
+    ) -> LabelledWindow:
+        """Predictions of [start, end) whose label was known at ``as_of`` (label ts <= as_of)."""
+        with read_tx(self.engine) as conn:
+            return predictions.labelled_window(conn, model_name, start, end, as_of, model_version)
+
+    def labelled_frame(
+        self, model_name: str, start: datetime, end: datetime, *, as_of: datetime, columns: Sequence[str]
+    ) -> pd.DataFrame:
+        """Training rows from the inference log: the features asked for + prediction, label, ts."""
+        with read_tx(self.engine) as conn:
+            return predictions.labelled_frame(conn, model_name, start, end, as_of, columns)
+
+    def count_predictions(
+        self, model_name: str, since: datetime, until: datetime, *, labelled: bool = False, as_of: datetime | None = None
+    ) -> int:
+        with read_tx(self.engine) as conn:
+            return predictions.count_predictions(conn, model_name, since, until, labelled=labelled, as_of=as_of)
+
+    def unmatched_labels(self) -> int:
+        with read_tx(self.engine) as conn:
+            return labels.unmatched_labels(conn)
+
+    # -- audit, runs, ledger ----------------------------------------------------------------
+
+    def record_evaluations(self, model_name: str, evaluated_at: datetime, rows: Sequence[Mapping[str, Any]]) -> int:
+        with write_tx(self.engine) as conn:
+            return audit.record(conn, model_name, evaluated_at, rows)
+
+    def evaluations(self, model_name: str, since: datetime | None = None, until: datetime | None = None) -> list[Evaluation]:
+        with read_tx(self.engine) as conn:
+            return audit.read(conn, model_name, since, until)
+
+    def start_run(self, model_name: str, *, flow_run_id: str | None, reasons: list[str], started_at: datetime) -> int:
+        with write_tx(self.engine) as conn:
+            return runs.start(conn, model_name, flow_run_id=flow_run_id, reasons=reasons, started_at=started_at)
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        metrics: dict[str, Any] | None,
+        version: str | None,
+        error: str | None,
+        finished_at: datetime,
+    ) -> None:
+        with write_tx(self.engine) as conn:
+            runs.finish(conn, run_id, status=status, metrics=metrics, version=version, error=error, finished_at=finished_at)
+
+    def runs(self, model_name: str, limit: int = 20) -> list[RetrainRun]:
+        """Most recent first."""
+        with read_tx(self.engine) as conn:
+            return runs.read(conn, model_name, limit)
+
+    def run(self, run_id: int) -> RetrainRun | None:
+        with read_tx(self.engine) as conn:
+            return runs.get(conn, run_id)
+
+    def last_successful_run(self, model_name: str) -> datetime | None:
+        """``finished_at`` of the latest run with status 'succeeded'."""
+        with read_tx(self.engine) as conn:
+            return runs.last_successful(conn, model_name)
+
+    def append_ledger(
+        self,
+        model_name: str,
+        *,
+        action: str,
+        from_version: str | None,
+        to_version: str | None,
+        actor: str,
+        reason: str,
+        run_id: int | None = None,
+        at: datetime | None = None,
+    ) -> int:
+        with write_tx(self.engine) as conn:
+            return ledger.append(
+                conn,
+                model_name,
+                action=action,
+                from_version=from_version,
+                to_version=to_version,
+                actor=actor,
+                reason=reason,
+                run_id=run_id,
+                at=at,
+            )
+
+    def ledger(self, model_name: str) -> list[LedgerEntry]:
+        """Oldest first."""
+        with read_tx(self.engine) as conn:
+            return ledger.read(conn, model_name)
+
+    def champion_cas(self, model_name: str, expected: str | None, new: str) -> bool:
+        with write_tx(self.engine) as conn:
+            return ledger.champion_cas(conn, model_name, expected, new)
+
+    def champion(self, model_name: str) -> str | None:
+        with read_tx(self.engine) as conn:
+            return ledger.champion(conn, model_name)
+
+    # -- reference profiles, A/B, shadow ----------------------------------------------------
+
+    def save_reference_profile(self, model_name: str, version: str, profile: dict[str, Any]) -> None:
+        with write_tx(self.engine) as conn:
+            profiles.save(conn, model_name, version, profile)
+
+    def reference_profile(self, model_name: str, version: str) -> dict[str, Any] | None:
+        with read_tx(self.engine) as conn:
+            return profiles.load(conn, model_name, version)
+
+    def start_ab_test(
+        self,
+        model_name: str,
+        *,
+        champion_version: str,
+        challenger_version: str,
+        split: float,
+        salt: str,
+        config: dict[str, Any] | None = None,
+        started_at: datetime | None = None,
+    ) -> int:
+        """Raises RolloutError when a test is already running for the model."""
+        with write_tx(self.engine) as conn:
+            return ab.start(
+                conn,
+                model_name,
+                champion_version=champion_version,
+                challenger_version=challenger_version,
+                split=split,
+                salt=salt,
+                config=config,
+                started_at=started_at,
+            )
+
+    def active_ab_test(self, model_name: str) -> ABTest | None:
+        with read_tx(self.engine) as conn:
+            return ab.active(conn, model_name)
+
+    def ab_test(self, ab_test_id: int) -> ABTest | None:
+        with read_tx(self.engine) as conn:
+            return ab.get(conn, ab_test_id)
+
+    def ab_tests(self, model_name: str) -> list[ABTest]:
+        with read_tx(self.engine) as conn:
+            return ab.history(conn, model_name)
+
+    def stop_ab_test(
+        self, ab_test_id: int, *, reason: str, result: dict[str, Any] | None = None, stopped_at: datetime | None = None
+    ) -> None:
+        with write_tx(self.engine) as conn:
+            ab.stop(conn, ab_test_id, reason=reason, result=result, stopped_at=stopped_at)
+
+    def record_assignments(
+        self, ab_test_id: int, pairs: Iterable[tuple[str, str]], *, assigned_at: datetime | None = None
+    ) -> int:
+        """(unit_id, arm) pairs; returns how many units were new to the test."""
+        with write_tx(self.engine) as conn:
+            return ab.record_assignments(conn, ab_test_id, pairs, assigned_at)
+
+    def assignment_counts(self, ab_test_id: int) -> dict[str, int]:
+        with read_tx(self.engine) as conn:
+            return ab.assignment_counts(conn, ab_test_id)
+
+    def record_shadow(self, rows: Sequence[ShadowRecord]) -> int:
+        with write_tx(self.engine) as conn:
+            return shadow.record(conn, rows)
+
+    def shadow_rows(
+        self,
+        model_name: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        *,
+        shadow_version: str | None = None,
+    ) -> list[ShadowRecord]:
+        with read_tx(self.engine) as conn:
+            return shadow.read(conn, model_name, since, until, shadow_version)
