@@ -1,0 +1,207 @@
+"""Stand-ins for the SQL store, for tests and for plugin authors.
+
+:class:`InMemoryWindowSource` answers the :class:`~retrainer.windows.WindowSource` queries from an
+in-memory table with exactly the store's semantics (half-open ``[start, end)`` windows, labels
+visible only once received, ``as_of`` inclusive). :func:`make_context` wraps one in a
+:class:`~retrainer.triggers.TriggerContext`; :func:`standard_contexts` builds the scenarios the
+conformance kit runs every trigger through.
+
+>>> src = InMemoryWindowSource({"ts": ["2025-01-01T00:00Z", "2025-01-02T00:00Z"], "x": [1.0, 2.0]})
+>>> ctx = make_context(source=src, now=datetime(2025, 1, 2, tzinfo=timezone.utc))
+>>> ctx.features(timedelta(days=7), ["x"]).columns["x"].tolist()  # the row at `now` is not yet visible
+[1.0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from retrainer.errors import StoreError
+from retrainer.triggers.context import ChampionInfo, TriggerContext
+from retrainer.windows import FeatureWindow, LabelledWindow
+
+DEFAULT_NOW = datetime(2025, 1, 15, tzinfo=timezone.utc)
+STANDARD_FEATURES: tuple[str, ...] = ("x1", "x2", "segment")
+_RESERVED = ("ts", "model_name", "model_version", "y_true", "y_pred", "score", "labelled_at")
+
+
+def _naive_utc(values: Any) -> np.ndarray:
+    """Timestamps (strings, datetimes, pandas) as numpy datetime64[ns] in UTC; NaT for missing."""
+    return pd.to_datetime(pd.Series(values, dtype=object), utc=True).dt.tz_localize(None).to_numpy("datetime64[ns]")
+
+
+def _instant(value: datetime) -> np.datetime64:
+    if value.tzinfo is None:
+        raise ValueError(f"{value!r} must be timezone-aware")
+    return np.datetime64(value.astimezone(timezone.utc).replace(tzinfo=None), "ns")
+
+
+class InMemoryWindowSource:
+    """A read-only prediction log held in numpy arrays.
+
+    Columns of ``data`` (a DataFrame or a mapping of equal-length sequences):
+
+    * ``ts`` (required): when the prediction was made;
+    * ``model_name``, ``model_version`` (optional): without ``model_name`` every row belongs to every model;
+    * ``y_pred``, ``score`` (optional): the model's answer; a missing score is NaN;
+    * ``y_true``, ``labelled_at`` (optional): the label and when it arrived (default: at ``ts``);
+      a row with a missing ``y_true`` or ``labelled_at`` is unlabelled;
+    * every other column is a feature.
+    """
+
+    def __init__(self, data: pd.DataFrame | Mapping[str, Sequence[Any]] | None = None) -> None:
+        frame = pd.DataFrame(data if data is not None else {"ts": []})
+        if "ts" not in frame.columns:
+            raise ValueError("InMemoryWindowSource needs a `ts` column (when each prediction was made)")
+        n = len(frame)
+        self._ts = _naive_utc(frame["ts"])
+        self._model = frame["model_name"].to_numpy(object) if "model_name" in frame else None
+        self._version = frame["model_version"].astype(object).to_numpy(object) if "model_version" in frame else None
+        self._y_pred = frame["y_pred"].to_numpy() if "y_pred" in frame else np.full(n, np.nan)
+        self._score = frame["score"].to_numpy(float) if "score" in frame else np.full(n, np.nan)
+        self._y_true = frame["y_true"].to_numpy() if "y_true" in frame else np.full(n, np.nan)
+        has_label = frame["y_true"].notna().to_numpy() if "y_true" in frame else np.zeros(n, dtype=bool)
+        arrived = _naive_utc(frame["labelled_at"]) if "labelled_at" in frame else self._ts.copy()
+        self._labelled_at = np.where(has_label, arrived, np.datetime64("NaT", "ns"))
+        self._features = {c: frame[c].to_numpy() for c in frame.columns if c not in _RESERVED}
+
+    def __len__(self) -> int:
+        return int(len(self._ts))
+
+    def _rows(self, model_name: str, start: datetime, end: datetime, model_version: str | None = None) -> np.ndarray:
+        mask = (self._ts >= _instant(start)) & (self._ts < _instant(end))
+        if self._model is not None:
+            mask &= self._model == model_name
+        if model_version is not None and self._version is not None:
+            mask &= self._version == model_version
+        idx = np.flatnonzero(mask)
+        return idx[np.argsort(self._ts[idx], kind="stable")]
+
+    def _labelled(self, idx: np.ndarray, as_of: datetime | None) -> np.ndarray:
+        arrived = self._labelled_at[idx]
+        known = ~np.isnat(arrived)
+        if as_of is not None:
+            known &= arrived <= _instant(as_of)
+        return idx[known]
+
+    def features_window(
+        self, model_name: str, start: datetime, end: datetime, columns: Sequence[str]
+    ) -> FeatureWindow:
+        unknown = [c for c in columns if c not in self._features]
+        if unknown:
+            raise StoreError(f"no feature column {', '.join(map(repr, unknown))}; known: {', '.join(self._features)}")
+        idx = self._rows(model_name, start, end)
+        return FeatureWindow(ts=self._ts[idx], columns={c: self._features[c][idx] for c in columns})
+
+    def labelled_window(
+        self,
+        model_name: str,
+        start: datetime,
+        end: datetime,
+        *,
+        as_of: datetime,
+        model_version: str | None = None,
+    ) -> LabelledWindow:
+        idx = self._rows(model_name, start, end, model_version)
+        lab = self._labelled(idx, as_of)
+        return LabelledWindow(
+            ts=self._ts[lab], y_true=self._y_true[lab], y_pred=self._y_pred[lab], score=self._score[lab],
+            n_predictions=int(len(idx)),
+        )
+
+    def count_predictions(
+        self,
+        model_name: str,
+        since: datetime,
+        until: datetime,
+        *,
+        labelled: bool = False,
+        as_of: datetime | None = None,
+    ) -> int:
+        idx = self._rows(model_name, since, until)
+        return int(len(self._labelled(idx, as_of) if labelled else idx))
+
+
+def make_context(
+    data: pd.DataFrame | Mapping[str, Sequence[Any]] | None = None,
+    *,
+    now: datetime = DEFAULT_NOW,
+    model_name: str = "model",
+    source: Any = None,
+    last_retrain_at: datetime | None = None,
+    champion: ChampionInfo | None = None,
+    reference: Mapping[str, Any] | None = None,
+) -> TriggerContext:
+    """A context over ``data`` (or an explicit ``source``) at ``now``."""
+    if source is None:
+        source = InMemoryWindowSource(data)
+    return TriggerContext(
+        model_name=model_name, now=now, source=source, last_retrain_at=last_retrain_at,
+        champion=champion, reference=reference,
+    )
+
+
+def synthetic_log(
+    now: datetime = DEFAULT_NOW, *, days: int = 14, every: timedelta = timedelta(minutes=20),
+    drifted: bool = False, seed: int = 0, model_name: str = "model",
+) -> pd.DataFrame:
+    """A deterministic prediction log ending just after ``now`` (a few rows lie in the future on purpose).
+
+    Features ``x1`` (normal), ``x2`` (exponential), ``segment`` (a/b/c); labels arrive one day late.
+    With ``drifted`` the last three days shift ``x1`` and ``segment`` and the model gets worse.
+    """
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range(end=now + timedelta(hours=2), periods=int(timedelta(days=days) / every), freq=every)
+    n = len(ts)
+    recent = np.asarray(ts >= now - timedelta(days=3)) if drifted else np.zeros(n, dtype=bool)
+    x1 = rng.normal(0.0, 1.0, n) + np.where(recent, 2.5, 0.0)
+    x2 = rng.exponential(1.0, n)
+    segment = np.where(recent, rng.choice(["a", "b", "c"], n, p=[0.1, 0.1, 0.8]),
+                       rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2]))
+    y_true = (x1 + rng.normal(0.0, 0.5, n) > np.where(recent, 2.5, 0.0)).astype(int)
+    score = 1.0 / (1.0 + np.exp(-2.0 * x1))  # the model learnt the old boundary at 0
+    return pd.DataFrame({
+        "ts": ts, "model_name": model_name, "model_version": "3",
+        "x1": x1, "x2": x2, "segment": segment,
+        "y_true": y_true, "y_pred": (score > 0.5).astype(int), "score": score,
+        "labelled_at": ts + timedelta(days=1),
+    })
+
+
+def standard_contexts(now: datetime = DEFAULT_NOW, *, model_name: str = "model") -> dict[str, TriggerContext]:
+    """The scenarios of the conformance kit: normal, drifted, empty, nan, no_champion.
+
+    Features are :data:`STANDARD_FEATURES`; ``reference`` is ``{"columns": {name: training sample}}``.
+    """
+    normal = synthetic_log(now, model_name=model_name)
+    drifted = synthetic_log(now, model_name=model_name, drifted=True, seed=1)
+    nan = normal.copy()
+    nan[["x1", "x2", "score"]] = np.nan
+    nan["segment"] = None
+    training = synthetic_log(now - timedelta(days=30), model_name=model_name, seed=2)
+    reference = {"columns": {c: training[c].to_numpy() for c in STANDARD_FEATURES}, "n_rows": len(training)}
+    champion = ChampionInfo("3", created_at=now - timedelta(days=10), run_id="run-3", tags={"trained_on": "30d"})
+    common = {"now": now, "model_name": model_name, "reference": reference}
+    with_champion = {**common, "champion": champion, "last_retrain_at": now - timedelta(days=10)}
+    return {
+        "normal": make_context(normal, **with_champion),
+        "drifted": make_context(drifted, **with_champion),
+        "empty": make_context(normal.iloc[0:0], **with_champion),
+        "nan": make_context(nan, **with_champion),
+        "no_champion": make_context(normal, **common),
+    }
+
+
+__all__ = [
+    "DEFAULT_NOW",
+    "STANDARD_FEATURES",
+    "InMemoryWindowSource",
+    "make_context",
+    "standard_contexts",
+    "synthetic_log",
+]
