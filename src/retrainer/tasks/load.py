@@ -1,0 +1,289 @@
+"""Load the training data: one SQL read, a time window, and a time-based holdout.
+
+The holdout is the *latest* ``holdout_fraction`` of rows by event time, never a random
+sample: a random split leaks the future into training and flatters every candidate. The
+champion is scored on the same holdout (see :mod:`retrainer.tasks.evaluate`).
+
+Identifiers (table, columns) were validated by :mod:`retrainer.config`; they still reach SQL
+only through SQLAlchemy's quoting. A configured ``query`` is bound with ``text().bindparams``:
+parameter values never become SQL text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+import pandas as pd
+import sqlalchemy as sa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+
+from retrainer.config import DataConfig
+from retrainer.errors import ConfigError, RetrainerError, StoreError
+from retrainer.tasks import retry_on_transient
+
+
+class InsufficientDataError(RetrainerError):
+    """Too few labelled rows in the training window to train and evaluate honestly."""
+
+    permanent = True  # retrying the same read a few seconds later will not find more rows
+
+
+class MissingColumnsError(ConfigError):
+    """The training source lacks columns that the configuration names."""
+
+
+class LabelledSource(Protocol):
+    """The part of the retrainer SQL store that the loader reads (labelled inference log)."""
+
+    def labelled_frame(
+        self,
+        model_name: str,
+        start: datetime | None,
+        end: datetime,
+        *,
+        as_of: datetime,
+        columns: Sequence[str],
+    ) -> pd.DataFrame: ...
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Train and holdout splits plus where they came from."""
+
+    X_train: pd.DataFrame
+    y_train: pd.Series
+    X_holdout: pd.DataFrame
+    y_holdout: pd.Series
+    window_start: datetime  # earliest event time used
+    window_end: datetime  # latest event time used
+    holdout_start: datetime  # earliest event time in the holdout; all training rows are at or before it
+    train_samples: int
+    holdout_samples: int
+    # Rows per origin ("source", "inference_log") and rows dropped because the label was missing.
+    rows_by_origin: Mapping[str, int] = field(default_factory=dict)
+    dropped_unlabelled: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly facts for MLflow tags and Prefect artifacts."""
+        return {
+            "window_start": self.window_start.isoformat(),
+            "window_end": self.window_end.isoformat(),
+            "holdout_start": self.holdout_start.isoformat(),
+            "train_samples": self.train_samples,
+            "holdout_samples": self.holdout_samples,
+            "rows_by_origin": dict(self.rows_by_origin),
+            "dropped_unlabelled": self.dropped_unlabelled,
+        }
+
+
+def _utc(value: datetime, what: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware (e.g. datetime.now(timezone.utc)), got {value!r}")
+    return value.astimezone(timezone.utc)
+
+
+def _to_utc_datetime(value: Any) -> datetime:
+    return pd.Timestamp(value).tz_convert("UTC").to_pydatetime()
+
+
+def _wanted_columns(cfg: DataConfig) -> list[str]:
+    return [*cfg.feature_names, cfg.timestamp_column, cfg.label_column]
+
+
+def _read_source(cfg: DataConfig, *, start: datetime | None, end: datetime) -> pd.DataFrame:
+    source = cfg.source
+    wanted = _wanted_columns(cfg)
+    try:
+        engine = sa.create_engine(source.url)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise ConfigError(f"data.source.url is not a usable SQLAlchemy URL: {exc}") from None
+    shown = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.connect() as conn:
+            if source.table is not None:
+                stmt = _table_select(conn, cfg, start=start, end=end)
+            else:
+                stmt = _query_statement(source.query or "", source.params)
+            result = conn.execute(stmt)
+            frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    except sa.exc.SQLAlchemyError as exc:
+        # Connection and I/O failures are retried by the Prefect task; the message says where.
+        raise StoreError(f"cannot read training data from {shown}: {exc.__class__.__name__}: {exc}") from exc
+    finally:
+        engine.dispose()
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        what = f"table {source.table!r}" if source.table else "data.source.query"
+        raise MissingColumnsError(
+            f"{what} returns no column(s) {', '.join(missing)}; it returns {', '.join(map(str, frame.columns)) or 'nothing'}. "
+            "Fix data.features / data.timestamp_column / data.label_column or the source."
+        )
+    return frame[wanted]
+
+
+def _table_select(conn: sa.Connection, cfg: DataConfig, *, start: datetime | None, end: datetime) -> sa.Select:
+    table_name = cfg.source.table or ""
+    schema, _, name = table_name.rpartition(".")
+    try:
+        table = sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=conn)
+    except sa.exc.NoSuchTableError:
+        raise MissingColumnsError(
+            f"training table {table_name!r} does not exist at the configured data.source.url"
+        ) from None
+    wanted = _wanted_columns(cfg)
+    missing = [c for c in wanted if c not in table.c]
+    if missing:
+        raise MissingColumnsError(
+            f"table {table_name!r} has no column(s) {', '.join(missing)}; it has {', '.join(table.c.keys())}. "
+            "Fix data.features / data.timestamp_column / data.label_column or the table."
+        )
+    stmt = sa.select(*(table.c[c] for c in wanted))
+    ts = table.c[cfg.timestamp_column]
+    # Push the window into SQL where timestamps are real timestamps. SQLite stores them as text in
+    # whatever format the writer chose, so there the (always applied) filter in pandas decides.
+    if conn.dialect.name != "sqlite" and isinstance(ts.type, sa.DateTime):
+        aware = bool(getattr(ts.type, "timezone", False))
+        as_param = (lambda d: d) if aware else (lambda d: d.replace(tzinfo=None))
+        stmt = stmt.where(ts <= as_param(end))
+        if start is not None:
+            stmt = stmt.where(ts > as_param(start))
+    return stmt
+
+
+def _query_statement(query: str, params: Mapping[str, Any]) -> sa.TextClause:
+    stmt = sa.text(query)
+    try:
+        return stmt.bindparams(**params)
+    except sa.exc.ArgumentError as exc:
+        names = ", ".join(sorted(stmt._bindparams)) or "none"  # noqa: SLF001 - only for the message
+        raise ConfigError(f"data.source.params do not match the query's :parameters ({names}): {exc}") from None
+
+
+def _normalise(frame: pd.DataFrame, cfg: DataConfig, origin: str) -> pd.DataFrame:
+    out = frame.copy()
+    ts_col = cfg.timestamp_column
+    try:
+        out[ts_col] = pd.to_datetime(out[ts_col], utc=True, format="mixed")
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"{origin}: column {ts_col!r} holds values that are not timestamps: {exc}") from None
+    for spec in cfg.features:
+        col = out[spec.name]
+        if spec.type == "categorical":
+            # Categories are strings everywhere (training, serving, drift): 1 and "1" are one category.
+            out[spec.name] = col.where(col.isna(), col.astype(str)).astype(object)
+        else:
+            try:
+                out[spec.name] = pd.to_numeric(col, errors="raise").astype(float)
+            except (ValueError, TypeError):
+                bad = col[pd.to_numeric(col, errors="coerce").isna() & col.notna()].head(3).tolist()
+                raise StoreError(
+                    f"{origin}: numeric feature {spec.name!r} holds non-numeric values such as {bad!r}; "
+                    "declare it `type: categorical` or clean the source"
+                ) from None
+    out["_origin"] = origin
+    return out
+
+
+def load_training_data(
+    cfg: DataConfig,
+    *,
+    now: datetime,
+    store: LabelledSource | None = None,
+    model_name: str | None = None,
+) -> TrainingData:
+    """Read labelled rows with event time in ``(now - window, now]`` and split off the latest slice.
+
+    ``store`` (with ``model_name``) adds labelled predictions from the inference log when
+    ``cfg.include_inference_log`` is set. Raises :class:`InsufficientDataError` when fewer than
+    ``cfg.min_rows`` labelled rows are found, :class:`MissingColumnsError` when the source lacks
+    a configured column.
+    """
+    end = _utc(now, "now")
+    start = end - cfg.window if cfg.window is not None else None
+    frames = [_normalise(_read_source(cfg, start=start, end=end), cfg, "source")]
+
+    if cfg.include_inference_log:
+        if store is None or model_name is None:
+            raise ConfigError(
+                "data.include_inference_log is set but no store/model name was given to the loader: "
+                "pass store= and model_name=, or set include_inference_log: false"
+            )
+        log = store.labelled_frame(model_name, start, end, as_of=end, columns=cfg.feature_names)
+        log = log.rename(columns={"label": cfg.label_column, "ts": cfg.timestamp_column})
+        missing = [c for c in _wanted_columns(cfg) if c not in log.columns]
+        if missing:
+            raise StoreError(f"the inference log for {model_name!r} lacks column(s) {', '.join(missing)}")
+        frames.append(_normalise(log[_wanted_columns(cfg)], cfg, "inference_log"))
+
+    data = pd.concat(frames, ignore_index=True)
+    ts = data[cfg.timestamp_column]
+    in_window = ts <= pd.Timestamp(end)
+    if start is not None:
+        in_window &= ts > pd.Timestamp(start)
+    data = data[in_window]
+    unlabelled = data[cfg.label_column].isna()
+    dropped = int(unlabelled.sum())
+    data = data[~unlabelled]
+
+    span = f"between {start.isoformat()} and {end.isoformat()}" if start else f"up to {end.isoformat()}"
+    n = len(data)
+    if n < cfg.min_rows:
+        raise InsufficientDataError(
+            f"found {n} labelled training row(s) {span} but data.min_rows is {cfg.min_rows}"
+            + (f" ({dropped} more had no label)" if dropped else "")
+            + ": widen data.window, wait for more labelled data, or lower data.min_rows"
+        )
+
+    # Stable sort keeps the source order among equal timestamps, so a rerun splits identically.
+    data = data.sort_values(cfg.timestamp_column, kind="mergesort").reset_index(drop=True)
+    n_holdout = min(n - 1, max(1, math.ceil(n * cfg.holdout_fraction)))
+    if n - n_holdout < 1:
+        raise InsufficientDataError(f"found {n} labelled row(s) {span}: too few to split off a holdout")
+    train, holdout = data.iloc[: n - n_holdout], data.iloc[n - n_holdout :]
+    counts = data["_origin"].value_counts().to_dict()
+
+    def xy(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+        return part[cfg.feature_names].reset_index(drop=True), part[cfg.label_column].reset_index(drop=True)
+
+    X_train, y_train = xy(train)
+    X_holdout, y_holdout = xy(holdout)
+    return TrainingData(
+        X_train=X_train,
+        y_train=y_train,
+        X_holdout=X_holdout,
+        y_holdout=y_holdout,
+        window_start=_to_utc_datetime(data[cfg.timestamp_column].iloc[0]),
+        window_end=_to_utc_datetime(data[cfg.timestamp_column].iloc[-1]),
+        holdout_start=_to_utc_datetime(holdout[cfg.timestamp_column].iloc[0]),
+        train_samples=len(train),
+        holdout_samples=len(holdout),
+        rows_by_origin={str(k): int(v) for k, v in counts.items()},
+        dropped_unlabelled=dropped,
+    )
+
+
+# I/O: a flaky database connection deserves a few patient retries.
+load_training_data_task = task(
+    load_training_data,
+    name="load",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_on_transient,
+    cache_policy=NO_CACHE,  # a fresh read each run: the data changes, the arguments do not
+)
+
+__all__ = [
+    "InsufficientDataError",
+    "LabelledSource",
+    "MissingColumnsError",
+    "TrainingData",
+    "load_training_data",
+    "load_training_data_task",
+]
