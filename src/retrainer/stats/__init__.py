@@ -21,8 +21,8 @@ from retrainer.stats.binning import (
     FiniteValues,
     bin_counts,
     counts_from_sorted,
+    bin_proportions,
     finite_values,
-    proportions,
     quantile_edges,
 )
 from retrainer.stats.categorical import OTHER, CategoryCounts, chi_square, count_categories, jensen_shannon
@@ -62,8 +62,8 @@ __all__ = [
     "FiniteValues",
     "bin_counts",
     "counts_from_sorted",
+    "bin_proportions",
     "finite_values",
-    "proportions",
     "quantile_edges",
     # PSI
     "psi",

@@ -25,7 +25,7 @@ __all__ = [
     "bin_counts",
     "counts_from_sorted",
     "finite_values",
-    "proportions",
+    "bin_proportions",
     "quantile_edges",
 ]
 
@@ -120,14 +120,14 @@ def counts_from_sorted(sorted_values: NDArray[np.float64], edges: ArrayLike) -> 
     return np.diff(np.concatenate([[0], at_or_below, [sorted_values.size]])).astype(np.int64)
 
 
-def proportions(counts: ArrayLike, eps: float = 1e-4) -> NDArray[np.float64]:
+def bin_proportions(counts: ArrayLike, eps: float = 1e-4) -> NDArray[np.float64]:
     """Turn bin counts into proportions, replacing empty bins by ``eps``.
 
     ``ln(c / r)`` is undefined for an empty bin; the usual fix (also evidently's) is
     to give empty bins a small proportion. Non-empty bins are left as they are (no
     renormalisation), so the result matches the textbook PSI tables.
 
-    >>> proportions([3, 1, 0], eps=0.01).tolist()
+    >>> bin_proportions([3, 1, 0], eps=0.01).tolist()
     [0.75, 0.25, 0.01]
     """
     c = np.asarray(counts, dtype=np.float64)

@@ -20,7 +20,7 @@ Agreement with scipy (tested):
   Measured against ``kstwo.sf`` for en >= 10_000: relative error < 1e-4 while p > 1e-8,
   < 2e-3 at p ~ 1e-14 - far below anything a drift threshold can notice.
 * Wasserstein-1: ``scipy.stats.wasserstein_distance`` up to float summation order
-  (relative difference ~1e-15).
+  (we use one ``np.dot`` pass; relative difference ~1e-15).
 
 >>> ks_2samp_stat([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
 (0.0, 1.0)
@@ -88,24 +88,29 @@ def _check_sorted(values: ArrayLike, name: str) -> NDArray[np.float64]:
     return arr
 
 
-def _cdf_gap(ref: NDArray[np.float64], cur: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """``F_ref - F_cur`` at each merged point but the last, and the gaps to the next point.
+def _abs_cdf_gap(
+    ref: NDArray[np.float64], cur: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``|F_ref - F_cur|`` at each merged point but the last, and the gaps to the next point.
 
     A stable argsort of two concatenated sorted runs is a linear merge (timsort), and
     with reference values placed first among ties the running counts at the *last* of
     a run of equal values are exactly the right-continuous CDFs. Inside a tie run the
     counts are partial, but there the gap to the next point is 0, so callers mask or
-    multiply by the gaps.
+    multiply by the gaps. Buffers are reused in place: at 2M points every fresh array
+    costs page faults as well as a pass.
     """
     n, m = ref.size, cur.size
     both = np.concatenate([ref, cur])
     order = np.argsort(both, kind="stable")
-    merged = both[order]
-    cur_seen = np.cumsum(order[:-1] >= n)
-    ref_seen = np.arange(1, n + m, dtype=np.int64) - cur_seen
-    gap = ref_seen / n - cur_seen / m  # same floats scipy computes from its searchsorted indices
-    deltas = np.diff(merged)
-    return gap, deltas
+    merged = np.take(both, order)
+    deltas = np.subtract(merged[1:], merged[:-1], out=both[:-1])
+    cur_seen = np.cumsum(order[:-1] >= n, out=order[:-1])
+    gap = np.divide(cur_seen, m, out=merged[:-1])
+    ref_seen = np.subtract(np.arange(1, n + m, dtype=np.int64), cur_seen, out=cur_seen)
+    # ref_seen / n - cur_seen / m: the very floats scipy computes from its searchsorted indices.
+    gap = np.subtract(ref_seen / n, gap, out=gap)
+    return np.abs(gap, out=gap), deltas
 
 
 def _ks_pvalue(d: float, n: int, m: int, method: KsPvalueMethod) -> float:
@@ -137,9 +142,14 @@ def _ks(
 ) -> tuple[float, float]:
     if max(ref.size, cur.size) <= KS_EXACT_MAX_N:
         return _scipy_small_sample_ks(ref, cur)
-    # Only the ends of tie runs (gap to the next value > 0) are CDF points. The last
-    # merged point is left out: both CDFs are 1 there.
-    d = float(np.max(absgap, where=deltas > 0, initial=0.0))
+    # Only the ends of tie runs (gap to the next value > 0) are CDF points; the last
+    # merged point is left out (both CDFs are 1 there). The unmasked maximum is an upper
+    # bound, so if it sits at a run end it is the answer - always so without ties.
+    k = int(np.argmax(absgap)) if absgap.size else 0
+    if absgap.size and deltas[k] > 0:
+        d = float(absgap[k])
+    else:
+        d = float(np.max(absgap, where=deltas > 0, initial=0.0))
     if d == 0.0:  # identical ECDFs; also spares kstwobign a meaningless x < 0
         return 0.0, 1.0
     return d, _ks_pvalue(d, ref.size, cur.size, method)
@@ -148,10 +158,9 @@ def _ks(
 def _compare(
     ref: NDArray[np.float64], cur: NDArray[np.float64], method: KsPvalueMethod = "scipy"
 ) -> NumericComparison:
-    gap, deltas = _cdf_gap(ref, cur)
-    absgap = np.abs(gap)
+    absgap, deltas = _abs_cdf_gap(ref, cur)
     d, p = _ks(ref, cur, absgap, deltas, method)
-    return NumericComparison(d, p, float(np.sum(absgap * deltas)))
+    return NumericComparison(d, p, float(np.dot(absgap, deltas)))
 
 
 def compare_sorted(
@@ -170,16 +179,16 @@ def ks_sorted(
     cur = _check_sorted(current_sorted, "current")
     if max(ref.size, cur.size) <= KS_EXACT_MAX_N:
         return _scipy_small_sample_ks(ref, cur)
-    gap, deltas = _cdf_gap(ref, cur)
-    return _ks(ref, cur, np.abs(gap), deltas, pvalue_method)
+    absgap, deltas = _abs_cdf_gap(ref, cur)
+    return _ks(ref, cur, absgap, deltas, pvalue_method)
 
 
 def wasserstein_sorted(reference_sorted: ArrayLike, current_sorted: ArrayLike) -> float:
     """Wasserstein-1 distance ``integral |F_ref - F_cur| dx`` of two sorted, finite samples."""
     ref = _check_sorted(reference_sorted, "reference")
     cur = _check_sorted(current_sorted, "current")
-    gap, deltas = _cdf_gap(ref, cur)
-    return float(np.sum(np.abs(gap) * deltas))
+    absgap, deltas = _abs_cdf_gap(ref, cur)
+    return float(np.dot(absgap, deltas))
 
 
 def ks_2samp_stat(

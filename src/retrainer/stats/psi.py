@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from retrainer.errors import StatisticsError
-from retrainer.stats.binning import bin_counts, finite_values, proportions, quantile_edges
+from retrainer.stats.binning import bin_counts, bin_proportions, finite_values, quantile_edges
 
 __all__ = ["psi", "psi_from_counts"]
 
@@ -26,7 +26,7 @@ __all__ = ["psi", "psi_from_counts"]
 def psi_from_counts(ref_counts: ArrayLike, cur_counts: ArrayLike, eps: float = 1e-4) -> float:
     """PSI from per-bin counts on the same bins (the fast path for precomputed reference counts).
 
-    Empty bins get proportion ``eps`` on their side (see :func:`binning.proportions`).
+    Empty bins get proportion ``eps`` on their side (see :func:`binning.bin_proportions`).
     """
     r_counts = np.asarray(ref_counts)
     c_counts = np.asarray(cur_counts)
@@ -34,8 +34,8 @@ def psi_from_counts(ref_counts: ArrayLike, cur_counts: ArrayLike, eps: float = 1
         raise StatisticsError(
             f"reference and current counts must be on the same bins, got {r_counts.shape} and {c_counts.shape}"
         )
-    r = proportions(r_counts, eps)
-    c = proportions(c_counts, eps)
+    r = bin_proportions(r_counts, eps)
+    c = bin_proportions(c_counts, eps)
     # Every term is >= 0 ((c - r) and ln(c / r) share a sign); a bin empty on both
     # sides contributes (eps - eps) * ln(1) == 0, as it should.
     return float(np.sum((c - r) * np.log(c / r)))
