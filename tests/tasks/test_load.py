@@ -19,6 +19,7 @@ def test_table_source_splits_latest_slice_as_holdout(data_cfg_dict, training_db)
     assert data.train_samples == 240 and data.holdout_samples == 60
     assert len(data.X_train) == 240 and len(data.y_holdout) == 60
     assert list(data.X_train.columns) == ["x1", "x2", "colour"]
+    assert all(type(c) is str for c in data.X_train.columns)  # sklearn ignores str subclasses as names
     # The holdout is the latest 60 rows by timestamp: its x1 values are those of the last 60 rows.
     latest = frame.sort_values("ts", kind="mergesort").tail(60)
     assert data.X_holdout["x1"].tolist() == pytest.approx(latest["x1"].tolist())

@@ -44,7 +44,7 @@ class LabelledSource(Protocol):
     def labelled_frame(
         self,
         model_name: str,
-        start: datetime | None,
+        start: datetime,
         end: datetime,
         *,
         as_of: datetime,
@@ -111,7 +111,8 @@ def _read_source(cfg: DataConfig, *, start: datetime | None, end: datetime) -> p
             else:
                 stmt = _query_statement(source.query or "", source.params)
             result = conn.execute(stmt)
-            frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+            # Plain str names: SQLAlchemy hands back quoted_name objects, which sklearn does not take as names.
+            frame = pd.DataFrame(result.fetchall(), columns=[str(k) for k in result.keys()])
     except sa.exc.SQLAlchemyError as exc:
         # Connection and I/O failures are retried by the Prefect task; the message says where.
         raise StoreError(f"cannot read training data from {shown}: {exc.__class__.__name__}: {exc}") from exc
@@ -214,7 +215,9 @@ def load_training_data(
                 "data.include_inference_log is set but no store/model name was given to the loader: "
                 "pass store= and model_name=, or set include_inference_log: false"
             )
-        log = store.labelled_frame(model_name, start, end, as_of=end, columns=cfg.feature_names)
+        # No window means "all history"; the store wants a start instant, so give it the epoch.
+        log_start = start if start is not None else datetime(1970, 1, 1, tzinfo=timezone.utc)
+        log = store.labelled_frame(model_name, log_start, end, as_of=end, columns=cfg.feature_names)
         log = log.rename(columns={"label": cfg.label_column, "ts": cfg.timestamp_column})
         missing = [c for c in _wanted_columns(cfg) if c not in log.columns]
         if missing:
