@@ -57,7 +57,9 @@ def _diff(a: Any, b: Any, path: str = "") -> str | None:
             return f"{path or 'value'}: shape {a_arr.shape} != {b_arr.shape}"
         try:
             same = np.array_equal(a_arr, b_arr, equal_nan=True)
-        except TypeError:  # object arrays: compare item by item
+        except TypeError:  # object arrays: fast path first, then item by item (NaN-aware)
+            if a_arr.tolist() == b_arr.tolist():
+                return None
             return next((d for i, (x, y) in enumerate(zip(a_arr.tolist(), b_arr.tolist()))
                          if (d := _diff(x, y, f"{path}[{i}]"))), None)
         return None if same else f"{path or 'array'}: values changed"
