@@ -92,5 +92,6 @@ def champion_cas(conn: Connection, model_name: str, expected: str | None, new: s
         dialect_insert(conn, model_state)
         .values(model_name=model_name, champion_version=new, updated_at=now)
         .on_conflict_do_nothing(index_elements=["model_name"])
+        .returning(model_state.c.model_name)  # rowcount of an INSERT is not reliable on every driver
     )
-    return conn.execute(stmt).rowcount == 1
+    return conn.execute(stmt).first() is not None

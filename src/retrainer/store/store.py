@@ -16,6 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from retrainer.config import FeatureSpec
+from retrainer.errors import InvalidIdentifierError
+from retrainer.identifiers import validate_identifier
 from retrainer.store import ab, audit, labels, ledger, migrate, predictions, profiles, runs, shadow
 from retrainer.store.engine import create_store_engine, mask_url, read_tx, write_tx
 from retrainer.store.records import (
@@ -35,6 +37,14 @@ from retrainer.store.records import (
 from retrainer.store.schema import DATA_TABLES, metadata
 from retrainer.store.schema import predictions as predictions_table
 from retrainer.store.validation import batch_from_frame, batch_from_records, labels_from_records
+
+
+def _check_columns(columns: Sequence[str]) -> None:
+    # Before any SQL runs: a name from config that is not a plain identifier never reaches a query.
+    if isinstance(columns, str):
+        raise InvalidIdentifierError(f"columns must be a list of feature names, not the string {columns!r}")
+    for c in columns:
+        validate_identifier(c, "feature column")
 
 
 class Store:
@@ -143,6 +153,7 @@ class Store:
 
     def features_window(self, model_name: str, start: datetime, end: datetime, columns: Sequence[str]) -> FeatureWindow:
         """Feature columns of predictions with start <= ts < end, ordered by ts."""
+        _check_columns(columns)
         with read_tx(self.engine) as conn:
             return predictions.features_window(conn, model_name, start, end, columns)
 
@@ -157,6 +168,7 @@ class Store:
         self, model_name: str, start: datetime, end: datetime, *, as_of: datetime, columns: Sequence[str]
     ) -> pd.DataFrame:
         """Training rows from the inference log: the features asked for + prediction, label, ts."""
+        _check_columns(columns)
         with read_tx(self.engine) as conn:
             return predictions.labelled_frame(conn, model_name, start, end, as_of, columns)
 

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+
+from retrainer.store import LabelRecord, Store
+
+from .conftest import SPECS, T0, record
+
+H = timedelta(hours=1)
+
+
+def test_unknown_request_ids_are_kept_and_counted(store: Store) -> None:
+    store.log_predictions("m", [record(i) for i in range(3)], SPECS)
+    result = store.log_labels([LabelRecord("req-0", 1.0, T0 + H), LabelRecord("ghost-1", 0.0, T0 + H), LabelRecord("ghost-2", 1.0, T0 + H)])
+    assert (result.written, result.unknown_request_ids) == (3, 2)
+    assert store.unmatched_labels() == 2
+    assert store.stats()["unmatched_labels"] == 2
+    # The prediction turns up late: its label is matched from then on.
+    store.log_predictions("m", [record(9, request_id="ghost-1")], SPECS)
+    assert store.unmatched_labels() == 1
+    lw = store.labelled_window("m", T0, T0 + 10 * H, as_of=T0 + 2 * H)
+    assert len(lw) == 2
+
+
+def test_latest_label_time_wins_whatever_the_arrival_order(store: Store) -> None:
+    store.log_predictions("m", [record(0), record(1)], SPECS)
+    store.log_labels([LabelRecord("req-0", 0.0, T0 + H)])
+    store.log_labels([LabelRecord("req-0", 1.0, T0 + 3 * H)])  # correction
+    store.log_labels([LabelRecord("req-0", 0.0, T0 + 2 * H)])  # stale retry arrives last
+    store.log_labels([LabelRecord("req-1", 0.0, T0 + H), LabelRecord("req-1", 1.0, T0 + 2 * H), LabelRecord("req-1", 0.0, T0 + H)])
+    lw = store.labelled_window("m", T0, T0 + H, as_of=T0 + 10 * H)
+    assert lw.y_true.tolist() == [1.0, 1.0]
+    assert store.stats()["rows"]["labels"] == 2
+
+
+def test_as_of_only_sees_matured_labels(store: Store) -> None:
+    store.log_predictions("m", [record(i) for i in range(10)], SPECS)  # ts T0 + i min
+    store.log_labels([LabelRecord(f"req-{i}", float(i % 2), T0 + (i + 1) * H) for i in range(10)])  # label i at T0+(i+1)h
+    window = (T0, T0 + H)
+    at_5h = store.labelled_window("m", *window, as_of=T0 + 5 * H)
+    assert len(at_5h) == 5 and at_5h.n_predictions == 10 and at_5h.coverage == 0.5
+    assert at_5h.y_true.tolist() == [0.0, 1.0, 0.0, 1.0, 0.0]
+    assert at_5h.y_pred.tolist() == [0.0, 1.0, 0.0, 1.0, 0.0]
+    np.testing.assert_allclose(at_5h.score, [i / 1000 for i in range(5)])
+    assert len(store.labelled_window("m", *window, as_of=T0)) == 0
+    assert store.count_predictions("m", *window, labelled=True, as_of=T0 + 5 * H) == 5
+    assert store.count_predictions("m", *window, labelled=True) == 10
+    assert store.count_predictions("m", *window) == 10
+
+
+def test_labelled_window_filters_by_model_version(store: Store) -> None:
+    store.log_predictions("m", [record(0, model_version="1"), record(1, model_version="2", score=None)], SPECS)
+    store.log_labels([LabelRecord("req-0", 1.0, T0), LabelRecord("req-1", 0.0, T0)])
+    v2 = store.labelled_window("m", T0, T0 + H, as_of=T0 + H, model_version="2")
+    assert v2.y_true.tolist() == [0.0] and np.isnan(v2.score[0]) and v2.n_predictions == 1
+
+
+def test_labelled_frame_joins_features_and_labels(store: Store) -> None:
+    store.log_predictions("m", [record(i) for i in range(20)], SPECS)
+    store.log_labels([LabelRecord(f"req-{i}", float(i), T0 + H) for i in range(0, 20, 2)])
+    store.log_labels([LabelRecord("req-1", 99.0, T0 + 5 * H)])  # not matured at as_of
+    frame = store.labelled_frame("m", T0, T0 + H, as_of=T0 + 2 * H, columns=["age", "city"])
+    assert list(frame.columns) == ["age", "city", "prediction", "label", "ts"]
+    assert frame["age"].tolist() == [float(i) for i in range(0, 20, 2)]
+    assert frame["label"].tolist() == [float(i) for i in range(0, 20, 2)]
+    assert frame["city"].tolist() == [["a", "b", "c"][i % 3] for i in range(0, 20, 2)]
+    assert str(frame["ts"].dt.tz) == "UTC"

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from retrainer.errors import SchemaError
+from retrainer.store import LabelRecord, Store
+from retrainer.store.migrate import VERSION_TABLE
+from retrainer.store.schema import metadata
+
+from .conftest import SPECS, T0, record
+
+
+def test_init_is_idempotent_and_reaches_head(store_url: str) -> None:
+    s = Store.open(store_url)
+    assert s.current_revision() is None
+    with pytest.raises(SchemaError, match="retrainer store upgrade"):
+        s.check_schema()
+    s.init()
+    s.init()
+    assert s.current_revision() == Store.head_revision() == "0002_model_state"
+    s.check_schema()
+    s.close()
+
+
+def test_using_a_store_without_schema_says_to_upgrade(tmp_path) -> None:
+    s = Store.open(f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(SchemaError, match="retrainer store upgrade"):
+        s.unmatched_labels()
+
+
+def test_migrations_match_the_table_definitions(store: Store) -> None:
+    with store.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE, "compare_type": False})
+        diff = [d for d in compare_metadata(ctx, metadata) if "retrainer_alembic_version" not in str(d)]
+    assert diff == []
+
+
+def test_upgrade_from_first_revision_keeps_data(store_url: str) -> None:
+    s = Store.open(store_url)
+    s.upgrade("0001_initial")
+    assert s.current_revision() == "0001_initial"
+    with pytest.raises(SchemaError, match="'0001_initial'.*'0002_model_state'.*retrainer store upgrade"):
+        s.check_schema()
+    assert s.log_predictions("m", [record(i) for i in range(50)], SPECS).inserted == 50
+    s.log_labels([LabelRecord("req-3", 1.0, T0)])
+    run_id = s.start_run("m", flow_run_id="f1", reasons=["drift"], started_at=T0)
+    s.append_ledger("m", action="promote", from_version=None, to_version="1", actor="ci", reason="first", run_id=run_id)
+    with s.engine.connect() as conn:
+        assert "model_state" not in sa.inspect(conn).get_table_names()
+
+    s.upgrade()
+    assert s.current_revision() == "0002_model_state"
+    s.check_schema()
+    assert s.count_predictions("m", T0, T0.replace(year=2025)) == 50
+    window = s.features_window("m", T0, T0.replace(year=2025), ["age", "city"])
+    assert window.columns["age"].tolist() == [float(i) for i in range(50)]
+    assert [e.to_version for e in s.ledger("m")] == ["1"]
+    assert s.runs("m")[0].reasons == ["drift"]
+    assert s.unmatched_labels() == 0
+    assert s.champion("m") is None
+    assert s.champion_cas("m", None, "1") is True
+    s.close()
+
+
+def test_stats_mask_the_password() -> None:
+    s = Store.open("postgresql://alice:s3cret@db.invalid:5432/x")
+    assert "s3cret" not in repr(s)
+    assert s.engine.url.drivername == "postgresql+psycopg"
+
+
+def test_unsupported_backend_is_refused() -> None:
+    from retrainer.errors import StoreError
+
+    with pytest.raises(StoreError, match="supported: sqlite"):
+        Store.open("mysql://x@y/z")
+
+
+def test_sqlite_is_wal_with_busy_timeout_and_begin_immediate_for_writes(tmp_path) -> None:
+    s = Store.open(f"sqlite:///{tmp_path / 's.db'}")
+    s.init()
+    seen: list[str] = []
+    sa.event.listen(s.engine, "before_cursor_execute", lambda c, cur, stmt, *a: seen.append(stmt))
+    with s.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    seen.clear()
+    s.log_predictions("m", [record(1)], SPECS)
+    assert seen[0] == "BEGIN IMMEDIATE"
+    seen.clear()
+    s.count_predictions("m", T0, T0.replace(year=2025))
+    assert seen[0] == "BEGIN"
+    s.close()
