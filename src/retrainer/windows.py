@@ -8,7 +8,8 @@ Semantics every implementation follows (``retrainer.testing.InMemoryWindowSource
 * event windows are half-open: a prediction belongs to ``[start, end)`` when ``start <= ts < end``;
 * ``as_of`` is point-in-time: a label counts only if it was *received* at or before ``as_of``
   (so a backtest at ``now`` never sees a label that arrived later);
-* rows come back sorted by ``ts``; ``ts`` is ``numpy.datetime64`` in UTC without a timezone;
+* rows come back sorted by ``ts``; ``ts`` is float64 epoch seconds (no timezone to get wrong);
+* numeric columns are float64 (NaN = missing), categorical ones object arrays (None = missing);
 * all datetimes passed in are timezone-aware.
 """
 
@@ -24,31 +25,40 @@ import numpy as np
 
 @dataclass(frozen=True, eq=False)
 class FeatureWindow:
-    """Feature values of the predictions in one window: one array per column, aligned with ``ts``."""
+    """Feature columns of the predictions in one window, aligned with ``ts`` and ordered by it.
+
+    ``prediction_ids`` joins rows back to the store's predictions (None when there is no store).
+    """
 
     ts: np.ndarray
     columns: Mapping[str, np.ndarray] = field(default_factory=dict)
+    prediction_ids: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return int(len(self.ts))
+        return int(np.shape(self.ts)[0])
 
 
 @dataclass(frozen=True, eq=False)
 class LabelledWindow:
-    """Predictions in one window that had a label by ``as_of``, aligned arrays.
+    """Predictions in one window whose label was known at ``as_of``, as aligned arrays.
 
     ``score`` is NaN where the model gave no score. ``n_predictions`` counts every prediction in
-    the window, labelled or not, so ``len(w) / w.n_predictions`` is the label coverage.
+    the window, labelled or not.
     """
 
-    ts: np.ndarray
     y_true: np.ndarray
     y_pred: np.ndarray
     score: np.ndarray
-    n_predictions: int = 0
+    ts: np.ndarray
+    n_predictions: int
 
     def __len__(self) -> int:
-        return int(len(self.y_true))
+        return int(np.shape(self.y_true)[0])
+
+    @property
+    def coverage(self) -> float:
+        """Share of the window's predictions that are labelled (0 when there are none)."""
+        return len(self) / self.n_predictions if self.n_predictions else 0.0
 
 
 @runtime_checkable

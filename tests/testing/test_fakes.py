@@ -20,7 +20,8 @@ def test_windows_are_half_open_and_sorted() -> None:
     src = InMemoryWindowSource({"ts": [T0 + 2 * H, T0, T0 + H, T0 + 3 * H], "x": [2.0, 0.0, 1.0, 3.0]})
     w = src.features_window("m", T0, T0 + 3 * H, ["x"])
     assert w.columns["x"].tolist() == [0.0, 1.0, 2.0]  # start included, end excluded, by time
-    assert w.ts.dtype == np.dtype("datetime64[ns]")
+    assert w.ts.dtype == np.float64 and w.ts.tolist() == [T0.timestamp() + 3600 * i for i in range(3)]
+    assert w.prediction_ids.tolist() == [1, 2, 0]  # row positions in the source
     assert src.count_predictions("m", T0 + H, T0 + 3 * H) == 2
     with pytest.raises(StoreError, match="no feature column 'nope'"):
         src.features_window("m", T0, T0 + H, ["nope"])
@@ -54,7 +55,7 @@ def test_standard_contexts_hide_the_future_rows_they_contain() -> None:
     normal = ctxs["normal"]
     assert len(normal.source) > normal.count_since(timedelta(days=365))  # some rows lie after `now`
     w = normal.features(timedelta(days=1), list(STANDARD_FEATURES))
-    assert w.ts.max() < np.datetime64(DEFAULT_NOW.replace(tzinfo=None))
+    assert w.ts.max() < DEFAULT_NOW.timestamp()
     assert ctxs["no_champion"].champion is None and ctxs["normal"].champion.version == "3"
     drifted = ctxs["drifted"].features(timedelta(days=1), ["x1"]).columns["x1"].mean()
     assert drifted > w.columns["x1"].mean() + 1.5

@@ -13,7 +13,7 @@ from retrainer.triggers import ChampionInfo, FeatureWindow, LabelledWindow, Trig
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 S = timedelta(seconds=1)
-NAIVE = NOW.replace(tzinfo=None)  # numpy datetime64 carries no timezone: UTC by convention
+EPOCH = NOW.timestamp()  # windows carry epoch seconds
 
 
 def _log() -> dict[str, list]:
@@ -44,7 +44,7 @@ def test_labels_that_arrive_after_now_are_not_visible() -> None:
     lab = ctx.labelled(timedelta(hours=1))
     assert lab.y_true.tolist() == [1]  # row 0 labelled at now (as_of is inclusive); row 1 labelled after now
     assert lab.score.tolist() == [0.9]
-    assert lab.n_predictions == 2
+    assert lab.n_predictions == 2 and lab.coverage == 0.5
     assert ctx.count_since(timedelta(hours=1), labelled=True) == 1
     later = make_context(_log(), now=NOW + 2 * S)
     assert later.labelled(timedelta(hours=1)).y_true.tolist() == [1, 0, 1, 1]
@@ -55,12 +55,13 @@ class SloppySource:
     """Ignores `end` and `as_of`: the context must clamp anyway."""
 
     def features_window(self, model_name, start, end, columns):  # noqa: ANN001, ANN201
-        ts = np.array([NAIVE - S, NAIVE, NAIVE + S], dtype="datetime64[us]")
+        ts = np.array([EPOCH - 1, EPOCH, EPOCH + 1])
         return FeatureWindow(ts=ts, columns={c: np.arange(3.0) for c in columns})
 
     def labelled_window(self, model_name, start, end, *, as_of, model_version=None):  # noqa: ANN001, ANN201
-        ts = np.array([NAIVE - S, NAIVE + S], dtype="datetime64[us]")
-        return LabelledWindow(ts=ts, y_true=np.array([1, 0]), y_pred=np.array([1, 1]), score=np.array([0.5, 0.5]), n_predictions=2)
+        ts = np.array([EPOCH - 1, EPOCH + 1])
+        return LabelledWindow(y_true=np.array([1, 0]), y_pred=np.array([1, 1]), score=np.array([0.5, 0.5]), ts=ts,
+                              n_predictions=2)
 
     def count_predictions(self, model_name, since, until, *, labelled=False, as_of=None):  # noqa: ANN001, ANN201
         assert until == NOW and as_of == NOW
@@ -71,7 +72,8 @@ def test_context_clamps_even_a_source_that_ignores_end() -> None:
     src = SloppySource()
     assert isinstance(src, WindowSource)
     ctx = TriggerContext(model_name="m", now=NOW, source=src)
-    assert ctx.features(timedelta(days=1), ["x"]).columns["x"].tolist() == [0.0]
+    w = ctx.features(timedelta(days=1), ["x"])
+    assert w.columns["x"].tolist() == [0.0] and w.ts.tolist() == [EPOCH - 1] and w.prediction_ids is None
     assert ctx.labelled(timedelta(days=1)).y_true.tolist() == [1]
     assert ctx.count_since(timedelta(days=1)) == 7
 
@@ -156,3 +158,20 @@ def test_model_name_and_version_filter() -> None:
     assert ctx.features(timedelta(hours=1), ["x"]).columns["x"].tolist() == [1.0, 3.0]
     assert ctx.labelled(timedelta(hours=1), model_version="2").y_true.tolist() == [0]
     assert ctx.count_since(timedelta(hours=1), labelled=True) == 2
+
+
+def test_the_sql_store_and_the_fake_implement_the_window_protocol_with_the_same_signatures() -> None:
+    import inspect
+
+    from retrainer.store import Store
+    from retrainer.testing import InMemoryWindowSource
+    from retrainer.windows import WindowSource as Protocol_
+
+    def shape(fn: object) -> list[tuple[str, object, bool]]:
+        params = list(inspect.signature(fn).parameters.values())[1:]  # drop self
+        return [(p.name, p.kind, p.default is inspect.Parameter.empty) for p in params]
+
+    for impl in (Store, InMemoryWindowSource):
+        assert issubclass(impl, Protocol_)
+        for method in ("features_window", "labelled_window", "count_predictions"):
+            assert shape(getattr(impl, method)) == shape(getattr(Protocol_, method)), (impl, method)

@@ -30,15 +30,17 @@ STANDARD_FEATURES: tuple[str, ...] = ("x1", "x2", "segment")
 _RESERVED = ("ts", "model_name", "model_version", "y_true", "y_pred", "score", "labelled_at")
 
 
-def _naive_utc(values: Any) -> np.ndarray:
-    """Timestamps (strings, datetimes, pandas) as numpy datetime64[ns] in UTC; NaT for missing."""
-    return pd.to_datetime(pd.Series(values, dtype=object), utc=True).dt.tz_localize(None).to_numpy("datetime64[ns]")
+def _epoch(values: Any) -> np.ndarray:
+    """Timestamps (strings, datetimes, pandas; naive = UTC) as float64 epoch seconds; NaN for missing."""
+    stamps = pd.to_datetime(pd.Series(values, dtype=object), utc=True)
+    seconds = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    return seconds.to_numpy(np.float64)
 
 
-def _instant(value: datetime) -> np.datetime64:
+def _instant(value: datetime) -> float:
     if value.tzinfo is None:
         raise ValueError(f"{value!r} must be timezone-aware")
-    return np.datetime64(value.astimezone(timezone.utc).replace(tzinfo=None), "ns")
+    return value.timestamp()
 
 
 class InMemoryWindowSource:
@@ -59,15 +61,16 @@ class InMemoryWindowSource:
         if "ts" not in frame.columns:
             raise ValueError("InMemoryWindowSource needs a `ts` column (when each prediction was made)")
         n = len(frame)
-        self._ts = _naive_utc(frame["ts"])
+        self._ts = _epoch(frame["ts"])
         self._model = frame["model_name"].to_numpy(object) if "model_name" in frame else None
         self._version = frame["model_version"].astype(object).to_numpy(object) if "model_version" in frame else None
-        self._y_pred = frame["y_pred"].to_numpy() if "y_pred" in frame else np.full(n, np.nan)
+        # Labels and predictions are numbers in the store (class ids, probabilities, targets).
+        self._y_pred = pd.to_numeric(frame["y_pred"]).to_numpy(float) if "y_pred" in frame else np.full(n, np.nan)
         self._score = frame["score"].to_numpy(float) if "score" in frame else np.full(n, np.nan)
-        self._y_true = frame["y_true"].to_numpy() if "y_true" in frame else np.full(n, np.nan)
+        self._y_true = pd.to_numeric(frame["y_true"]).to_numpy(float) if "y_true" in frame else np.full(n, np.nan)
         has_label = frame["y_true"].notna().to_numpy() if "y_true" in frame else np.zeros(n, dtype=bool)
-        arrived = _naive_utc(frame["labelled_at"]) if "labelled_at" in frame else self._ts.copy()
-        self._labelled_at = np.where(has_label, arrived, np.datetime64("NaT", "ns"))
+        arrived = _epoch(frame["labelled_at"]) if "labelled_at" in frame else self._ts.copy()
+        self._labelled_at = np.where(has_label, arrived, np.nan)
         self._features = {c: frame[c].to_numpy() for c in frame.columns if c not in _RESERVED}
 
     def __len__(self) -> int:
@@ -84,7 +87,7 @@ class InMemoryWindowSource:
 
     def _labelled(self, idx: np.ndarray, as_of: datetime | None) -> np.ndarray:
         arrived = self._labelled_at[idx]
-        known = ~np.isnat(arrived)
+        known = ~np.isnan(arrived)
         if as_of is not None:
             known &= arrived <= _instant(as_of)
         return idx[known]
@@ -96,7 +99,7 @@ class InMemoryWindowSource:
         if unknown:
             raise StoreError(f"no feature column {', '.join(map(repr, unknown))}; known: {', '.join(self._features)}")
         idx = self._rows(model_name, start, end)
-        return FeatureWindow(ts=self._ts[idx], columns={c: self._features[c][idx] for c in columns})
+        return FeatureWindow(ts=self._ts[idx], columns={c: self._features[c][idx] for c in columns}, prediction_ids=idx)
 
     def labelled_window(
         self,
@@ -110,7 +113,7 @@ class InMemoryWindowSource:
         idx = self._rows(model_name, start, end, model_version)
         lab = self._labelled(idx, as_of)
         return LabelledWindow(
-            ts=self._ts[lab], y_true=self._y_true[lab], y_pred=self._y_pred[lab], score=self._score[lab],
+            y_true=self._y_true[lab], y_pred=self._y_pred[lab], score=self._score[lab], ts=self._ts[lab],
             n_predictions=int(len(idx)),
         )
 

@@ -52,13 +52,14 @@ class ChampionInfo:
 
 
 def _before(ts: np.ndarray, end: datetime) -> np.ndarray:
-    """Mask of rows strictly before ``end``: guards against a source that ignores ``end``."""
+    """Mask of rows strictly before ``end``: guards against a source that ignores ``end``.
+
+    ``ts`` is epoch seconds by contract; numpy datetime64 (UTC) is accepted too.
+    """
     ts = np.asarray(ts)
-    if ts.size == 0:
-        return np.zeros(0, dtype=bool)
-    if not np.issubdtype(ts.dtype, np.datetime64):
-        ts = ts.astype("datetime64[ns]")
-    return ts < np.datetime64(end.replace(tzinfo=None), "us")
+    if np.issubdtype(ts.dtype, np.datetime64):
+        return ts < np.datetime64(end.replace(tzinfo=None), "us")
+    return ts.astype(np.float64) < end.timestamp()
 
 
 @dataclass(frozen=True)
@@ -103,9 +104,11 @@ class TriggerContext:
         def load() -> FeatureWindow:
             raw = self._source().features_window(self.model_name, start, self.now, cols)
             keep = _before(raw.ts, self.now)
+            ids = getattr(raw, "prediction_ids", None)
             return FeatureWindow(
                 ts=readonly_array(np.asarray(raw.ts)[keep]),
                 columns=FrozenDict({c: readonly_array(np.asarray(raw.columns[c])[keep]) for c in cols}),
+                prediction_ids=None if ids is None else readonly_array(np.asarray(ids)[keep]),
             )
 
         return self._memo(("features", window, cols), load)
