@@ -176,10 +176,14 @@ def synthetic_log(
     })
 
 
-def standard_contexts(now: datetime = DEFAULT_NOW, *, model_name: str = "model") -> dict[str, TriggerContext]:
+def standard_contexts(
+    now: datetime = DEFAULT_NOW, *, model_name: str = "model", reference: Mapping[str, Any] | None = None
+) -> dict[str, TriggerContext]:
     """The scenarios of the conformance kit: normal, drifted, empty, nan, no_champion.
 
-    Features are :data:`STANDARD_FEATURES`; ``reference`` is ``{"columns": {name: training sample}}``.
+    Features are :data:`STANDARD_FEATURES`. ``reference`` defaults to
+    ``{"columns": {name: training sample}, "n_rows": n}``; pass your trigger's own profile format
+    (e.g. built from :func:`synthetic_log` with ``now - 30 days``) to exercise it.
     """
     normal = synthetic_log(now, model_name=model_name)
     drifted = synthetic_log(now, model_name=model_name, drifted=True, seed=1)
@@ -187,7 +191,8 @@ def standard_contexts(now: datetime = DEFAULT_NOW, *, model_name: str = "model")
     nan[["x1", "x2", "score"]] = np.nan
     nan["segment"] = None
     training = synthetic_log(now - timedelta(days=30), model_name=model_name, seed=2)
-    reference = {"columns": {c: training[c].to_numpy() for c in STANDARD_FEATURES}, "n_rows": len(training)}
+    if reference is None:
+        reference = {"columns": {c: training[c].to_numpy() for c in STANDARD_FEATURES}, "n_rows": len(training)}
     champion = ChampionInfo("3", created_at=now - timedelta(days=10), run_id="run-3", tags={"trained_on": "30d"})
     common = {"now": now, "model_name": model_name, "reference": reference}
     with_champion = {**common, "champion": champion, "last_retrain_at": now - timedelta(days=10)}

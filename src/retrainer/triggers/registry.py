@@ -84,7 +84,8 @@ def _candidates(extra: Mapping[str, type[Trigger]] | None) -> dict[str, list[_Ca
         same = found.setdefault(ep.name, [])
         if any(c.entry_point.value == ep.value for c in same):
             continue  # the same target listed twice (e.g. duplicate path entries) is one plugin
-        same.append(_Candidate(ep.name, entry_point=ep, distribution=_distribution(ep)[0], version=_distribution(ep)[1]))
+        dist, version = _distribution(ep)
+        same.append(_Candidate(ep.name, entry_point=ep, distribution=dist, version=version))
     # Code beats installation: an explicit class for a name replaces whatever is installed under it.
     for name, cls in {**_registered, **(extra or {})}.items():
         found[name] = [_Candidate(name, cls=cls)]
