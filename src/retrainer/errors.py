@@ -14,6 +14,7 @@ what to do about it.
     ├── StatisticsError             a statistic was asked of input it cannot be computed on
     ├── TriggerError                the trigger framework failed
     │   ├── TriggerLoadError        a plugin named in the config cannot be loaded
+    │   ├── InvalidTriggerParams    a trigger's params do not match its Params model (also a ConfigError)
     │   └── TriggerEvaluationError  a trigger raised and the policy says fail
     ├── RegistryError               the MLflow model registry refused or lacks something
     │   └── PromotionConflict       compare-and-set promotion lost a race (champion moved)
@@ -63,6 +64,10 @@ class TriggerLoadError(TriggerError):
     """A trigger plugin that the configuration uses could not be loaded."""
 
 
+class InvalidTriggerParams(TriggerError, ConfigError):
+    """A trigger's params do not match its ``Params`` model (a config problem of one trigger)."""
+
+
 class TriggerEvaluationError(TriggerError):
     """A trigger raised during evaluation and the policy is configured to fail."""
 
@@ -89,6 +94,7 @@ __all__ = [
     "StatisticsError",
     "TriggerError",
     "TriggerLoadError",
+    "InvalidTriggerParams",
     "TriggerEvaluationError",
     "RegistryError",
     "PromotionConflict",

@@ -14,7 +14,7 @@ context), of mutation and of randomness: policies, backtests and the conformance
 >>> Always({"typo": 1})
 Traceback (most recent call last):
 ...
-retrainer.triggers.base.InvalidTriggerParams: params of trigger 'always' (type 'always') are invalid (1 problem):
+retrainer.errors.InvalidTriggerParams: params of trigger 'always' (type 'always') are invalid (1 problem):
   - typo: unknown key (check the spelling; `retrainer triggers list` lists the keys)
 """
 
@@ -27,13 +27,9 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from retrainer.config import format_validation_error
-from retrainer.errors import ConfigError, TriggerError
+from retrainer.errors import InvalidTriggerParams
 from retrainer.triggers.context import TriggerContext
 from retrainer.triggers.decision import Decision
-
-
-class InvalidTriggerParams(TriggerError, ConfigError):
-    """A trigger's params do not match its ``Params`` model (a config problem of one trigger)."""
 
 
 class Trigger(ABC):
