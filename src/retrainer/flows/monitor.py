@@ -1,0 +1,83 @@
+"""The monitor flow: check the policy now, leave an audit trail and an artifact, ask for a retrain.
+
+The decision itself is :func:`retrainer.triggers.check.run_check` (a plain function, also behind
+``retrainer check``); this flow adds the Prefect side: a markdown artifact with the checks table,
+and, when the policy fires, the event ``retrainer.retrain.requested`` that the event-triggered
+``retrain`` deployment listens for — or, with ``run_retrain``, the retrain as a subflow.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+
+from retrainer.config import RetrainerConfig, load_config
+
+
+def checks_markdown(model_name: str, now: datetime, result: dict[str, Any]) -> str:
+    """The check as a markdown table (the Prefect artifact, and the demo report reuse it)."""
+    verdict = "**retrain**: " + ", ".join(result["reasons"]) if result["should_retrain"] else "no retrain"
+    lines = [
+        f"### retrainer check: `{model_name}` at {now.isoformat()}",
+        "",
+        f"Verdict: {verdict}",
+        "",
+        "| trigger | status | value | threshold | reason |",
+        "|---|---|---|---|---|",
+    ]
+    for label, check in result["checks"].items():
+        value = "" if check["value"] is None else f"{check['value']:.4g}"
+        threshold = "" if check["threshold"] is None else f"{check['threshold']:.4g}"
+        reason = str(check["reason"]).replace("|", "\\|")
+        lines.append(f"| {label} | {check['status']} | {value} | {threshold} | {reason} |")
+    return "\n".join(lines)
+
+
+def artifact_key(model_name: str) -> str:
+    # Artifact keys allow lowercase letters, digits and dashes only.
+    return "retrainer-check-" + re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")
+
+
+def check_model(cfg: RetrainerConfig, *, now: datetime) -> dict[str, Any]:
+    """Run the policy for one model and write its audit rows; JSON-able result."""
+    from retrainer.store import Store
+    from retrainer.triggers.check import run_check
+
+    store = Store.open(cfg.store.url, max_batch=cfg.store.max_batch)
+    store.check_schema()
+    return run_check(cfg, store=store, now=now).to_dict()
+
+
+# Reads the store; a locked or briefly unreachable database is worth a couple of retries.
+check_model_task = task(check_model, name="check", retries=2, retry_delay_seconds=[2, 10], retry_jitter_factor=0.5)
+
+
+@flow(name="monitor", log_prints=False, validate_parameters=True)
+def monitor(config_path: str, now: datetime | None = None, run_retrain: bool = False) -> dict[str, Any]:
+    """Evaluate the policy of ``config_path`` at ``now`` (default: the current time)."""
+    from retrainer.tasks.notify import request_retrain
+
+    cfg = load_config(config_path)
+    at = now or datetime.now(timezone.utc)
+    result = check_model_task(cfg, now=at)
+    create_markdown_artifact(
+        markdown=checks_markdown(cfg.model.name, at, result),
+        key=artifact_key(cfg.model.name),
+        description=f"retrainer policy check for {cfg.model.name}",
+    )
+    out: dict[str, Any] = {"model": cfg.model.name, "checked_at": at.isoformat(), **result, "retrain": None}
+    if result["should_retrain"]:
+        out["event_id"] = request_retrain(
+            cfg.model.name, config_path=str(Path(config_path).resolve()), reasons=result["reasons"],
+            checked_at=at.isoformat(),
+        )
+        if run_retrain:
+            from retrainer.flows.retrain import retrain
+
+            out["retrain"] = retrain(config_path=config_path, reasons=list(result["reasons"]), now=at)
+    return out
