@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from functools import lru_cache
+from itertools import chain
 from datetime import datetime
 
 import numpy as np
@@ -18,7 +20,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from retrainer.identifiers import validate_identifier
-from retrainer.store.engine import dialect_insert
 from retrainer.store.records import FeatureWindow, LabelledWindow, WriteResult, to_epoch
 from retrainer.store.schema import ab_tests, feature_chunk_columns, feature_chunks, labels, predictions
 from retrainer.store.validation import PredictionBatch, raise_if
@@ -55,6 +56,40 @@ def _decode(encoding: str, data: bytes, n: int) -> np.ndarray:
     return out
 
 
+_PRED_COLUMNS = ("request_id", "model_name", "model_version", "unit_id", "arm", "ts", "prediction", "score", "ab_test_id")
+_PAGE = 1_000  # rows per INSERT: 9,000 bound parameters, under SQLite's 32,766
+
+
+@lru_cache(maxsize=8)
+def _insert_sql(dialect: str, rows: int) -> str:
+    mark = "?" if dialect == "sqlite" else "%s"
+    one = "(" + ", ".join([mark] * len(_PRED_COLUMNS)) + ")"
+    return (
+        f"INSERT INTO predictions ({', '.join(_PRED_COLUMNS)}) VALUES {', '.join([one] * rows)} "
+        "ON CONFLICT (request_id) DO NOTHING RETURNING id, request_id"
+    )
+
+
+def _insert_predictions(conn: Connection, rows: list[tuple[object, ...]]) -> list[tuple[int, str]]:
+    """Multi-row INSERT ... ON CONFLICT (request_id) DO NOTHING RETURNING id, request_id.
+
+    Written as fixed SQL text (no name in it comes from input) and sent straight to the
+    driver: SQLAlchemy's per-parameter processing of an executemany cost 2-3x the whole
+    insert at 5,000-row batches. Only rows actually inserted come back.
+    """
+    out: list[tuple[int, str]] = []
+    # The driver's own cursor on the same connection, so inside the transaction SQLAlchemy began.
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for i in range(0, len(rows), _PAGE):
+            page = rows[i : i + _PAGE]
+            cursor.execute(_insert_sql(conn.dialect.name, len(page)), tuple(chain.from_iterable(page)))
+            out.extend(cursor.fetchall())
+    finally:
+        cursor.close()
+    return out
+
+
 def write_batch(conn: Connection, batch: PredictionBatch) -> WriteResult:
     """Insert new predictions, skip request ids already stored, and store the features of the
     rows actually inserted as one chunk. Runs inside the caller's (write) transaction."""
@@ -63,20 +98,10 @@ def write_batch(conn: Connection, batch: PredictionBatch) -> WriteResult:
         return WriteResult(inserted=0, duplicates=0)
     _check_ab_tests(conn, batch)
     score = [None if s != s else float(s) for s in batch.score.tolist()]  # NaN -> NULL
-    rows = [
-        {
-            "request_id": rid,
-            "model_name": batch.model_name,
-            "model_version": mv,
-            "unit_id": uid,
-            "arm": arm,
-            "ts": ts,
-            "prediction": pred,
-            "score": sc,
-            "ab_test_id": ab,
-        }
-        for rid, mv, uid, arm, ts, pred, sc, ab in zip(
+    rows = list(
+        zip(
             batch.request_id,
+            [batch.model_name] * n,
             batch.model_version,
             batch.unit_id,
             batch.arm,
@@ -86,13 +111,8 @@ def write_batch(conn: Connection, batch: PredictionBatch) -> WriteResult:
             batch.ab_test_id,
             strict=True,
         )
-    ]
-    stmt = (
-        dialect_insert(conn, predictions)
-        .on_conflict_do_nothing(index_elements=["request_id"])
-        .returning(predictions.c.id, predictions.c.request_id)
     )
-    inserted = conn.execute(stmt, rows).all()
+    inserted = _insert_predictions(conn, rows)
     if not inserted:
         return WriteResult(inserted=0, duplicates=n)
 
@@ -101,8 +121,8 @@ def write_batch(conn: Connection, batch: PredictionBatch) -> WriteResult:
     first: dict[str, int] = {}
     for i, rid in enumerate(batch.request_id):
         first.setdefault(rid, i)
-    pos = np.fromiter((first[rid] for _, rid in inserted), dtype=np.int64, count=len(inserted))
-    ids = np.fromiter((pid for pid, _ in inserted), dtype=_I8, count=len(inserted))
+    pos = np.array([first[rid] for _, rid in inserted], dtype=np.int64)
+    ids = np.array([pid for pid, _ in inserted], dtype=_I8)
     order = np.argsort(pos, kind="stable")
     pos, ids = pos[order], ids[order]
     ts = batch.ts[pos]

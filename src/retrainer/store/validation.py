@@ -160,6 +160,14 @@ def category_column(field: str, values: Any, *, nullable: bool, problems: list[s
 
 
 def text_column(field: str, values: Any, *, required: bool, problems: list[str], max_len: int = MAX_TEXT) -> list[str | None]:
+    values = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    # The common case, checked in C: all strings, none empty or too long.
+    if values and pd.api.types.infer_dtype(values, skipna=False) == "string":
+        lengths = list(map(len, values))
+        if min(lengths) > 0 and max(lengths) <= max_len:
+            return values
+    if not required and all(v is None for v in values):
+        return values
     out: list[str | None] = []
     for i, v in enumerate(values):
         if _is_null(v):
@@ -178,6 +186,9 @@ def text_column(field: str, values: Any, *, required: bool, problems: list[str],
 
 
 def int_column(field: str, values: Any, problems: list[str]) -> list[int | None]:
+    values = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    if all(v is None for v in values):
+        return values
     out: list[int | None] = []
     for i, v in enumerate(values):
         if _is_null(v):
