@@ -86,3 +86,10 @@ def test_sorted_variants_check_their_input():
         wasserstein_sorted([1.0, np.nan], [1.0])
     with pytest.raises(StatisticsError, match="empty"):
         compare_sorted([], [1.0])
+
+
+def test_unknown_pvalue_method_is_rejected_for_any_size():
+    with pytest.raises(StatisticsError, match="pvalue_method"):
+        ks_2samp_stat([1.0, 2.0], [1.5], pvalue_method="exact")  # type: ignore[arg-type]
+    with pytest.raises(StatisticsError, match="pvalue_method"):
+        compare_sorted(np.arange(20000.0), np.arange(20000.0), pvalue_method="asymp")  # type: ignore[arg-type]

@@ -42,7 +42,7 @@ def count_categories(values: Iterable[Any]) -> CategoryCounts:
     >>> count_categories(["a", "b", "a", None])
     CategoryCounts(counts={'a': 2, 'b': 1}, n_missing=1)
     """
-    series = values if isinstance(values, pd.Series) else pd.Series(list(values) if not hasattr(values, "__len__") else values, dtype=object)
+    series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
     n_missing = int(series.isna().sum())
     vc = series.dropna().astype(str).value_counts(sort=False)
     counts = {str(k): int(v) for k, v in sorted(vc.items())}
@@ -65,7 +65,6 @@ def _contingency(ref_counts: Mapping[str, int], cur_counts: Mapping[str, int]) -
     cur = _validated(cur_counts, "current")
     known = sorted(k for k, v in ref.items() if v > 0)
     other_cur = sum(v for k, v in cur.items() if ref.get(k, 0) == 0)
-    # A category present in the reference as OTHER itself is folded in with the new ones.
     ref_row = [ref[k] for k in known]
     cur_row = [cur.get(k, 0) for k in known]
     if other_cur:

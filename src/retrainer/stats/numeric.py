@@ -69,6 +69,12 @@ class NumericComparison(NamedTuple):
     wasserstein: float
 
 
+def _check_method(method: str) -> KsPvalueMethod:
+    if method not in ("scipy", "fast"):
+        raise StatisticsError(f"pvalue_method must be 'scipy' or 'fast', got {method!r}")
+    return method  # type: ignore[return-value]
+
+
 def _sorted_finite(values: ArrayLike, name: str) -> NDArray[np.float64]:
     vals = np.sort(finite_values(values).values)
     if vals.size == 0:
@@ -97,8 +103,8 @@ def _abs_cdf_gap(
     with reference values placed first among ties the running counts at the *last* of
     a run of equal values are exactly the right-continuous CDFs. Inside a tie run the
     counts are partial, but there the gap to the next point is 0, so callers mask or
-    multiply by the gaps. Buffers are reused in place: at 2M points every fresh array
-    costs page faults as well as a pass.
+    multiply by the gaps. Buffers are reused in place (``out=``) to keep memory traffic
+    down: at 2M points each pass is a few milliseconds.
     """
     n, m = ref.size, cur.size
     both = np.concatenate([ref, cur])
@@ -118,8 +124,6 @@ def _ks_pvalue(d: float, n: int, m: int, method: KsPvalueMethod) -> float:
     en = np.round(big * small / (big + small))
     if method == "scipy":
         return float(np.clip(_sps.kstwo.sf(d, en), 0.0, 1.0))
-    if method != "fast":
-        raise StatisticsError(f"pvalue_method must be 'scipy' or 'fast', got {method!r}")
     x = np.sqrt(en) * d
     return float(np.clip(_sps.kstwobign.sf(x + 1.0 / (6.0 * np.sqrt(en)) + (x - 1.0) / (4.0 * en)), 0.0, 1.0))
 
@@ -167,20 +171,22 @@ def compare_sorted(
     reference_sorted: ArrayLike, current_sorted: ArrayLike, *, pvalue_method: KsPvalueMethod = "scipy"
 ) -> NumericComparison:
     """KS statistic, KS p-value and Wasserstein-1 of two sorted, finite samples, from one merge."""
+    method = _check_method(pvalue_method)
     ref = _check_sorted(reference_sorted, "reference")
-    return _compare(ref, _check_sorted(current_sorted, "current"), pvalue_method)
+    return _compare(ref, _check_sorted(current_sorted, "current"), method)
 
 
 def ks_sorted(
     reference_sorted: ArrayLike, current_sorted: ArrayLike, *, pvalue_method: KsPvalueMethod = "scipy"
 ) -> tuple[float, float]:
     """Two-sided KS ``(statistic, pvalue)`` of two sorted, finite samples (see module notes)."""
+    method = _check_method(pvalue_method)
     ref = _check_sorted(reference_sorted, "reference")
     cur = _check_sorted(current_sorted, "current")
     if max(ref.size, cur.size) <= KS_EXACT_MAX_N:
         return _scipy_small_sample_ks(ref, cur)
     absgap, deltas = _abs_cdf_gap(ref, cur)
-    return _ks(ref, cur, absgap, deltas, pvalue_method)
+    return _ks(ref, cur, absgap, deltas, method)
 
 
 def wasserstein_sorted(reference_sorted: ArrayLike, current_sorted: ArrayLike) -> float:
