@@ -1,0 +1,193 @@
+"""``drift``: the inputs (and optionally the predictions) no longer look like the training data.
+
+Compares the features of the last ``window`` of predictions (``ctx.features``) with the
+champion's reference profile (``ctx.reference``, built by
+:func:`retrainer.profiles.build_reference_profile`), one feature at a time, with
+:func:`retrainer.stats.dataset_drift`. What makes a feature *drifted* is ``statistic``:
+
+* ``psi`` (default): PSI over the reference's quantile bins (categories as bins; empty bins
+  smoothed by ``eps``) above ``psi_threshold`` (0.25);
+* ``pvalue``: KS (numeric) or chi-square (categorical; unseen categories pooled) p-value,
+  Benjamini-Hochberg adjusted across the features, below ``alpha``;
+* ``distance``: Wasserstein-1 in reference standard deviations above ``wasserstein_threshold``
+  (numeric), Jensen-Shannon distance above ``js_threshold`` (categorical).
+
+``thresholds`` overrides the threshold of the chosen statistic per feature. The dataset
+verdict is ``max`` (fire when any feature drifted; ``value`` is the most drifted feature's
+statistic) or ``share`` (fire when at least ``drift_share`` of the features drifted). Fewer
+than ``min_samples`` rows in the window is ``insufficient_data``. The evidence lists the
+``top`` most drifted features with every statistic.
+
+With ``prediction: true`` the model's scores are compared too, as the pseudo-feature
+``__prediction__``, against the profile's ``prediction`` reference. The context exposes scores
+only through ``ctx.labelled``, so this looks at the window's *labelled* predictions.
+
+>>> from datetime import timedelta
+>>> from retrainer.config import FeatureSpec
+>>> from retrainer.profiles import build_reference_profile
+>>> from retrainer.testing import DEFAULT_NOW, make_context, synthetic_log
+>>> specs = [FeatureSpec(name="x1"), FeatureSpec(name="x2"), FeatureSpec(name="segment", type="categorical")]
+>>> profile = build_reference_profile(synthetic_log(DEFAULT_NOW - timedelta(days=30), seed=2), specs)
+>>> ctx = make_context(synthetic_log(drifted=True), reference=profile)
+>>> d = DriftTrigger({"window": "3d"}).evaluate(ctx)
+>>> d.status, [f["feature"] for f in d.evidence["top"][:2]]
+('fired', ['x1', 'segment'])
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from retrainer.durations import Duration, format_duration
+from retrainer.errors import TriggerError
+from retrainer.profiles import load_reference_profile
+from retrainer.stats import FeatureDriftResult, NumericReference, Reference, dataset_drift
+from retrainer.triggers.base import Trigger
+from retrainer.triggers.context import TriggerContext
+from retrainer.triggers.decision import Decision
+
+PREDICTION = "__prediction__"
+_LABELS = {"psi": "PSI", "pvalue": "adjusted p-value", "distance": "distance"}
+
+
+class DriftTrigger(Trigger):
+    """Fires when features drift from the champion's reference profile."""
+
+    name = "drift"
+
+    class Params(Trigger.Params):
+        window: Duration = Field(timedelta(days=1), description="Compare predictions made within this.")
+        features: list[str] | None = Field(None, description="Features to check (default: all in the reference).")
+        statistic: Literal["psi", "pvalue", "distance"] = Field("psi", description="What makes a feature drifted.")
+        psi_threshold: float = Field(0.25, gt=0, description="statistic psi: PSI above this is drift.")
+        alpha: float = Field(0.05, gt=0, lt=1, description="statistic pvalue: BH-adjusted p below this is drift.")
+        wasserstein_threshold: float = Field(
+            0.1, gt=0, description="statistic distance: Wasserstein-1 / reference std above this (numeric)."
+        )
+        js_threshold: float = Field(0.1, gt=0, le=1, description="statistic distance: Jensen-Shannon above this (categorical).")
+        thresholds: dict[str, float] = Field(default_factory=dict, description="Per-feature threshold of the statistic.")
+        verdict: Literal["max", "share"] = Field("max", description="max: any feature drifted; share: enough of them.")
+        drift_share: float = Field(0.5, gt=0, le=1, description="verdict share: fire when this share drifted.")
+        min_samples: int = Field(200, ge=2, description="Fewer rows (or usable values) than this: insufficient_data.")
+        prediction: bool = Field(False, description="Also compare prediction scores with the profile's.")
+        eps: float = Field(1e-4, gt=0, lt=0.1, description="PSI smoothing of empty bins.")
+        top: int = Field(5, ge=1, description="How many drifted features the evidence lists.")
+
+        @field_validator("window")
+        @classmethod
+        def _positive(cls, v: timedelta) -> timedelta:
+            if v <= timedelta(0):
+                raise ValueError("`window` must be positive")
+            return v
+
+    # -- per-feature verdicts ----------------------------------------------------------------
+
+    def _threshold(self, r: FeatureDriftResult) -> float:
+        p = self.params
+        if r.feature in p.thresholds:
+            return p.thresholds[r.feature]
+        if p.statistic == "psi":
+            return p.psi_threshold
+        if p.statistic == "pvalue":
+            return p.alpha
+        return p.wasserstein_threshold if r.kind == "numeric" else p.js_threshold
+
+    def _statistic(self, r: FeatureDriftResult, ref: Reference) -> float:
+        stat = self.params.statistic
+        if stat == "psi":
+            return float(r.psi)  # type: ignore[arg-type]
+        if stat == "pvalue":
+            return float(r.pvalue_adjusted)  # type: ignore[arg-type]
+        if r.kind == "categorical":
+            return float(r.jensen_shannon)  # type: ignore[arg-type]
+        assert isinstance(ref, NumericReference)
+        std = float(np.std(ref.sorted_sample))
+        return float(r.wasserstein) / std if std > 0 else float(r.wasserstein)  # type: ignore[arg-type]
+
+    def _row(self, r: FeatureDriftResult, ref: Reference) -> dict[str, Any]:
+        value, threshold = self._statistic(r, ref), self._threshold(r)
+        drifted = value < threshold if self.params.statistic == "pvalue" else value > threshold
+        # Severity orders features: how far past (or short of) their own threshold they are.
+        severity = (threshold / max(value, 1e-300)) if self.params.statistic == "pvalue" else value / threshold
+        stats = {k: getattr(r, k) for k in ("psi", "ks", "ks_pvalue", "wasserstein", "chi2", "chi2_pvalue",
+                                              "jensen_shannon", "pvalue_adjusted")}
+        return {"feature": r.feature, "kind": r.kind, "value": value, "threshold": threshold, "drifted": drifted,
+                "severity": min(severity, 1e300), "n_current": r.n_cur, **{k: v for k, v in stats.items() if v is not None}}
+
+    # -- evaluate ------------------------------------------------------------------------------
+
+    def evaluate(self, ctx: TriggerContext) -> Decision:
+        p = self.params
+        label, stat_name = self.label, _LABELS[p.statistic]
+        if ctx.reference is None:
+            version = ctx.champion.version if ctx.champion else None
+            return Decision.insufficient(
+                label, reason=f"No reference profile for the champion ({'version ' + version if version else 'none in production'}): "
+                "nothing to compare with.", evidence={"champion": version},
+            )
+        profile = load_reference_profile(ctx.reference)
+        refs: dict[str, Reference] = dict(profile.features)
+        if p.features is not None:
+            missing = [f for f in p.features if f not in refs]
+            if missing:
+                raise TriggerError(f"{label}: features {', '.join(missing)} are not in the reference profile "
+                                   f"(it has {', '.join(refs)})")
+            refs = {f: refs[f] for f in p.features}
+        unknown = [f for f in p.thresholds if f not in refs and f != PREDICTION]
+        if unknown:
+            raise TriggerError(f"{label}: thresholds name features not checked: {', '.join(unknown)}")
+
+        window = ctx.features(p.window, list(refs))
+        current: dict[str, Any] = dict(window.columns)
+        evidence: dict[str, Any] = {"statistic": p.statistic, "verdict": p.verdict, "window": format_duration(p.window),
+                                    "n_current": len(window), "n_reference": profile.n_rows}
+        if len(window) < p.min_samples:
+            return Decision.insufficient(
+                label, reason=f"Only {len(window)} predictions in the last {format_duration(p.window)}, "
+                f"{p.min_samples} needed to measure drift.", evidence=evidence,
+            )
+        if p.prediction:
+            if profile.prediction is None:
+                evidence["prediction"] = "the reference profile has no prediction scores"
+            else:
+                refs[PREDICTION] = profile.prediction
+                current[PREDICTION] = np.asarray(ctx.labelled(p.window).score, float)
+
+        result = dataset_drift(refs, current, min_count=p.min_samples, eps=p.eps)
+        rows = [self._row(r, refs[r.feature]) for r in result.computed]
+        evidence["insufficient"] = {name: result.features[name].reason for name in result.insufficient}
+        if not rows:
+            return Decision.insufficient(
+                label, reason=f"No feature had {p.min_samples} usable values in the last {format_duration(p.window)}.",
+                evidence=evidence,
+            )
+        rows.sort(key=lambda row: -row["severity"])
+        drifted = [row["feature"] for row in rows if row["drifted"]]
+        share = len(drifted) / len(rows)
+        evidence |= {"drifted": drifted, "n_drifted": len(drifted), "n_features": len(rows), "share": share,
+                     "top": [{k: v for k, v in row.items() if k != "severity"} for row in rows[: p.top]]}
+        worst = rows[0]
+        cmp = "<" if p.statistic == "pvalue" else ">"
+        lead = f"{stat_name} of {worst['feature']} is {worst['value']:.3g}"
+        listed = ", ".join(drifted[:5]) + (", ..." if len(drifted) > 5 else "")
+        if p.verdict == "share":
+            value, threshold = share, p.drift_share
+            fired = share >= p.drift_share
+            reason = (f"{len(drifted)} of {len(rows)} features drifted ({share:.0%}, "
+                      f"{'at least' if fired else 'below'} {p.drift_share:.0%})"
+                      + (f": {listed}." if drifted else "."))
+        else:
+            value, threshold = worst["value"], worst["threshold"]
+            fired = bool(drifted)
+            reason = (f"{lead} ({cmp} {worst['threshold']:.3g}); {len(drifted)} of {len(rows)} features drifted: {listed}."
+                      if fired else f"No feature drifted; the most drifted is {worst['feature']} with {stat_name} "
+                      f"{worst['value']:.3g} (threshold {worst['threshold']:.3g}).")
+        make = Decision.fire if fired else Decision.ok
+        return make(label, reason=reason, value=value, threshold=threshold, evidence=evidence)
+
+
+__all__ = ["PREDICTION", "DriftTrigger"]

@@ -1,0 +1,137 @@
+"""``performance``: the model's quality on recently labelled predictions fell below a floor.
+
+Reads the predictions of the last ``window`` whose label had arrived by ``now``
+(``ctx.labelled``) and computes accuracy / f1 / precision / recall (binary, of
+``positive_label``) and roc_auc (from the scores), with scikit-learn's definitions
+(a zero denominator gives 0, as sklearn's ``zero_division`` default does; tested against
+sklearn). Fires when any configured metric is below its threshold. With fewer than
+``min_labels`` labels it says ``insufficient_data``: a handful of late labels is not evidence.
+Label coverage (labelled / all predictions in the window) is in the evidence.
+
+>>> from retrainer.testing import make_context, synthetic_log
+>>> ctx = make_context(synthetic_log(drifted=True))
+>>> d = PerformanceTrigger({"window": "2d", "min_labels": 50}).evaluate(ctx)
+>>> d.status, d.evidence["worst"]
+('fired', 'accuracy')
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+from scipy.stats import rankdata
+
+from retrainer.durations import Duration, format_duration
+from retrainer.triggers.base import Trigger
+from retrainer.triggers.context import TriggerContext
+from retrainer.triggers.decision import Decision
+
+Metric = Literal["accuracy", "f1", "precision", "recall", "roc_auc"]
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num / den) if den else 0.0
+
+
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray, positive_label: float = 1.0
+) -> dict[str, float | None]:
+    """The five metrics as sklearn defines them (binary); ``None`` where undefined (roc_auc with
+    one class present or no finite score)."""
+    t = y_true == positive_label
+    p = y_pred == positive_label
+    tp, fp, fn = float(np.sum(t & p)), float(np.sum(~t & p)), float(np.sum(t & ~p))
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    out: dict[str, float | None] = {
+        "accuracy": float(np.mean(y_true == y_pred)) if y_true.size else None,
+        "precision": precision,
+        "recall": recall,
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "roc_auc": None,
+    }
+    scored = np.isfinite(score)
+    pos, neg = int(np.sum(t & scored)), int(np.sum(~t & scored))
+    if pos and neg:
+        # Mann-Whitney U with mid-ranks for ties: equals sklearn's trapezoidal ROC AUC.
+        ranks = rankdata(score[scored])
+        out["roc_auc"] = float((ranks[t[scored]].sum() - pos * (pos + 1) / 2) / (pos * neg))
+    return out
+
+
+class PerformanceTrigger(Trigger):
+    """Fires when a metric over recently labelled predictions is below its threshold."""
+
+    name = "performance"
+
+    class Params(Trigger.Params):
+        window: Duration = Field(timedelta(days=7), description="Predictions made within this, labelled by now.")
+        thresholds: dict[Metric, float] = Field(
+            default_factory=lambda: {"accuracy": 0.85, "f1": 0.70},
+            description="Floor per metric (accuracy, f1, precision, recall, roc_auc); below it fires.",
+        )
+        min_labels: int = Field(200, ge=1, description="Fewer labels than this: insufficient_data.")
+        positive_label: float = Field(1.0, description="The positive class for f1/precision/recall/roc_auc.")
+
+        @field_validator("window")
+        @classmethod
+        def _positive(cls, v: timedelta) -> timedelta:
+            if v <= timedelta(0):
+                raise ValueError("`window` must be positive")
+            return v
+
+        @field_validator("thresholds")
+        @classmethod
+        def _some(cls, v: dict[str, float]) -> dict[str, float]:
+            if not v:
+                raise ValueError("give at least one metric threshold")
+            bad = [m for m, x in v.items() if not 0.0 <= x <= 1.0]
+            if bad:
+                raise ValueError(f"thresholds must be within [0, 1]: {', '.join(bad)}")
+            return v
+
+    def evaluate(self, ctx: TriggerContext) -> Decision:
+        p = self.params
+        w = ctx.labelled(p.window)
+        y_true, y_pred = np.asarray(w.y_true, float), np.asarray(w.y_pred, float)
+        known = np.isfinite(y_true) & np.isfinite(y_pred)
+        n = int(known.sum())
+        evidence: dict = {"n_labelled": n, "n_predictions": w.n_predictions, "label_coverage": w.coverage,
+                          "thresholds": dict(p.thresholds)}
+        if n < p.min_labels:
+            return Decision.insufficient(
+                self.label,
+                reason=f"Only {n} labelled predictions in the last {format_duration(p.window)} (coverage {w.coverage:.0%}), "
+                f"{p.min_labels} needed to judge performance.",
+                evidence=evidence,
+            )
+        metrics = classification_metrics(y_true[known], y_pred[known], np.asarray(w.score, float)[known],
+                                         p.positive_label)
+        scored = {m: metrics[m] for m in p.thresholds if metrics[m] is not None}
+        evidence["metrics"] = {m: metrics[m] for m in p.thresholds}
+        if not scored:
+            return Decision.insufficient(
+                self.label, reason=f"None of {', '.join(p.thresholds)} is defined on these labels "
+                "(one class only, or no scores).", evidence=evidence,
+            )
+        # The worst metric is the one furthest below (or least above) its floor.
+        worst = min(scored, key=lambda m: scored[m] - p.thresholds[m])
+        failing = [m for m in scored if scored[m] < p.thresholds[m]]
+        evidence |= {"failing": failing, "worst": worst}
+        value, threshold = scored[worst], p.thresholds[worst]
+        if failing:
+            parts = ", ".join(f"{m} {scored[m]:.3f} < {p.thresholds[m]:.2f}" for m in failing)
+            return Decision.fire(
+                self.label, reason=f"On {n} labelled predictions ({w.coverage:.0%} coverage): {parts}.",
+                value=value, threshold=threshold, evidence=evidence,
+            )
+        parts = ", ".join(f"{m} {scored[m]:.3f}" for m in scored)
+        return Decision.ok(
+            self.label, reason=f"On {n} labelled predictions ({w.coverage:.0%} coverage): {parts}, all above their floors.",
+            value=value, threshold=threshold, evidence=evidence,
+        )
+
+
+__all__ = ["PerformanceTrigger", "classification_metrics"]
