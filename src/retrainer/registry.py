@@ -47,7 +47,7 @@ _FLUENT_LOCK = threading.RLock()
 
 
 def _not_found(exc: MlflowException) -> bool:
-    return exc.get_error_code() in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
+    return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
 
 
 def check_idempotency_key(key: str) -> str:
@@ -124,7 +124,7 @@ class Registry:
         try:
             return self.client.create_experiment(name, artifact_location=uri)
         except MlflowException as exc:
-            if exc.get_error_code() == "RESOURCE_ALREADY_EXISTS":  # created concurrently
+            if exc.error_code == "RESOURCE_ALREADY_EXISTS":  # created concurrently
                 found = self.client.get_experiment_by_name(name)
                 if found is not None:
                     return found.experiment_id
@@ -139,7 +139,7 @@ class Registry:
             try:
                 self.client.create_registered_model(self.model_name)
             except MlflowException as exc2:
-                if exc2.get_error_code() != "RESOURCE_ALREADY_EXISTS":
+                if exc2.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise RegistryError(f"cannot create registered model {self.model_name!r}: {exc2.message}") from exc2
 
     # -- versions and aliases ---------------------------------------------------------------

@@ -106,6 +106,40 @@ def register_candidate(
     baseline) is stored as ``reference_profile.json`` in the run.
     """
     key = check_idempotency_key(idempotency_key)
+    # The registry store resolves ``models:/<id>`` sources through MLflow's *global* tracking URI,
+    # so the whole registration runs with the globals pointed at this registry.
+    with registry.activated():
+        return _register(
+            model,
+            registry=registry,
+            key=key,
+            metrics=metrics,
+            reasons=reasons,
+            data_window=data_window,
+            flow_run_id=flow_run_id,
+            input_example=input_example,
+            reference_profile=reference_profile,
+            extra_artifacts=extra_artifacts,
+            params=params,
+            trusted_types=trusted_types,
+        )
+
+
+def _register(
+    model: Any,
+    *,
+    registry: Registry,
+    key: str,
+    metrics: Mapping[str, float | None],
+    reasons: Sequence[str] | Mapping[str, Any],
+    data_window: tuple[datetime, datetime],
+    flow_run_id: str | None,
+    input_example: pd.DataFrame,
+    reference_profile: Mapping[str, Any] | None,
+    extra_artifacts: Mapping[str, Path] | None,
+    params: Mapping[str, Any] | None,
+    trusted_types: Sequence[str],
+) -> RegisteredVersion:
     existing = registry.version_for_key(key)
     if existing is not None:
         return RegisteredVersion(existing, registry.get_version(existing).run_id, created=False)
@@ -208,6 +242,8 @@ def _log_run(
                 input_example=example,
                 serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
                 skops_trusted_types=trusted or None,
+                # Given, not inferred: inference loads the model in a subprocess (seconds per call).
+                pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
             )
         # From here a retry registers this logged model instead of logging another.
         client.set_tag(run_id, MODEL_ID_TAG, info.model_id)

@@ -1,0 +1,215 @@
+"""Promotion, rollback and rejection: compare-and-set on the champion, one ledger row each.
+
+The SQL store's champion pointer is the source of truth; MLflow's ``champion`` alias mirrors
+it. A promotion first compare-and-sets the store's pointer against the champion the caller
+saw (``expected_champion``). Losing that race is never silent: the loser writes a
+``superseded`` ledger row and gets ``status="superseded"`` back. The winner writes its
+``promote`` row *immediately after* the CAS (so the ledger never lacks a move the store has
+made), then moves the alias. If moving the alias fails, the store is ahead of MLflow; every
+entry point here first calls :func:`sync_champion_alias`, which repairs that.
+
+Rollback is one step: the ledger is replayed as a stack (promote pushes, rollback pops) and
+the champion goes back to the version below the current one, again by compare-and-set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from retrainer.errors import RegistryError
+from retrainer.registry import CHALLENGER, CHAMPION, Registry
+
+
+class LedgerRow(Protocol):
+    action: str
+    from_version: str | None
+    to_version: str | None
+
+
+class PromotionStore(Protocol):
+    """What promotion needs from the SQL store (:class:`retrainer.store.Store` provides it)."""
+
+    def champion(self, model_name: str) -> str | None: ...
+
+    def champion_cas(self, model_name: str, expected: str | None, new: str) -> bool: ...
+
+    def append_ledger(
+        self,
+        model_name: str,
+        *,
+        action: str,
+        from_version: str | None,
+        to_version: str | None,
+        actor: str,
+        reason: str,
+        run_id: Any = None,
+        at: Any = None,
+    ) -> int: ...
+
+    def ledger(self, model_name: str) -> Sequence[LedgerRow]: ...
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    status: Literal["promoted", "superseded", "rolled_back"]
+    from_version: str | None  # the champion this call expected (promote) or left (rollback)
+    to_version: str
+    champion: str | None  # the champion after the call, whoever set it
+    ledger_id: int
+
+
+def sync_champion_alias(registry: Registry, store: PromotionStore) -> str | None:
+    """Make MLflow's ``champion`` alias equal the store's champion; return that champion.
+
+    A store without a champion leaves the alias alone (it may predate retrainer).
+    """
+    truth = store.champion(registry.model_name)
+    if truth is not None and registry.alias_version(CHAMPION) != truth:
+        registry.set_alias(CHAMPION, truth)
+    return truth
+
+
+def promote(
+    registry: Registry,
+    store: PromotionStore,
+    *,
+    version: str,
+    expected_champion: str | None,
+    actor: str,
+    reason: str,
+    run_id: Any = None,
+) -> PromotionResult:
+    """Make ``version`` the champion if the champion is still ``expected_champion``."""
+    model = registry.model_name
+    version = str(registry.get_version(version).version)  # must exist before anything moves
+    sync_champion_alias(registry, store)
+    if not store.champion_cas(model, expected_champion, version):
+        actual = store.champion(model)
+        ledger_id = store.append_ledger(
+            model,
+            action="superseded",
+            from_version=expected_champion,
+            to_version=version,
+            actor=actor,
+            reason=f"not promoted: champion is {actual!r}, expected {expected_champion!r} ({reason})",
+            run_id=run_id,
+        )
+        sync_champion_alias(registry, store)
+        return PromotionResult("superseded", expected_champion, version, actual, ledger_id)
+    ledger_id = store.append_ledger(
+        model,
+        action="promote",
+        from_version=expected_champion,
+        to_version=version,
+        actor=actor,
+        reason=reason,
+        run_id=run_id,
+    )
+    _mirror(registry, version)
+    if registry.alias_version(CHALLENGER) == version:
+        registry.delete_alias(CHALLENGER)  # it is no longer a challenger
+    return PromotionResult("promoted", expected_champion, version, version, ledger_id)
+
+
+def champion_history(rows: Sequence[LedgerRow]) -> list[str]:
+    """The stack of champions the ledger describes, oldest first (promote pushes, rollback pops)."""
+    stack: list[str] = []
+    for row in rows:
+        if row.action == "promote" and row.to_version is not None:
+            stack.append(row.to_version)
+        elif row.action == "rollback" and stack:
+            stack.pop()
+            if row.to_version is not None and (not stack or stack[-1] != row.to_version):
+                stack.append(row.to_version)  # a rollback to a version not below: keep the ledger's word
+    return stack
+
+
+def rollback(
+    registry: Registry,
+    store: PromotionStore,
+    *,
+    actor: str,
+    reason: str,
+    run_id: Any = None,
+) -> PromotionResult:
+    """Put the previous champion back, in one step (compare-and-set against the current one)."""
+    model = registry.model_name
+    current = sync_champion_alias(registry, store)
+    if current is None:
+        raise RegistryError(f"{model!r} has no champion: there is nothing to roll back")
+    history = champion_history(store.ledger(model))
+    if len(history) < 2 or history[-1] != current:
+        raise RegistryError(
+            f"the ledger of {model!r} names no champion before {current!r}: nothing to roll back to "
+            "(promote a known-good version instead)"
+        )
+    target = history[-2]
+    registry.get_version(target)  # still registered?
+    if not store.champion_cas(model, current, target):
+        actual = store.champion(model)
+        ledger_id = store.append_ledger(
+            model,
+            action="superseded",
+            from_version=current,
+            to_version=target,
+            actor=actor,
+            reason=f"rollback not applied: champion moved to {actual!r} meanwhile ({reason})",
+            run_id=run_id,
+        )
+        sync_champion_alias(registry, store)
+        return PromotionResult("superseded", current, target, actual, ledger_id)
+    ledger_id = store.append_ledger(
+        model, action="rollback", from_version=current, to_version=target, actor=actor, reason=reason, run_id=run_id
+    )
+    _mirror(registry, target)
+    return PromotionResult("rolled_back", current, target, target, ledger_id)
+
+
+def reject(
+    registry: Registry,
+    store: PromotionStore,
+    *,
+    version: str,
+    actor: str,
+    reason: str,
+    run_id: Any = None,
+) -> int:
+    """Record that ``version`` will not be promoted; unstage it if it is the challenger."""
+    model = registry.model_name
+    sync_champion_alias(registry, store)
+    ledger_id = store.append_ledger(
+        model,
+        action="reject",
+        from_version=store.champion(model),
+        to_version=str(version),
+        actor=actor,
+        reason=reason,
+        run_id=run_id,
+    )
+    if registry.alias_version(CHALLENGER) == str(version):
+        registry.delete_alias(CHALLENGER)
+    return ledger_id
+
+
+def _mirror(registry: Registry, version: str) -> None:
+    try:
+        registry.set_alias(CHAMPION, version)
+    except RegistryError as exc:
+        raise RegistryError(
+            f"champion of {registry.model_name!r} is now {version} in the store, but the MLflow alias "
+            f"could not be moved ({exc}); it is repaired on the next promote/rollback, or run "
+            "sync_champion_alias"
+        ) from exc
+
+
+__all__ = [
+    "PromotionResult",
+    "PromotionStore",
+    "champion_history",
+    "promote",
+    "reject",
+    "rollback",
+    "sync_champion_alias",
+]

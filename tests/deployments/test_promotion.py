@@ -1,0 +1,190 @@
+"""Compare-and-set promotion against the real SQLite store and a real MLflow registry (temp dirs)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from retrainer.deployments.promotion import champion_history, promote, reject, rollback, sync_champion_alias
+from retrainer.errors import RegistryError
+from retrainer.registry import CHALLENGER, CHAMPION, Registry
+from retrainer.store import Store
+
+
+def mlflow_db_template(tmp_path_factory) -> Path:
+    """Empty migrated MLflow db, made once per session (same helper as tests/test_registry.py)."""
+    template = tmp_path_factory.getbasetemp() / "mlflow-template.db"
+    if not template.exists():
+        staging = template.with_suffix(".staging")
+        MlflowClient(tracking_uri=f"sqlite:///{staging}").search_experiments()
+        staging.rename(template)
+    return template
+
+
+@pytest.fixture(scope="module")
+def mlflow_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow-promotion")
+    shutil.copy(mlflow_db_template(tmp_path_factory), root / "mlflow.db")
+    return root
+
+
+@pytest.fixture
+def registry(mlflow_dir, tmp_path):
+    reg = Registry(f"sqlite:///{mlflow_dir / 'mlflow.db'}", model_name=f"p-{uuid.uuid4().hex[:8]}")
+    reg.ensure_registered_model()
+    src = tmp_path / "model"
+    src.mkdir()
+    for _ in range(4):  # versions 1..4; promotion only needs them to exist
+        reg.client.create_model_version(reg.model_name, source=str(src))
+    return reg
+
+
+@pytest.fixture
+def store_url(tmp_path):
+    url = f"sqlite:///{tmp_path / 'retrainer.db'}"
+    with Store.open(url) as s:
+        s.init()
+    return url
+
+
+@pytest.fixture
+def store(store_url):
+    with Store.open(store_url) as s:
+        yield s
+
+
+def actions(store, registry):
+    return [(r.action, r.from_version, r.to_version) for r in store.ledger(registry.model_name)]
+
+
+def test_first_promotion_sets_store_alias_and_ledger(registry, store):
+    result = promote(registry, store, version="1", expected_champion=None, actor="alice", reason="first model")
+    assert (result.status, result.from_version, result.to_version, result.champion) == ("promoted", None, "1", "1")
+    assert store.champion(registry.model_name) == "1"
+    assert registry.alias_version(CHAMPION) == "1"
+    rows = store.ledger(registry.model_name)
+    assert [(r.action, r.from_version, r.to_version, r.actor, r.reason) for r in rows] == [
+        ("promote", None, "1", "alice", "first model")
+    ]
+    assert rows[0].id == result.ledger_id
+
+
+def test_stale_expectation_is_superseded_not_overwritten(registry, store):
+    promote(registry, store, version="1", expected_champion=None, actor="a", reason="r")
+    promote(registry, store, version="2", expected_champion="1", actor="a", reason="r")
+    late = promote(registry, store, version="3", expected_champion="1", actor="b", reason="late")
+    assert late.status == "superseded" and late.champion == "2"
+    assert store.champion(registry.model_name) == "2" and registry.alias_version(CHAMPION) == "2"
+    assert actions(store, registry)[-1] == ("superseded", "1", "3")
+    assert "expected '1'" in store.ledger(registry.model_name)[-1].reason
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_cas_race_has_exactly_one_winner(registry, store_url, attempt):
+    with Store.open(store_url) as setup:
+        promote(registry, setup, version="1", expected_champion=None, actor="setup", reason="base")
+    barrier = threading.Barrier(2)
+    results: dict[str, object] = {}
+    errors: list[BaseException] = []
+
+    def contender(version: str) -> None:
+        # Each thread has its own Store (engine), as two worker processes would.
+        try:
+            with Store.open(store_url) as own:
+                barrier.wait()
+                results[version] = promote(
+                    registry, own, version=version, expected_champion="1", actor=f"worker-{version}", reason="race"
+                )
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=contender, args=(v,)) for v in ("2", "3")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    statuses = sorted(r.status for r in results.values())
+    assert statuses == ["promoted", "superseded"]
+    winner = next(v for v, r in results.items() if r.status == "promoted")
+    loser = next(v for v, r in results.items() if r.status == "superseded")
+    with Store.open(store_url) as check:
+        rows = actions(check, registry)
+        assert store_champion(check, registry) == winner
+    assert rows.count(("promote", "1", winner)) == 1
+    assert [r for r in rows if r[0] == "promote"] == [("promote", None, "1"), ("promote", "1", winner)]
+    assert [r for r in rows if r[0] == "superseded"] == [("superseded", "1", loser)]
+    assert registry.alias_version(CHAMPION) == winner
+
+
+def store_champion(store, registry):
+    return store.champion(registry.model_name)
+
+
+def test_rollback_restores_previous_champion_in_one_step(registry, store):
+    promote(registry, store, version="1", expected_champion=None, actor="a", reason="r")
+    promote(registry, store, version="2", expected_champion="1", actor="a", reason="r")
+    promote(registry, store, version="3", expected_champion="2", actor="a", reason="r")
+    back = rollback(registry, store, actor="oncall", reason="bad latency")
+    assert (back.status, back.from_version, back.to_version) == ("rolled_back", "3", "2")
+    assert store.champion(registry.model_name) == "2" and registry.alias_version(CHAMPION) == "2"
+    last = store.ledger(registry.model_name)[-1]
+    assert (last.action, last.from_version, last.to_version, last.actor, last.reason) == (
+        "rollback", "3", "2", "oncall", "bad latency"
+    )
+    # A second rollback goes one further back, not forward to 3.
+    again = rollback(registry, store, actor="oncall", reason="still bad")
+    assert again.to_version == "1" and store.champion(registry.model_name) == "1"
+    with pytest.raises(RegistryError, match="nothing to roll back to"):
+        rollback(registry, store, actor="oncall", reason="no more")
+
+
+def test_rollback_without_champion_is_an_error(registry, store):
+    with pytest.raises(RegistryError, match="no champion"):
+        rollback(registry, store, actor="a", reason="r")
+
+
+def test_alias_is_repaired_when_the_store_is_ahead(registry, store):
+    promote(registry, store, version="1", expected_champion=None, actor="a", reason="r")
+    # Simulate a crash after the CAS (and its ledger row) but before the alias moved.
+    assert store.champion_cas(registry.model_name, "1", "2")
+    assert registry.alias_version(CHAMPION) == "1"
+    assert sync_champion_alias(registry, store) == "2"
+    assert registry.alias_version(CHAMPION) == "2"
+    # And any promotion call repairs it first.
+    registry.set_alias(CHAMPION, "1")
+    result = promote(registry, store, version="3", expected_champion="1", actor="a", reason="stale")
+    assert result.status == "superseded" and registry.alias_version(CHAMPION) == "2"
+
+
+def test_promote_unknown_version_changes_nothing(registry, store):
+    with pytest.raises(RegistryError, match="no version 99"):
+        promote(registry, store, version="99", expected_champion=None, actor="a", reason="r")
+    assert store.champion(registry.model_name) is None and store.ledger(registry.model_name) == []
+
+
+def test_promoting_the_challenger_unstages_it_and_reject_writes_a_row(registry, store):
+    registry.set_alias(CHALLENGER, "1")
+    promote(registry, store, version="1", expected_champion=None, actor="a", reason="r")
+    assert registry.alias_version(CHALLENGER) is None
+    registry.set_alias(CHALLENGER, "2")
+    ledger_id = reject(registry, store, version="2", actor="gate", reason="f1 below 0.95x")
+    last = store.ledger(registry.model_name)[-1]
+    assert (last.id, last.action, last.from_version, last.to_version) == (ledger_id, "reject", "1", "2")
+    assert registry.alias_version(CHALLENGER) is None
+    assert store.champion(registry.model_name) == "1"
+
+
+def test_champion_history_replays_promote_and_rollback():
+    class Row:
+        def __init__(self, action, f, t):
+            self.action, self.from_version, self.to_version = action, f, t
+
+    rows = [Row("promote", None, "1"), Row("promote", "1", "2"), Row("reject", "2", "5"),
+            Row("superseded", "1", "4"), Row("promote", "2", "3"), Row("rollback", "3", "2")]
+    assert champion_history(rows) == ["1", "2"]
