@@ -1,0 +1,115 @@
+"""``run_check``: one monitoring check of one model, from the store to an audit trail.
+
+This is the plain function behind ``retrainer check`` and the monitor flow. It imports
+neither Prefect nor MLflow, so a check costs what its queries cost.
+
+1. build the :class:`TriggerContext` at ``now``: the store is the window source, the last
+   retrain is the latest successful run, the champion is given (the flow knows it from the
+   MLflow registry) or read from the store's champion pointer, with the creation time taken
+   from its reference profile's ``registered_at``; the reference is that version's profile;
+2. read the hysteresis history: earlier *raw* policy outcomes, kept in the audit table as the
+   policy row's ``evidence["raw_fired"]``;
+3. evaluate the policy (every trigger, then cooldown/hysteresis);
+4. write each trigger's Decision and the policy's to the audit table under one ``check_id``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from retrainer.config import RetrainerConfig
+from retrainer.triggers.context import ChampionInfo, TriggerContext
+from retrainer.triggers.decision import Decision
+from retrainer.triggers.policy import CheckResult, Policy, build_policy
+
+POLICY_ROLE = "policy"
+
+
+@dataclass(frozen=True)
+class CheckRun(CheckResult):
+    """A :class:`CheckResult` with where it was recorded: ``check_id`` ("" when not written)."""
+
+    check_id: str = ""
+    evaluated_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return super().to_dict()
+
+
+def champion_from_store(store: Any, model_name: str) -> tuple[ChampionInfo | None, dict[str, Any] | None]:
+    """The store's champion pointer and its reference profile (``created_at`` = profile's ``registered_at``)."""
+    version = store.champion(model_name)
+    if version is None:
+        return None, None
+    profile = store.reference_profile(model_name, version)
+    created = None
+    if profile and profile.get("registered_at"):
+        created = datetime.fromisoformat(str(profile["registered_at"]))
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=timezone.utc)
+    return ChampionInfo(version, created_at=created), profile
+
+
+def raw_history(store: Any, model_name: str, until: datetime, *, keep: int) -> list[bool]:
+    """The last ``keep`` raw policy outcomes recorded before ``until``, oldest first."""
+    if keep <= 0:
+        return []
+    rows = [e for e in store.evaluations(model_name, until=until)
+            if isinstance(e.evidence, dict) and e.evidence.get("role") == POLICY_ROLE]
+    return [bool(e.evidence.get("raw_fired")) for e in rows[-keep:]]
+
+
+def audit_rows(result: CheckResult, check_id: str) -> list[dict[str, Any]]:
+    """One row per trigger, then the policy's (with ``raw_fired`` so hysteresis can be replayed)."""
+    rows = [{"check_id": check_id, **d.to_dict()} for d in result.children]
+    policy: Decision = result.decision
+    evidence = {k: v for k, v in policy.to_dict()["evidence"].items() if k != "children"}  # children have rows
+    evidence.pop("raw", None)
+    evidence |= {"role": POLICY_ROLE, "raw_fired": result.raw.fired, "raw_status": result.raw.status,
+                 "raw_reason": result.raw.reason, "should_retrain": result.should_retrain, "reasons": result.reasons}
+    rows.append({"check_id": check_id, **policy.to_dict(), "evidence": evidence})
+    return rows
+
+
+def run_check(
+    cfg: RetrainerConfig,
+    *,
+    store: Any,
+    now: datetime | None = None,
+    policy: Policy | None = None,
+    write_audit: bool = True,
+    champion: ChampionInfo | None = None,
+    history: Sequence[bool] | None = None,
+) -> CheckRun:
+    """Evaluate ``cfg``'s policy for ``cfg.model.name`` at ``now`` (default: the current time).
+
+    ``champion`` overrides the store's pointer (the flow passes the registry's); ``history``
+    overrides the raw outcomes read from the audit table.
+    """
+    now = now or datetime.now(timezone.utc)
+    model = cfg.model.name
+    policy = policy or build_policy(cfg)
+    if champion is None:
+        champion, reference = champion_from_store(store, model)
+    else:
+        reference = store.reference_profile(model, champion.version)
+        if champion.created_at is None and reference and reference.get("registered_at"):
+            champion = ChampionInfo(champion.version, created_at=datetime.fromisoformat(reference["registered_at"]),
+                                    run_id=champion.run_id, tags=champion.tags)
+    ctx = TriggerContext(model_name=model, now=now, source=store, last_retrain_at=store.last_successful_run(model),
+                         champion=champion, reference=reference)
+    if history is None:
+        history = raw_history(store, model, now, keep=policy.guard.window - 1)
+    result = policy.check(ctx, history)
+    check_id = ""
+    if write_audit:
+        check_id = uuid.uuid4().hex
+        store.record_evaluations(model, now, audit_rows(result, check_id))
+    return CheckRun(result.decision, result.raw, result.children, result.counted, check_id=check_id, evaluated_at=now)
+
+
+__all__ = ["CheckRun", "POLICY_ROLE", "audit_rows", "champion_from_store", "raw_history", "run_check"]
