@@ -56,7 +56,7 @@ def test_numeric_result_equals_low_level_functions(frames):
         assert res.psi == pytest.approx(psi(ref[col], cur[col]), rel=1e-12)
         expected = stats.ks_2samp(ref[col], cur[col])
         assert res.ks == float(expected.statistic)
-        assert res.ks_pvalue == pytest.approx(float(expected.pvalue), rel=2e-3)  # "fast" p-value
+        assert res.ks_pvalue == pytest.approx(float(expected.pvalue), rel=1e-9)
         assert res.wasserstein == pytest.approx(stats.wasserstein_distance(ref[col], cur[col]), rel=1e-12)
 
 
@@ -144,11 +144,13 @@ def test_constant_identical_is_zero_and_constant_shift_is_drift():
     assert moved.ks == 1.0 and moved.wasserstein == 1.0 and moved.psi > 1.0
 
 
-def test_large_samples_use_fast_path_and_match_scipy_statistic():
+def test_large_samples_match_scipy():
     rng = np.random.default_rng(9)
     ref, cur = rng.normal(size=200_000), rng.normal(0.01, 1, size=150_000)
     res = feature_drift(NumericReference.from_values(ref), cur)
-    stat, p = ks_2samp_stat(ref, cur)  # scipy-identical p-value
-    assert res.ks == stat
-    assert res.ks_pvalue == pytest.approx(p, rel=1e-4)
+    stat, p = ks_2samp_stat(ref, cur)
+    expected = stats.ks_2samp(ref, cur)  # ~0.15 s: this p-value is in scipy's slow tail branch
+    assert res.ks == stat == float(expected.statistic)
+    assert res.ks_pvalue == p == pytest.approx(float(expected.pvalue), rel=1e-9)
+    assert p < 0.05
     assert res.wasserstein == pytest.approx(wasserstein(ref, cur), rel=1e-12)

@@ -8,6 +8,7 @@ from scipy import stats
 
 from retrainer.errors import StatisticsError
 from retrainer.stats import compare_sorted, ks_2samp_stat, ks_sorted, wasserstein, wasserstein_sorted
+from retrainer.stats.numeric import _ks_pvalue
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -39,13 +40,18 @@ def test_ks_and_wasserstein_equal_scipy(n, m, shift, decimals):
     assert cmp.wasserstein == wasserstein_sorted(a_s, b_s)
 
 
-@pytest.mark.parametrize("shift", [0.0, 0.01, 0.03, 0.06])
-def test_fast_ks_pvalue_is_close_to_scipy(shift):
-    a, b = _samples(60_000, 40_000, shift, seed=5)
-    expected = stats.ks_2samp(a, b)
-    stat, p = ks_2samp_stat(a, b, pvalue_method="fast")
-    assert stat == float(expected.statistic)
-    assert p == pytest.approx(float(expected.pvalue), rel=2e-3 if expected.pvalue < 1e-8 else 1e-4)
+@pytest.mark.parametrize("en", [141, 1_000, 20_000, 100_000])
+@pytest.mark.parametrize("x", [1.4833, 2.0, 3.0, 5.0, 10.0, 19.2])
+def test_tail_pvalue_equals_scipy_kstwo(en, x):
+    # the branch where scipy sums the whole Birnbaum-Tingey series and we sum a stride of it
+    d = x / np.sqrt(en)
+    expected = float(stats.kstwo.sf(d, en))
+    assert _ks_pvalue(d, 2 * en, 2 * en) == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+def test_tail_pvalue_equals_scipy_at_a_million():
+    d = 3.0 / np.sqrt(500_000)
+    assert _ks_pvalue(d, 1_000_000, 1_000_000) == pytest.approx(float(stats.kstwo.sf(d, 500_000)), rel=1e-9)
 
 
 def test_ties_across_samples_do_not_inflate_ks():
@@ -86,10 +92,3 @@ def test_sorted_variants_check_their_input():
         wasserstein_sorted([1.0, np.nan], [1.0])
     with pytest.raises(StatisticsError, match="empty"):
         compare_sorted([], [1.0])
-
-
-def test_unknown_pvalue_method_is_rejected_for_any_size():
-    with pytest.raises(StatisticsError, match="pvalue_method"):
-        ks_2samp_stat([1.0, 2.0], [1.5], pvalue_method="exact")  # type: ignore[arg-type]
-    with pytest.raises(StatisticsError, match="pvalue_method"):
-        compare_sorted(np.arange(20000.0), np.arange(20000.0), pvalue_method="asymp")  # type: ignore[arg-type]

@@ -40,7 +40,6 @@ from retrainer.stats.drift import (
 from retrainer.stats.multiple import benjamini_hochberg
 from retrainer.stats.numeric import (
     KS_EXACT_MAX_N,
-    KsPvalueMethod,
     NumericComparison,
     compare_sorted,
     ks_2samp_stat,
@@ -70,7 +69,6 @@ __all__ = [
     "psi_from_counts",
     # KS / Wasserstein
     "KS_EXACT_MAX_N",
-    "KsPvalueMethod",
     "NumericComparison",
     "compare_sorted",
     "ks_2samp_stat",

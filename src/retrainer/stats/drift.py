@@ -271,7 +271,7 @@ def _numeric_drift(
         )
     cur_sorted = np.sort(cur)
     psi_value = psi_from_counts(ref.counts, counts_from_sorted(cur_sorted, ref.edges), eps)
-    cmp = _compare(ref.sorted_sample, cur_sorted, "fast")
+    cmp = _compare(ref.sorted_sample, cur_sorted)
     return FeatureDriftResult(
         feature,
         "numeric",
@@ -328,8 +328,7 @@ def feature_drift(
 ) -> FeatureDriftResult:
     """Drift statistics of one current column against its reference profile.
 
-    Numeric: PSI, KS (+ p-value, ``pvalue_method="fast"``, see
-    :mod:`retrainer.stats.numeric`), Wasserstein-1. Categorical: PSI over categories,
+    Numeric: PSI, KS (+ p-value, see :mod:`retrainer.stats.numeric`), Wasserstein-1. Categorical: PSI over categories,
     chi-square (+ p-value), Jensen-Shannon distance. Never raises for bad *data*; a bad
     reference object is a programming error and raises :class:`StatisticsError`.
     """
