@@ -36,7 +36,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from retrainer.errors import StatisticsError
-from retrainer.stats.binning import bin_counts, counts_from_sorted, finite_values, quantile_edges
+from retrainer.stats.binning import counts_from_sorted, finite_values, quantile_edges
 from retrainer.stats.categorical import chi_square, count_categories, jensen_shannon
 from retrainer.stats.multiple import benjamini_hochberg
 from retrainer.stats.numeric import _compare
@@ -105,18 +105,20 @@ class NumericReference:
         finite, n_nan = finite_values(values)
         if finite.size == 0:
             raise StatisticsError("cannot build a numeric reference: no finite values (empty or all NaN)")
-        edges = quantile_edges(finite, bins)
-        sample = finite
-        if sample_size is not None:
-            if sample_size < 1:
-                raise StatisticsError(f"sample_size must be >= 1 or None, got {sample_size}")
-            if sample_size < finite.size:
-                rng = np.random.default_rng(seed)
-                sample = finite[rng.choice(finite.size, size=sample_size, replace=False)]
+        if sample_size is not None and sample_size < 1:
+            raise StatisticsError(f"sample_size must be >= 1 or None, got {sample_size}")
+        # One sort serves the quantiles (selection on sorted data is linear), the bin
+        # counts (binary searches) and, unless sampled, the KS/Wasserstein sample.
+        ordered = np.sort(finite)
+        edges = quantile_edges(ordered, bins)
+        sample = ordered
+        if sample_size is not None and sample_size < finite.size:
+            rng = np.random.default_rng(seed)
+            sample = np.sort(finite[rng.choice(finite.size, size=sample_size, replace=False)])
         return cls(
             edges=_readonly(edges),
-            counts=_readonly(bin_counts(finite, edges)),
-            sorted_sample=_readonly(np.sort(sample)),
+            counts=_readonly(counts_from_sorted(ordered, edges)),
+            sorted_sample=_readonly(sample),
             n=int(finite.size),
             n_nan=n_nan,
         )
