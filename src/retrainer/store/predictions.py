@@ -61,33 +61,44 @@ _PAGE = 1_000  # rows per INSERT: 9,000 bound parameters, under SQLite's 32,766
 
 
 @lru_cache(maxsize=8)
-def _insert_sql(dialect: str, rows: int) -> str:
-    mark = "?" if dialect == "sqlite" else "%s"
-    one = "(" + ", ".join([mark] * len(_PRED_COLUMNS)) + ")"
+def _insert_sql(rows: int) -> str:
+    one = "(" + ", ".join(["?"] * len(_PRED_COLUMNS)) + ")"
     return (
         f"INSERT INTO predictions ({', '.join(_PRED_COLUMNS)}) VALUES {', '.join([one] * rows)} "
         "ON CONFLICT (request_id) DO NOTHING RETURNING id, request_id"
     )
 
 
-def _insert_predictions(conn: Connection, rows: list[tuple[object, ...]]) -> list[tuple[int, str]]:
-    """Multi-row INSERT ... ON CONFLICT (request_id) DO NOTHING RETURNING id, request_id.
+_PG_INSERT = (
+    f"INSERT INTO predictions ({', '.join(_PRED_COLUMNS)}) "
+    "SELECT * FROM unnest(%b::varchar[], %b::varchar[], %b::varchar[], %b::varchar[], %b::varchar[], "
+    "%b::float8[], %b::float8[], %b::float8[], %b::bigint[]) "
+    "ON CONFLICT (request_id) DO NOTHING RETURNING id, request_id"
+)
 
-    Written as fixed SQL text (no name in it comes from input) and sent straight to the
-    driver: SQLAlchemy's per-parameter processing of an executemany cost 2-3x the whole
-    insert at 5,000-row batches. Only rows actually inserted come back.
+
+def _insert_predictions(conn: Connection, rows: list[tuple[object, ...]]) -> list[tuple[int, str]]:
+    """INSERT ... ON CONFLICT (request_id) DO NOTHING RETURNING id, request_id.
+
+    Fixed SQL text (no name in it comes from input) sent through the driver's own cursor on the
+    same connection, i.e. inside the transaction SQLAlchemy began: SQLAlchemy's per-parameter
+    executemany processing cost more than the insert itself at 5,000-row batches. SQLite gets
+    multi-row VALUES pages; PostgreSQL one statement over unnest(arrays) (psycopg re-parses a
+    query with thousands of placeholders on every call). Only inserted rows come back.
     """
-    out: list[tuple[int, str]] = []
-    # The driver's own cursor on the same connection, so inside the transaction SQLAlchemy began.
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
+        if conn.dialect.name == "postgresql":
+            cursor.execute(_PG_INSERT, [list(col) for col in zip(*rows, strict=True)])
+            return cursor.fetchall()
+        out: list[tuple[int, str]] = []
         for i in range(0, len(rows), _PAGE):
             page = rows[i : i + _PAGE]
-            cursor.execute(_insert_sql(conn.dialect.name, len(page)), tuple(chain.from_iterable(page)))
+            cursor.execute(_insert_sql(len(page)), tuple(chain.from_iterable(page)))
             out.extend(cursor.fetchall())
+        return out
     finally:
         cursor.close()
-    return out
 
 
 def write_batch(conn: Connection, batch: PredictionBatch) -> WriteResult:
@@ -161,11 +172,12 @@ def features_window(
     """
     names = [validate_identifier(c, "feature column") for c in columns]
     lo, hi = to_epoch(start), to_epoch(end)
-    chunk_rows = conn.execute(
+    chunk_rows = _fetch(
+        conn,
         sa.select(feature_chunks.c.id, feature_chunks.c.n_rows, feature_chunks.c.ts, feature_chunks.c.prediction_ids)
         .where(feature_chunks.c.model_name == model_name, feature_chunks.c.ts_max >= lo, feature_chunks.c.ts_min < hi)
-        .order_by(feature_chunks.c.id)
-    ).all()
+        .order_by(feature_chunks.c.id),
+    )
     if not chunk_rows:
         empty = np.empty(0, dtype=np.float64)
         return FeatureWindow(ts=empty, columns={c: empty.copy() for c in names}, prediction_ids=np.empty(0, dtype=np.int64))
@@ -182,7 +194,7 @@ def features_window(
                 feature_chunk_columns.c.chunk_id.in_(chunk_ids[i : i + 500]),
                 feature_chunk_columns.c.feature.in_(names),
             )
-            for cid, feat, enc, data in conn.execute(q):
+            for cid, feat, enc, data in _fetch(conn, q):
                 blobs[(cid, feat)] = (enc, data)
 
     ts_parts, id_parts, masks = [], [], []
@@ -207,6 +219,30 @@ def features_window(
         ts_all, ids_all = ts_all[order], ids_all[order]
         cols = {c: v[order] for c, v in cols.items()}
     return FeatureWindow(ts=ts_all, columns=cols, prediction_ids=ids_all)
+
+
+def _fetch(conn: Connection, query: sa.Select) -> list:  # type: ignore[type-arg]
+    """Run a blob-heavy SELECT. On PostgreSQL ask psycopg for binary results: in text format
+    bytea travels hex-encoded (twice the bytes) and is decoded in Python."""
+    if conn.dialect.name != "postgresql":
+        return conn.execute(query).all()
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    cursor = conn.connection.dbapi_connection.cursor(binary=True)  # type: ignore[union-attr]
+    try:
+        cursor.execute(str(compiled), compiled.params)
+        names = [d.name for d in cursor.description]
+        return [_Rec(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
+    finally:
+        cursor.close()
+
+
+class _Rec(dict):  # type: ignore[type-arg]
+    """Attribute access like a SQLAlchemy Row, and tuple-style unpacking in column order."""
+
+    __getattr__ = dict.__getitem__
+
+    def __iter__(self):  # type: ignore[override]
+        return iter(self.values())
 
 
 def _concat(parts: list[np.ndarray]) -> np.ndarray:
