@@ -207,7 +207,8 @@ class Registry:
         """Versions of this model whose tags equal the given values (keys are tag names)."""
         clauses = [f"name = '{self.model_name}'"]
         for key, value in tags.items():
-            check_idempotency_key(value)  # same charset rule: the value goes inside a filter string
+            if not _KEY.match(key) or not _KEY.match(value):  # both go inside a filter string
+                raise RegistryError(f"tag {key!r}={value!r} cannot be searched: use letters, digits, '_', '.', ':' or '-'")
             clauses.append(f"tags.`{key}` = '{value}'")
         return self._search(" and ".join(clauses))
 
