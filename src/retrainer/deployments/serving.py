@@ -1,0 +1,263 @@
+"""The prediction service, without HTTP: route, predict, log, mirror.
+
+:class:`PredictionService` is what the FastAPI app (:mod:`retrainer.deployments.app`) calls.
+It owns the :class:`~retrainer.deployments.router.ModelRouter` (which model answers), the
+:class:`~retrainer.deployments.writer.InferenceLogWriter` (every prediction and its features
+reach the store, off the request path) and the :class:`~retrainer.deployments.shadow.ShadowRunner`.
+
+The request path does no I/O: it picks the arm by hashing the unit, predicts, and hands the
+log rows and the shadow job to queues. When the log queue is full the rows come back as
+``overflow`` for the caller to enqueue off the event loop (backpressure, never loss).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from retrainer.config import RetrainerConfig
+from retrainer.deployments.ab import CHALLENGER_ARM, CHAMPION_ARM, bucket
+from retrainer.deployments.metrics import ServiceMetrics
+from retrainer.deployments.router import ModelRouter, ServedModel, WantedState, registry_loader
+from retrainer.deployments.shadow import ShadowJob, ShadowRunner, shadow_target
+from retrainer.deployments.writer import Assignment, InferenceLogWriter
+from retrainer.errors import RetrainerError
+from retrainer.registry import CHALLENGER, CHAMPION
+from retrainer.store.records import LabelRecord, LabelWriteResult, PredictionRecord
+
+log = logging.getLogger(__name__)
+
+_UTC = timezone.utc
+_SEEN_UNITS_MAX = 200_000  # assignments already queued, per process; duplicates are harmless anyway
+
+
+class NotReady(RetrainerError):
+    """No model is loaded yet (no champion alias, or it failed to load)."""
+
+
+def read_wanted_state(cfg: RetrainerConfig, registry: Any, store: Any) -> WantedState:
+    """What should be served now: champion alias, running A/B test, shadow switch."""
+    name = cfg.model.name
+    champion = registry.alias_version(CHAMPION)
+    test = store.active_ab_test(name)
+    challenger = registry.alias_version(CHALLENGER)
+    shadow, sample = shadow_target(
+        store.ledger(name), rollout_mode=cfg.rollout.mode, challenger=challenger,
+        default_sample=cfg.rollout.shadow.sample,
+    )
+    if shadow is not None and shadow == champion:
+        shadow = None  # shadowing the champion against itself measures nothing
+    if test is None:
+        return WantedState(champion=champion, shadow=shadow, shadow_sample=sample)
+    return WantedState(
+        champion=champion, ab_test_id=test.id, ab_champion=test.champion_version,
+        ab_challenger=test.challenger_version, ab_salt=test.salt, ab_split=test.split,
+        shadow=shadow, shadow_sample=sample,
+    )
+
+
+class PredictionService:
+    def __init__(
+        self,
+        cfg: RetrainerConfig,
+        *,
+        store: Any,
+        router: ModelRouter,
+        writer: InferenceLogWriter,
+        shadow: ShadowRunner,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.model_name = cfg.model.name
+        self.features = cfg.data.features
+        self.feature_names = [f.name for f in cfg.data.features]
+        self.store = store
+        self.router = router
+        self.writer = writer
+        self.shadow = shadow
+        self.metrics = metrics or ServiceMetrics(self.model_name)
+        self._seen_units: set[tuple[int, str]] = set()
+        self._started = False
+        self._register_gauges()
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: RetrainerConfig,
+        *,
+        store: Any | None = None,
+        registry: Any | None = None,
+        loader: Callable[[str], ServedModel] | None = None,
+        reload_interval: float = 5.0,
+        log_queue: int = 10_000,
+    ) -> PredictionService:
+        from retrainer.registry import Registry
+        from retrainer.store import Store
+
+        store = store or Store.open(cfg.store.url, max_batch=cfg.store.max_batch)
+        registry = registry or Registry.from_config(cfg)
+        loader = loader or registry_loader(registry, cfg.data.features)
+        router = ModelRouter(loader, lambda: read_wanted_state(cfg, registry, store), interval=reload_interval)
+        writer = InferenceLogWriter(store, cfg.model.name, cfg.data.features, max_queue=log_queue)
+        shadow_cfg = cfg.rollout.shadow
+        shadow = ShadowRunner(cfg.model.name, sink=writer.submit, queue_size=shadow_cfg.queue_size, workers=shadow_cfg.workers)
+        return cls(cfg, store=store, router=router, writer=writer, shadow=shadow)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Check the store, load the models, start the writer, shadow workers and reloader."""
+        self.store.check_schema()
+        self.writer.start()
+        self.shadow.start()
+        self.router.refresh()
+        self.router.start()
+        self._started = True
+
+    def stop(self) -> None:
+        """Stop reloading, stop the shadow, then write every queued row."""
+        self.router.stop()
+        self.shadow.close()
+        self.writer.close()
+        self._started = False
+
+    @property
+    def ready(self) -> bool:
+        return self.router.routing is not None
+
+    # -- predict ------------------------------------------------------------------------------
+
+    def predict(
+        self, instances: Sequence[Mapping[str, Any]], *, unit_id: str | None = None, request_id: str | None = None
+    ) -> tuple[dict[str, Any], list[Any] | None]:
+        """Answer a batch of validated instances; returns (body, overflow log rows or None)."""
+        routing = self.router.routing
+        if routing is None:
+            raise NotReady(self.router.stats.last_error or "models are still loading")
+        t0 = time.perf_counter()
+        n = len(instances)
+        if request_id is None:
+            rids = [uuid.uuid4().hex for _ in range(n)]
+        elif n == 1:
+            rids = [request_id]
+        else:
+            rids = [f"{request_id}-{i}" for i in range(n)]
+
+        ab = routing.ab
+        test_id = None
+        if ab is not None:
+            unit = unit_id if unit_id is not None else rids[0]
+            if bucket(ab.salt, unit) < ab.threshold:
+                arm, model = CHALLENGER_ARM, ab.challenger
+            else:
+                arm, model = CHAMPION_ARM, ab.champion
+            test_id = ab.test_id
+        else:
+            unit, arm, model = unit_id, CHAMPION_ARM, routing.champion
+
+        columns = {name: [inst.get(name) for inst in instances] for name in self.feature_names}
+        pred, score = model.predict(columns)
+        preds = pred.tolist()
+        scores = None if score is None else score.tolist()
+        latency = time.perf_counter() - t0
+        ts = datetime.now(_UTC)
+        version = model.version
+
+        rows: list[Any] = [
+            PredictionRecord(rids[i], instances[i], float(preds[i]), ts, version, unit, arm,
+                             None if scores is None else scores[i], test_id)
+            for i in range(n)
+        ]
+        if test_id is not None:
+            key = (test_id, unit)
+            if key not in self._seen_units:
+                if len(self._seen_units) >= _SEEN_UNITS_MAX:
+                    self._seen_units.clear()
+                self._seen_units.add(key)
+                rows.append(Assignment(test_id, unit, arm))
+        overflow = None if self.writer.offer(rows) else rows
+
+        shadow = routing.shadow
+        if shadow is not None and shadow is not model:
+            self.shadow.offer(
+                ShadowJob(shadow, columns, rids, version, preds, scores, latency * 1000.0, ts),
+                routing.shadow_sample,
+            )
+        self.metrics.observe_prediction(arm, time.perf_counter() - t0, n)
+        body = {
+            "request_ids": rids, "predictions": preds, "scores": scores,
+            "model_version": version, "arm": arm, "ab_test_id": test_id,
+        }
+        return body, overflow
+
+    # -- feedback -----------------------------------------------------------------------------
+
+    def feedback(self, labels: Sequence[tuple[str, float, datetime | None]]) -> LabelWriteResult:
+        """Store ground-truth labels (request_id, label, when known; default now)."""
+        now = datetime.now(_UTC)
+        records = [LabelRecord(rid, float(label), ts or now) for rid, label, ts in labels]
+        return self.store.log_labels(records)
+
+    # -- status -------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        routing = self.router.routing
+        w = self.writer.stats
+        return {
+            "model": self.model_name,
+            "ready": routing is not None,
+            "routing": None if routing is None else routing.describe(),
+            "reload": {"reloads": self.router.stats.reloads, "errors": self.router.stats.reload_errors,
+                       "last_error": self.router.stats.last_error},
+            "log_writer": {
+                "queue_depth": self.writer.depth(), "predictions_written": w.predictions_written,
+                "duplicates": w.duplicates, "rejected": w.rejected, "assignments_written": w.assignments_written,
+                "shadow_written": w.shadow_written, "backpressure_waits": w.backpressure_waits,
+                "write_errors": w.write_errors, "last_error": w.last_error,
+            },
+            "shadow": self.shadow.live(),
+        }
+
+    def _register_gauges(self) -> None:
+        m, w, s, r = self.metrics, self.writer, self.shadow, self.router
+        m.gauge("retrainer_ready", "1 when a champion is loaded and serving.", lambda: 1.0 if r.routing else 0.0)
+        m.gauge("retrainer_log_queue_depth", "Requests whose log rows wait for the store writer.", w.depth)
+        m.gauge("retrainer_log_backpressure_total", "Requests that waited for room in the log queue.",
+                lambda: w.stats.backpressure_waits, "counter")
+        m.gauge("retrainer_log_rows_written_total", "Predictions written to the inference log.",
+                lambda: w.stats.predictions_written, "counter")
+        m.gauge("retrainer_log_write_errors_total", "Failed store writes (retried).", lambda: w.stats.write_errors, "counter")
+        m.gauge("retrainer_shadow_queue_depth", "Shadow jobs waiting for a worker.", s.depth)
+        m.gauge("retrainer_shadow_dropped_total", "Shadow jobs dropped because the shadow queue was full.",
+                lambda: s.stats.dropped, "counter")
+        m.gauge("retrainer_shadow_errors_total", "Shadow predictions that raised.", lambda: s.stats.errors, "counter")
+        m.gauge("retrainer_shadow_completed_total", "Shadow predictions made.", lambda: s.stats.completed, "counter")
+        m.gauge("retrainer_model_reload_errors_total", "Failed attempts to load or reload models.",
+                lambda: r.stats.reload_errors, "counter")
+
+
+def run_server(cfg: RetrainerConfig, *, host: str | None = None, port: int | None = None, log_level: str = "warning") -> None:
+    """``retrainer serve``: one uvicorn process (bind loopback unless told otherwise)."""
+    import uvicorn
+
+    from retrainer.deployments.app import create_app
+
+    service = PredictionService.from_config(cfg)
+    app = create_app(service)
+    config = uvicorn.Config(
+        app,
+        host=host or cfg.serving.host,
+        port=port or cfg.serving.port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+    )
+    uvicorn.Server(config).run()
+
+
+__all__ = ["NotReady", "PredictionService", "read_wanted_state", "run_server"]

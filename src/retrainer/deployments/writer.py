@@ -1,0 +1,228 @@
+"""The inference-log writer: predictions, A/B assignments and shadow comparisons reach the
+store in batches, on a background thread, off the request path.
+
+Rows are never dropped to keep up. The queue is bounded; when it is full the request path
+waits for room (:meth:`InferenceLogWriter.put`, run off the event loop) and that wait is
+counted as backpressure. A failed write is retried with backoff until it succeeds, so a
+store outage slows the service down instead of losing its log. ``close()`` drains the queue.
+
+A batch the store rejects as invalid (which the service's own validation should make
+impossible) is split in halves until the bad rows are isolated; those are logged and counted,
+the rest are written.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from retrainer.config import FeatureSpec
+from retrainer.errors import ValidationError
+from retrainer.store.records import PredictionRecord, ShadowRecord
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    ab_test_id: int
+    unit_id: str
+    arm: str
+
+
+@dataclass
+class WriterStats:
+    enqueued_items: int = 0
+    predictions_written: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    assignments_written: int = 0
+    shadow_written: int = 0
+    backpressure_waits: int = 0
+    backpressure_seconds: float = 0.0
+    write_errors: int = 0
+    batches: int = 0
+    lost_at_shutdown: int = 0
+    last_error: str | None = field(default=None)
+
+
+class InferenceLogWriter:
+    """Batched background writer of the service's log rows.
+
+    Items are lists of :class:`PredictionRecord`, :class:`Assignment` or :class:`ShadowRecord`
+    (one list per request keeps the queue short); ``max_queue`` bounds the number of lists.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        model_name: str,
+        features: Sequence[FeatureSpec],
+        *,
+        max_queue: int = 10_000,
+        batch_rows: int = 2_000,
+        linger: float = 0.05,
+        retry_max: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.model_name = model_name
+        self.features = list(features)
+        self.batch_rows = batch_rows
+        self.linger = linger
+        self.retry_max = retry_max
+        self.stats = WriterStats()
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._thread: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._lock = threading.Lock()
+
+    # -- producer side ----------------------------------------------------------------------
+
+    def offer(self, item: list[Any]) -> bool:
+        """Enqueue without waiting; False when the queue is full (then call :meth:`put`)."""
+        try:
+            self._q.put_nowait(item)
+        except queue.Full:
+            return False
+        self.stats.enqueued_items += 1
+        return True
+
+    def put(self, item: list[Any]) -> None:
+        """Enqueue, waiting for room: the backpressure path (call it off the event loop)."""
+        t0 = time.perf_counter()
+        self._q.put(item)
+        waited = time.perf_counter() - t0
+        with self._lock:
+            self.stats.enqueued_items += 1
+            self.stats.backpressure_waits += 1
+            self.stats.backpressure_seconds += waited
+
+    def submit(self, item: list[Any]) -> None:
+        """Enqueue, waiting only if the queue is full (for worker threads, never the event loop)."""
+        if not self.offer(item):
+            self.put(item)
+
+    def depth(self) -> int:
+        return self._q.qsize()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything enqueued so far is written; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._q.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="retrainer-log-writer", daemon=True)
+            self._thread.start()
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Write everything still queued, then stop the thread."""
+        if self._thread is None:
+            return
+        self._closing.set()
+        self._q.put(_STOP)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            left = self._q.qsize()
+            self.stats.lost_at_shutdown += left
+            log.error("inference log writer did not drain in %.0fs: %d queued items not written", timeout, left)
+        self._thread = None
+
+    # -- consumer side ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            try:
+                first = self._q.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            items = [first]
+            rows = len(first) if first is not _STOP else 0
+            deadline = time.monotonic() + self.linger
+            # Gather what arrives within `linger` (or is already queued): one transaction per batch.
+            while rows < self.batch_rows:
+                try:
+                    nxt = self._q.get(timeout=max(0.0, deadline - time.monotonic())) if not self._q.qsize() else self._q.get_nowait()
+                except queue.Empty:
+                    break
+                items.append(nxt)
+                if nxt is _STOP:
+                    break
+                rows += len(nxt)
+            stop = any(i is _STOP for i in items)
+            try:
+                self._write([i for i in items if i is not _STOP])
+            finally:
+                for _ in items:
+                    self._q.task_done()
+
+    def _write(self, items: list[list[Any]]) -> None:
+        preds: list[PredictionRecord] = []
+        assigns: dict[int, list[tuple[str, str]]] = {}
+        shadows: list[ShadowRecord] = []
+        for item in items:
+            for row in item:
+                if isinstance(row, PredictionRecord):
+                    preds.append(row)
+                elif isinstance(row, Assignment):
+                    assigns.setdefault(row.ab_test_id, []).append((row.unit_id, row.arm))
+                elif isinstance(row, ShadowRecord):
+                    shadows.append(row)
+        # Predictions first: an assignment or a shadow row never refers to an unlogged request.
+        if preds:
+            self._retry(lambda: self._write_predictions(preds), "predictions")
+            self.stats.batches += 1
+        for test_id, pairs in assigns.items():
+            n = self._retry(lambda: self.store.record_assignments(test_id, pairs), "assignments")
+            self.stats.assignments_written += int(n or 0)
+        if shadows:
+            n = self._retry(lambda: self.store.record_shadow(shadows), "shadow comparisons")
+            self.stats.shadow_written += int(n or 0)
+
+    def _retry(self, fn: Any, what: str) -> Any:
+        delay = 0.05
+        while True:
+            try:
+                return fn()
+            except Exception as exc:  # noqa: BLE001 - the store is down or locked: wait, never drop
+                self.stats.write_errors += 1
+                self.stats.last_error = f"{what}: {type(exc).__name__}: {exc}"
+                log.warning("writing %s failed (retrying in %.2fs): %s", what, delay, exc)
+                time.sleep(delay)
+                delay = min(self.retry_max, delay * 2)
+
+    def _write_predictions(self, rows: list[PredictionRecord]) -> None:
+        for start in range(0, len(rows), self.store.max_batch):
+            self._write_chunk(rows[start : start + self.store.max_batch])
+
+    def _write_chunk(self, rows: list[PredictionRecord]) -> None:
+        try:
+            result = self.store.log_predictions(self.model_name, rows, self.features)
+        except ValidationError as exc:
+            if len(rows) == 1:
+                self.stats.rejected += 1
+                log.error("prediction %s rejected by the store: %s", rows[0].request_id, exc)
+                return
+            mid = len(rows) // 2
+            self._write_chunk(rows[:mid])
+            self._write_chunk(rows[mid:])
+            return
+        self.stats.predictions_written += result.inserted
+        self.stats.duplicates += result.duplicates
+
+
+__all__ = ["Assignment", "InferenceLogWriter", "WriterStats"]
