@@ -1,0 +1,203 @@
+"""``retrainer ab start|status|analyze|stop``: A/B tests of the challenger against the champion."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from retrainer.cli import app
+from retrainer.cli.output import console, emit, kv_table
+
+ab_app = typer.Typer(help="A/B test the challenger against the champion on live traffic.", no_args_is_help=True)
+app.add_typer(ab_app, name="ab")
+
+ConfigOption = typer.Option(Path("retrainer.yaml"), "--config", "-c", help="Path to retrainer.yaml.")
+JsonOption = typer.Option(False, "--json", help="Print JSON.")
+
+
+def actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "cli"
+
+
+def open_all(config: Path) -> tuple[Any, Any, Any]:
+    """(config, store, registry) for a command."""
+    from retrainer.config import load_config
+    from retrainer.registry import Registry
+    from retrainer.store import Store
+
+    cfg = load_config(config)
+    store = Store.open(cfg.store.url, max_batch=cfg.store.max_batch)
+    return cfg, store, Registry.from_config(cfg)
+
+
+def _running(store: Any, model: str) -> Any:
+    from retrainer.errors import RolloutError
+
+    test = store.active_ab_test(model)
+    if test is None:
+        raise RolloutError(f"no A/B test is running for {model!r}: start one with `retrainer ab start --challenger N`")
+    return test
+
+
+def _test_dict(test: Any) -> dict[str, Any]:
+    return {
+        "id": test.id, "model": test.model_name, "status": test.status,
+        "champion_version": test.champion_version, "challenger_version": test.challenger_version,
+        "split": test.split, "salt": test.salt, "started_at": test.started_at, "stopped_at": test.stopped_at,
+        "stop_reason": test.stop_reason,
+    }
+
+
+@ab_app.command("start")
+def start(
+    challenger: str = typer.Option(..., "--challenger", help="Registered version to test."),
+    split: float | None = typer.Option(None, "--split", help="Share of units sent to the challenger (default: rollout.ab.split)."),
+    salt: str | None = typer.Option(None, "--salt", help="Assignment salt (default: rollout.ab.salt or a fresh one)."),
+    config: Path = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Start an A/B test: the champion alias vs version CHALLENGER (also set as the challenger alias)."""
+    from retrainer.deployments.ab import new_salt
+    from retrainer.errors import RolloutError
+    from retrainer.registry import CHALLENGER, CHAMPION
+
+    cfg, store, registry = open_all(config)
+    name = cfg.model.name
+    champion = registry.alias_version(CHAMPION)
+    if champion is None:
+        raise RolloutError(f"{name!r} has no champion yet: there is nothing to test against")
+    version = str(registry.get_version(challenger).version)
+    if version == champion:
+        raise RolloutError(f"version {version} is already the champion: test a different version")
+    ab = cfg.rollout.ab.model_copy(update={"split": split if split is not None else cfg.rollout.ab.split,
+                                           "salt": salt or cfg.rollout.ab.salt or new_salt()})
+    if not 0.0 < ab.split < 1.0:
+        raise RolloutError(f"--split must be between 0 and 1 (exclusive), got {ab.split}")
+    test_id = store.start_ab_test(name, champion_version=champion, challenger_version=version, split=ab.split,
+                                  salt=ab.salt, config=ab.model_dump(mode="json"))
+    registry.set_alias(CHALLENGER, version)
+    store.append_ledger(name, action="ab_start", from_version=champion, to_version=version, actor=actor(),
+                        reason=f"A/B test {test_id}: {ab.split:.1%} of units to challenger {version}")
+    test = store.ab_test(test_id)
+    emit(_test_dict(test), as_json, lambda d: console.print(
+        f"[green]✓[/] A/B test {d['id']} started: champion {d['champion_version']} vs challenger "
+        f"{d['challenger_version']}, {d['split']:.1%} to the challenger (salt {d['salt']}); running servers "
+        "pick it up within seconds"))
+
+
+@ab_app.command("status")
+def status(config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
+    """The running A/B test (or the last one) and how many units each arm has seen."""
+    cfg, store, _ = open_all(config)
+    name = cfg.model.name
+    test = store.active_ab_test(name)
+    if test is None:
+        history = store.ab_tests(name)
+        test = history[-1] if history else None
+    if test is None:
+        emit({"test": None}, as_json, lambda _: console.print(f"no A/B test for {name!r} yet"))
+        return
+    data = {"test": _test_dict(test), "units": store.assignment_counts(test.id),
+            "max_duration_days": cfg.rollout.ab.duration.total_seconds() / 86400}
+    emit(data, as_json, lambda d: console.print(kv_table(f"A/B test {test.id}", {**d["test"], "units": d["units"]})))
+
+
+def _render_analysis(d: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"A/B test {d['ab_test_id']} — {d['model_name']}", title_justify="left")
+    for col in ("arm", "version", "units", "labelled", "accuracy", "f1", d["gate_metric_name"]):
+        t.add_column(col)
+    for arm in d["arms"].values():
+        fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
+        t.add_row(arm["arm"], arm["version"], str(arm["units"]), str(arm["n"]), fmt(arm["accuracy"]),
+                  fmt(arm["f1"]), fmt(arm["gate_metric"]))
+    console.print(t)
+    dec = d["decision"]
+    ci = dec["ci"]
+    console.print(kv_table("decision", {
+        "accuracy diff": None if dec["diff"] is None else f"{dec['diff']:+.4f}",
+        "95% CI": None if ci is None else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]",
+        f"p-value ({dec['p_value_kind']})": None if dec["p_value"] is None else f"{dec['p_value']:.4g}",
+        "SRM p-value": None if dec["srm_p_value"] is None else f"{dec['srm_p_value']:.4g}"
+        + (" [red]MISMATCH[/]" if dec["srm_mismatch"] else ""),
+        "needed per arm": dec["required_per_arm"],
+        "verdict": f"[bold]{d['verdict']}[/]",
+        "why": dec["reason"],
+    }))
+
+
+@ab_app.command("analyze")
+def analyze_cmd(config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
+    """Per-arm metrics, the difference with its 95% CI, p-value, SRM check, verdict."""
+    from retrainer.deployments.analysis import analyze
+
+    cfg, store, _ = open_all(config)
+    name = cfg.model.name
+    test = store.active_ab_test(name)
+    if test is None:
+        history = store.ab_tests(name)
+        if not history:
+            _running(store, name)  # raises the clear error
+        test = history[-1]
+    emit(analyze(store, test, gate=cfg.gate).to_dict(), as_json, _render_analysis)
+
+
+@ab_app.command("stop")
+def stop(
+    promote: bool = typer.Option(False, "--promote", help="Promote the challenger (compare-and-set), then stop."),
+    abort: bool = typer.Option(False, "--abort", help="Stop without promoting; the champion stays."),
+    force: bool = typer.Option(False, "--force", help="Promote even if the verdict is not promote_challenger."),
+    reason: str | None = typer.Option(None, "--reason", help="Recorded in the ledger."),
+    config: Path = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Stop the running A/B test, promoting the challenger or not."""
+    from retrainer.deployments.analysis import analyze
+    from retrainer.errors import RolloutError
+
+    if promote == abort:
+        raise RolloutError("give exactly one of --promote or --abort")
+    cfg, store, registry = open_all(config)
+    name = cfg.model.name
+    test = _running(store, name)
+    analysis = analyze(store, test, gate=cfg.gate)
+    result: dict[str, Any] = {"ab_test_id": test.id, "analysis": analysis.to_dict()}
+    who = actor()
+    if abort:
+        why = reason or f"aborted from the CLI (verdict was {analysis.verdict})"
+        store.stop_ab_test(test.id, reason=why, result={"verdict": analysis.verdict, "action": "abort"})
+        store.append_ledger(name, action="ab_stop", from_version=test.champion_version,
+                            to_version=test.challenger_version, actor=who, reason=why)
+        result["status"] = "aborted"
+        emit(result, as_json, lambda _: console.print(f"[green]✓[/] A/B test {test.id} stopped; champion "
+                                                      f"{test.champion_version} stays"))
+        return
+    if analysis.decision.srm_mismatch:
+        raise RolloutError(f"refusing to promote: {analysis.decision.reason}")
+    if analysis.verdict != "promote_challenger" and not force:
+        raise RolloutError(f"the verdict is {analysis.verdict} ({analysis.decision.reason}); "
+                           "pass --force to promote anyway, or --abort")
+    from retrainer.deployments.promotion import promote as promote_version
+
+    why = reason or f"A/B test {test.id}: {analysis.decision.reason}" + (" (forced)" if force and
+                                                                        analysis.verdict != "promote_challenger" else "")
+    outcome = promote_version(registry, store, version=test.challenger_version,
+                              expected_champion=test.champion_version, actor=who, reason=why)
+    status_ = getattr(outcome, "status", str(outcome))
+    store.stop_ab_test(test.id, reason=f"{status_}: {why}", result={"verdict": analysis.verdict, "action": status_})
+    store.append_ledger(name, action="ab_stop", from_version=test.champion_version,
+                        to_version=test.challenger_version, actor=who, reason=f"{status_}: {why}")
+    result["status"] = status_
+    emit(result, as_json, lambda _: console.print(
+        f"[green]✓[/] challenger {test.challenger_version} promoted; A/B test {test.id} stopped"
+        if status_ == "promoted" else
+        f"[yellow]![/] the champion moved during the test ({status_}); A/B test {test.id} stopped, nothing promoted"))
+    if status_ != "promoted":
+        raise typer.Exit(1)

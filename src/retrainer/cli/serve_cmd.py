@@ -1,0 +1,30 @@
+"""``retrainer serve``: the prediction service (FastAPI + uvicorn)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from retrainer.cli import app
+
+ConfigOption = typer.Option(Path("retrainer.yaml"), "--config", "-c", help="Path to retrainer.yaml.")
+
+
+@app.command("serve")
+def serve(
+    config: Path = ConfigOption,
+    host: str | None = typer.Option(None, "--host", help="Bind address (default: serving.host, 127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", help="Port (default: serving.port, 8000)."),
+    log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+) -> None:
+    """Serve the champion (and any A/B challenger or shadow model), logging every prediction.
+
+    Routes: POST /predict, POST /feedback, GET /health, GET /ready, GET /metrics,
+    GET /admin/status, POST /admin/reload. Set RETRAINER_API_TOKEN to require a bearer token.
+    """
+    from retrainer.config import load_config
+    from retrainer.deployments.serving import run_server
+
+    cfg = load_config(config)
+    run_server(cfg, host=host, port=port, log_level=log_level)
