@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,17 +28,17 @@ WINDOW = (datetime(2025, 5, 1, tzinfo=timezone.utc), datetime(2025, 6, 1, tzinfo
 
 
 def mlflow_db_template(tmp_path_factory) -> Path:
-    """An empty, migrated MLflow database, made once per session and copied by each module.
+    """An empty, migrated MLflow database to copy; building one runs ~100 migrations (seconds).
 
-    Creating MLflow's schema takes seconds; copying the file takes milliseconds. The same helper
-    lives in tests/tasks/test_integration.py and tests/deployments/test_promotion.py (the test
-    directories are not packages), and all of them share the file in the session's base temp.
+    Cached per MLflow version in the system temp dir (never in the repo), so only the first
+    session pays. The same helper is in tests/test_registry.py, tests/tasks/test_integration.py
+    and tests/deployments/test_promotion.py: the test directories are not packages.
     """
-    template = tmp_path_factory.getbasetemp() / "mlflow-template.db"
+    template = Path(tempfile.gettempdir()) / f"retrainer-test-mlflow-{mlflow.__version__}.db"
     if not template.exists():
-        staging = template.with_suffix(".staging")
+        staging = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
         MlflowClient(tracking_uri=f"sqlite:///{staging}").search_experiments()
-        staging.rename(template)
+        os.replace(shutil.copy(staging, template.with_suffix(f".{os.getpid()}.tmp")), template)  # atomic publish
     return template
 
 

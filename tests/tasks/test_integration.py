@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,12 +27,17 @@ FEATURES = [FeatureSpec(name="x1"), FeatureSpec(name="colour", type="categorical
 
 
 def mlflow_db_template(tmp_path_factory) -> Path:
-    """Empty migrated MLflow db, made once per session (same helper as tests/test_registry.py)."""
-    template = tmp_path_factory.getbasetemp() / "mlflow-template.db"
+    """An empty, migrated MLflow database to copy; building one runs ~100 migrations (seconds).
+
+    Cached per MLflow version in the system temp dir (never in the repo), so only the first
+    session pays. The same helper is in tests/test_registry.py, tests/tasks/test_integration.py
+    and tests/deployments/test_promotion.py: the test directories are not packages.
+    """
+    template = Path(tempfile.gettempdir()) / f"retrainer-test-mlflow-{mlflow.__version__}.db"
     if not template.exists():
-        staging = template.with_suffix(".staging")
+        staging = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
         MlflowClient(tracking_uri=f"sqlite:///{staging}").search_experiments()
-        staging.rename(template)
+        os.replace(shutil.copy(staging, template.with_suffix(f".{os.getpid()}.tmp")), template)  # atomic publish
     return template
 
 

@@ -12,6 +12,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 from sklearn.svm import LinearSVC
+from threadpoolctl import threadpool_limits
 
 from retrainer.config import DataConfig, EstimatorConfig, FeatureSpec, GateConfig
 from retrainer.errors import ConfigError
@@ -82,8 +83,9 @@ def test_training_is_reproducible_and_learns(data):
     # The default class (HistGradientBoostingClassifier), kept small: its OpenMP threads are slow on busy CI.
     cfg = EstimatorConfig.model_validate({"params": {"max_iter": 20}})
     assert cfg.class_path.endswith("HistGradientBoostingClassifier")
-    a = train_model(cfg, FEATURES, data)
-    b = train_model(cfg, FEATURES, data)
+    with threadpool_limits(1):  # OpenMP threads crawl on an oversubscribed host
+        a = train_model(cfg, FEATURES, data)
+        b = train_model(cfg, FEATURES, data)
     pa, pb = a.predict_proba(data.X_holdout), b.predict_proba(data.X_holdout)
     np.testing.assert_array_equal(pa, pb)
     assert evaluate_model(a, data.X_holdout, data.y_holdout)["accuracy"] > 0.75
