@@ -1,11 +1,17 @@
-"""Fixtures shared across the suite: a real PostgreSQL server for @pytest.mark.postgres tests."""
+"""Fixtures shared across the suite: a real PostgreSQL server, and throwaway MLflow databases."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import mlflow
 import pytest
+from mlflow import MlflowClient
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from retrainer.store.pgserver import TemporaryPostgres, pg_bindir
@@ -31,3 +37,32 @@ def postgresql_url(postgresql_server: TemporaryPostgres) -> Iterator[str]:
         dbname=dbname,
     ):
         yield postgresql_server.url(dbname)
+
+
+@pytest.fixture(scope="session")
+def mlflow_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, migrated MLflow database to copy; building one runs ~100 migrations (seconds).
+
+    Cached per MLflow version in the system temp dir (never in the repo), so only the first
+    session on a machine pays.
+    """
+    template = Path(tempfile.gettempdir()) / f"retrainer-test-mlflow-{mlflow.__version__}.db"
+    if not template.exists():
+        staging = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+        MlflowClient(tracking_uri=f"sqlite:///{staging}").search_experiments()
+        os.replace(shutil.copy(staging, template.with_suffix(f".{os.getpid()}.tmp")), template)  # atomic publish
+    return template
+
+
+@pytest.fixture(scope="session")
+def new_mlflow_dir(
+    tmp_path_factory: pytest.TempPathFactory, mlflow_db_template: Path
+) -> Callable[[str], Path]:
+    """Factory: a fresh temp dir holding a migrated ``mlflow.db`` (tracking URI ``sqlite:///<dir>/mlflow.db``)."""
+
+    def make(prefix: str = "mlflow") -> Path:
+        root = tmp_path_factory.mktemp(prefix)
+        shutil.copy(mlflow_db_template, root / "mlflow.db")
+        return root
+
+    return make

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
 from retrainer.errors import RegistryError
@@ -27,26 +23,11 @@ REPO = Path(__file__).resolve().parents[1]
 WINDOW = (datetime(2025, 5, 1, tzinfo=timezone.utc), datetime(2025, 6, 1, tzinfo=timezone.utc))
 
 
-def mlflow_db_template(tmp_path_factory) -> Path:
-    """An empty, migrated MLflow database to copy; building one runs ~100 migrations (seconds).
-
-    Cached per MLflow version in the system temp dir (never in the repo), so only the first
-    session pays. The same helper is in tests/test_registry.py, tests/tasks/test_integration.py
-    and tests/deployments/test_promotion.py: the test directories are not packages.
-    """
-    template = Path(tempfile.gettempdir()) / f"retrainer-test-mlflow-{mlflow.__version__}.db"
-    if not template.exists():
-        staging = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-        MlflowClient(tracking_uri=f"sqlite:///{staging}").search_experiments()
-        os.replace(shutil.copy(staging, template.with_suffix(f".{os.getpid()}.tmp")), template)  # atomic publish
-    return template
-
 
 @pytest.fixture(scope="module")
-def mlflow_dir(tmp_path_factory):
+def mlflow_dir(new_mlflow_dir):
     """One MLflow database per module, in a temp dir: never inside the repo."""
-    root = tmp_path_factory.mktemp("mlflow")
-    shutil.copy(mlflow_db_template(tmp_path_factory), root / "mlflow.db")
+    root = new_mlflow_dir("mlflow")
     before = set(os.listdir(REPO))
     yield root
     # Nothing MLflow writes by default (mlruns/, mlflow.db, mlartifacts/) may appear in the repo.

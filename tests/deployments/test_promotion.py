@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import threading
 import uuid
-from pathlib import Path
 
-import mlflow
 import pytest
-from mlflow import MlflowClient
 
 from retrainer.deployments.promotion import champion_history, promote, reject, rollback, sync_champion_alias
 from retrainer.errors import RegistryError
@@ -19,26 +13,10 @@ from retrainer.registry import CHALLENGER, CHAMPION, Registry
 from retrainer.store import Store
 
 
-def mlflow_db_template(tmp_path_factory) -> Path:
-    """An empty, migrated MLflow database to copy; building one runs ~100 migrations (seconds).
-
-    Cached per MLflow version in the system temp dir (never in the repo), so only the first
-    session pays. The same helper is in tests/test_registry.py, tests/tasks/test_integration.py
-    and tests/deployments/test_promotion.py: the test directories are not packages.
-    """
-    template = Path(tempfile.gettempdir()) / f"retrainer-test-mlflow-{mlflow.__version__}.db"
-    if not template.exists():
-        staging = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-        MlflowClient(tracking_uri=f"sqlite:///{staging}").search_experiments()
-        os.replace(shutil.copy(staging, template.with_suffix(f".{os.getpid()}.tmp")), template)  # atomic publish
-    return template
-
 
 @pytest.fixture(scope="module")
-def mlflow_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlflow-promotion")
-    shutil.copy(mlflow_db_template(tmp_path_factory), root / "mlflow.db")
-    return root
+def mlflow_dir(new_mlflow_dir):
+    return new_mlflow_dir("mlflow-promotion")
 
 
 @pytest.fixture

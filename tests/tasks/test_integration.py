@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 
 from retrainer.config import EstimatorConfig, FeatureSpec
 from retrainer.errors import RegistryError
@@ -26,25 +20,10 @@ WINDOW = (datetime(2025, 5, 1, tzinfo=timezone.utc), datetime(2025, 6, 1, tzinfo
 FEATURES = [FeatureSpec(name="x1"), FeatureSpec(name="colour", type="categorical")]
 
 
-def mlflow_db_template(tmp_path_factory) -> Path:
-    """An empty, migrated MLflow database to copy; building one runs ~100 migrations (seconds).
-
-    Cached per MLflow version in the system temp dir (never in the repo), so only the first
-    session pays. The same helper is in tests/test_registry.py, tests/tasks/test_integration.py
-    and tests/deployments/test_promotion.py: the test directories are not packages.
-    """
-    template = Path(tempfile.gettempdir()) / f"retrainer-test-mlflow-{mlflow.__version__}.db"
-    if not template.exists():
-        staging = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-        MlflowClient(tracking_uri=f"sqlite:///{staging}").search_experiments()
-        os.replace(shutil.copy(staging, template.with_suffix(f".{os.getpid()}.tmp")), template)  # atomic publish
-    return template
-
 
 @pytest.fixture(scope="module")
-def staged(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlflow-integration")
-    shutil.copy(mlflow_db_template(tmp_path_factory), root / "mlflow.db")
+def staged(new_mlflow_dir):
+    root = new_mlflow_dir("mlflow-integration")
     registry = Registry(
         f"sqlite:///{root / 'mlflow.db'}", model_name=f"i-{uuid.uuid4().hex[:8]}", artifact_location=root / "artifacts"
     )
