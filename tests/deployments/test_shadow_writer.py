@@ -5,17 +5,23 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
 from retrainer.config import FeatureSpec
-from retrainer.deployments.shadow import ShadowJob, ShadowRunner, shadow_reason, shadow_target, summarize
+from retrainer.deployments.shadow import (
+    ShadowJob,
+    ShadowRunner,
+    shadow_reason,
+    shadow_target,
+    summarize,
+)
 from retrainer.deployments.writer import Assignment, InferenceLogWriter
 from retrainer.errors import ValidationError
 from retrainer.store.records import PredictionRecord, ShadowRecord, WriteResult
 
-NOW = datetime(2025, 6, 1, tzinfo=timezone.utc)
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
 
 
 class Model:
@@ -92,7 +98,7 @@ class Entry:
 
 
 def test_shadow_switch_in_the_ledger() -> None:
-    kw = dict(rollout_mode="direct", challenger="5", default_sample=1.0)
+    kw = {"rollout_mode": "direct", "challenger": "5", "default_sample": 1.0}
     assert shadow_target([], **kw) == (None, 1.0)
     assert shadow_target([], **{**kw, "rollout_mode": "shadow"}) == ("5", 1.0)
     on = Entry("shadow_start", "4", shadow_reason("cli", 0.25))

@@ -21,7 +21,7 @@ false-positive rate; :func:`analyze` gathers the counts from the store.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -117,7 +117,7 @@ def decide(
     srm_bad = srm_p is not None and srm_p < cfg.srm_alpha
 
     def out(verdict: Verdict, reason: str, **kw: Any) -> Decision:
-        base: dict[str, Any] = dict(p_value=None, z=None, diff=None, ci=None, required_per_arm=None)
+        base: dict[str, Any] = {"p_value": None, "z": None, "diff": None, "ci": None, "required_per_arm": None}
         base.update(kw)
         return Decision(verdict, reason, p_value_kind=kind, srm_p_value=srm_p, srm_mismatch=srm_bad, **base)
 
@@ -145,7 +145,7 @@ def decide(
         p = msprt_pvalue(la, na, lb, nb, tau2=cfg.min_detectable_effect**2)
     else:
         p = p_fixed
-    kw = dict(p_value=p, z=z, diff=diff, ci=ci, required_per_arm=required)
+    kw = {"p_value": p, "z": z, "diff": diff, "ci": ci, "required_per_arm": required}
     enough = required is not None and min(n_a, n_b) >= required
     if p is None:
         return out("keep_collecting", "every labelled prediction so far has the same outcome; nothing to test yet", **kw)
@@ -232,7 +232,7 @@ def analyze(store: Any, test: Any, *, gate: GateConfig, cfg: ABConfig | None = N
     ``cfg`` defaults to the ABConfig the test was started with (``test.config``), so a
     later config edit does not change the rules of a running test.
     """
-    as_of = as_of or datetime.now(timezone.utc)
+    as_of = as_of or datetime.now(UTC)
     if cfg is None:
         cfg = ABConfig.model_validate({k: v for k, v in (test.config or {}).items() if k in ABConfig.model_fields})
     end = test.stopped_at or as_of
@@ -243,7 +243,7 @@ def analyze(store: Any, test: Any, *, gate: GateConfig, cfg: ABConfig | None = N
         w = store.labelled_window(test.model_name, test.started_at, end, as_of=as_of, model_version=version)
         ok = np.asarray(w.y_true == w.y_pred)
         f1, g = _metrics(np.asarray(w.y_true), np.asarray(w.y_pred), np.asarray(w.score), gate.metric)
-        n = int(len(w))
+        n = len(w)
         arms[arm] = ArmResult(
             arm=arm, version=version, units=int(units.get(arm, 0)), n=n, correct=int(ok.sum()),
             accuracy=float(ok.mean()) if n else None, f1=f1, gate_metric=g,

@@ -127,29 +127,28 @@ class BodyLimit:
                     await self._reject(send)
                     return
                 break
-        seen = 0
-        started = False
-
-        async def limited_receive() -> Any:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
-
-        async def tracking_send(message: Any) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._reject(send)
+        else:
+            # No Content-Length (chunked): buffer up to the limit here, then replay it to the app,
+            # so an oversized body is refused before any parsing.
+            chunks: list[bytes] = []
+            size = 0
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":
+                    await self.app(scope, _replay([message]), send)
+                    return
+                body = message.get("body", b"")
+                size += len(body)
+                if size > self.limit:
+                    await self._reject(send)
+                    return
+                chunks.append(body)
+                more = message.get("more_body", False)
+            buffered = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            await self.app(scope, _replay([buffered], receive), send)
+            return
+        await self.app(scope, receive, send)
 
     async def _reject(self, send: Any) -> None:
         body = json.dumps({"detail": f"request body larger than {self.limit} bytes (serving.max_body_bytes)"}).encode()
@@ -158,8 +157,18 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
-    pass
+def _replay(messages: list[Any], then: Any = None) -> Any:
+    """A receive callable that returns ``messages`` first, then defers to ``then``."""
+    pending = list(messages)
+
+    async def receive() -> Any:
+        if pending:
+            return pending.pop(0)
+        if then is not None:
+            return await then()
+        return {"type": "http.disconnect"}
+
+    return receive
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -173,7 +182,7 @@ def create_app(service: PredictionService, *, manage_lifecycle: bool = True) -> 
     PredictRequest, FeedbackRequest = request_models(cfg.data.features, cfg.serving.max_batch, cfg.store.max_batch)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI):  # noqa: ANN202
+    async def lifespan(_: FastAPI):
         if manage_lifecycle:
             await run_in_threadpool(service.start)
         try:

@@ -26,7 +26,7 @@ def _labels(pairs: Iterable[tuple[str, str]]) -> str:
 
 
 class _Histogram:
-    __slots__ = ("counts", "sum", "count")
+    __slots__ = ("count", "counts", "sum")
 
     def __init__(self) -> None:
         self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
@@ -100,7 +100,7 @@ class ServiceMetrics:
         for name, help_text, kind, read in self._gauges:
             try:
                 value = float(read())
-            except Exception:  # noqa: BLE001 - a broken gauge must not break the scrape
+            except Exception:  # noqa: BLE001, S112 - a broken gauge must not break the scrape
                 continue
             out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name}{_labels([model])} {_fmt(value)}"]
         return "\n".join(out) + "\n"

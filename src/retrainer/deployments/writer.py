@@ -187,7 +187,7 @@ class InferenceLogWriter:
             self._retry(lambda: self._write_predictions(preds), "predictions")
             self.stats.batches += 1
         for test_id, pairs in assigns.items():
-            n = self._retry(lambda: self.store.record_assignments(test_id, pairs), "assignments")
+            n = self._retry(lambda t=test_id, p=pairs: self.store.record_assignments(t, p), "assignments")
             self.stats.assignments_written += int(n or 0)
         if shadows:
             n = self._retry(lambda: self.store.record_shadow(shadows), "shadow comparisons")
