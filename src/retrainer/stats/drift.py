@@ -59,6 +59,7 @@ __all__ = [
 DEFAULT_MIN_COUNT = 30
 
 DriftStatus = Literal["ok", "insufficient_data"]
+FeatureKind = Literal["numeric", "categorical"]
 
 _PROFILE_VERSION = 1
 
@@ -207,7 +208,7 @@ class FeatureDriftResult:
     """
 
     feature: str
-    kind: Literal["numeric", "categorical"]
+    kind: FeatureKind
     status: DriftStatus
     reason: str
     n_ref: int
@@ -246,7 +247,7 @@ class DatasetDriftResult:
         return {name: r.to_dict() for name, r in self.features.items()}
 
 
-def _insufficient(feature: str, kind: Any, reason: str, n_ref: int, n_cur: int = 0, n_nan: int = 0) -> FeatureDriftResult:
+def _insufficient(feature: str, kind: FeatureKind, reason: str, n_ref: int, n_cur: int = 0, n_nan: int = 0) -> FeatureDriftResult:
     return FeatureDriftResult(feature, kind, "insufficient_data", reason, n_ref, n_cur, n_nan)
 
 
@@ -375,7 +376,7 @@ def dataset_drift(
         ref = references[name]
         col = _column(current, name, isinstance(ref, NumericReference))
         if col is None:
-            kind = "numeric" if isinstance(ref, NumericReference) else "categorical"
+            kind: FeatureKind = "numeric" if isinstance(ref, NumericReference) else "categorical"
             return _insufficient(name, kind, f"column {name!r} is missing from the current data", ref.n)
         return feature_drift(ref, col, feature=name, min_count=min_count, eps=eps)
 
