@@ -48,6 +48,7 @@ __all__ = [
     "DatasetDriftResult",
     "DriftStatus",
     "FeatureDriftResult",
+    "FeatureKind",
     "NumericReference",
     "Reference",
     "dataset_drift",
