@@ -7,6 +7,8 @@ what to do about it.
 
     RetrainerError
     ├── ConfigError                 retrainer.yaml or an override is invalid
+    │   └── MissingColumnsError     the training source lacks a configured column
+    ├── InsufficientDataError       too few labelled rows to train and evaluate honestly
     ├── StoreError                  the SQL store could not do what was asked
     │   ├── SchemaError             the database is not at the schema this code needs
     │   ├── InvalidIdentifierError  a table/column name from config is not a plain SQL name
@@ -30,6 +32,16 @@ class RetrainerError(Exception):
 
 class ConfigError(RetrainerError):
     """The configuration is invalid; the message names the field path and allowed values."""
+
+
+class MissingColumnsError(ConfigError):
+    """The training source lacks columns that the configuration names."""
+
+
+class InsufficientDataError(RetrainerError):
+    """Too few labelled rows in the training window to train and evaluate honestly."""
+
+    permanent = True  # retrying the same read a few seconds later will not find more rows
 
 
 class StoreError(RetrainerError):
@@ -87,6 +99,8 @@ class RolloutError(RetrainerError):
 __all__ = [
     "RetrainerError",
     "ConfigError",
+    "MissingColumnsError",
+    "InsufficientDataError",
     "StoreError",
     "SchemaError",
     "InvalidIdentifierError",

@@ -3,9 +3,9 @@
 The SQL store's champion pointer is the source of truth; MLflow's ``champion`` alias mirrors
 it. A promotion first compare-and-sets the store's pointer against the champion the caller
 saw (``expected_champion``). Losing that race is never silent: the loser writes a
-``superseded`` ledger row and gets ``status="superseded"`` back. The winner writes its
-``promote`` row *immediately after* the CAS (so the ledger never lacks a move the store has
-made), then moves the alias. If moving the alias fails, the store is ahead of MLflow; every
+``superseded`` ledger row and gets ``status="superseded"`` back. The winner's CAS and its
+``promote`` row are one transaction (``Store.swap_champion``), so the ledger never lacks a move
+the store has made; then the alias moves. If moving the alias fails, the store is ahead of MLflow; every
 entry point here first calls :func:`sync_champion_alias`, which repairs that.
 
 Rollback is one step: the ledger is replayed as a stack (promote pushes, rollback pops) and
@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from retrainer.errors import RegistryError
 from retrainer.registry import CHALLENGER, CHAMPION, Registry
+from retrainer.tasks import io_task
 
 
 class LedgerRow(Protocol):
@@ -33,7 +35,18 @@ class PromotionStore(Protocol):
 
     def champion(self, model_name: str) -> str | None: ...
 
-    def champion_cas(self, model_name: str, expected: str | None, new: str) -> bool: ...
+    def swap_champion(
+        self,
+        model_name: str,
+        *,
+        expected: str | None,
+        new: str,
+        action: str,
+        actor: str,
+        reason: str,
+        run_id: Any = None,
+        at: Any = None,
+    ) -> int | None: ...
 
     def append_ledger(
         self,
@@ -80,37 +93,38 @@ def promote(
     actor: str,
     reason: str,
     run_id: Any = None,
+    at: datetime | None = None,
 ) -> PromotionResult:
     """Make ``version`` the champion if the champion is still ``expected_champion``."""
     model = registry.model_name
     version = str(registry.get_version(version).version)  # must exist before anything moves
     sync_champion_alias(registry, store)
-    if not store.champion_cas(model, expected_champion, version):
-        actual = store.champion(model)
-        ledger_id = store.append_ledger(
-            model,
-            action="superseded",
-            from_version=expected_champion,
-            to_version=version,
-            actor=actor,
-            reason=f"not promoted: champion is {actual!r}, expected {expected_champion!r} ({reason})",
-            run_id=run_id,
-        )
-        sync_champion_alias(registry, store)
-        return PromotionResult("superseded", expected_champion, version, actual, ledger_id)
-    ledger_id = store.append_ledger(
-        model,
-        action="promote",
-        from_version=expected_champion,
-        to_version=version,
-        actor=actor,
-        reason=reason,
-        run_id=run_id,
+    ledger_id = store.swap_champion(
+        model, expected=expected_champion, new=version, action="promote",
+        actor=actor, reason=reason, run_id=run_id, at=at,
     )
+    if ledger_id is None:
+        return _superseded(registry, store, expected_champion, version, actor, run_id, at,
+                           f"not promoted: champion is {{actual!r}}, expected {expected_champion!r} ({reason})")
     _mirror(registry, version)
     if registry.alias_version(CHALLENGER) == version:
         registry.delete_alias(CHALLENGER)  # it is no longer a challenger
     return PromotionResult("promoted", expected_champion, version, version, ledger_id)
+
+
+def _superseded(
+    registry: Registry, store: PromotionStore, expected: str | None, target: str, actor: str,
+    run_id: Any, at: datetime | None, reason_template: str,
+) -> PromotionResult:
+    """The compare-and-set lost: record it, leave the winner alone, repair the alias to the truth."""
+    model = registry.model_name
+    actual = store.champion(model)
+    ledger_id = store.append_ledger(
+        model, action="superseded", from_version=expected, to_version=target, actor=actor,
+        reason=reason_template.format(actual=actual), run_id=run_id, at=at,
+    )
+    sync_champion_alias(registry, store)
+    return PromotionResult("superseded", expected, target, actual, ledger_id)
 
 
 def champion_history(rows: Sequence[LedgerRow]) -> list[str]:
@@ -133,6 +147,7 @@ def rollback(
     actor: str,
     reason: str,
     run_id: Any = None,
+    at: datetime | None = None,
 ) -> PromotionResult:
     """Put the previous champion back, in one step (compare-and-set against the current one)."""
     model = registry.model_name
@@ -147,22 +162,12 @@ def rollback(
         )
     target = history[-2]
     registry.get_version(target)  # still registered?
-    if not store.champion_cas(model, current, target):
-        actual = store.champion(model)
-        ledger_id = store.append_ledger(
-            model,
-            action="superseded",
-            from_version=current,
-            to_version=target,
-            actor=actor,
-            reason=f"rollback not applied: champion moved to {actual!r} meanwhile ({reason})",
-            run_id=run_id,
-        )
-        sync_champion_alias(registry, store)
-        return PromotionResult("superseded", current, target, actual, ledger_id)
-    ledger_id = store.append_ledger(
-        model, action="rollback", from_version=current, to_version=target, actor=actor, reason=reason, run_id=run_id
+    ledger_id = store.swap_champion(
+        model, expected=current, new=target, action="rollback", actor=actor, reason=reason, run_id=run_id, at=at
     )
+    if ledger_id is None:
+        return _superseded(registry, store, current, target, actor, run_id, at,
+                           f"rollback not applied: champion moved to {{actual!r}} meanwhile ({reason})")
     _mirror(registry, target)
     return PromotionResult("rolled_back", current, target, target, ledger_id)
 
@@ -171,24 +176,29 @@ def reject(
     registry: Registry,
     store: PromotionStore,
     *,
-    version: str,
+    version: str | None,
     actor: str,
     reason: str,
     run_id: Any = None,
+    at: datetime | None = None,
 ) -> int:
-    """Record that ``version`` will not be promoted; unstage it if it is the challenger."""
+    """Record that a candidate will not be promoted; unstage it if it is the challenger.
+
+    ``version`` is None when the gate rejected a candidate before it was ever registered.
+    """
     model = registry.model_name
     sync_champion_alias(registry, store)
     ledger_id = store.append_ledger(
         model,
         action="reject",
         from_version=store.champion(model),
-        to_version=str(version),
+        to_version=None if version is None else str(version),
         actor=actor,
         reason=reason,
         run_id=run_id,
+        at=at,
     )
-    if registry.alias_version(CHALLENGER) == str(version):
+    if version is not None and registry.alias_version(CHALLENGER) == str(version):
         registry.delete_alias(CHALLENGER)
     return ledger_id
 
@@ -204,8 +214,17 @@ def _mirror(registry: Registry, version: str) -> None:
         ) from exc
 
 
+# Registry and store calls: a transient failure is worth a retry, and every step is safe to repeat
+# (a repeated promote finds the champion already moved and ends superseded, never twice promoted).
+promote_task = io_task(promote, name="promote")
+rollback_task = io_task(rollback, name="rollback")
+reject_task = io_task(reject, name="reject")
+
 __all__ = [
     "PromotionResult",
+    "promote_task",
+    "reject_task",
+    "rollback_task",
     "PromotionStore",
     "champion_history",
     "promote",

@@ -257,6 +257,31 @@ class Store:
         with write_tx(self.engine) as conn:
             return ledger.champion_cas(conn, model_name, expected, new)
 
+    def swap_champion(
+        self,
+        model_name: str,
+        *,
+        expected: str | None,
+        new: str,
+        action: str,
+        actor: str,
+        reason: str,
+        run_id: int | None = None,
+        at: datetime | None = None,
+    ) -> int | None:
+        """Compare-and-set the champion AND append its ledger row in one transaction.
+
+        Returns the ledger row id, or None when the champion was not ``expected`` (nothing
+        written). One transaction means no crash can leave a moved champion without its row.
+        """
+        with write_tx(self.engine) as conn:
+            if not ledger.champion_cas(conn, model_name, expected, new):
+                return None
+            return ledger.append(
+                conn, model_name, action=action, from_version=expected, to_version=new,
+                actor=actor, reason=reason, run_id=run_id, at=at,
+            )
+
     def champion(self, model_name: str) -> str | None:
         with read_tx(self.engine) as conn:
             return ledger.champion(conn, model_name)

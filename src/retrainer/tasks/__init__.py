@@ -7,7 +7,12 @@ a retry can fix (see :func:`retry_on_transient`); compute tasks never retry.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
 
 from retrainer.errors import ConfigError, PromotionConflict
 
@@ -25,6 +30,23 @@ def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
     if isinstance(exc, (ConfigError, PromotionConflict)) or getattr(exc, "permanent", False):
         return False
     return True
+
+
+def io_task(fn: Callable[..., Any], *, name: str, retries: int = 3) -> Any:
+    """The Prefect task for an I/O step: exponential backoff with jitter, transient errors only.
+
+    Never cached: an I/O step's arguments (clients, stores) are not cache keys, and a side
+    effect must never be served from a cache.
+    """
+    return task(
+        fn,
+        name=name,
+        retries=retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=2),
+        retry_jitter_factor=0.5,
+        retry_condition_fn=retry_on_transient,
+        cache_policy=NO_CACHE,
+    )
 
 
 # Re-exports come after the helper: the submodules import it from this package.
@@ -54,6 +76,7 @@ from retrainer.tasks.train import build_estimator, train_model, train_model_task
 
 __all__ = [
     "GateResult",
+    "io_task",
     "InsufficientDataError",
     "IntegrationCheck",
     "IntegrationReport",

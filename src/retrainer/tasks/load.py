@@ -19,23 +19,10 @@ from typing import Any, Protocol
 
 import pandas as pd
 import sqlalchemy as sa
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
 from retrainer.config import DataConfig
-from retrainer.errors import ConfigError, RetrainerError, StoreError
-from retrainer.tasks import retry_on_transient
-
-
-class InsufficientDataError(RetrainerError):
-    """Too few labelled rows in the training window to train and evaluate honestly."""
-
-    permanent = True  # retrying the same read a few seconds later will not find more rows
-
-
-class MissingColumnsError(ConfigError):
-    """The training source lacks columns that the configuration names."""
+from retrainer.errors import ConfigError, InsufficientDataError, MissingColumnsError, StoreError
+from retrainer.tasks import io_task
 
 
 class LabelledSource(Protocol):
@@ -272,15 +259,7 @@ def load_training_data(
 
 
 # I/O: a flaky database connection deserves a few patient retries.
-load_training_data_task = task(
-    load_training_data,
-    name="load",
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_on_transient,
-    cache_policy=NO_CACHE,  # a fresh read each run: the data changes, the arguments do not
-)
+load_training_data_task = io_task(load_training_data, name="load")
 
 __all__ = [
     "InsufficientDataError",

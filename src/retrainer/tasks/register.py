@@ -28,13 +28,10 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
 from retrainer.errors import RegistryError
 from retrainer.registry import CHALLENGER, IDEMPOTENCY_TAG, Registry, check_idempotency_key
-from retrainer.tasks import retry_on_transient
+from retrainer.tasks import io_task
 
 MODEL_ID_TAG = "retrainer.model_id"
 MODEL_ARTIFACT_NAME = "model"
@@ -260,24 +257,8 @@ def set_challenger(registry: Registry, version: str | int) -> None:
 
 # I/O against MLflow: retried; idempotency makes a retry safe. Inputs (models, clients) are not
 # hashable cache keys, and a side-effecting task must never be served from a cache.
-register_candidate_task = task(
-    register_candidate,
-    name="register",
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_on_transient,
-    cache_policy=NO_CACHE,
-)
-set_challenger_task = task(
-    set_challenger,
-    name="set-challenger",
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_on_transient,
-    cache_policy=NO_CACHE,
-)
+register_candidate_task = io_task(register_candidate, name="register")
+set_challenger_task = io_task(set_challenger, name="set-challenger")
 
 __all__ = [
     "MODEL_ID_TAG",
