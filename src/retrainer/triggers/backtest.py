@@ -24,6 +24,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from retrainer.config import RetrainerConfig
+from retrainer.profiles import profile_arrays
+from retrainer.triggers._frozen import deep_freeze
 from retrainer.triggers.check import champion_from_store
 from retrainer.triggers.context import ChampionInfo, TriggerContext
 from retrainer.triggers.decision import Decision
@@ -128,6 +130,8 @@ def backtest(
     policy = policy or build_policy(cfg)
     if champion is None and reference is None and hasattr(store, "champion"):
         champion, reference = champion_from_store(store, model)
+    if reference is not None:
+        reference = deep_freeze(profile_arrays(reference))  # frozen once, shared by every step
     last = last_retrain_at if last_retrain_at is not None else _initial_last_retrain(store, model, start)
     history: list[bool] = []
     steps: list[BacktestStep] = []

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from retrainer.config import RetrainerConfig
+from retrainer.profiles import profile_arrays
 from retrainer.triggers.context import ChampionInfo, TriggerContext
 from retrainer.triggers.decision import Decision
 from retrainer.triggers.policy import CheckResult, Policy, build_policy
@@ -100,6 +101,8 @@ def run_check(
         if champion.created_at is None and reference and reference.get("registered_at"):
             champion = ChampionInfo(champion.version, created_at=datetime.fromisoformat(reference["registered_at"]),
                                     run_id=champion.run_id, tags=champion.tags)
+    if reference is not None:
+        reference = profile_arrays(reference)  # freezing arrays is O(1), lists O(values)
     ctx = TriggerContext(model_name=model, now=now, source=store, last_retrain_at=store.last_successful_run(model),
                          champion=champion, reference=reference)
     if history is None:
