@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import threading
 import uuid
 
 import pytest
 
-from retrainer.deployments.promotion import champion_history, promote, reject, rollback, sync_champion_alias
+from retrainer.deployments.promotion import (
+    champion_history,
+    promote,
+    reject,
+    rollback,
+    sync_champion_alias,
+)
 from retrainer.errors import RegistryError
 from retrainer.registry import CHALLENGER, CHAMPION, Registry
 from retrainer.store import Store
-
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +181,44 @@ def test_champion_history_replays_promote_and_rollback():
     rows = [Row("promote", None, "1"), Row("promote", "1", "2"), Row("reject", "2", "5"),
             Row("superseded", "1", "4"), Row("promote", "2", "3"), Row("rollback", "3", "2")]
     assert champion_history(rows) == ["1", "2"]
+
+
+def test_retry_after_the_alias_move_failed_finishes_the_promotion(registry, store, monkeypatch):
+    promote(registry, store, version="1", expected_champion=None, actor="a", reason="r")
+    real_set_alias = type(registry).set_alias
+    calls = {"n": 0}
+
+    def flaky_set_alias(self, alias, version):
+        real_set_alias(self, alias, version)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RegistryError("injected: connection reset after the alias moved")
+
+    monkeypatch.setattr(type(registry), "set_alias", flaky_set_alias)
+    started = datetime.now(timezone.utc)
+    run, other_run = (store.start_run(registry.model_name, flow_run_id=None, reasons=["t"], started_at=started)
+                      for _ in range(2))
+    with pytest.raises(RegistryError, match="injected"):
+        promote(registry, store, version="2", expected_champion="1", actor="a", reason="r", run_id=run)
+    # The task retries with the same arguments: same run, same expectation.
+    retried = promote(registry, store, version="2", expected_champion="1", actor="a", reason="r", run_id=run)
+    assert retried.status == "promoted" and retried.champion == "2"
+    assert actions(store, registry) == [("promote", None, "1"), ("promote", "1", "2")]
+    assert registry.alias_version(CHAMPION) == "2"
+    # Another run with the same stale expectation still loses, and says so.
+    other = promote(registry, store, version="3", expected_champion="1", actor="b", reason="r", run_id=other_run)
+    assert other.status == "superseded"
+
+
+def test_promotion_is_atomic_with_its_ledger_row(registry, store, monkeypatch):
+    from retrainer.store import ledger as ledger_module
+
+    def broken_append(*args, **kwargs):
+        raise RuntimeError("injected: crash between the swap and the ledger row")
+
+    monkeypatch.setattr(ledger_module, "append", broken_append)
+    with pytest.raises(RuntimeError, match="injected"):
+        promote(registry, store, version="1", expected_champion=None, actor="a", reason="r")
+    monkeypatch.undo()
+    assert store.champion(registry.model_name) is None  # the swap was rolled back with the row
+    assert store.ledger(registry.model_name) == []

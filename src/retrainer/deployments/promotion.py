@@ -25,6 +25,8 @@ from retrainer.tasks import io_task
 
 
 class LedgerRow(Protocol):
+    id: int
+    run_id: Any
     action: str
     from_version: str | None
     to_version: str | None
@@ -104,12 +106,28 @@ def promote(
         actor=actor, reason=reason, run_id=run_id, at=at,
     )
     if ledger_id is None:
-        return _superseded(registry, store, expected_champion, version, actor, run_id, at,
-                           f"not promoted: champion is {{actual!r}}, expected {expected_champion!r} ({reason})")
+        earlier = _earlier_promotion(store, model, version, run_id)
+        if earlier is None:
+            return _superseded(registry, store, expected_champion, version, actor, run_id, at,
+                               f"not promoted: champion is {{actual!r}}, expected {expected_champion!r} ({reason})")
+        # A retry of a promotion that already went through (e.g. the alias move failed after
+        # the swap): finish the job instead of calling our own earlier success a lost race.
+        ledger_id = earlier
     _mirror(registry, version)
     if registry.alias_version(CHALLENGER) == version:
         registry.delete_alias(CHALLENGER)  # it is no longer a challenger
     return PromotionResult("promoted", expected_champion, version, version, ledger_id)
+
+
+def _earlier_promotion(store: PromotionStore, model: str, version: str, run_id: Any) -> int | None:
+    """The ledger id of this run's own promotion of ``version``, if it is the current champion."""
+    if run_id is None or store.champion(model) != version:
+        return None
+    for row in reversed(store.ledger(model)):
+        if row.action in ("promote", "rollback"):
+            same = row.action == "promote" and row.to_version == version and row.run_id == run_id
+            return int(row.id) if same else None
+    return None
 
 
 def _superseded(

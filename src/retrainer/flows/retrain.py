@@ -122,7 +122,7 @@ def run_retrain(
 
 
 def _steps(cfg: RetrainerConfig, store: Any, result: RetrainResult, *, now: datetime) -> None:
-    from retrainer.deployments.promotion import reject
+    from retrainer.deployments.promotion import reject_task
     from retrainer.profiles import build_reference_profile
     from retrainer.registry import Registry
     from retrainer.tasks import (
@@ -157,8 +157,7 @@ def _steps(cfg: RetrainerConfig, store: Any, result: RetrainResult, *, now: date
     result.gate = verdict.to_dict()
     if not verdict.accepted:
         result.status = "no_improvement"
-        reject(store, model_name=name, version=None, champion=champion_version, actor=ACTOR,
-               reason=verdict.reason, run_id=result.run_id, at=now)
+        reject_task(registry, store, version=None, actor=ACTOR, reason=verdict.reason, run_id=result.run_id, at=now)
         logger.info("gate rejected the candidate: %s", verdict.reason)
         return
 
