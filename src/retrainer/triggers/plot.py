@@ -44,11 +44,13 @@ def plot_backtest(result: BacktestResult, path: str | Path | None = None, *, tit
             ax.axvline(t, color="tab:red", alpha=0.35, lw=2)
         ax.set_ylabel(name, rotation=0, ha="right", va="center")
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="upper left", fontsize=8, ncols=3, frameon=False)
+    if fires:
+        axes[0].plot([], [], color="tab:red", alpha=0.35, lw=2, label="policy retrains")
+    axes[0].legend(loc="upper left", fontsize=8, ncols=4, frameon=False)
     axes[-1].xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator()))
     n = len(fires)
-    fig.suptitle(title or f"Backtest of {result.model_name}: {n} retrain{'s' if n != 1 else ''} "
-                 f"(red lines); grey bands = insufficient data", fontsize=11)
+    fig.suptitle(title or f"Backtest of {result.model_name}: {n} retrain{'s' if n != 1 else ''}"
+                 f"; grey bands = insufficient data", fontsize=11)
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig
