@@ -38,12 +38,12 @@ def test_evaluations_round_trip(store: Store) -> None:
 def test_runs_lifecycle(store: Store) -> None:
     r1 = store.start_run("m", flow_run_id="f1", reasons=["drift"], started_at=T0)
     r2 = store.start_run("m", flow_run_id=None, reasons=[], started_at=T0 + H)
-    assert store.last_successful_run("m") is None
-    store.finish_run(r1, status="succeeded", metrics={"f1": 0.9}, version="3", error=None, finished_at=T0 + 0.5 * H)
+    assert store.last_retrain_at("m") is None
+    store.finish_run(r1, status="success", metrics={"f1": 0.9}, version="3", error=None, finished_at=T0 + 0.5 * H)
     store.finish_run(r2, status="failed", metrics=None, version=None, error="boom", finished_at=T0 + 2 * H)
-    assert store.last_successful_run("m") == T0 + 0.5 * H
+    assert store.last_retrain_at("m") == T0 + 0.5 * H
     runs = store.runs("m", limit=10)
-    assert [(r.id, r.status) for r in runs] == [(r2, "failed"), (r1, "succeeded")]
+    assert [(r.id, r.status) for r in runs] == [(r2, "failed"), (r1, "success")]
     assert runs[1].metrics == {"f1": 0.9} and runs[1].version == "3" and runs[0].error == "boom"
     with pytest.raises(StoreError, match="already finished"):
         store.finish_run(r1, status="failed", metrics=None, version=None, error=None, finished_at=T0)

@@ -12,7 +12,10 @@ from retrainer.errors import StoreError
 from retrainer.store.records import RetrainRun, from_epoch, to_epoch
 from retrainer.store.schema import retrain_runs as t
 
-FINAL_STATUSES = ("succeeded", "failed", "rejected", "cancelled")
+# The retrain flow's outcomes. A run that trained (whatever the gate or the race said) counts
+# as a retrain for cooldowns and schedules; a failed or cancelled one does not.
+RETRAINED_STATUSES = ("success", "no_improvement", "superseded")
+FINAL_STATUSES = (*RETRAINED_STATUSES, "failed", "cancelled")
 
 
 def start(conn: Connection, model_name: str, *, flow_run_id: str | None, reasons: list[str], started_at: datetime) -> int:
@@ -80,8 +83,10 @@ def get(conn: Connection, run_id: int) -> RetrainRun | None:
     return None if r is None else _run(r)
 
 
-def last_successful(conn: Connection, model_name: str) -> datetime | None:
+def last_retrain(conn: Connection, model_name: str) -> datetime | None:
     at = conn.execute(
-        sa.select(sa.func.max(t.c.finished_at)).where(t.c.model_name == model_name, t.c.status == "succeeded")
+        sa.select(sa.func.max(t.c.finished_at)).where(
+            t.c.model_name == model_name, t.c.status.in_(RETRAINED_STATUSES)
+        )
     ).scalar_one()
     return from_epoch(at)

@@ -218,10 +218,10 @@ class Store:
         with read_tx(self.engine) as conn:
             return runs.get(conn, run_id)
 
-    def last_successful_run(self, model_name: str) -> datetime | None:
-        """``finished_at`` of the latest run with status 'succeeded'."""
+    def last_retrain_at(self, model_name: str) -> datetime | None:
+        """``finished_at`` of the latest run that trained a model (success, no_improvement or superseded)."""
         with read_tx(self.engine) as conn:
-            return runs.last_successful(conn, model_name)
+            return runs.last_retrain(conn, model_name)
 
     def append_ledger(
         self,

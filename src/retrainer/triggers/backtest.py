@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from retrainer.store.runs import RETRAINED_STATUSES
 from retrainer.config import RetrainerConfig
 from retrainer.profiles import profile_arrays
 from retrainer.triggers._frozen import deep_freeze
@@ -101,7 +102,7 @@ def _initial_last_retrain(store: Any, model: str, start: datetime) -> datetime |
     if runs is None:
         return None
     done = [r.finished_at for r in runs(model, limit=100_000)
-            if r.status == "succeeded" and r.finished_at is not None and r.finished_at <= start]
+            if r.status in RETRAINED_STATUSES and r.finished_at is not None and r.finished_at <= start]
     return max(done, default=None)
 
 

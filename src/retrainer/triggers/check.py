@@ -103,7 +103,7 @@ def run_check(
                                     run_id=champion.run_id, tags=champion.tags)
     if reference is not None:
         reference = profile_arrays(reference)  # freezing arrays is O(1), lists O(values)
-    ctx = TriggerContext(model_name=model, now=now, source=store, last_retrain_at=store.last_successful_run(model),
+    ctx = TriggerContext(model_name=model, now=now, source=store, last_retrain_at=store.last_retrain_at(model),
                          champion=champion, reference=reference)
     if history is None:
         history = raw_history(store, model, now, keep=policy.guard.window - 1)
