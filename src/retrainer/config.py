@@ -320,6 +320,13 @@ def _resolve_sqlite(url: str, base_dir: Path) -> str:
     return url
 
 
+def _resolve_path(location: str, base_dir: Path) -> str:
+    """A plain relative path is relative to the config file; URIs (s3://, file://) stay as given."""
+    if "://" in location or Path(location).is_absolute():
+        return location
+    return str((base_dir / location).resolve())
+
+
 def _location(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -368,7 +375,7 @@ def parse_config(
             update={
                 "tracking_uri": _resolve_sqlite(cfg.mlflow.tracking_uri, base),
                 "registry_uri": _resolve_sqlite(cfg.mlflow.registry_uri, base) if cfg.mlflow.registry_uri else None,
-                "artifact_location": cfg.mlflow.artifact_location or str(base / "mlartifacts"),
+                "artifact_location": _resolve_path(cfg.mlflow.artifact_location or "mlartifacts", base),
             }
         ),
         "data": cfg.data.model_copy(

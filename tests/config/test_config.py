@@ -45,6 +45,11 @@ def test_defaults_are_the_seed_values(tmp_path):
     assert cfg.serving.host == "127.0.0.1"
     assert cfg.mlflow.tracking_uri == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     assert cfg.store.url == f"sqlite:///{tmp_path.resolve()}/retrainer.db"
+    assert cfg.mlflow.artifact_location == str(tmp_path.resolve() / "mlartifacts")
+    relative = parse_config({**MINIMAL, "mlflow": {"artifact_location": "art"}}, base_dir=tmp_path, environ={})
+    assert relative.mlflow.artifact_location == str(tmp_path.resolve() / "art")
+    remote = parse_config({**MINIMAL, "mlflow": {"artifact_location": "s3://b/p"}}, base_dir=tmp_path, environ={})
+    assert remote.mlflow.artifact_location == "s3://b/p"
 
 
 @pytest.mark.parametrize(
