@@ -69,7 +69,8 @@ def start(
 
     cfg, store, registry = open_all(config)
     name = cfg.model.name
-    champion = registry.alias_version(CHAMPION)
+    # The store's champion pointer is the truth promotion compare-and-sets; the alias mirrors it.
+    champion = store.champion(name) or registry.alias_version(CHAMPION)
     if champion is None:
         raise RolloutError(f"{name!r} has no champion yet: there is nothing to test against")
     version = str(registry.get_version(challenger).version)
@@ -112,10 +113,10 @@ def _render_analysis(d: dict[str, Any]) -> None:
     from rich.table import Table
 
     t = Table(title=f"A/B test {d['ab_test_id']} — {d['model_name']}", title_justify="left")
-    for col in ("arm", "version", "units", "labelled", "accuracy", "f1", d["gate_metric_name"]):
+    for col in ("arm", "version", "units", "labelled", "accuracy", "f1", f"gate: {d['gate_metric_name']}"):
         t.add_column(col)
     for arm in d["arms"].values():
-        fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
+        fmt = lambda v: "—" if v is None else f"{v:.4f}"
         t.add_row(arm["arm"], arm["version"], str(arm["units"]), str(arm["n"]), fmt(arm["accuracy"]),
                   fmt(arm["f1"]), fmt(arm["gate_metric"]))
     console.print(t)

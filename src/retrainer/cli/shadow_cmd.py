@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ def _state(cfg: Any, store: Any, registry: Any) -> tuple[str | None, float, str 
     version, sample = shadow_target(store.ledger(cfg.model.name), rollout_mode=cfg.rollout.mode,
                                     challenger=registry.alias_version(CHALLENGER),
                                     default_sample=cfg.rollout.shadow.sample)
-    return version, sample, registry.alias_version(CHAMPION)
+    return version, sample, store.champion(cfg.model.name) or registry.alias_version(CHAMPION)
 
 
 @shadow_app.command("start")
@@ -90,13 +91,13 @@ def report(
     as_json: bool = JsonOption,
 ) -> None:
     """Agreement rate, score deltas, latency p50/p99 of both models, error rate, drops."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from retrainer.deployments.shadow import summarize
 
     cfg, store, registry = open_all(config)
     current, sample, champion = _state(cfg, store, registry)
-    since = None if since_hours is None else datetime.now(timezone.utc) - timedelta(hours=since_hours)
+    since = None if since_hours is None else datetime.now(UTC) - timedelta(hours=since_hours)
     stored = summarize(store.shadow_rows(cfg.model.name, since=since))
     live = _live(cfg, url)
     data = {"state": {"shadow_version": current, "sample": sample, "champion_version": champion},
