@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,11 +35,14 @@ def _can_build_in_place() -> bool:
 def installed(tmp_path_factory):
     target = tmp_path_factory.mktemp("plugin-site")
     build = tmp_path_factory.mktemp("plugin-build")
+    # Build from a copy: setuptools leaves build/ and *.egg-info next to the sources it builds.
+    source = shutil.copytree(EXAMPLE, build / "custom-trigger",
+                             ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     # Without a wheel-capable setuptools here, let pip fetch the build backend (build isolation).
     isolation = ["--no-build-isolation"] if _can_build_in_place() else []
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *isolation,
-         "--no-compile", "--target", str(target), str(EXAMPLE)],
+         "--no-compile", "--target", str(target), str(source)],
         check=True, cwd=build, capture_output=True, text=True, timeout=300,
     )
     return target
