@@ -218,6 +218,9 @@ class ABConfig(_Model):
 
 class RolloutConfig(_Model):
     mode: Literal["direct", "shadow", "ab"] = "direct"
+    latency_budget_ms: float = Field(
+        100.0, gt=0, description="Integration test: p95 single-row predict of the challenger must stay within this."
+    )
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)
     ab: ABConfig = Field(default_factory=ABConfig)
 

@@ -185,7 +185,8 @@ def _steps(cfg: RetrainerConfig, store: Any, result: RetrainResult, *, now: date
     store.save_reference_profile(name, version, {**profile, "model_version": version})
     set_challenger_task(registry, version)
     # Raises RegistryError naming each failed check: the run fails, the challenger never goes live.
-    integration_test_task(registry, "challenger", data.X_holdout.head(200), labels=sorted(set(data.y_train)))
+    integration_test_task(registry, "challenger", data.X_holdout.head(200), labels=sorted(set(data.y_train)),
+                          latency_budget_ms=cfg.rollout.latency_budget_ms)
     _roll_out(cfg, store, registry, result, now=now)
 
 
