@@ -1,0 +1,38 @@
+"""Options and helpers every command shares, so each is written once."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import typer
+
+ConfigOption = typer.Option(Path("retrainer.yaml"), "--config", "-c", help="Path to retrainer.yaml.")
+JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def parse_instant(value: str, what: str) -> datetime:
+    """ISO-8601 (``2026-02-01``, ``2026-02-01T06:00Z``); no time zone means UTC."""
+    from retrainer.errors import ConfigError
+
+    try:
+        at = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{what} {value!r} is not an ISO-8601 date or datetime (e.g. 2026-02-01T06:00Z)") from None
+    return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+
+
+def open_config_and_store(config: Path) -> tuple[Any, Any]:
+    """The validated config and its store (schema checked: a clear error says to upgrade)."""
+    from retrainer.config import load_config
+    from retrainer.store import Store
+
+    cfg = load_config(config)
+    store = Store.open(cfg.store.url, max_batch=cfg.store.max_batch)
+    store.check_schema()
+    return cfg, store
+
+
+def fmt(value: Any) -> str:
+    return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,152 @@
+"""``retrainer monitor | retrain | history | promote | rollback``: the loop from the command line.
+
+``monitor`` and ``retrain`` run the Prefect flows in this process on the ephemeral Prefect API
+(nothing to start); with ``PREFECT_API_URL`` set they report to that server instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from retrainer.cli import app
+from retrainer.cli.common import ConfigOption, JsonOption, fmt, open_config_and_store, parse_instant
+from retrainer.cli.output import console, emit, kv_table
+
+
+@app.command("monitor")
+def monitor_cmd(
+    config: Path = ConfigOption,
+    at: str | None = typer.Option(None, "--at", help="Evaluate as of this instant (default: now)."),
+    run_retrain: bool = typer.Option(False, "--retrain", help="When the policy fires, run the retrain flow too."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Run the monitor flow: check the policy, audit, and request a retrain when it fires."""
+    from retrainer.flows.monitor import monitor
+
+    now = parse_instant(at, "--at") if at else None
+    result = monitor(config_path=str(config), now=now, run_retrain=run_retrain)
+
+    def render(r: dict[str, Any]) -> None:
+        verdict = "[bold red]retrain[/] (" + ", ".join(r["reasons"]) + ")" if r["should_retrain"] else "[green]no retrain[/]"
+        console.print(f"{r['model']} at {r['checked_at']}: {verdict}")
+        for label, c in r["checks"].items():
+            console.print(f"  {label:<14} {c['status']:<17} {fmt(c['value']):>10} / {fmt(c['threshold']):<8} {c['reason']}")
+        if r.get("retrain"):
+            _render_retrain(r["retrain"])
+
+    emit(result, as_json, render)
+
+
+@app.command("retrain")
+def retrain_cmd(
+    config: Path = ConfigOption,
+    force: bool = typer.Option(False, "--force", help="Retrain even if no trigger fires (reason: manual)."),
+    reason: list[str] = typer.Option([], "--reason", help="Trigger label(s) to record as the reason."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Run the retrain flow: train, evaluate against the champion, gate, register, roll out."""
+    from retrainer.flows.retrain import retrain
+
+    result = retrain(config_path=str(config), reasons=list(reason), force=force)
+    emit(result, as_json, _render_retrain)
+    if result["status"] == "failed":
+        raise typer.Exit(1)
+
+
+def _render_retrain(r: dict[str, Any]) -> None:
+    style = {"success": "green", "no_improvement": "yellow", "superseded": "yellow", "skipped": "dim"}.get(r["status"], "red")
+    console.print(f"[{style}]{r['status']}[/] {r['model']}" + (f" → version {r['version']}" if r.get("version") else ""))
+    rows = {"reasons": ", ".join(r["reasons"]) or "-", "rollout": r.get("rollout") or "-"}
+    for metric, value in (r.get("candidate_metrics") or {}).items():
+        champion = (r.get("champion_metrics") or {}).get(metric)
+        rows[metric] = f"candidate {fmt(value)}" + (f" vs champion {fmt(champion)}" if champion is not None else "")
+    if r.get("gate"):
+        rows["gate"] = r["gate"]["reason"]
+    console.print(kv_table("retrain", rows))
+
+
+@app.command("history")
+def history_cmd(
+    config: Path = ConfigOption,
+    limit: int = typer.Option(20, help="Most recent retrain runs to show."),
+    as_json: bool = JsonOption,
+) -> None:
+    """The promotion ledger (append-only) and the latest retrain runs."""
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    cfg, store = open_config_and_store(config)
+    name = cfg.model.name
+    data = {
+        "model": name,
+        "champion": store.champion(name),
+        "ledger": [asdict(e) for e in store.ledger(name)],
+        "runs": [asdict(r) for r in store.runs(name, limit)],
+    }
+
+    def render(d: dict[str, Any]) -> None:
+        console.print(f"{d['model']}: champion {d['champion'] or '(none)'}")
+        ledger = Table("at", "action", "from", "to", "actor", "reason", title="ledger", title_justify="left")
+        for e in d["ledger"]:
+            ledger.add_row(e["at"].isoformat(timespec="seconds"), e["action"], fmt(e["from_version"]),
+                           fmt(e["to_version"]), e["actor"], e["reason"])
+        console.print(ledger)
+        runs = Table("id", "started", "status", "version", "reasons", title="retrain runs", title_justify="left")
+        for r in d["runs"]:
+            runs.add_row(str(r["id"]), r["started_at"].isoformat(timespec="seconds"), r["status"],
+                         fmt(r["version"]), ", ".join(r["reasons"]))
+        console.print(runs)
+
+    emit(data, as_json, render)
+
+
+def _promotion(config: Path):
+    from retrainer.registry import Registry
+
+    cfg, store = open_config_and_store(config)
+    return Registry.from_config(cfg), store
+
+
+@app.command("promote")
+def promote_cmd(
+    version: str = typer.Argument(..., help="Registered version to make the champion."),
+    config: Path = ConfigOption,
+    reason: str = typer.Option("manual promotion", help="Recorded in the ledger."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Make VERSION the champion (compare-and-set against the current one; a ledger row either way)."""
+    import getpass
+    from dataclasses import asdict
+
+    from retrainer.deployments.promotion import promote
+
+    registry, store = _promotion(config)
+    result = promote(registry, store, version=version, expected_champion=store.champion(registry.model_name),
+                     actor=f"cli:{getpass.getuser()}", reason=reason)
+    emit(asdict(result), as_json, lambda r: console.print(
+        f"{r['status']}: champion is now {r['champion']}" + (f" (was {r['from_version']})" if r["from_version"] else "")))
+    if result.status != "promoted":
+        raise typer.Exit(1)
+
+
+@app.command("rollback")
+def rollback_cmd(
+    config: Path = ConfigOption,
+    reason: str = typer.Option("manual rollback", help="Recorded in the ledger."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Put the previous champion back, in one step."""
+    import getpass
+    from dataclasses import asdict
+
+    from retrainer.deployments.promotion import rollback
+
+    registry, store = _promotion(config)
+    result = rollback(registry, store, actor=f"cli:{getpass.getuser()}", reason=reason)
+    emit(asdict(result), as_json, lambda r: console.print(f"{r['status']}: champion {r['from_version']} → {r['to_version']}"))
+    if result.status != "rolled_back":
+        raise typer.Exit(1)

@@ -1,0 +1,57 @@
+"""`retrainer monitor | retrain | history | promote | rollback` through the real entry point."""
+
+from __future__ import annotations
+
+import json
+
+from retrainer.cli import main
+from retrainer.registry import CHAMPION
+
+from .conftest import NOW
+
+
+def run_json(capsys, *argv: str) -> tuple[int, dict]:
+    code = main([*argv, "--json"])
+    captured = capsys.readouterr()
+    if code != 0:
+        print(captured.err[-3000:])  # shown by pytest when the test fails
+    return code, json.loads(captured.out) if captured.out.strip() else {}
+
+
+def test_retrain_history_promote_and_rollback(make_world, capsys):
+    world = make_world()
+    cfg = str(world.config_path)
+    code, first = run_json(capsys, "retrain", "--config", cfg, "--force")
+    assert code == 0 and first["status"] == "success" and first["version"] == "1"
+    code, second = run_json(capsys, "retrain", "--config", cfg, "--reason", "drift")
+    assert code == 0 and second["status"] == "success" and second["reasons"] == ["drift"]
+    assert set(second["champion_metrics"]) == {"accuracy", "f1", "precision", "recall", "roc_auc"}
+
+    code, history = run_json(capsys, "history", "--config", cfg)
+    assert history["champion"] == "2"
+    assert [(e["action"], e["to_version"]) for e in history["ledger"]] == [("promote", "1"), ("promote", "2")]
+    assert [r["status"] for r in history["runs"]] == ["success", "success"]
+
+    code, rolled = run_json(capsys, "rollback", "--config", cfg, "--reason", "bad canary")
+    assert code == 0 and (rolled["status"], rolled["to_version"]) == ("rolled_back", "1")
+    assert world.registry().alias_version(CHAMPION) == "1"
+    code, promoted = run_json(capsys, "promote", "2", "--config", cfg)
+    assert code == 0 and promoted["champion"] == "2"
+    actions = [e.action for e in world.store().ledger(world.cfg.model.name)]
+    assert actions == ["promote", "promote", "rollback", "promote"]
+
+
+def test_monitor_json_has_the_seed_shape(make_world, capsys):
+    world = make_world(triggers=[{"type": "schedule", "interval": "7d"}])
+    code, out = run_json(capsys, "monitor", "--config", str(world.config_path), "--at", NOW.isoformat())
+    assert code == 0
+    assert out["should_retrain"] is True and out["reasons"] == ["schedule"]
+    assert set(out["checks"]["schedule"]) >= {"fired", "status", "value", "threshold", "reason"}
+
+
+def test_promote_of_an_unknown_version_is_a_clear_error(make_world, capsys):
+    world = make_world()
+    main(["retrain", "--config", str(world.config_path), "--force", "--json"])
+    capsys.readouterr()
+    assert main(["promote", "9", "--config", str(world.config_path)]) == 2
+    assert "has no version 9" in capsys.readouterr().err
