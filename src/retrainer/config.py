@@ -193,23 +193,27 @@ class PolicyConfig(_Model):
 class GateConfig(_Model):
     """The candidate must score at least ``min_ratio`` x the champion on the same holdout."""
 
-    metric: Literal["f1", "accuracy", "precision", "recall", "roc_auc"] = "f1"
+    metric: Literal["f1", "accuracy", "precision", "recall", "roc_auc"] = Field("f1", description="Compared on the holdout.")
     min_ratio: float = Field(0.95, gt=0, description="Candidate metric >= min_ratio x champion metric.")
 
 
 class ShadowConfig(_Model):
+    """Shadow rollout: the challenger answers a copy of live traffic; only the champion's answer is returned."""
+
     sample: float = Field(1.0, gt=0, le=1, description="Share of requests mirrored to the shadow model.")
     duration: Duration = Field(timedelta(days=1), description="How long shadow runs before review.")
     queue_size: int = Field(1000, ge=1, description="Bounded queue; overflow is dropped and counted.")
-    workers: int = Field(2, ge=1, le=64)
+    workers: int = Field(2, ge=1, le=64, description="Threads running the shadow model.")
     min_agreement: float = Field(0.9, ge=0, le=1, description="Agreement rate needed to move on.")
 
 
 class ABConfig(_Model):
+    """A/B rollout: units are split between champion and challenger by a stable hash."""
+
     split: float = Field(0.1, gt=0, lt=1, description="Share of units routed to the challenger.")
     salt: str | None = Field(None, description="Assignment salt (default: a fresh one per test).")
-    alpha: float = Field(0.05, gt=0, lt=0.5)
-    power: float = Field(0.8, gt=0, lt=1)
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="False-positive rate of the verdict.")
+    power: float = Field(0.8, gt=0, lt=1, description="For the sample size needed to detect the effect.")
     min_detectable_effect: float = Field(0.02, gt=0, lt=1, description="Absolute difference worth detecting.")
     sequential: bool = Field(True, description="Always-valid (mSPRT) p-values: safe to look every day.")
     srm_alpha: float = Field(0.001, gt=0, lt=0.5, description="Sample-ratio-mismatch alarm level.")
@@ -217,7 +221,11 @@ class ABConfig(_Model):
 
 
 class RolloutConfig(_Model):
-    mode: Literal["direct", "shadow", "ab"] = "direct"
+    """How a candidate that passed the gate and its integration test reaches traffic."""
+
+    mode: Literal["direct", "shadow", "ab"] = Field(
+        "direct", description="direct: promote at once; shadow or ab: stage as challenger and hand to serving."
+    )
     latency_budget_ms: float = Field(
         100.0, gt=0, description="Integration test: p95 single-row predict of the challenger must stay within this."
     )
@@ -226,14 +234,18 @@ class RolloutConfig(_Model):
 
 
 class ServingConfig(_Model):
+    """`retrainer serve`: the prediction service whose log feeds the triggers."""
+
     host: str = Field("127.0.0.1", description="Bind address; loopback unless you mean otherwise.")
-    port: int = Field(8000, ge=1, le=65535)
+    port: int = Field(8000, ge=1, le=65535, description="TCP port.")
     api_token: str | None = Field(None, description="Bearer token for predict/feedback/admin (env RETRAINER_API_TOKEN).")
-    max_body_bytes: int = Field(1_048_576, ge=1024)
-    max_batch: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger request bodies get 413.")
+    max_batch: int = Field(1000, ge=1, description="Most instances one /predict call may carry.")
 
 
 class MlflowConfig(_Model):
+    """Where runs are tracked and models registered (aliases champion / challenger)."""
+
     tracking_uri: str = Field("sqlite:///mlflow.db", description="Relative sqlite paths are next to the config.")
     registry_uri: str | None = Field(None, description="Defaults to the tracking URI.")
     experiment: str | None = Field(None, description="Default: retrainer/<model name>.")
@@ -241,17 +253,23 @@ class MlflowConfig(_Model):
 
 
 class StoreConfig(_Model):
+    """The SQL store: inference log, labels, audit, retrain runs, ledger, A/B and shadow state."""
+
     url: str = Field("sqlite:///retrainer.db", description="SQLAlchemy URL; relative sqlite paths are next to the config.")
     max_batch: int = Field(50_000, ge=1, description="Largest batch one write accepts.")
 
 
 class NotificationsConfig(_Model):
+    """Who hears about a failed retrain (the `retrainer.retrain.failed` event is always emitted)."""
+
     block: str | None = Field(None, description="Name of a Prefect notification block to alert on failure.")
 
 
 class ModelConfig(_Model):
+    """Which model this file is about."""
+
     name: str = Field(description="Registered model name in MLflow.")
-    description: str | None = None
+    description: str | None = Field(None, description="Free text for people.")
 
     @field_validator("name")
     @classmethod
@@ -269,7 +287,7 @@ class RetrainerConfig(_Model):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     data: DataConfig
     estimator: EstimatorConfig = Field(default_factory=EstimatorConfig)
-    triggers: list[TriggerSpec] = Field(default_factory=list)
+    triggers: list[TriggerSpec] = Field(default_factory=list, description="Retrain when the policy over these fires.")
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)

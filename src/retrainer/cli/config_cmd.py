@@ -71,3 +71,11 @@ def _mask(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return url
+
+
+@config_app.command("reference")
+def reference() -> None:
+    """Print the configuration reference (markdown), generated from the models."""
+    from retrainer.config_reference import config_reference
+
+    typer.echo(config_reference(), nl=False)
