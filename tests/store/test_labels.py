@@ -67,3 +67,51 @@ def test_labelled_frame_joins_features_and_labels(store: Store) -> None:
     assert frame["label"].tolist() == [float(i) for i in range(0, 20, 2)]
     assert frame["city"].tolist() == [["a", "b", "c"][i % 3] for i in range(0, 20, 2)]
     assert str(frame["ts"].dt.tz) == "UTC"
+
+
+def test_label_before_its_prediction_is_picked_up_when_the_prediction_arrives(store: Store) -> None:
+    assert store.log_labels([LabelRecord("req-0", 1.0, T0 + H)]).unknown_request_ids == 1
+    store.log_predictions("m", [record(0), record(1)], SPECS)
+    lw = store.labelled_window("m", T0, T0 + H, as_of=T0 + 2 * H)
+    assert lw.y_true.tolist() == [1.0] and lw.y_pred.tolist() == [0.0] and lw.n_predictions == 2
+    assert len(store.labelled_window("m", T0, T0 + H, as_of=T0)) == 0  # its label time still counts
+    assert store.count_predictions("m", T0, T0 + H, labelled=True, as_of=T0 + 2 * H) == 1
+    assert store.count_predictions("m", T0, T0 + H, labelled=True, as_of=T0 + H / 2) == 0
+    assert store.unmatched_labels() == 0
+    # A re-sent prediction (duplicate request id) leaves the label where it is.
+    assert store.log_predictions("m", [record(0)], SPECS).duplicates == 1
+    assert store.count_predictions("m", T0, T0 + H, labelled=True) == 1
+
+
+def test_label_update_keeps_the_latest_label_and_its_time(store: Store) -> None:
+    store.log_predictions("m", [record(0)], SPECS)
+    store.log_labels([LabelRecord("req-0", 0.0, T0 + H)])
+    store.log_labels([LabelRecord("req-0", 1.0, T0 + 3 * H)])  # correction
+    store.log_labels([LabelRecord("req-0", 0.0, T0 + 2 * H)])  # stale retry: ignored
+    window = (T0, T0 + H)
+    assert store.labelled_window("m", *window, as_of=T0 + 4 * H).y_true.tolist() == [1.0]
+    # One label per request id: as of 2h the (replaced) 1h label is gone and 3h is not yet known.
+    assert len(store.labelled_window("m", *window, as_of=T0 + 2 * H)) == 0
+    assert store.count_predictions("m", *window, labelled=True, as_of=T0 + 2 * H) == 0
+    assert store.count_predictions("m", *window, labelled=True, as_of=T0 + 3 * H) == 1
+    # Same label time again: the later write wins (as in the labels table).
+    store.log_labels([LabelRecord("req-0", 0.0, T0 + 3 * H)])
+    assert store.labelled_window("m", *window, as_of=T0 + 3 * H).y_true.tolist() == [0.0]
+
+
+def test_labelled_frame_and_counts_exclude_labels_after_as_of(store: Store) -> None:
+    store.log_predictions("m", [record(i) for i in range(6)], SPECS)
+    store.log_labels([LabelRecord(f"req-{i}", 1.0, T0 + i * H) for i in range(6)])
+    frame = store.labelled_frame("m", T0, T0 + H, as_of=T0 + 2 * H, columns=["age"])
+    assert frame["age"].tolist() == [0.0, 1.0, 2.0]
+    assert store.count_predictions("m", T0, T0 + H, labelled=True, as_of=T0 + 2 * H) == 3
+    assert store.labelled_window("m", T0, T0 + H, as_of=T0 + 2 * H).n_predictions == 6
+
+
+def test_labelled_window_orders_by_ts_then_id(store: Store) -> None:
+    # Same ts for all, logged in two batches out of ts order.
+    store.log_predictions("m", [record(i, minutes=5) for i in (3, 4)], SPECS)
+    store.log_predictions("m", [record(i, minutes=1 if i == 0 else 5) for i in (0, 1, 2)], SPECS)
+    store.log_labels([LabelRecord(f"req-{i}", float(i), T0 + H - i * timedelta(minutes=1)) for i in range(5)])
+    lw = store.labelled_window("m", T0, T0 + H, as_of=T0 + H)
+    assert lw.y_true.tolist() == [0.0, 3.0, 4.0, 1.0, 2.0]  # ts, then insertion (id) order

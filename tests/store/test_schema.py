@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -8,9 +10,14 @@ from alembic.runtime.migration import MigrationContext
 from retrainer.errors import SchemaError
 from retrainer.store import LabelRecord, Store
 from retrainer.store.migrate import VERSION_TABLE
+from retrainer.store import labels as store_labels
+from retrainer.store import predictions as store_predictions
 from retrainer.store.schema import metadata
 
 from .conftest import SPECS, T0, record
+
+H = timedelta(hours=1)
+MIN = timedelta(minutes=1)
 
 
 def test_init_is_idempotent_and_reaches_head(store_url: str) -> None:
@@ -20,7 +27,7 @@ def test_init_is_idempotent_and_reaches_head(store_url: str) -> None:
         s.check_schema()
     s.init()
     s.init()
-    assert s.current_revision() == Store.head_revision() == "0002_model_state"
+    assert s.current_revision() == Store.head_revision() == "0003_prediction_labels"
     s.check_schema()
     s.close()
 
@@ -38,11 +45,18 @@ def test_migrations_match_the_table_definitions(store: Store) -> None:
     assert diff == []
 
 
-def test_upgrade_from_first_revision_keeps_data(store_url: str) -> None:
+@pytest.fixture
+def old_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Write the way the code before revision 0003 did: no label copy on prediction rows."""
+    monkeypatch.setattr(store_predictions, "sync_predictions", lambda conn, ids: None)
+    monkeypatch.setattr(store_labels, "sync_predictions", lambda conn, ids: None)
+
+
+def test_upgrade_from_first_revision_keeps_data(store_url: str, old_code: None) -> None:
     s = Store.open(store_url)
     s.upgrade("0001_initial")
     assert s.current_revision() == "0001_initial"
-    with pytest.raises(SchemaError, match="'0001_initial'.*'0002_model_state'.*retrainer store upgrade"):
+    with pytest.raises(SchemaError, match="'0001_initial'.*'0003_prediction_labels'.*retrainer store upgrade"):
         s.check_schema()
     assert s.log_predictions("m", [record(i) for i in range(50)], SPECS).inserted == 50
     s.log_labels([LabelRecord("req-3", 1.0, T0)])
@@ -52,7 +66,7 @@ def test_upgrade_from_first_revision_keeps_data(store_url: str) -> None:
         assert "model_state" not in sa.inspect(conn).get_table_names()
 
     s.upgrade()
-    assert s.current_revision() == "0002_model_state"
+    assert s.current_revision() == "0003_prediction_labels"
     s.check_schema()
     assert s.count_predictions("m", T0, T0.replace(year=2025)) == 50
     window = s.features_window("m", T0, T0.replace(year=2025), ["age", "city"])
@@ -62,6 +76,38 @@ def test_upgrade_from_first_revision_keeps_data(store_url: str) -> None:
     assert s.unmatched_labels() == 0
     assert s.champion("m") is None
     assert s.champion_cas("m", None, "1") is True
+    s.close()
+
+
+def test_upgrade_0002_to_0003_copies_the_latest_labels_onto_predictions(store_url: str, monkeypatch) -> None:
+    s = Store.open(store_url)
+    s.upgrade("0002_model_state")
+    with monkeypatch.context() as m:  # the 0002 code: labels only in their own table
+        m.setattr(store_predictions, "sync_predictions", lambda conn, ids: None)
+        m.setattr(store_labels, "sync_predictions", lambda conn, ids: None)
+        assert s.log_predictions("m", [record(i) for i in range(50)], SPECS).inserted == 50
+        s.log_labels([LabelRecord("req-3", 1.0, T0 + H), LabelRecord("req-5", 0.0, T0 + H), LabelRecord("ghost", 1.0, T0)])
+        s.log_labels([LabelRecord("req-5", 1.0, T0 + 3 * H), LabelRecord("req-3", 0.0, T0)])  # correction; stale retry
+    with s.engine.connect() as conn:
+        assert "label" not in {c["name"] for c in sa.inspect(conn).get_columns("predictions")}
+
+    s.upgrade()
+    assert s.current_revision() == "0003_prediction_labels"
+    s.check_schema()
+    end = T0.replace(year=2025)
+    lw = s.labelled_window("m", T0, end, as_of=end)
+    assert lw.y_true.tolist() == [1.0, 1.0] and lw.y_pred.tolist() == [1.0, 1.0] and lw.n_predictions == 50
+    assert lw.ts.tolist() == [(T0 + 3 * MIN).timestamp(), (T0 + 5 * MIN).timestamp()]
+    assert s.labelled_window("m", T0, end, as_of=T0 + 2 * H).y_true.tolist() == [1.0]  # req-5's label is from 3h
+    assert s.count_predictions("m", T0, end, labelled=True) == 2
+    assert s.count_predictions("m", T0, end) == 50
+    window = s.features_window("m", T0, end, ["age"])
+    assert window.columns["age"].tolist() == [float(i) for i in range(50)]
+    assert s.unmatched_labels() == 1
+    # New code on the upgraded store: the early label is picked up by its late prediction.
+    s.log_predictions("m", [record(60, request_id="ghost")], SPECS)
+    assert s.count_predictions("m", T0, end, labelled=True) == 3
+    assert s.unmatched_labels() == 0
     s.close()
 
 

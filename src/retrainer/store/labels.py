@@ -3,6 +3,12 @@
 A label is kept even when its request id is unknown (the prediction may arrive later, or be
 lost upstream, which is worth counting); re-sending a label keeps the one with the latest
 label time, so an out-of-order retry cannot overwrite a correction.
+
+``labels`` is the source of truth; the latest label and its time are also copied onto the
+prediction row (``predictions.label`` / ``label_ts``, revision 0003) so that reading a
+labelled window is one index range scan, not a join on text keys. :func:`sync_predictions`
+keeps the copy in step from both sides: after a label write, and after a prediction write
+(a label may arrive before its prediction).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ def write_labels(conn: Connection, batch: LabelBatch) -> LabelWriteResult:
         set_={"label": stmt.excluded.label, "ts": stmt.excluded.ts, "received_at": stmt.excluded.received_at},
         where=labels.c.ts <= stmt.excluded.ts,
     )
+    lock_label_matching(conn)
     conn.execute(stmt, rows)
 
     ids = list(latest)
@@ -46,7 +53,42 @@ def write_labels(conn: Connection, batch: LabelBatch) -> LabelWriteResult:
         known += conn.execute(
             sa.select(sa.func.count()).select_from(predictions).where(predictions.c.request_id.in_(part))
         ).scalar_one()
+    if known:
+        sync_predictions(conn, ids)
     return LabelWriteResult(written=len(rows), unknown_request_ids=len(ids) - int(known))
+
+
+# PostgreSQL only (SQLite writers are serialised by BEGIN IMMEDIATE). Without it a prediction
+# insert and a label write for the same request id in two concurrent transactions would each
+# miss the other's uncommitted row, and the prediction would stay unlabelled. Label writers
+# take it exclusively, prediction writers shared: ingest batches still run side by side.
+_LABEL_MATCH_LOCK = 727275
+
+
+def lock_label_matching(conn: Connection, *, shared: bool = False) -> None:
+    if conn.dialect.name == "postgresql":
+        fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        conn.exec_driver_sql(f"SELECT {fn}({_LABEL_MATCH_LOCK})")
+
+
+def sync_predictions(conn: Connection, request_ids: list[str]) -> None:
+    """Copy the stored label (and its time) of these request ids onto their prediction rows.
+
+    Copies from ``labels`` rather than from the batch, so the prediction row always mirrors
+    the source of truth (latest label time wins there). Rows already in step are not written.
+    """
+    p, lab = predictions, labels
+    for i in range(0, len(request_ids), _IN_CHUNK):
+        part = request_ids[i : i + _IN_CHUNK]
+        conn.execute(
+            sa.update(p)
+            .values(label=lab.c.label, label_ts=lab.c.ts)
+            .where(
+                p.c.request_id == lab.c.request_id,
+                lab.c.request_id.in_(part),
+                sa.or_(p.c.label_ts.is_distinct_from(lab.c.ts), p.c.label.is_distinct_from(lab.c.label)),
+            )
+        )
 
 
 def unmatched_labels(conn: Connection) -> int:

@@ -79,7 +79,13 @@ predictions = sa.Table(
     sa.Column("prediction", sa.Double, nullable=False),
     sa.Column("score", sa.Double),
     sa.Column("ab_test_id", BigId, sa.ForeignKey("ab_tests.id")),
-    sa.Index("ix_predictions_model_name_ts", "model_name", "ts"),
+    # Revision 3: the latest label of this request id and its label time, copied from
+    # ``labels`` (which stays the source of truth) so a labelled-window read is one index
+    # range scan instead of a join on text keys. NULL = no label yet.
+    sa.Column("label", sa.Double),
+    sa.Column("label_ts", Time),
+    # Covers the window reads (count, labelled rows ordered by ts, id): no table lookups.
+    sa.Index("ix_predictions_window", "model_name", "ts", "id", "label_ts", "prediction", "score", "label"),
 )
 
 feature_chunks = sa.Table(
