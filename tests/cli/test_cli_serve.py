@@ -38,7 +38,7 @@ def setup(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory):
     shutil.copy(_template(tmp_path_factory), tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     name = "cli-model"
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # never MLflow's process-global default
     client.create_registered_model(name)
     for _ in range(3):  # versions need not hold a loadable model for these commands
         client.create_model_version(name, source=str(tmp_path / "model"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -114,7 +114,7 @@ def test_analyze_reads_the_store(tmp_path) -> None:
     specs = [FeatureSpec(name="x1")]
     store = Store.open(f"sqlite:///{tmp_path / 's.db'}")
     store.init()
-    start = datetime.now(timezone.utc) - timedelta(days=2)
+    start = datetime.now(UTC) - timedelta(days=2)
     test_id = store.start_ab_test("m", champion_version="1", challenger_version="2", split=0.5, salt="s",
                                   config=FIXED.model_dump(mode="json"), started_at=start)
     rng = np.random.default_rng(3)

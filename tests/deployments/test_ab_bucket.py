@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from retrainer.deployments.ab import BUCKETS, CHALLENGER_ARM, CHAMPION_ARM, arm_for, bucket, threshold
+from retrainer.deployments.ab import (
+    BUCKETS,
+    CHALLENGER_ARM,
+    CHAMPION_ARM,
+    arm_for,
+    bucket,
+    threshold,
+)
 
 # Committed golden vectors: if any of these change, every running A/B test reshuffles its users.
 GOLDEN = [

@@ -16,13 +16,18 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from retrainer.config import RetrainerConfig
 from retrainer.deployments.ab import CHALLENGER_ARM, CHAMPION_ARM, bucket
 from retrainer.deployments.metrics import ServiceMetrics
-from retrainer.deployments.router import ModelRouter, ServedModel, WantedState, registry_loader
+from retrainer.deployments.router import (
+    ModelRouter,
+    ServedModel,
+    WantedState,
+    registry_loader,
+)
 from retrainer.deployments.shadow import ShadowJob, ShadowRunner, shadow_target
 from retrainer.deployments.writer import Assignment, InferenceLogWriter
 from retrainer.errors import RetrainerError
@@ -31,7 +36,7 @@ from retrainer.store.records import LabelRecord, LabelWriteResult, PredictionRec
 
 log = logging.getLogger(__name__)
 
-_UTC = timezone.utc
+_UTC = UTC
 _SEEN_UNITS_MAX = 200_000  # assignments already queued, per process; duplicates are harmless anyway
 
 
@@ -242,10 +247,15 @@ class PredictionService:
 
 def run_server(cfg: RetrainerConfig, *, host: str | None = None, port: int | None = None, log_level: str = "warning") -> None:
     """``retrainer serve``: one uvicorn process (bind loopback unless told otherwise)."""
+    import sys
+
     import uvicorn
 
     from retrainer.deployments.app import create_app
 
+    # Background threads (log writer, shadow workers) hold the GIL for up to the switch interval
+    # (5 ms by default) before the event loop gets it back; 1 ms bounds that wait on requests.
+    sys.setswitchinterval(0.001)
     service = PredictionService.from_config(cfg)
     app = create_app(service)
     config = uvicorn.Config(

@@ -1,0 +1,242 @@
+"""Serving benchmark: `mlflow models serve` vs `retrainer serve` on the same model.
+
+    .venv/bin/python bench/serve.py [--seconds 10] [--concurrency 8] [--rounds 3]
+
+Both servers run as subprocesses on 127.0.0.1 (one uvicorn worker each) and serve the same
+registered scikit-learn model (logistic regression on 8 numeric features). One load generator
+(aiohttp, keep-alive, fixed concurrency, single-instance requests) drives each in turn:
+
+* ``mlflow``          — ``mlflow models serve -m models:/<name>/1 --env-manager local``
+* ``retrainer+shadow`` — ``retrainer serve`` with an A/B test running (versions 1 vs 2, 50/50,
+  sticky units), every prediction and its features logged to SQLite, and version 3 shadowing
+  100% of the traffic
+* ``retrainer``       — the same server with the shadow switched off (A/B and logging still on)
+
+Phases alternate over ``--rounds`` and the medians are reported, so a noisy neighbour hurts
+all of them alike. Also reported: ``bucket()`` per call. Everything lives in a temp dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+FEATURES = [f"f{i}" for i in range(8)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 120.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{url} did not come up in {timeout:.0f}s")
+
+
+def setup(root: Path) -> tuple[Path, str, str]:
+    """Register 3 versions, make v1 champion, start an A/B test (1 vs 2) and a shadow of v3."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from retrainer.config import load_config
+    from retrainer.deployments.promotion import promote
+    from retrainer.deployments.shadow import shadow_reason
+    from retrainer.registry import CHALLENGER, Registry
+    from retrainer.store import Store
+    from retrainer.tasks.register import register_candidate
+
+    cfg_path = root / "retrainer.yaml"
+    cfg_path.write_text(json.dumps({
+        "model": {"name": "bench-model"},
+        "store": {"url": "sqlite:///store.db"},
+        "mlflow": {"tracking_uri": "sqlite:///mlflow.db"},
+        "data": {"source": {"table": "t"}, "features": [{"name": n} for n in FEATURES]},
+        "rollout": {"shadow": {"queue_size": 1000, "workers": 1}},
+    }))
+    cfg = load_config(cfg_path)
+    registry = Registry.from_config(cfg)
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(2000, len(FEATURES))), columns=FEATURES)
+    window = (datetime(2025, 1, 1, tzinfo=timezone.utc), datetime(2025, 2, 1, tzinfo=timezone.utc))
+    versions = []
+    for i in range(3):
+        y = (X.iloc[:, 0] + 0.5 * X.iloc[:, i + 1] + rng.normal(scale=0.5, size=len(X)) > 0).astype(int)
+        rv = register_candidate(LogisticRegression().fit(X, y), registry=registry, idempotency_key=f"bench-{i}",
+                                metrics={}, reasons=["bench"], data_window=window, flow_run_id=None,
+                                input_example=X.head(5))
+        versions.append(rv.version)
+    store = Store.open(cfg.store.url)
+    store.init()
+    promote(registry, store, version=versions[0], expected_champion=None, actor="bench", reason="bench")
+    registry.set_alias(CHALLENGER, versions[1])
+    store.start_ab_test(cfg.model.name, champion_version=versions[0], challenger_version=versions[1],
+                        split=0.5, salt="bench", config=cfg.rollout.ab.model_dump(mode="json"))
+    store.append_ledger(cfg.model.name, action="shadow_start", from_version=versions[0], to_version=versions[2],
+                        actor="bench", reason=shadow_reason("bench", 1.0))
+    store.close()
+    return cfg_path, cfg.mlflow.tracking_uri, versions[0]
+
+
+async def drive(url: str, make_body, seconds: float, concurrency: int, warmup: float = 1.5) -> dict[str, float]:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    stop_at = 0.0
+    counter = 0
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker(measure: bool) -> None:
+            nonlocal errors, counter
+            while time.perf_counter() < stop_at:
+                counter += 1
+                body = make_body(counter)
+                t0 = time.perf_counter()
+                async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
+                    await r.read()
+                    ok = r.status == 200
+                if measure:
+                    if ok:
+                        latencies.append(time.perf_counter() - t0)
+                    else:
+                        errors += 1
+
+        stop_at = time.perf_counter() + warmup
+        await asyncio.gather(*(worker(False) for _ in range(concurrency)))
+        stop_at = time.perf_counter() + seconds
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(True) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    lat = np.array(latencies) * 1000.0
+    return {"rps": len(latencies) / elapsed, "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99)), "errors": errors, "n": len(latencies)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+
+    from retrainer.deployments.ab import bucket
+
+    per_call = min(timeit.repeat(lambda: bucket("salt-1234", "user-1234567"), number=100_000, repeat=7)) / 100_000
+
+    rng = np.random.default_rng(1)
+    rows = rng.normal(size=(1000, len(FEATURES))).round(4).tolist()
+    records = [dict(zip(FEATURES, r)) for r in rows]
+    mlflow_bodies = [json.dumps({"dataframe_records": [r]}).encode() for r in records]
+    retrainer_bodies = [json.dumps({"features": r, "unit_id": f"user-{i % 500}"}).encode() for i, r in enumerate(records)]
+
+    with tempfile.TemporaryDirectory(prefix="retrainer-bench-") as tmp:
+        root = Path(tmp)
+        print("registering models ...", file=sys.stderr)
+        uri = f"sqlite:///{root / 'mlflow.db'}"
+        # Every MLflow default (this process and the servers) points into the temp dir.
+        os.environ["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_REGISTRY_URI"] = uri
+        os.chdir(root)
+        cfg_path, tracking_uri, v1 = setup(root)
+        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri,
+               "PYTHONWARNINGS": "ignore"}
+        bin_dir = Path(sys.executable).parent
+        env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # mlflow execs `uvicorn` from PATH
+        p_ml, p_rt = free_port(), free_port()
+        procs = [
+            subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", f"models:/bench-model/{v1}",
+                              "--env-manager", "local", "-h", "127.0.0.1", "-p", str(p_ml), "-w", "1"],
+                             env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / "mlflow.log", "wb")),
+            subprocess.Popen([str(bin_dir / "retrainer"), "serve", "--config", str(cfg_path), "--port", str(p_rt)],
+                             env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / "retrainer.log", "wb")),
+        ]
+        try:
+            print("starting servers ...", file=sys.stderr)
+            try:
+                wait_http(f"http://127.0.0.1:{p_ml}/ping")
+                wait_http(f"http://127.0.0.1:{p_rt}/ready")
+            except RuntimeError:
+                for log in ("mlflow.log", "retrainer.log"):
+                    print(f"--- {log}\n" + (root / log).read_text(errors="replace")[-3000:], file=sys.stderr)
+                raise
+            import httpx
+
+            from retrainer.config import load_config
+            from retrainer.store import Store
+
+            cfg = load_config(cfg_path)
+            store = Store.open(cfg.store.url)
+
+            def set_shadow(on: bool) -> None:
+                action = "shadow_start" if on else "shadow_stop"
+                store.append_ledger(cfg.model.name, action=action, from_version=v1, to_version="3",
+                                    actor="bench", reason="bench [sample=1]")
+                routing = httpx.post(f"http://127.0.0.1:{p_rt}/admin/reload", timeout=60).json()["routing"]
+                assert (routing["shadow"] is not None) == on, routing
+
+            results: dict[str, list[dict[str, float]]] = {"mlflow": [], "retrainer": [], "retrainer+shadow": []}
+            for r in range(args.rounds):
+                for name in ("mlflow", "retrainer+shadow", "retrainer"):
+                    if name == "mlflow":
+                        url, bodies = f"http://127.0.0.1:{p_ml}/invocations", mlflow_bodies
+                    else:
+                        set_shadow(name == "retrainer+shadow")
+                        url, bodies = f"http://127.0.0.1:{p_rt}/predict", retrainer_bodies
+                    res = asyncio.run(drive(url, lambda i, b=bodies: b[i % len(b)], args.seconds, args.concurrency))
+                    results[name].append(res)
+                    print(f"round {r + 1} {name:17s} {res['rps']:8.0f} req/s  p50 {res['p50_ms']:6.2f} ms  "
+                          f"p99 {res['p99_ms']:6.2f} ms  errors {res['errors']}", file=sys.stderr)
+            status = httpx.get(f"http://127.0.0.1:{p_rt}/admin/status").json()
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                try:
+                    p.wait(60)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        logged = store.stats()["rows"]
+        store.close()
+        os.chdir("/")
+
+    med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50_ms", "p99_ms")} for k, v in results.items()}
+    print(f"\nserving benchmark: {args.concurrency} concurrent clients, {args.seconds:.0f}s x {args.rounds} rounds, "
+          f"single-instance requests, loopback, {os.cpu_count()} CPUs (medians)")
+    print(f"{'server':20s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s}")
+    for name in ("mlflow", "retrainer", "retrainer+shadow"):
+        m = med[name]
+        print(f"{name:20s} {m['rps']:9.0f} {m['p50_ms']:8.2f} {m['p99_ms']:8.2f}")
+    print(f"\nthroughput retrainer(A/B+log+shadow) / mlflow: {med['retrainer+shadow']['rps'] / med['mlflow']['rps']:.2f}x")
+    print(f"p99 added by shadow: {med['retrainer+shadow']['p99_ms'] - med['retrainer']['p99_ms']:+.2f} ms")
+    print(f"bucket(): {per_call * 1e6:.2f} us per call")
+    print(f"logged: {logged['predictions']} predictions, {logged['ab_assignments']} A/B units, "
+          f"{logged['shadow_comparisons']} shadow comparisons; shadow dropped {status['shadow']['dropped']}, "
+          f"log backpressure waits {status['log_writer']['backpressure_waits']}")
+
+
+if __name__ == "__main__":
+    main()
