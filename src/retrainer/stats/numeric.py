@@ -19,8 +19,10 @@ Agreement with scipy (tested):
   ~1 ms, within 1e-9 relative of scipy (tested on a grid up to en = 250_000, checked
   by hand up to 1M, where scipy takes 2 s and we differ by < 9e-10; p-values
   below ~1e-300 are subnormal floats and only agree to a few digits).
-* Wasserstein-1: ``scipy.stats.wasserstein_distance`` up to float summation order
-  (we use one ``np.dot`` pass; relative difference ~1e-15).
+* Wasserstein-1: ``scipy.stats.wasserstein_distance``'s own ``np.sum(|gap| * deltas)``
+  (pairwise summation) up to how the merged points are formed (relative difference ~1e-15).
+  Not ``np.dot``: under multi-threaded OpenBLAS a 12k-point dot costs 2-7 ms on a busy
+  2-core host (thread hand-off), against ~10 us for the multiply and sum.
 
 >>> ks_2samp_stat([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
 (0.0, 1.0)
@@ -172,10 +174,18 @@ def _ks(
     return d, _ks_pvalue(d, ref.size, cur.size)
 
 
+def _area(absgap: NDArray[np.float64], deltas: NDArray[np.float64]) -> float:
+    """``sum(absgap * deltas)``, the Wasserstein-1 integral; overwrites ``absgap``.
+
+    Multiply-and-sum in numpy's own loops, not BLAS (see the module notes).
+    """
+    return float(np.multiply(absgap, deltas, out=absgap).sum())
+
+
 def _compare(ref: NDArray[np.float64], cur: NDArray[np.float64]) -> NumericComparison:
     absgap, deltas = _abs_cdf_gap(ref, cur)
     d, p = _ks(ref, cur, absgap, deltas)
-    return NumericComparison(d, p, float(np.dot(absgap, deltas)))
+    return NumericComparison(d, p, _area(absgap, deltas))
 
 
 def compare_sorted(reference_sorted: ArrayLike, current_sorted: ArrayLike) -> NumericComparison:
@@ -198,7 +208,7 @@ def wasserstein_sorted(reference_sorted: ArrayLike, current_sorted: ArrayLike) -
     ref = _check_sorted(reference_sorted, "reference")
     cur = _check_sorted(current_sorted, "current")
     absgap, deltas = _abs_cdf_gap(ref, cur)
-    return float(np.dot(absgap, deltas))
+    return _area(absgap, deltas)
 
 
 def ks_2samp_stat(reference: ArrayLike, current: ArrayLike) -> tuple[float, float]:

@@ -268,10 +268,18 @@ _NO_SCORE = float("-inf")
 
 
 def labelled_rows(
-    conn: Connection, model_name: str, start: datetime, end: datetime, as_of: datetime, model_version: str | None
+    conn: Connection,
+    model_name: str,
+    start: datetime,
+    end: datetime,
+    as_of: datetime,
+    model_version: str | None,
+    *,
+    ids: bool = True,
 ) -> tuple[np.ndarray, int]:
     """(id, ts, prediction, score, label) rows of the window whose label is known at as_of,
     as a float64 matrix ordered by (ts, id), and the number of predictions in the window.
+    With ``ids=False`` the id column is all NaN (not fetched: ~20% of the read).
 
     One range scan of the covering index ``ix_predictions_window`` (with a model_version the
     rows are looked up too); the rows go from the driver cursor into numpy without
@@ -280,11 +288,9 @@ def labelled_rows(
     lo, hi = to_epoch(start), to_epoch(end)
     where = _window(model_name, lo, hi, model_version)
     p = predictions.c
-    q = (
-        sa.select(p.id, p.ts, p.prediction, sa.func.coalesce(p.score, sa.literal(_NO_SCORE, sa.Double)), p.label)
-        .where(*where, p.label_ts <= to_epoch(as_of))
-        .order_by(p.ts, p.id)
-    )
+    score = sa.func.coalesce(p.score, sa.literal(_NO_SCORE, sa.Double))
+    cols = [p.id, p.ts, p.prediction, score, p.label] if ids else [p.ts, p.prediction, score, p.label]
+    q = sa.select(*cols).where(*where, p.label_ts <= to_epoch(as_of)).order_by(p.ts, p.id)
     compiled = q.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     params = compiled.params
     if compiled.positional:  # SQLite's qmark style
@@ -292,21 +298,23 @@ def labelled_rows(
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(str(compiled), params)
-        matrix = np.fromiter(cursor, dtype=_ROW, count=-1).view(np.float64).reshape(-1, 5).copy()
+        rows = np.fromiter(cursor, dtype=_ROW5 if ids else _ROW4, count=-1).view(np.float64).reshape(-1, len(cols))
     finally:
         cursor.close()
+    matrix = rows if ids else np.column_stack([np.full(rows.shape[0], np.nan), rows])
     matrix[matrix[:, 3] == _NO_SCORE, 3] = np.nan
     total = conn.execute(sa.select(sa.func.count()).select_from(predictions).where(*where)).scalar_one()
     return matrix, int(total)
 
 
-_ROW = np.dtype([(name, np.float64) for name in ("id", "ts", "prediction", "score", "label")])
+_ROW5 = np.dtype([(name, np.float64) for name in ("id", "ts", "prediction", "score", "label")])
+_ROW4 = np.dtype([(name, np.float64) for name in ("ts", "prediction", "score", "label")])
 
 
 def labelled_window(
     conn: Connection, model_name: str, start: datetime, end: datetime, as_of: datetime, model_version: str | None
 ) -> LabelledWindow:
-    m, total = labelled_rows(conn, model_name, start, end, as_of, model_version)
+    m, total = labelled_rows(conn, model_name, start, end, as_of, model_version, ids=False)
     return LabelledWindow(y_true=m[:, 4], y_pred=m[:, 2], score=m[:, 3], ts=m[:, 1], n_predictions=total)
 
 

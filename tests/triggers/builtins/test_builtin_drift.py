@@ -7,7 +7,6 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 import pytest
-from threadpoolctl import threadpool_limits
 
 from retrainer.config import FeatureSpec
 from retrainer.errors import TriggerError
@@ -43,10 +42,8 @@ def test_false_alarm_rate_on_no_drift_windows_is_at_most_alpha():
     source = InMemoryWindowSource(daily_log(rng, names, windows, 1000))
     trigger = DriftTrigger({"statistic": "pvalue", "alpha": alpha, "verdict": "max", "window": "1d",
                             "min_samples": 500})
-    # One BLAS thread: numpy's dot on small arrays under multi-threaded OpenBLAS costs ms on 2 cores.
-    with threadpool_limits(1, "blas"):
-        decisions = [trigger.evaluate(make_context(source=source, now=T0 + timedelta(days=d + 1), reference=profile))
-                     for d in range(windows)]
+    decisions = [trigger.evaluate(make_context(source=source, now=T0 + timedelta(days=d + 1), reference=profile))
+                 for d in range(windows)]
     assert all(d.status in ("ok", "fired") and d.evidence["n_current"] == 1000 for d in decisions)
     rate = sum(d.fired for d in decisions) / windows
     assert rate <= alpha, f"false-alarm rate {rate:.3f} > alpha {alpha}"
