@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import timeit
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +81,7 @@ def setup(root: Path) -> tuple[Path, str, str]:
     registry = Registry.from_config(cfg)
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(2000, len(FEATURES))), columns=FEATURES)
-    window = (datetime(2025, 1, 1, tzinfo=timezone.utc), datetime(2025, 2, 1, tzinfo=timezone.utc))
+    window = (datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 2, 1, tzinfo=UTC))
     versions = []
     for i in range(3):
         y = (X.iloc[:, 0] + 0.5 * X.iloc[:, i + 1] + rng.normal(scale=0.5, size=len(X)) > 0).astype(int)
@@ -170,9 +170,9 @@ def main() -> None:
         procs = [
             subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", f"models:/bench-model/{v1}",
                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(p_ml), "-w", "1"],
-                             env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / "mlflow.log", "wb")),
+                             env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / "mlflow.log", "wb")),  # noqa: SIM115 - closed with the process
             subprocess.Popen([str(bin_dir / "retrainer"), "serve", "--config", str(cfg_path), "--port", str(p_rt)],
-                             env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / "retrainer.log", "wb")),
+                             env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / "retrainer.log", "wb")),  # noqa: SIM115
         ]
         try:
             print("starting servers ...", file=sys.stderr)

@@ -119,7 +119,7 @@ def test_ab_lifecycle_with_promotion(setup, capsys) -> None:
 
 
 def test_ab_abort_and_flag_checks(setup, capsys) -> None:
-    cfg, store, registry = setup
+    cfg, _store, registry = setup
     c = str(cfg)
     assert run(capsys, "ab", "start", "--challenger", "1", "-c", c)[0] == 2  # the champion itself
     assert run(capsys, "ab", "start", "--challenger", "3", "-c", c, "--json")[0] == 0
