@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from retrainer.cli import app
+from retrainer.cli.common import ConfigOption, JsonOption, actor
+from retrainer.cli.common import open_config_store_registry as open_all
 from retrainer.cli.output import console, emit, kv_table
 
 ab_app = typer.Typer(help="A/B test the challenger against the champion on live traffic.", no_args_is_help=True)
 app.add_typer(ab_app, name="ab")
-
-ConfigOption = typer.Option(Path("retrainer.yaml"), "--config", "-c", help="Path to retrainer.yaml.")
-JsonOption = typer.Option(False, "--json", help="Print JSON.")
-
-
-def actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # noqa: BLE001 - no user name in some containers
-        return "cli"
-
-
-def open_all(config: Path) -> tuple[Any, Any, Any]:
-    """(config, store, registry) for a command."""
-    from retrainer.config import load_config
-    from retrainer.registry import Registry
-    from retrainer.store import Store
-
-    cfg = load_config(config)
-    store = Store.open(cfg.store.url, max_batch=cfg.store.max_batch)
-    return cfg, store, Registry.from_config(cfg)
 
 
 def _running(store: Any, model: str) -> Any:

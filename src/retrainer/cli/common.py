@@ -34,5 +34,23 @@ def open_config_and_store(config: Path) -> tuple[Any, Any]:
     return cfg, store
 
 
+def open_config_store_registry(config: Path) -> tuple[Any, Any, Any]:
+    """(config, store, registry) for commands that move models."""
+    from retrainer.registry import Registry
+
+    cfg, store = open_config_and_store(config)
+    return cfg, store, Registry.from_config(cfg)
+
+
+def actor() -> str:
+    """Who did it, for the ledger: ``cli:<user>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "cli"
+
+
 def fmt(value: Any) -> str:
     return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -12,7 +12,15 @@ from typing import Any
 import typer
 
 from retrainer.cli import app
-from retrainer.cli.common import ConfigOption, JsonOption, fmt, open_config_and_store, parse_instant
+from retrainer.cli.common import (
+    ConfigOption,
+    JsonOption,
+    actor,
+    fmt,
+    open_config_and_store,
+    open_config_store_registry,
+    parse_instant,
+)
 from retrainer.cli.output import console, emit, kv_table
 
 
@@ -104,13 +112,6 @@ def history_cmd(
     emit(data, as_json, render)
 
 
-def _promotion(config: Path):
-    from retrainer.registry import Registry
-
-    cfg, store = open_config_and_store(config)
-    return Registry.from_config(cfg), store
-
-
 @app.command("promote")
 def promote_cmd(
     version: str = typer.Argument(..., help="Registered version to make the champion."),
@@ -119,14 +120,13 @@ def promote_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Make VERSION the champion (compare-and-set against the current one; a ledger row either way)."""
-    import getpass
     from dataclasses import asdict
 
     from retrainer.deployments.promotion import promote
 
-    registry, store = _promotion(config)
+    _, store, registry = open_config_store_registry(config)
     result = promote(registry, store, version=version, expected_champion=store.champion(registry.model_name),
-                     actor=f"cli:{getpass.getuser()}", reason=reason)
+                     actor=actor(), reason=reason)
     emit(asdict(result), as_json, lambda r: console.print(
         f"{r['status']}: champion is now {r['champion']}" + (f" (was {r['from_version']})" if r["from_version"] else "")))
     if result.status != "promoted":
@@ -140,13 +140,12 @@ def rollback_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Put the previous champion back, in one step."""
-    import getpass
     from dataclasses import asdict
 
     from retrainer.deployments.promotion import rollback
 
-    registry, store = _promotion(config)
-    result = rollback(registry, store, actor=f"cli:{getpass.getuser()}", reason=reason)
+    _, store, registry = open_config_store_registry(config)
+    result = rollback(registry, store, actor=actor(), reason=reason)
     emit(asdict(result), as_json, lambda r: console.print(f"{r['status']}: champion {r['from_version']} → {r['to_version']}"))
     if result.status != "rolled_back":
         raise typer.Exit(1)

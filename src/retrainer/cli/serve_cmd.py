@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from retrainer.cli import app
+from retrainer.cli.common import ConfigOption
 
-ConfigOption = typer.Option(Path("retrainer.yaml"), "--config", "-c", help="Path to retrainer.yaml.")
 
 
 @app.command("serve")

@@ -9,15 +9,15 @@ from typing import Any
 import typer
 
 from retrainer.cli import app
-from retrainer.cli.ab_cmd import actor, open_all
+from retrainer.cli.common import ConfigOption, JsonOption
+from retrainer.cli.common import actor
+from retrainer.cli.common import open_config_store_registry as open_all
 from retrainer.cli.output import console, emit, kv_table
 
 shadow_app = typer.Typer(help="Shadow deployment: a version answers a copy of live traffic, silently.",
                          no_args_is_help=True)
 app.add_typer(shadow_app, name="shadow")
 
-ConfigOption = typer.Option(Path("retrainer.yaml"), "--config", "-c", help="Path to retrainer.yaml.")
-JsonOption = typer.Option(False, "--json", help="Print JSON.")
 
 
 def _state(cfg: Any, store: Any, registry: Any) -> tuple[str | None, float, str | None]:

@@ -2,46 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from retrainer.cli import app
+from retrainer.cli.common import ConfigOption, JsonOption, open_config_and_store, parse_instant
+from retrainer.cli.common import fmt as _fmt
 from retrainer.cli.output import console, emit
 
 triggers_app = typer.Typer(help="Inspect the installed trigger types.", no_args_is_help=True)
 app.add_typer(triggers_app, name="triggers")
-
-ConfigOption = typer.Option(Path("retrainer.yaml"), "--config", "-c", help="Path to retrainer.yaml.")
-JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
-
-
-def parse_instant(value: str, what: str) -> datetime:
-    """ISO-8601 (``2026-02-01``, ``2026-02-01T06:00Z``); no time zone means UTC."""
-    from retrainer.errors import ConfigError
-
-    try:
-        at = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"{what} {value!r} is not an ISO-8601 date or datetime (e.g. 2026-02-01T06:00Z)") from None
-    return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
-
-
-def _open(config: Path):
-    from retrainer.config import load_config
-    from retrainer.store import Store
-
-    cfg = load_config(config)
-    store = Store.open(cfg.store.url, max_batch=cfg.store.max_batch)
-    store.check_schema()
-    return cfg, store
-
-
-def _fmt(v: Any) -> str:
-    return "" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
-
 
 _STYLE = {"fired": "bold red", "ok": "green", "insufficient_data": "yellow", "error": "magenta"}
 
@@ -58,7 +30,7 @@ def check(
 
     from retrainer.triggers.check import run_check
 
-    cfg, store = _open(config)
+    cfg, store = open_config_and_store(config)
     now = parse_instant(at, "--at") if at else None
     result = run_check(cfg, store=store, now=now, write_audit=not no_audit)
 
@@ -96,7 +68,7 @@ def backtest_cmd(
         step = parse_duration(every)
     except ValueError as exc:
         raise ConfigError(f"--every: {exc}") from None
-    cfg, store = _open(config)
+    cfg, store = open_config_and_store(config)
     result = backtest(cfg, store=store, start=parse_instant(start, "--start"), end=parse_instant(end, "--end"),
                       every=step)
     data = result.to_dict()
