@@ -35,6 +35,25 @@ def test_evaluations_round_trip(store: Store) -> None:
         store.record_evaluations("m", T0, [{"check_id": "x", "trigger": "t", "status": "ok", "reason": "r"}])
 
 
+def test_evaluations_newest_n_of_a_role_oldest_first(store: Store) -> None:
+    for k in range(5):  # per check: two trigger rows and the policy row, same evaluated_at
+        store.record_evaluations("m", T0 + k * H, [
+            {"check_id": f"c{k}", "trigger": "drift", "fired": False, "status": "ok", "reason": "r", "evidence": {"role": "x"}},
+            {"check_id": f"c{k}", "trigger": "volume", "fired": False, "status": "ok", "reason": "r"},
+            {"check_id": f"c{k}", "trigger": "any_of", "fired": k % 2 == 0, "status": "ok", "reason": "r",
+             "evidence": {"role": "policy", "raw_fired": k % 2 == 0}},
+        ])
+    store.record_evaluations("other", T0, [{"check_id": "o", "trigger": "any_of", "fired": True, "status": "fired",
+                                            "reason": "r", "evidence": {"role": "policy"}}])
+    everything = [e for e in store.evaluations("m") if e.evidence.get("role") == "policy"]
+    assert [e.check_id for e in store.evaluations("m", role="policy")] == [e.check_id for e in everything]
+    assert [e.check_id for e in store.evaluations("m", role="policy", limit=2)] == ["c3", "c4"]
+    assert [e.check_id for e in store.evaluations("m", until=T0 + 3 * H, role="policy", limit=2)] == ["c1", "c2"]
+    assert [e.check_id for e in store.evaluations("m", role="policy", limit=99)] == [f"c{k}" for k in range(5)]
+    assert store.evaluations("m", role="policy", limit=0) == []
+    assert [e.trigger for e in store.evaluations("m", limit=2)] == ["volume", "any_of"]  # ties: by id
+
+
 def test_runs_lifecycle(store: Store) -> None:
     r1 = store.start_run("m", flow_run_id="f1", reasons=["drift"], started_at=T0)
     r2 = store.start_run("m", flow_run_id=None, reasons=[], started_at=T0 + H)

@@ -51,12 +51,37 @@ def record(conn: Connection, model_name: str, evaluated_at: datetime, rows: Sequ
     return len(values)
 
 
-def read(conn: Connection, model_name: str, since: datetime | None, until: datetime | None) -> list[Evaluation]:
+def read(
+    conn: Connection,
+    model_name: str,
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    role: str | None = None,
+    limit: int | None = None,
+) -> list[Evaluation]:
+    """Evaluations of ``model_name`` in [since, until), oldest first.
+
+    ``role``: only rows whose ``evidence["role"]`` is this (the policy rows of run_check).
+    ``limit``: only the newest ``limit`` of those (still returned oldest first): the index on
+    (model_name, evaluated_at) is walked backwards and stops there, so reading the last few
+    policy outcomes does not grow with the audit table.
+    """
     q = sa.select(t).where(t.c.model_name == model_name)
     if since is not None:
         q = q.where(t.c.evaluated_at >= to_epoch(since))
     if until is not None:
         q = q.where(t.c.evaluated_at < to_epoch(until))
+    if role is not None:
+        q = q.where(t.c.evidence["role"].as_string() == role)
+    if limit is not None:
+        if limit <= 0:
+            return []
+        newest = q.order_by(t.c.evaluated_at.desc(), t.c.id.desc()).limit(limit).subquery()
+        q = sa.select(newest)
+        order = (newest.c.evaluated_at, newest.c.id)
+    else:
+        order = (t.c.evaluated_at, t.c.id)
     return [
         Evaluation(
             id=r.id,
@@ -71,5 +96,5 @@ def read(conn: Connection, model_name: str, since: datetime | None, until: datet
             reason=r.reason,
             evidence=r.evidence or {},
         )
-        for r in conn.execute(q.order_by(t.c.evaluated_at, t.c.id))
+        for r in conn.execute(q.order_by(*order))
     ]

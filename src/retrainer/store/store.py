@@ -188,9 +188,18 @@ class Store:
         with write_tx(self.engine) as conn:
             return audit.record(conn, model_name, evaluated_at, rows)
 
-    def evaluations(self, model_name: str, since: datetime | None = None, until: datetime | None = None) -> list[Evaluation]:
+    def evaluations(
+        self,
+        model_name: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        *,
+        role: str | None = None,
+        limit: int | None = None,
+    ) -> list[Evaluation]:
+        """Oldest first; ``role`` keeps rows with that ``evidence["role"]``, ``limit`` the newest N."""
         with read_tx(self.engine) as conn:
-            return audit.read(conn, model_name, since, until)
+            return audit.read(conn, model_name, since, until, role=role, limit=limit)
 
     def start_run(self, model_name: str, *, flow_run_id: str | None, reasons: list[str], started_at: datetime) -> int:
         with write_tx(self.engine) as conn:

@@ -59,9 +59,9 @@ def raw_history(store: Any, model_name: str, until: datetime, *, keep: int) -> l
     """The last ``keep`` raw policy outcomes recorded before ``until``, oldest first."""
     if keep <= 0:
         return []
-    rows = [e for e in store.evaluations(model_name, until=until)
-            if isinstance(e.evidence, dict) and e.evidence.get("role") == POLICY_ROLE]
-    return [bool(e.evidence.get("raw_fired")) for e in rows[-keep:]]
+    # Only the newest ``keep`` policy rows: O(keep), however long the audit table grows.
+    rows = store.evaluations(model_name, until=until, role=POLICY_ROLE, limit=keep)
+    return [bool(e.evidence.get("raw_fired")) for e in rows]
 
 
 def audit_rows(result: CheckResult, check_id: str) -> list[dict[str, Any]]:
