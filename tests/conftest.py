@@ -17,6 +17,19 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from retrainer.store.pgserver import TemporaryPostgres, pg_bindir
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def nothing_written_into_the_repo() -> Iterator[None]:
+    """Tests write only into temp dirs: MLflow's defaults (./mlflow.db, ./mlruns, ./mlartifacts) or a
+    relative store URL would otherwise litter the checkout — and hide a missing configured path."""
+    before = set(os.listdir(REPO))
+    yield
+    stray = set(os.listdir(REPO)) - before
+    assert not stray, f"the test wrote {sorted(stray)} into the repository root"
+
+
 @pytest.fixture(scope="session")
 def postgresql_server() -> Iterator[TemporaryPostgres]:
     """One throwaway PostgreSQL server for the session (initdb + pg_ctl, as `postgres` when root)."""
