@@ -16,15 +16,6 @@ ab_app = typer.Typer(help="A/B test the challenger against the champion on live 
 app.add_typer(ab_app, name="ab")
 
 
-def _running(store: Any, model: str) -> Any:
-    from retrainer.errors import RolloutError
-
-    test = store.active_ab_test(model)
-    if test is None:
-        raise RolloutError(f"no A/B test is running for {model!r}: start one with `retrainer ab start --challenger N`")
-    return test
-
-
 def _test_dict(test: Any) -> dict[str, Any]:
     return {
         "id": test.id, "model": test.model_name, "status": test.status,
@@ -43,29 +34,10 @@ def start(
     as_json: bool = JsonOption,
 ) -> None:
     """Start an A/B test: the champion alias vs version CHALLENGER (also set as the challenger alias)."""
-    from retrainer.deployments.ab import new_salt
-    from retrainer.errors import RolloutError
-    from retrainer.registry import CHALLENGER, CHAMPION
+    from retrainer.deployments.rollout import start_ab
 
     cfg, store, registry = open_all(config)
-    name = cfg.model.name
-    # The store's champion pointer is the truth promotion compare-and-sets; the alias mirrors it.
-    champion = store.champion(name) or registry.alias_version(CHAMPION)
-    if champion is None:
-        raise RolloutError(f"{name!r} has no champion yet: there is nothing to test against")
-    version = str(registry.get_version(challenger).version)
-    if version == champion:
-        raise RolloutError(f"version {version} is already the champion: test a different version")
-    ab = cfg.rollout.ab.model_copy(update={"split": split if split is not None else cfg.rollout.ab.split,
-                                           "salt": salt or cfg.rollout.ab.salt or new_salt()})
-    if not 0.0 < ab.split < 1.0:
-        raise RolloutError(f"--split must be between 0 and 1 (exclusive), got {ab.split}")
-    test_id = store.start_ab_test(name, champion_version=champion, challenger_version=version, split=ab.split,
-                                  salt=ab.salt, config=ab.model_dump(mode="json"))
-    registry.set_alias(CHALLENGER, version)
-    store.append_ledger(name, action="ab_start", from_version=champion, to_version=version, actor=actor(),
-                        reason=f"A/B test {test_id}: {ab.split:.1%} of units to challenger {version}")
-    test = store.ab_test(test_id)
+    test = start_ab(cfg, store, registry, challenger=challenger, split=split, salt=salt, actor=actor())
     emit(_test_dict(test), as_json, lambda d: console.print(
         f"[green]✓[/] A/B test {d['id']} started: champion {d['champion_version']} vs challenger "
         f"{d['challenger_version']}, {d['split']:.1%} to the challenger (salt {d['salt']}); running servers "
@@ -118,6 +90,7 @@ def _render_analysis(d: dict[str, Any]) -> None:
 def analyze_cmd(config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
     """Per-arm metrics, the difference with its 95% CI, p-value, SRM check, verdict."""
     from retrainer.deployments.analysis import analyze
+    from retrainer.deployments.rollout import running_ab_test
 
     cfg, store, _ = open_all(config)
     name = cfg.model.name
@@ -125,7 +98,7 @@ def analyze_cmd(config: Path = ConfigOption, as_json: bool = JsonOption) -> None
     if test is None:
         history = store.ab_tests(name)
         if not history:
-            _running(store, name)  # raises the clear error
+            running_ab_test(cfg, store)  # raises the clear error
         test = history[-1]
     emit(analyze(store, test, gate=cfg.gate).to_dict(), as_json, _render_analysis)
 
@@ -140,45 +113,19 @@ def stop(
     as_json: bool = JsonOption,
 ) -> None:
     """Stop the running A/B test, promoting the challenger or not."""
-    from retrainer.deployments.analysis import analyze
+    from retrainer.deployments.rollout import stop_ab
     from retrainer.errors import RolloutError
 
     if promote == abort:
         raise RolloutError("give exactly one of --promote or --abort")
     cfg, store, registry = open_all(config)
-    name = cfg.model.name
-    test = _running(store, name)
-    analysis = analyze(store, test, gate=cfg.gate)
-    result: dict[str, Any] = {"ab_test_id": test.id, "analysis": analysis.to_dict()}
-    who = actor()
-    if abort:
-        why = reason or f"aborted from the CLI (verdict was {analysis.verdict})"
-        store.stop_ab_test(test.id, reason=why, result={"verdict": analysis.verdict, "action": "abort"})
-        store.append_ledger(name, action="ab_stop", from_version=test.champion_version,
-                            to_version=test.challenger_version, actor=who, reason=why)
-        result["status"] = "aborted"
-        emit(result, as_json, lambda _: console.print(f"[green]✓[/] A/B test {test.id} stopped; champion "
-                                                      f"{test.champion_version} stays"))
-        return
-    if analysis.decision.srm_mismatch:
-        raise RolloutError(f"refusing to promote: {analysis.decision.reason}")
-    if analysis.verdict != "promote_challenger" and not force:
-        raise RolloutError(f"the verdict is {analysis.verdict} ({analysis.decision.reason}); "
-                           "pass --force to promote anyway, or --abort")
-    from retrainer.deployments.promotion import promote as promote_version
-
-    why = reason or f"A/B test {test.id}: {analysis.decision.reason}" + (" (forced)" if force and
-                                                                        analysis.verdict != "promote_challenger" else "")
-    outcome = promote_version(registry, store, version=test.challenger_version,
-                              expected_champion=test.champion_version, actor=who, reason=why)
-    status_ = getattr(outcome, "status", str(outcome))
-    store.stop_ab_test(test.id, reason=f"{status_}: {why}", result={"verdict": analysis.verdict, "action": status_})
-    store.append_ledger(name, action="ab_stop", from_version=test.champion_version,
-                        to_version=test.challenger_version, actor=who, reason=f"{status_}: {why}")
-    result["status"] = status_
-    emit(result, as_json, lambda _: console.print(
-        f"[green]✓[/] challenger {test.challenger_version} promoted; A/B test {test.id} stopped"
-        if status_ == "promoted" else
-        f"[yellow]![/] the champion moved during the test ({status_}); A/B test {test.id} stopped, nothing promoted"))
-    if status_ != "promoted":
+    stopped = stop_ab(cfg, store, registry, promote=promote, force=force, reason=reason, actor=actor())
+    test = store.ab_test(stopped.ab_test_id)
+    messages = {
+        "aborted": f"[green]✓[/] A/B test {test.id} stopped; champion {test.champion_version} stays",
+        "promoted": f"[green]✓[/] challenger {test.challenger_version} promoted; A/B test {test.id} stopped",
+        "superseded": f"[yellow]![/] the champion moved during the test; A/B test {test.id} stopped, nothing promoted",
+    }
+    emit(stopped.to_dict(), as_json, lambda _: console.print(messages[stopped.status]))
+    if stopped.status == "superseded":
         raise typer.Exit(1)

@@ -20,16 +20,6 @@ app.add_typer(shadow_app, name="shadow")
 
 
 
-def _state(cfg: Any, store: Any, registry: Any) -> tuple[str | None, float, str | None]:
-    from retrainer.deployments.shadow import shadow_target
-    from retrainer.registry import CHALLENGER, CHAMPION
-
-    version, sample = shadow_target(store.ledger(cfg.model.name), rollout_mode=cfg.rollout.mode,
-                                    challenger=registry.alias_version(CHALLENGER),
-                                    default_sample=cfg.rollout.shadow.sample)
-    return version, sample, store.champion(cfg.model.name) or registry.alias_version(CHAMPION)
-
-
 @shadow_app.command("start")
 def start(
     version: str = typer.Option(..., "--version", help="Registered version to shadow."),
@@ -39,35 +29,22 @@ def start(
     as_json: bool = JsonOption,
 ) -> None:
     """Mirror live traffic to VERSION; running servers pick it up within seconds."""
-    from retrainer.deployments.shadow import shadow_reason
-    from retrainer.errors import RolloutError
+    from retrainer.deployments.rollout import start_shadow
 
     cfg, store, registry = open_all(config)
-    v = str(registry.get_version(version).version)
-    _, _, champion = _state(cfg, store, registry)
-    if v == champion:
-        raise RolloutError(f"version {v} is the champion: shadow a different version")
-    if sample is not None and sample <= 0:
-        raise RolloutError("--sample must be above 0")
-    store.append_ledger(cfg.model.name, action="shadow_start", from_version=champion, to_version=v, actor=actor(),
-                        reason=shadow_reason(f"shadow {v} against champion {champion}", sample))
-    eff = sample if sample is not None else cfg.rollout.shadow.sample
-    emit({"shadow_version": v, "champion_version": champion, "sample": eff}, as_json,
-         lambda _: console.print(f"[green]✓[/] shadowing version {v} on {eff:.0%} of requests"))
+    state = start_shadow(cfg, store, registry, version=version, sample=sample, actor=actor())
+    emit({"shadow_version": state.version, "champion_version": state.champion, "sample": state.sample}, as_json,
+         lambda _: console.print(f"[green]✓[/] shadowing version {state.version} on {state.sample:.0%} of requests"))
 
 
 @shadow_app.command("stop")
 def stop(config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
     """Stop mirroring traffic."""
-    from retrainer.errors import RolloutError
+    from retrainer.deployments.rollout import stop_shadow
 
     cfg, store, registry = open_all(config)
-    current, _, champion = _state(cfg, store, registry)
-    if current is None:
-        raise RolloutError(f"no shadow deployment is running for {cfg.model.name!r}")
-    store.append_ledger(cfg.model.name, action="shadow_stop", from_version=champion, to_version=current,
-                        actor=actor(), reason=f"shadow {current} stopped from the CLI")
-    emit({"stopped": current}, as_json, lambda _: console.print(f"[green]✓[/] shadow of version {current} stopped"))
+    stopped = stop_shadow(cfg, store, registry, actor=actor(), reason="shadow stopped from the CLI")
+    emit({"stopped": stopped}, as_json, lambda _: console.print(f"[green]✓[/] shadow of version {stopped} stopped"))
 
 
 def _live(cfg: Any, url: str | None) -> dict[str, Any] | None:
@@ -95,8 +72,11 @@ def report(
 
     from retrainer.deployments.shadow import summarize
 
+    from retrainer.deployments.rollout import shadow_state
+
     cfg, store, registry = open_all(config)
-    current, sample, champion = _state(cfg, store, registry)
+    state = shadow_state(cfg, store, registry)
+    current, sample, champion = state.version, state.sample, state.champion
     since = None if since_hours is None else datetime.now(UTC) - timedelta(hours=since_hours)
     stored = summarize(store.shadow_rows(cfg.model.name, since=since))
     live = _live(cfg, url)

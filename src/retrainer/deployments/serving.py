@@ -75,8 +75,12 @@ class PredictionService:
         writer: InferenceLogWriter,
         shadow: ShadowRunner,
         metrics: ServiceMetrics | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.cfg = cfg
+        # Event time of predictions and default time of labels. Replays and the demo's simulated
+        # days pass their own clock; a server uses the wall clock.
+        self.clock = clock or (lambda: datetime.now(_UTC))
         self.model_name = cfg.model.name
         self.features = cfg.data.features
         self.feature_names = [f.name for f in cfg.data.features]
@@ -99,6 +103,7 @@ class PredictionService:
         loader: Callable[[str], ServedModel] | None = None,
         reload_interval: float = 5.0,
         log_queue: int = 10_000,
+        clock: Callable[[], datetime] | None = None,
     ) -> PredictionService:
         from retrainer.registry import Registry
         from retrainer.store import Store
@@ -110,7 +115,7 @@ class PredictionService:
         writer = InferenceLogWriter(store, cfg.model.name, cfg.data.features, max_queue=log_queue)
         shadow_cfg = cfg.rollout.shadow
         shadow = ShadowRunner(cfg.model.name, sink=writer.submit, queue_size=shadow_cfg.queue_size, workers=shadow_cfg.workers)
-        return cls(cfg, store=store, router=router, writer=writer, shadow=shadow)
+        return cls(cfg, store=store, router=router, writer=writer, shadow=shadow, clock=clock)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -169,7 +174,7 @@ class PredictionService:
         preds = pred.tolist()
         scores = None if score is None else score.tolist()
         latency = time.perf_counter() - t0
-        ts = datetime.now(_UTC)
+        ts = self.clock()
         version = model.version
 
         rows: list[Any] = [
@@ -203,7 +208,7 @@ class PredictionService:
 
     def feedback(self, labels: Sequence[tuple[str, float, datetime | None]]) -> LabelWriteResult:
         """Store ground-truth labels (request_id, label, when known; default now)."""
-        now = datetime.now(_UTC)
+        now = self.clock()
         records = [LabelRecord(rid, float(label), ts or now) for rid, label, ts in labels]
         return self.store.log_labels(records)
 

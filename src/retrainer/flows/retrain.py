@@ -195,7 +195,7 @@ def _roll_out(cfg: RetrainerConfig, store: Any, registry: Any, result: RetrainRe
 
     mode = cfg.rollout.mode
     result.rollout = mode
-    name, version = cfg.model.name, str(result.version)
+    version = str(result.version)
     if mode == "direct" or result.champion_version is None:
         # With no champion there is nothing to shadow or test against: the first model goes live.
         outcome = promote_task(
@@ -205,19 +205,13 @@ def _roll_out(cfg: RetrainerConfig, store: Any, registry: Any, result: RetrainRe
         result.status = "success" if outcome.status == "promoted" else "superseded"
         result.rollout = "direct"
         return
-    # shadow / ab: the serving side takes over from the challenger alias; record the hand-over.
-    if mode == "ab":
-        import secrets
+    # shadow / ab: the serving side takes over from here (servers pick the change up on reload).
+    from retrainer.deployments.rollout import start_ab, start_shadow
 
-        ab = cfg.rollout.ab
-        store.start_ab_test(
-            name, champion_version=result.champion_version, challenger_version=version,
-            split=ab.split, salt=ab.salt or secrets.token_hex(8), config=ab.model_dump(mode="json"), started_at=now,
-        )
-    store.append_ledger(
-        name, action=f"{mode}_start", from_version=result.champion_version, to_version=version,
-        actor=ACTOR, reason=f"challenger {version} handed to {mode} rollout", run_id=result.run_id, at=now,
-    )
+    if mode == "ab":
+        start_ab(cfg, store, registry, challenger=version, actor=ACTOR, run_id=result.run_id, at=now)
+    else:
+        start_shadow(cfg, store, registry, version=version, actor=ACTOR, run_id=result.run_id, at=now)
     result.status = "success"
 
 

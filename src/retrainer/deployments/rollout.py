@@ -1,0 +1,156 @@
+"""Moving a challenger through shadow and A/B: the plain functions behind ``retrainer shadow``,
+``retrainer ab``, the retrain flow's hand-over and the demo.
+
+Every step is a ledger row. Running servers read the wanted state (champion, A/B test, shadow
+target) from the store and the registry and pick changes up on their next reload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from retrainer.config import RetrainerConfig
+from retrainer.deployments.ab import new_salt
+from retrainer.deployments.shadow import shadow_reason, shadow_target
+from retrainer.errors import RolloutError
+from retrainer.registry import CHALLENGER, CHAMPION
+
+
+@dataclass(frozen=True)
+class ShadowState:
+    version: str | None  # the version answering a copy of the traffic, or None
+    sample: float
+    champion: str | None
+
+
+def champion_version(cfg: RetrainerConfig, store: Any, registry: Any) -> str | None:
+    # The store's champion pointer is the truth promotion compare-and-sets; the alias mirrors it.
+    return store.champion(cfg.model.name) or registry.alias_version(CHAMPION)
+
+
+def shadow_state(cfg: RetrainerConfig, store: Any, registry: Any) -> ShadowState:
+    version, sample = shadow_target(store.ledger(cfg.model.name), rollout_mode=cfg.rollout.mode,
+                                    challenger=registry.alias_version(CHALLENGER),
+                                    default_sample=cfg.rollout.shadow.sample)
+    return ShadowState(version, sample, champion_version(cfg, store, registry))
+
+
+def start_shadow(
+    cfg: RetrainerConfig, store: Any, registry: Any, *, version: str, actor: str,
+    sample: float | None = None, run_id: int | None = None, at: datetime | None = None,
+) -> ShadowState:
+    """Mirror traffic to ``version`` (also staged as the challenger alias)."""
+    v = str(registry.get_version(version).version)
+    champion = champion_version(cfg, store, registry)
+    if v == champion:
+        raise RolloutError(f"version {v} is the champion: shadow a different version")
+    if sample is not None and not 0.0 < sample <= 1.0:
+        raise RolloutError(f"the shadow sample must be in (0, 1], got {sample}")
+    registry.set_alias(CHALLENGER, v)
+    store.append_ledger(cfg.model.name, action="shadow_start", from_version=champion, to_version=v, actor=actor,
+                        reason=shadow_reason(f"shadow {v} against champion {champion}", sample), run_id=run_id, at=at)
+    return ShadowState(v, cfg.rollout.shadow.sample if sample is None else sample, champion)
+
+
+def stop_shadow(
+    cfg: RetrainerConfig, store: Any, registry: Any, *, actor: str, reason: str = "shadow stopped",
+    at: datetime | None = None,
+) -> str:
+    """Stop mirroring; returns the version that was shadowed."""
+    state = shadow_state(cfg, store, registry)
+    if state.version is None:
+        raise RolloutError(f"no shadow deployment is running for {cfg.model.name!r}")
+    store.append_ledger(cfg.model.name, action="shadow_stop", from_version=state.champion,
+                        to_version=state.version, actor=actor, reason=reason, at=at)
+    return state.version
+
+
+def start_ab(
+    cfg: RetrainerConfig, store: Any, registry: Any, *, challenger: str, actor: str,
+    split: float | None = None, salt: str | None = None, run_id: int | None = None, at: datetime | None = None,
+) -> Any:
+    """Start an A/B test of ``challenger`` against the champion; returns the store's ABTest."""
+    name = cfg.model.name
+    champion = champion_version(cfg, store, registry)
+    if champion is None:
+        raise RolloutError(f"{name!r} has no champion yet: there is nothing to test against")
+    version = str(registry.get_version(challenger).version)
+    if version == champion:
+        raise RolloutError(f"version {version} is already the champion: test a different version")
+    ab = cfg.rollout.ab.model_copy(update={"split": cfg.rollout.ab.split if split is None else split,
+                                           "salt": salt or cfg.rollout.ab.salt or new_salt()})
+    if not 0.0 < ab.split < 1.0:
+        raise RolloutError(f"the split must be between 0 and 1 (exclusive), got {ab.split}")
+    test_id = store.start_ab_test(name, champion_version=champion, challenger_version=version, split=ab.split,
+                                  salt=ab.salt, config=ab.model_dump(mode="json"), started_at=at)
+    registry.set_alias(CHALLENGER, version)
+    store.append_ledger(name, action="ab_start", from_version=champion, to_version=version, actor=actor,
+                        reason=f"A/B test {test_id}: {ab.split:.1%} of units to challenger {version}",
+                        run_id=run_id, at=at)
+    return store.ab_test(test_id)
+
+
+def running_ab_test(cfg: RetrainerConfig, store: Any) -> Any:
+    test = store.active_ab_test(cfg.model.name)
+    if test is None:
+        raise RolloutError(f"no A/B test is running for {cfg.model.name!r}: start one with `retrainer ab start`")
+    return test
+
+
+@dataclass(frozen=True)
+class ABStop:
+    status: Literal["aborted", "promoted", "superseded"]
+    ab_test_id: int
+    analysis: Any  # retrainer.deployments.analysis.ABAnalysis
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "ab_test_id": self.ab_test_id, "analysis": self.analysis.to_dict()}
+
+
+def stop_ab(
+    cfg: RetrainerConfig, store: Any, registry: Any, *, promote: bool, actor: str, force: bool = False,
+    reason: str | None = None, at: datetime | None = None,
+) -> ABStop:
+    """Stop the running test: promote the challenger (compare-and-set, refused while the sample
+    ratio mismatches or, unless ``force``, while the verdict is not promote_challenger) or abort."""
+    from retrainer.deployments.analysis import analyze
+    from retrainer.deployments.promotion import promote as promote_version
+
+    test = running_ab_test(cfg, store)
+    analysis = analyze(store, test, gate=cfg.gate, as_of=at)
+    if not promote:
+        why = reason or f"aborted (verdict was {analysis.verdict})"
+        _close(store, test, why, analysis.verdict, "abort", actor, at)
+        return ABStop("aborted", test.id, analysis)
+    if analysis.decision.srm_mismatch:
+        raise RolloutError(f"refusing to promote: {analysis.decision.reason}")
+    if analysis.verdict != "promote_challenger" and not force:
+        raise RolloutError(f"the verdict is {analysis.verdict} ({analysis.decision.reason}); "
+                           "pass --force to promote anyway, or --abort")
+    forced = " (forced)" if analysis.verdict != "promote_challenger" else ""
+    why = reason or f"A/B test {test.id}: {analysis.decision.reason}{forced}"
+    outcome = promote_version(registry, store, version=test.challenger_version,
+                              expected_champion=test.champion_version, actor=actor, reason=why, at=at)
+    _close(store, test, f"{outcome.status}: {why}", analysis.verdict, outcome.status, actor, at)
+    return ABStop("promoted" if outcome.status == "promoted" else "superseded", test.id, analysis)
+
+
+def _close(store: Any, test: Any, why: str, verdict: str, action: str, actor: str, at: datetime | None) -> None:
+    store.stop_ab_test(test.id, reason=why, result={"verdict": verdict, "action": action}, stopped_at=at)
+    store.append_ledger(test.model_name, action="ab_stop", from_version=test.champion_version,
+                        to_version=test.challenger_version, actor=actor, reason=why, at=at)
+
+
+__all__ = [
+    "ABStop",
+    "ShadowState",
+    "champion_version",
+    "running_ab_test",
+    "shadow_state",
+    "start_ab",
+    "start_shadow",
+    "stop_ab",
+    "stop_shadow",
+]
