@@ -76,6 +76,6 @@ def _mask(url: str) -> str:
 @config_app.command("reference")
 def reference() -> None:
     """Print the configuration reference (markdown), generated from the models."""
-    from retrainer.config_reference import config_reference
+    from retrainer.reference import config_reference
 
     typer.echo(config_reference(), nl=False)

@@ -1,7 +1,9 @@
-"""The configuration reference, generated from the pydantic models so it cannot drift from the code.
+"""Reference sections generated from the code, so the README cannot drift from it: the
+configuration (pydantic models), the built-in triggers (their ``Params`` models) and the CLI
+(the Typer app).
 
-``retrainer config reference`` prints it; README.md embeds it between markers and a test keeps
-the two equal.
+README.md embeds each between ``<!-- NAME:start -->`` / ``<!-- NAME:end -->`` markers; a test
+keeps them equal, and ``python -m retrainer.reference README.md`` rewrites them in place.
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ from pydantic_core import PydanticUndefined
 from retrainer.config import RetrainerConfig
 from retrainer.durations import format_duration
 
-START = "<!-- config-reference:start -->"
-END = "<!-- config-reference:end -->"
 
 
 def _type_name(annotation: Any) -> str:
@@ -89,3 +89,68 @@ def config_reference() -> str:
     """The markdown table of every key of retrainer.yaml, with its type, default and meaning."""
     lines = ["| key | type | default | meaning |", "|---|---|---|---|", *_rows(RetrainerConfig, "")]
     return "\n".join(lines) + "\n"
+
+
+BUILTIN_TRIGGERS = ("schedule", "model_age", "performance", "drift", "data_volume")
+
+
+def triggers_reference() -> str:
+    """Every built-in trigger's params with type and default (from its ``Params`` model)."""
+    from retrainer.triggers.registry import available_triggers
+
+    found = available_triggers()
+    lines: list[str] = []
+    for name in BUILTIN_TRIGGERS:
+        cls = found[name].cls
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        lines += [f"**`{name}`** — {doc}", "", "| param | type | default | meaning |", "|---|---|---|---|"]
+        lines += _rows(cls.Params, "")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def cli_reference() -> str:
+    """Every command and sub-command with its one-line help."""
+    import typer.main
+
+    from retrainer.cli import _register_commands, app
+
+    _register_commands()
+    group = typer.main.get_command(app)
+    lines = ["| command | what it does |", "|---|---|"]
+
+    def walk(cmd: Any, path: str) -> None:
+        for name in sorted(getattr(cmd, "commands", {})):
+            sub = cmd.commands[name]
+            full = f"{path} {name}"
+            if getattr(sub, "commands", None):
+                walk(sub, full)
+            else:
+                help_line = ((sub.help or "").strip().splitlines() or [""])[0].replace("|", "\\|")
+                lines.append(f"| `{full}` | {help_line} |")
+
+    walk(group, "retrainer")
+    return "\n".join(lines) + "\n"
+
+
+SECTIONS = {"config-reference": config_reference, "triggers-reference": triggers_reference, "cli-reference": cli_reference}
+
+
+def render_sections(text: str) -> str:
+    """``text`` with every generated section replaced by its current content."""
+    for name, make in SECTIONS.items():
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        if start not in text or end not in text:
+            raise ValueError(f"the README lacks the markers {start} ... {end}")
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = f"{head}{start}\n{make().rstrip()}\n{end}{tail}"
+    return text
+
+
+if __name__ == "__main__":  # python -m retrainer.reference README.md
+    import sys
+    from pathlib import Path
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    target.write_text(render_sections(target.read_text(encoding="utf-8")), encoding="utf-8")
