@@ -27,7 +27,7 @@ def test_init_is_idempotent_and_reaches_head(store_url: str) -> None:
         s.check_schema()
     s.init()
     s.init()
-    assert s.current_revision() == Store.head_revision() == "0003_prediction_labels"
+    assert s.current_revision() == Store.head_revision() == "0004_shadow_details"
     s.check_schema()
     s.close()
 
@@ -56,7 +56,7 @@ def test_upgrade_from_first_revision_keeps_data(store_url: str, old_code: None) 
     s = Store.open(store_url)
     s.upgrade("0001_initial")
     assert s.current_revision() == "0001_initial"
-    with pytest.raises(SchemaError, match="'0001_initial'.*'0003_prediction_labels'.*retrainer store upgrade"):
+    with pytest.raises(SchemaError, match="'0001_initial'.*'0004_shadow_details'.*retrainer store upgrade"):
         s.check_schema()
     assert s.log_predictions("m", [record(i) for i in range(50)], SPECS).inserted == 50
     s.log_labels([LabelRecord("req-3", 1.0, T0)])
@@ -66,7 +66,7 @@ def test_upgrade_from_first_revision_keeps_data(store_url: str, old_code: None) 
         assert "model_state" not in sa.inspect(conn).get_table_names()
 
     s.upgrade()
-    assert s.current_revision() == "0003_prediction_labels"
+    assert s.current_revision() == "0004_shadow_details"
     s.check_schema()
     assert s.count_predictions("m", T0, T0.replace(year=2025)) == 50
     window = s.features_window("m", T0, T0.replace(year=2025), ["age", "city"])
@@ -92,7 +92,7 @@ def test_upgrade_0002_to_0003_copies_the_latest_labels_onto_predictions(store_ur
         assert "label" not in {c["name"] for c in sa.inspect(conn).get_columns("predictions")}
 
     s.upgrade()
-    assert s.current_revision() == "0003_prediction_labels"
+    assert s.current_revision() == "0004_shadow_details"
     s.check_schema()
     end = T0.replace(year=2025)
     lw = s.labelled_window("m", T0, end, as_of=end)
@@ -108,6 +108,53 @@ def test_upgrade_0002_to_0003_copies_the_latest_labels_onto_predictions(store_ur
     s.log_predictions("m", [record(60, request_id="ghost")], SPECS)
     assert s.count_predictions("m", T0, end, labelled=True) == 3
     assert s.unmatched_labels() == 0
+    s.close()
+
+
+def test_upgrade_0003_to_0004_keeps_shadow_rows_and_the_append_only_ledger(store_url: str) -> None:
+    s = Store.open(store_url)
+    s.upgrade("0003_prediction_labels")
+    # Rows as the 0003 code wrote them: no champion latency, no error, the sample in the reason.
+    with s.engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO shadow_comparisons (model_name, request_id, champion_version, shadow_version, "
+            "champion_prediction, shadow_prediction, champion_score, shadow_score, latency_ms, ts) VALUES "
+            "('m', 'r1', '1', '2', 1.0, 0.0, 0.7, 0.4, 3.5, :t), ('m', 'r2', '1', '2', 1.0, 1.0, 0.8, 0.9, 4.5, :t)"
+        ), {"t": T0.timestamp()})
+    s.append_ledger("m", action="promote", from_version=None, to_version="1", actor="ci", reason="first")
+    s.append_ledger("m", action="shadow_start", from_version="1", to_version="2", actor="cli",
+                    reason="shadow 2 against champion 1 [sample=0.25]")
+    with s.engine.connect() as conn:
+        assert "details" not in {c["name"] for c in sa.inspect(conn).get_columns("promotion_ledger")}
+
+    s.upgrade()
+    assert s.current_revision() == "0004_shadow_details"
+    s.check_schema()
+    old = s.shadow_rows("m")
+    assert [(r.request_id, r.shadow_prediction, r.shadow_score, r.latency_ms) for r in old] == [
+        ("r1", 0.0, 0.4, 3.5), ("r2", 1.0, 0.9, 4.5)]
+    assert all(r.champion_latency_ms is None and r.error is None for r in old)
+    entries = s.ledger("m")
+    assert [(e.action, e.to_version, e.details) for e in entries] == [("promote", "1", None), ("shadow_start", "2", None)]
+    assert entries[1].reason.endswith("[sample=0.25]")
+    # New rows: an error row without a prediction, champion latency, ledger details.
+    from retrainer.store import ShadowRecord
+
+    s.record_shadow([
+        ShadowRecord("m", "r3", "1", "2", 1.0, None, T0, champion_latency_ms=1.5, latency_ms=2.0, error="boom"),
+        ShadowRecord("m", "r4", "1", "2", 0.0, 0.0, T0, champion_score=0.1, shadow_score=0.2, champion_latency_ms=0.5),
+    ])
+    new = {r.request_id: r for r in s.shadow_rows("m")}
+    assert new["r3"].shadow_prediction is None and new["r3"].error == "boom" and new["r3"].champion_latency_ms == 1.5
+    assert new["r4"].shadow_prediction == 0.0 and new["r4"].error is None
+    s.append_ledger("m", action="shadow_start", from_version="1", to_version="2", actor="cli", reason="again",
+                    details={"sample": 0.5})
+    assert s.ledger("m")[-1].details == {"sample": 0.5}
+    # Still append-only after the upgrade, on both dialects.
+    for statement in ("UPDATE promotion_ledger SET reason = 'x'", "DELETE FROM promotion_ledger"):
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), s.engine.begin() as conn:
+            conn.execute(sa.text(statement))
+    assert len(s.ledger("m")) == 3
     s.close()
 
 

@@ -4,7 +4,9 @@ champion pointer that promotion compare-and-sets."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -28,6 +30,7 @@ def append(
     reason: str,
     run_id: int | None,
     at: datetime | None,
+    details: Mapping[str, Any] | None = None,
 ) -> int:
     if action not in ACTIONS:
         raise StoreError(f"ledger action {action!r} is not one of {', '.join(ACTIONS)}")
@@ -44,6 +47,8 @@ def append(
                 reason=reason,
                 run_id=run_id,
                 at=when,
+                # Left out when absent: SQL NULL (not JSON null), and no column the rows before 0004 lack.
+                **({} if details is None else {"details": dict(details)}),
             )
             .returning(t.c.id)
         ).scalar_one()
@@ -63,6 +68,7 @@ def read(conn: Connection, model_name: str) -> list[LedgerEntry]:
             reason=r.reason,
             run_id=r.run_id,
             at=from_epoch(r.at),  # type: ignore[arg-type]
+            details=r.details,
         )
         for r in conn.execute(q)
     ]

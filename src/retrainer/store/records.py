@@ -132,6 +132,7 @@ class LedgerEntry:
     reason: str
     run_id: int | None
     at: datetime
+    details: dict[str, Any] | None = None  # structured facts of the step (e.g. {"sample": 0.25} of shadow_start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,16 +153,23 @@ class ABTest:
 
 @dataclass(frozen=True, slots=True)
 class ShadowRecord:
-    """One request answered by both the champion and the shadow model."""
+    """One request answered by the champion and sent to the shadow model.
+
+    ``error`` is the shadow model's failure for this request; its prediction is None then.
+    ``latency_ms`` is the shadow call that answered it (a batched call: the batch's),
+    ``champion_latency_ms`` the champion's prediction of the request.
+    """
 
     model_name: str
     request_id: str
     champion_version: str
     shadow_version: str
     champion_prediction: float
-    shadow_prediction: float
+    shadow_prediction: float | None
     ts: datetime
     champion_score: float | None = None
     shadow_score: float | None = None
     latency_ms: float | None = None
+    champion_latency_ms: float | None = None
+    error: str | None = None
     id: int | None = None  # set when read back

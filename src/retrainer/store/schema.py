@@ -167,6 +167,8 @@ promotion_ledger = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("run_id", BigId, sa.ForeignKey("retrain_runs.id")),
     sa.Column("at", Time, nullable=False),
+    # Revision 4: structured facts of the step, e.g. {"sample": 0.25} of a shadow_start.
+    sa.Column("details", Json),
     sa.Index("ix_promotion_ledger_model_name", "model_name"),
 )
 
@@ -179,11 +181,14 @@ shadow_comparisons = sa.Table(
     sa.Column("champion_version", Name, nullable=False),
     sa.Column("shadow_version", Name, nullable=False),
     sa.Column("champion_prediction", sa.Double, nullable=False),
-    sa.Column("shadow_prediction", sa.Double, nullable=False),
+    # Revision 4: NULL when the shadow model failed on the request (``error`` says why).
+    sa.Column("shadow_prediction", sa.Double),
     sa.Column("champion_score", sa.Double),
     sa.Column("shadow_score", sa.Double),
-    sa.Column("latency_ms", sa.Double),
+    sa.Column("latency_ms", sa.Double),  # the shadow call (batched: the batch's)
     sa.Column("ts", Time, nullable=False),
+    sa.Column("champion_latency_ms", sa.Double),  # revision 4
+    sa.Column("error", sa.Text),  # revision 4
     sa.Index("ix_shadow_comparisons_model_name_ts", "model_name", "ts"),
 )
 

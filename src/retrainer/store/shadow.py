@@ -22,6 +22,8 @@ def record(conn: Connection, rows: Sequence[ShadowRecord]) -> int:
     if not rows:
         return 0
     bad = [f"row {i}: expected a ShadowRecord, got {type(r).__name__}" for i, r in enumerate(rows) if not isinstance(r, ShadowRecord)]
+    bad += [f"row {i} ({r.request_id}): no shadow prediction and no error" for i, r in enumerate(rows)
+            if isinstance(r, ShadowRecord) and r.shadow_prediction is None and r.error is None]
     if bad:
         raise ValidationError("shadow batch rejected, nothing was written:\n  - " + "\n  - ".join(bad[:20]), bad)
     conn.execute(
@@ -33,10 +35,12 @@ def record(conn: Connection, rows: Sequence[ShadowRecord]) -> int:
                 "champion_version": r.champion_version,
                 "shadow_version": r.shadow_version,
                 "champion_prediction": float(r.champion_prediction),
-                "shadow_prediction": float(r.shadow_prediction),
+                "shadow_prediction": None if r.shadow_prediction is None else float(r.shadow_prediction),
                 "champion_score": _opt(r.champion_score),
                 "shadow_score": _opt(r.shadow_score),
                 "latency_ms": _opt(r.latency_ms),
+                "champion_latency_ms": _opt(r.champion_latency_ms),
+                "error": None if r.error is None else str(r.error),
                 "ts": to_epoch(r.ts),
             }
             for r in rows
@@ -67,6 +71,8 @@ def read(
             champion_score=r.champion_score,
             shadow_score=r.shadow_score,
             latency_ms=r.latency_ms,
+            champion_latency_ms=r.champion_latency_ms,
+            error=r.error,
             id=r.id,
         )
         for r in conn.execute(q.order_by(t.c.ts, t.c.id))

@@ -243,7 +243,9 @@ class Store:
         reason: str,
         run_id: int | None = None,
         at: datetime | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> int:
+        """Append one ledger row; ``details`` is a JSON-serialisable mapping (e.g. a shadow's sample)."""
         with write_tx(self.engine) as conn:
             return ledger.append(
                 conn,
@@ -255,6 +257,7 @@ class Store:
                 reason=reason,
                 run_id=run_id,
                 at=at,
+                details=details,
             )
 
     def ledger(self, model_name: str) -> list[LedgerEntry]:
