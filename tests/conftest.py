@@ -53,6 +53,15 @@ def postgresql_url(postgresql_server: TemporaryPostgres) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test harness (a temporary API server) for the whole session, started on first use."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
 def mlflow_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty, migrated MLflow database to copy; building one runs ~100 migrations (seconds).
 

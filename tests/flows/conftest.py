@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from retrainer.config import RetrainerConfig, load_config
 from retrainer.demo.data import StreamSpec, generate_stream
@@ -27,10 +26,9 @@ SPEC = StreamSpec(days=24, rows_per_day=120, drift_day=None, seed=5)
 NOW = datetime(2026, 1, 25, tzinfo=SPEC.start.tzinfo)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def prefect_harness() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+@pytest.fixture(autouse=True)
+def _on_the_harness(prefect_harness: None) -> None:
+    """Every flow test runs on the session's Prefect test harness."""
 
 
 @pytest.fixture(scope="session")
