@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import ast
-import importlib.util
 import math
-import pathlib
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -117,30 +113,19 @@ def test_psi_rejects_empty_sides_clearly():
 # smallest non-empty proportion exceeds 1e-4. So (1) on evidently's own bins our
 # psi_from_counts must equal its PSI exactly, and (2) on our quantile bins the value
 # differs but the verdict at evidently's default threshold 0.1 must agree.
-#
-# `import evidently` loads the whole package (~10 s of CPU), a third of this suite's
-# budget. So we run evidently's own installed source of the two functions, lifted out
-# of its files with ast, instead of importing the package; bench/drift_stats.py runs
-# the real Report end to end.
-
-
-def _evidently_psi():
-    spec = importlib.util.find_spec("evidently")  # locates the package without executing it
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("evidently is not installed")
-    root = pathlib.Path(next(iter(spec.submodule_search_locations)), "legacy", "calculations", "stattests")
-    namespace = {"np": np, "pd": pd, "ColumnType": SimpleNamespace(Numerical="num", Categorical="cat")}
-    for file, name in [("utils.py", "get_binned_data"), ("psi.py", "_psi")]:
-        tree = ast.parse((root / file).read_text())
-        func = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
-        func.args.args[2].annotation = None  # the ColumnType annotation
-        exec(compile(ast.Module([func], type_ignores=[]), str(root / file), "exec"), namespace)  # noqa: S102
-    return namespace["_psi"]
 
 
 @pytest.fixture(scope="module")
 def evidently_psi():
-    return _evidently_psi()
+    """evidently's own PSI function, imported (the whole package loads: ~10 s once per session)."""
+    stattests = pytest.importorskip("evidently.legacy.calculations.stattests.psi")
+    from evidently.legacy.core import ColumnType
+
+    def run(reference, current, kind, threshold):
+        column_type = {"num": ColumnType.Numerical, "cat": ColumnType.Categorical}[kind]
+        return stattests._psi(reference, current, column_type, threshold)
+
+    return run
 
 
 @pytest.mark.parametrize("shift", [0.0, 0.2, 1.0, 4.0])
