@@ -203,7 +203,22 @@ class ShadowConfig(_Model):
     sample: float = Field(1.0, gt=0, le=1, description="Share of requests mirrored to the shadow model.")
     duration: Duration = Field(timedelta(days=1), description="How long shadow runs before review.")
     queue_size: int = Field(1000, ge=1, description="Bounded queue; overflow is dropped and counted.")
-    workers: int = Field(2, ge=1, le=64, description="Threads running the shadow model.")
+    isolation: Literal["process", "thread"] = Field(
+        "process",
+        description="process: the shadow model runs in its own worker process(es), loaded there from the "
+        "configured registry, so it never competes with requests for the GIL; thread: worker threads in the "
+        "server process (no extra process; the shadow's CPU work then slows requests down).",
+    )
+    workers: int = Field(
+        1, ge=1, le=64,
+        description="Shadow workers: processes (isolation: process) or threads (isolation: thread). Each "
+        "worker predicts every queued job in one batched call, so one is usually enough.",
+    )
+    nice: int = Field(
+        10, ge=0, le=19,
+        description="isolation: process: niceness added to the shadow process, so a CPU-saturated host "
+        "serves production first.",
+    )
     min_agreement: float = Field(0.9, ge=0, le=1, description="Agreement rate needed to move on.")
 
 

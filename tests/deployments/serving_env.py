@@ -114,3 +114,54 @@ def running(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(60)
         sock.close()
+
+
+# -- stand-in shadow models, importable by a spawned shadow process (loader="serving_env:...") ----
+
+
+class Slow:
+    def __init__(self, inner: Any, delay: float) -> None:
+        self.inner, self.delay, self.version = inner, delay, inner.version
+
+    def predict(self, columns: Any) -> Any:
+        time.sleep(self.delay)
+        return self.inner.predict(columns)
+
+
+class Broken:
+    def __init__(self, inner: Any) -> None:
+        self.version = inner.version
+
+    def predict(self, columns: Any) -> Any:
+        raise RuntimeError("shadow model is broken")
+
+
+class Threshold:
+    """No registry at all: predicts x1 > 0, optionally slowly, failing, or killing its process."""
+
+    def __init__(self, version: str, *, delay: float = 0.0, fail: bool = False, die: bool = False) -> None:
+        self.version, self.delay, self.fail, self.die = version, delay, fail, die
+
+    def predict(self, columns: Any) -> Any:
+        if self.die:
+            import os
+
+            os._exit(3)
+        if self.fail:
+            raise RuntimeError("shadow model exploded")
+        if self.delay:
+            time.sleep(self.delay)
+        x = np.asarray(columns["x1"], dtype=float)
+        return (x > 0).astype(float), 1 / (1 + np.exp(-x))
+
+
+def threshold_model(source: Any, version: str, **kw: Any) -> Threshold:
+    return Threshold(version, **kw)
+
+
+def wrapped_registry_model(source: Any, version: str, *, slow: str = "", broken: str = "", delay: float = 1.0) -> Any:
+    """The registry's model of ``version``, made slow or broken when the test says so."""
+    from retrainer.deployments.shadow import load_registry_model
+
+    model = load_registry_model(source, version)
+    return Slow(model, delay) if version == slow else Broken(model) if version == broken else model

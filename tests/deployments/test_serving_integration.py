@@ -9,13 +9,14 @@ from typing import Any
 
 import httpx
 import numpy as np
-from serving_env import Env, running
+import pytest
+from serving_env import Broken, Env, Slow, running
 
 from retrainer.deployments.ab import arm_for
 from retrainer.deployments.app import create_app
 from retrainer.deployments.router import registry_loader
 from retrainer.deployments.serving import PredictionService
-from retrainer.deployments.shadow import shadow_reason
+from retrainer.deployments.shadow import ShadowModelSource
 from retrainer.registry import CHAMPION
 
 
@@ -23,9 +24,10 @@ def instance(i: int) -> dict[str, Any]:
     return {"x1": float(np.sin(i)), "x2": float(np.cos(i)), "colour": ["red", "green", None][i % 3]}
 
 
-def service(env: Env, store, *, loader=None, **cfg_overrides) -> PredictionService:
+def service(env: Env, store, *, loader=None, shadow_source=None, **cfg_overrides) -> PredictionService:
     cfg = env.config(str(store.engine.url), **cfg_overrides)
-    return PredictionService.from_config(cfg, store=store, registry=env.registry, loader=loader, reload_interval=0.2)
+    return PredictionService.from_config(cfg, store=store, registry=env.registry, loader=loader, reload_interval=0.2,
+                                         shadow_source=shadow_source)
 
 
 async def fire(url: str, bodies: list[dict[str, Any]], concurrency: int = 8, headers=None) -> list[httpx.Response]:
@@ -92,44 +94,34 @@ def test_ab_arms_are_sticky_and_recorded(env: Env, store) -> None:
     store.stop_ab_test(test_id, reason="test over")
 
 
-class Slow:
-    def __init__(self, inner, delay):
-        self.inner, self.delay, self.version = inner, delay, inner.version
-
-    def predict(self, columns):
-        time.sleep(self.delay)
-        return self.inner.predict(columns)
-
-
-class Broken:
-    def __init__(self, inner):
-        self.version = inner.version
-
-    def predict(self, columns):
-        raise RuntimeError("shadow model is broken")
-
-
-def test_slow_and_failing_shadow_leave_production_untouched(env: Env, store) -> None:
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_slow_and_failing_shadow_leave_production_untouched(env: Env, store, isolation: str) -> None:
     name = env.registry.model_name
-    real = registry_loader(env.registry, env.config(str(store.engine.url)).data.features)
+    features = env.config(str(store.engine.url)).data.features
+    real = registry_loader(env.registry, features)
     slow_v, broken_v = env.versions[1], env.versions[2]
 
     def loader(version: str):
         m = real(version)
         return Slow(m, 1.0) if version == slow_v else Broken(m) if version == broken_v else m
 
-    rollout = {"mode": "direct", "shadow": {"queue_size": 4, "workers": 1}}
+    rollout = {"mode": "direct", "shadow": {"queue_size": 4, "workers": 1, "isolation": isolation}}
     bodies = [{"features": instance(i)} for i in range(150)]
+    kw: dict[str, Any] = {"loader": loader, "rollout": rollout}
+    if isolation == "process":  # the shadow process loads from the registry and wraps the same way
+        kw["shadow_source"] = ShadowModelSource.from_registry(
+            env.registry, features, loader="serving_env:wrapped_registry_model",
+            loader_kwargs={"slow": slow_v, "broken": broken_v, "delay": 1.0})
 
     # Baseline answers without shadow.
-    svc = service(env, store, loader=loader, rollout=rollout)
+    svc = service(env, store, **kw)
     with running(create_app(svc)) as url:
         baseline = asyncio.run(fire(url, bodies))
     expected = [r.json()["prediction"] for r in baseline]
 
     store.append_ledger(name, action="shadow_start", from_version=env.versions[0], to_version=slow_v,
-                        actor="test", reason=shadow_reason("slow shadow", 1.0))
-    svc = service(env, store, loader=loader, rollout=rollout)
+                        actor="test", reason="slow shadow", details={"sample": 1.0})
+    svc = service(env, store, **kw)
     with running(create_app(svc)) as url:
         assert httpx.get(url + "/ready").json()["shadow"]["version"] == slow_v
         t0 = time.perf_counter()
@@ -148,12 +140,22 @@ def test_slow_and_failing_shadow_leave_production_untouched(env: Env, store) -> 
         store.append_ledger(name, action="shadow_start", from_version=env.versions[0], to_version=broken_v,
                             actor="test", reason="broken shadow")
         assert httpx.post(url + "/admin/reload").json()["routing"]["shadow"]["version"] == broken_v
+        assert svc.shadow.wait_idle(60)  # the slow shadow's queue has drained: room for broken jobs
         responses = asyncio.run(fire(url, bodies))
         assert all(r.status_code == 200 for r in responses)
         assert [r.json()["prediction"] for r in responses] == expected
-        svc.shadow.wait_idle(10)
+        assert svc.shadow.wait_idle(60)
         status = httpx.get(url + "/admin/status").json()["shadow"]
         assert status["errors"] > 0 and "broken" in status["last_error"]
+        assert status["isolation"] == isolation
+        if isolation == "process":
+            assert status["process_starts"] >= 1 and status["process_deaths"] == 0
+    # Stored: slow-shadow comparisons with both latencies, broken-shadow error rows.
+    rows = store.shadow_rows(name)
+    slow_rows = [r for r in rows if r.shadow_version == slow_v]
+    error_rows = [r for r in rows if r.shadow_version == broken_v]
+    assert slow_rows and all(r.error is None and r.latency_ms >= 1000 and r.champion_latency_ms < 1000 for r in slow_rows)
+    assert error_rows and all(r.shadow_prediction is None and "broken" in r.error for r in error_rows)
     store.append_ledger(name, action="shadow_stop", from_version=None, to_version=broken_v, actor="test", reason="done")
 
 

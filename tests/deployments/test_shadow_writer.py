@@ -12,8 +12,8 @@ import numpy as np
 from retrainer.config import FeatureSpec
 from retrainer.deployments.shadow import (
     ShadowJob,
+    ShadowModelSource,
     ShadowRunner,
-    shadow_reason,
     shadow_target,
     summarize,
 )
@@ -62,10 +62,15 @@ def test_failing_shadow_is_counted_not_raised() -> None:
     for i in range(20):
         assert runner.offer(job(Model("2", fail=True), i))
     assert runner.wait_idle(5)
-    assert runner.stats.errors == 20 and sink == []
+    assert runner.stats.errors == 20
+    # Every failed request is stored as an error row: no prediction, the error, the champion's latency.
+    assert len(sink) == 20 and all(r.shadow_prediction is None and "exploded" in r.error for r in sink)
+    assert {r.champion_latency_ms for r in sink} == {0.3}
     live = runner.live()
     assert live["error_rate"] == 1.0 and "exploded" in live["last_error"]
+    t0 = time.perf_counter()
     runner.close()
+    assert time.perf_counter() - t0 < 1.0  # every worker gets told to stop
 
 
 def test_shadow_records_and_summary() -> None:
@@ -80,6 +85,22 @@ def test_shadow_records_and_summary() -> None:
     report = summarize(sink)["3"]
     assert report["n"] == 10 and report["agreement_rate"] == 0.5  # x1 > 0 for half of them
     assert report["score_delta"]["max_abs"] > 0 and report["shadow_latency_ms"]["p50"] is not None
+    assert report["champion_latency_ms"] == {"p50": 0.2, "p99": 0.2}
+    assert report["errors"] == 0 and report["error_rate"] == 0.0
+
+
+def test_summary_of_stored_errors_and_latencies() -> None:
+    rows = [ShadowRecord("m", f"r{i}", "1", "2", 1.0, 1.0 if i % 2 else 0.0, NOW, champion_score=0.6,
+                         shadow_score=0.5, latency_ms=float(i), champion_latency_ms=10.0 + i) for i in range(8)]
+    rows += [ShadowRecord("m", f"e{i}", "1", "2", 1.0, None, NOW, latency_ms=50.0, champion_latency_ms=20.0,
+                          error="RuntimeError: boom") for i in range(2)]
+    report = summarize(rows)["2"]
+    assert report["n"] == 10 and report["compared"] == 8 and report["errors"] == 2
+    assert report["error_rate"] == 0.2 and report["last_error"] == "RuntimeError: boom"
+    assert report["agreement_rate"] == 0.5  # errors are not disagreements
+    assert abs(report["score_delta"]["mean"] + 0.1) < 1e-12
+    assert report["shadow_latency_ms"]["p50"] == 3.5  # answered requests only
+    assert report["champion_latency_ms"]["p50"] == 14.5  # every request, errors too
 
 
 def test_sampling() -> None:
@@ -90,19 +111,75 @@ def test_sampling() -> None:
     assert 900 < taken < 1100 and runner.stats.sampled_out == 4000 - taken
 
 
+# -- the shadow in its own process (spawned; loads its model through a named loader function) --------
+
+
+def process_runner(sink, *, queue_size=100, **model_kw) -> ShadowRunner:
+    source = ShadowModelSource("sqlite:///unused.db", None, "m", (), loader="serving_env:threshold_model",
+                               loader_kwargs=model_kw)
+    return ShadowRunner("m", sink=sink.extend, queue_size=queue_size, isolation="process", source=source, nice=5)
+
+
+def test_process_shadow_answers_off_the_server_process_and_never_blocks() -> None:
+    sink: list[ShadowRecord] = []
+    runner = process_runner(sink, queue_size=5, delay=0.3)
+    runner.start()
+    runner.warm("3")
+    try:
+        assert runner.offer(ShadowJob(Model("3"), {"x1": [2.0, -1.0]}, ["a", "b"], "1", [1.0, 1.0], [0.9, 0.8], 0.4, NOW))
+        assert runner.wait_idle(60)
+        assert [(r.request_id, r.shadow_prediction, r.error) for r in sink] == [("a", 1.0, None), ("b", 0.0, None)]
+        assert sink[0].latency_ms >= 300 and sink[0].champion_latency_ms == 0.4 and sink[0].shadow_version == "3"
+        # 50 offers against a 0.3 s shadow: nothing waits, the overflow is dropped and counted.
+        t0 = time.perf_counter()
+        accepted = [runner.offer(job(Model("3"), i)) for i in range(50)]
+        assert time.perf_counter() - t0 < 0.05
+        assert runner.stats.dropped == 50 - sum(accepted) >= 40
+        assert runner.wait_idle(60)
+        live = runner.live()
+        assert live["isolation"] == "process" and live["errors"] == 0 and live["process_starts"] == 1
+    finally:
+        runner.close()
+    assert runner._threads == []
+
+
+def test_process_shadow_that_raises_or_dies_is_counted_and_stored() -> None:
+    failing, dying = [], []
+    runners = [process_runner(failing, fail=True), process_runner(dying, die=True)]
+    for i in range(5):  # queued before the workers start: one batch each
+        for r in runners:
+            assert r.offer(job(Model("2"), i))
+    for r in runners:
+        r.start()
+    try:
+        assert all(r.wait_idle(60) for r in runners)
+        fail, die = runners
+        assert fail.stats.errors == 5 and len(failing) == 5
+        assert all(r.shadow_prediction is None and "exploded" in r.error for r in failing)
+        assert die.stats.errors == 5 and die.stats.process_deaths >= 1
+        assert all(r.shadow_prediction is None and "died" in r.error for r in dying)
+    finally:
+        for r in runners:
+            r.close()
+
+
 @dataclass
 class Entry:
     action: str
     to_version: str | None
     reason: str = ""
+    details: dict | None = None
 
 
 def test_shadow_switch_in_the_ledger() -> None:
     kw = {"rollout_mode": "direct", "challenger": "5", "default_sample": 1.0}
     assert shadow_target([], **kw) == (None, 1.0)
     assert shadow_target([], **{**kw, "rollout_mode": "shadow"}) == ("5", 1.0)
-    on = Entry("shadow_start", "4", shadow_reason("cli", 0.25))
+    on = Entry("shadow_start", "4", "cli", {"sample": 0.25})
     assert shadow_target([on], **kw) == ("4", 0.25)
+    assert shadow_target([Entry("shadow_start", "4", "before 0004 [sample=0.5]")], **kw) == ("4", 0.5)
+    assert shadow_target([Entry("shadow_start", "4", "[sample=0.5]", {"sample": 0.1})], **kw) == ("4", 0.1)
+    assert shadow_target([Entry("shadow_start", "4", "", {"sample": 7})], **kw) == ("4", 1.0)  # invalid: default
     assert shadow_target([on, Entry("promote", "4")], **kw) == ("4", 0.25)
     assert shadow_target([on, Entry("shadow_stop", "4")], **kw) == (None, 1.0)
     assert shadow_target([Entry("shadow_start", None, "handed over")], **kw) == ("5", 1.0)

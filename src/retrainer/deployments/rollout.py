@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from retrainer.config import RetrainerConfig
 from retrainer.deployments.ab import new_salt
-from retrainer.deployments.shadow import shadow_reason, shadow_target
+from retrainer.deployments.shadow import shadow_target
 from retrainer.errors import RolloutError
 from retrainer.registry import CHALLENGER, CHAMPION
 
@@ -49,8 +49,9 @@ def start_shadow(
     if sample is not None and not 0.0 < sample <= 1.0:
         raise RolloutError(f"the shadow sample must be in (0, 1], got {sample}")
     registry.set_alias(CHALLENGER, v)
+    note = f"shadow {v} against champion {champion}" + ("" if sample is None else f" on {sample:.0%} of requests")
     store.append_ledger(cfg.model.name, action="shadow_start", from_version=champion, to_version=v, actor=actor,
-                        reason=shadow_reason(f"shadow {v} against champion {champion}", sample), run_id=run_id, at=at)
+                        reason=note, run_id=run_id, at=at, details=None if sample is None else {"sample": sample})
     return ShadowState(v, cfg.rollout.shadow.sample if sample is None else sample, champion)
 
 

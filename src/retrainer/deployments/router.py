@@ -167,8 +167,10 @@ class ModelRouter:
         read_state: Callable[[], WantedState],
         *,
         interval: float = 5.0,
+        on_change: Callable[[Routing], None] | None = None,
     ) -> None:
         self.loader = loader
+        self.on_change = on_change  # called after each swap (e.g. to warm the shadow process up)
         self.read_state = read_state
         self.interval = interval
         self.routing: Routing | None = None
@@ -228,6 +230,11 @@ class ModelRouter:
             else:
                 self._applied = wanted
             log.info("serving %s", self.routing.describe())
+            if self.on_change is not None:
+                try:
+                    self.on_change(self.routing)
+                except Exception:  # noqa: BLE001 - a hook must not undo a swap
+                    log.exception("routing change hook failed")
             return True
 
     def _fail(self, errors: list[str]) -> None:

@@ -28,7 +28,7 @@ from retrainer.deployments.router import (
     WantedState,
     registry_loader,
 )
-from retrainer.deployments.shadow import ShadowJob, ShadowRunner, shadow_target
+from retrainer.deployments.shadow import ShadowJob, ShadowModelSource, ShadowRunner, shadow_target
 from retrainer.deployments.writer import Assignment, InferenceLogWriter
 from retrainer.errors import RetrainerError
 from retrainer.registry import CHALLENGER, CHAMPION
@@ -91,6 +91,8 @@ class PredictionService:
         self.metrics = metrics or ServiceMetrics(self.model_name)
         self._seen_units: set[tuple[int, str]] = set()
         self._started = False
+        if router.on_change is None:  # the shadow process loads a new shadow version before its first job
+            router.on_change = lambda routing: shadow.warm(None if routing.shadow is None else routing.shadow.version)
         self._register_gauges()
 
     @classmethod
@@ -104,7 +106,11 @@ class PredictionService:
         reload_interval: float = 5.0,
         log_queue: int = 10_000,
         clock: Callable[[], datetime] | None = None,
+        shadow_source: ShadowModelSource | None = None,
     ) -> PredictionService:
+        """Wire the service from ``cfg``. ``loader`` replaces how the server process loads models
+        (tests); with ``rollout.shadow.isolation: process`` the shadow process loads its model from
+        ``shadow_source`` (default: the same registry, by version)."""
         from retrainer.registry import Registry
         from retrainer.store import Store
 
@@ -113,8 +119,11 @@ class PredictionService:
         loader = loader or registry_loader(registry, cfg.data.features)
         router = ModelRouter(loader, lambda: read_wanted_state(cfg, registry, store), interval=reload_interval)
         writer = InferenceLogWriter(store, cfg.model.name, cfg.data.features, max_queue=log_queue)
-        shadow_cfg = cfg.rollout.shadow
-        shadow = ShadowRunner(cfg.model.name, sink=writer.submit, queue_size=shadow_cfg.queue_size, workers=shadow_cfg.workers)
+        sc = cfg.rollout.shadow
+        if sc.isolation == "process" and shadow_source is None:
+            shadow_source = ShadowModelSource.from_registry(registry, cfg.data.features)
+        shadow = ShadowRunner(cfg.model.name, sink=writer.submit, queue_size=sc.queue_size, workers=sc.workers,
+                              isolation=sc.isolation, source=shadow_source, nice=sc.nice)
         return cls(cfg, store=store, router=router, writer=writer, shadow=shadow, clock=clock)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -246,6 +255,8 @@ class PredictionService:
                 lambda: s.stats.dropped, "counter")
         m.gauge("retrainer_shadow_errors_total", "Shadow predictions that raised.", lambda: s.stats.errors, "counter")
         m.gauge("retrainer_shadow_completed_total", "Shadow predictions made.", lambda: s.stats.completed, "counter")
+        m.gauge("retrainer_shadow_process_deaths_total", "Shadow worker processes that died (restarted on the next batch).",
+                lambda: s.stats.process_deaths, "counter")
         m.gauge("retrainer_model_reload_errors_total", "Failed attempts to load or reload models.",
                 lambda: r.stats.reload_errors, "counter")
 
@@ -258,7 +269,7 @@ def run_server(cfg: RetrainerConfig, *, host: str | None = None, port: int | Non
 
     from retrainer.deployments.app import create_app
 
-    # Background threads (log writer, shadow workers) hold the GIL for up to the switch interval
+    # Background threads (log writer, shadow dispatch) hold the GIL for up to the switch interval
     # (5 ms by default) before the event loop gets it back; 1 ms bounds that wait on requests.
     sys.setswitchinterval(0.001)
     service = PredictionService.from_config(cfg)
