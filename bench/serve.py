@@ -1,6 +1,8 @@
 """Serving benchmark: `mlflow models serve` vs `retrainer serve` on the same model.
 
-    .venv/bin/python bench/serve.py [--seconds 10] [--concurrency 8] [--rounds 3]
+    .venv/bin/python bench/serve.py [--seconds 10] [--concurrency 8] [--rounds 3] [--isolation process|thread]
+
+Needs aiohttp (``pip install -e '.[bench]'``).
 
 Both servers run as subprocesses on 127.0.0.1 (one uvicorn worker each) and serve the same
 registered scikit-learn model (logistic regression on 8 numeric features). One load generator
@@ -9,7 +11,7 @@ registered scikit-learn model (logistic regression on 8 numeric features). One l
 * ``mlflow``          — ``mlflow models serve -m models:/<name>/1 --env-manager local``
 * ``retrainer+shadow`` — ``retrainer serve`` with an A/B test running (versions 1 vs 2, 50/50,
   sticky units), every prediction and its features logged to SQLite, and version 3 shadowing
-  100% of the traffic
+  100% of the traffic (in its own process unless ``--isolation thread``)
 * ``retrainer``       — the same server with the shadow switched off (A/B and logging still on)
 
 Phases alternate over ``--rounds`` and the medians are reported, so a noisy neighbour hurts
@@ -35,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 FEATURES = [f"f{i}" for i in range(8)]
+ISOLATION = "process"  # --isolation
 
 
 def free_port() -> int:
@@ -64,7 +67,6 @@ def setup(root: Path) -> tuple[Path, str, str]:
 
     from retrainer.config import load_config
     from retrainer.deployments.promotion import promote
-    from retrainer.deployments.shadow import shadow_reason
     from retrainer.registry import CHALLENGER, Registry
     from retrainer.store import Store
     from retrainer.tasks.register import register_candidate
@@ -75,7 +77,7 @@ def setup(root: Path) -> tuple[Path, str, str]:
         "store": {"url": "sqlite:///store.db"},
         "mlflow": {"tracking_uri": "sqlite:///mlflow.db"},
         "data": {"source": {"table": "t"}, "features": [{"name": n} for n in FEATURES]},
-        "rollout": {"shadow": {"queue_size": 1000, "workers": 1}},
+        "rollout": {"shadow": {"queue_size": 1000, "workers": 1, "isolation": ISOLATION}},
     }))
     cfg = load_config(cfg_path)
     registry = Registry.from_config(cfg)
@@ -96,7 +98,7 @@ def setup(root: Path) -> tuple[Path, str, str]:
     store.start_ab_test(cfg.model.name, champion_version=versions[0], challenger_version=versions[1],
                         split=0.5, salt="bench", config=cfg.rollout.ab.model_dump(mode="json"))
     store.append_ledger(cfg.model.name, action="shadow_start", from_version=versions[0], to_version=versions[2],
-                        actor="bench", reason=shadow_reason("bench", 1.0))
+                        actor="bench", reason="bench", details={"sample": 1.0})
     store.close()
     return cfg_path, cfg.mlflow.tracking_uri, versions[0]
 
@@ -142,7 +144,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--isolation", choices=["process", "thread"], default="process",
+                    help="rollout.shadow.isolation of the retrainer server (default: process)")
     args = ap.parse_args()
+    global ISOLATION
+    ISOLATION = args.isolation
 
     from retrainer.deployments.ab import bucket
 
@@ -194,7 +200,7 @@ def main() -> None:
             def set_shadow(on: bool) -> None:
                 action = "shadow_start" if on else "shadow_stop"
                 store.append_ledger(cfg.model.name, action=action, from_version=v1, to_version="3",
-                                    actor="bench", reason="bench [sample=1]")
+                                    actor="bench", reason="bench", details={"sample": 1.0})
                 routing = httpx.post(f"http://127.0.0.1:{p_rt}/admin/reload", timeout=60).json()["routing"]
                 assert (routing["shadow"] is not None) == on, routing
 
@@ -224,7 +230,7 @@ def main() -> None:
         os.chdir("/")
 
     med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50_ms", "p99_ms")} for k, v in results.items()}
-    print(f"\nserving benchmark: {args.concurrency} concurrent clients, {args.seconds:.0f}s x {args.rounds} rounds, "
+    print(f"\nserving benchmark (shadow isolation: {args.isolation}): {args.concurrency} concurrent clients, {args.seconds:.0f}s x {args.rounds} rounds, "
           f"single-instance requests, loopback, {os.cpu_count()} CPUs (medians)")
     print(f"{'server':20s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s}")
     for name in ("mlflow", "retrainer", "retrainer+shadow"):

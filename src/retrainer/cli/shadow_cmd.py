@@ -64,45 +64,64 @@ def _live(cfg: Any, url: str | None) -> dict[str, Any] | None:
 def report(
     since_hours: float | None = typer.Option(None, "--since-hours", help="Only comparisons this recent."),
     url: str | None = typer.Option(None, "--url", help="Running server for live figures (default: serving.host:port)."),
+    no_live: bool = typer.Option(False, "--no-live", help="Stored figures only: do not ask a running server."),
     config: Path = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Agreement rate, score deltas, latency p50/p99 of both models, error rate, drops."""
+    """Agreement rate, score deltas, latency p50/p99 of both models and error rate (stored), drops (live).
+
+    Everything but drops comes from the store, so the report works with no server running;
+    drops happen before anything is stored and are only known to the running server process.
+    """
     from datetime import datetime, timedelta
 
-    from retrainer.deployments.shadow import summarize
-
     from retrainer.deployments.rollout import shadow_state
+    from retrainer.deployments.shadow import summarize
 
     cfg, store, registry = open_all(config)
     state = shadow_state(cfg, store, registry)
-    current, sample, champion = state.version, state.sample, state.champion
     since = None if since_hours is None else datetime.now(UTC) - timedelta(hours=since_hours)
     stored = summarize(store.shadow_rows(cfg.model.name, since=since))
-    live = _live(cfg, url)
-    data = {"state": {"shadow_version": current, "sample": sample, "champion_version": champion},
+    live = None if no_live else _live(cfg, url)
+    data = {"state": {"shadow_version": state.version, "sample": state.sample, "champion_version": state.champion},
             "stored": stored, "live": live,
-            "notes": ["champion latency, errors and drops are live figures of the running server (not stored)"]}
+            "notes": ["agreement, score deltas, latency of both models and errors are stored figures",
+                      "drops (shadow queue full) are live only: counted by the running server process since it "
+                      "started, never stored" + ("" if live is not None else "; no server answered, so unknown")]}
+
+    def ms(p: dict[str, Any]) -> str | None:
+        return None if p["p50"] is None else f"{p['p50']:.2f} / {p['p99']:.2f}"
 
     def render(d: dict[str, Any]) -> None:
         console.print(kv_table("shadow", d["state"]))
+        if not d["stored"]:
+            console.print("no stored shadow comparisons" + ("" if since is None else f" in the last {since_hours:g} h"))
         for version, s in d["stored"].items():
             sd = s["score_delta"] or {}
             console.print(kv_table(f"stored comparisons — shadow version {version}", {
-                "comparisons": s["n"], "agreement rate": f"{s['agreement_rate']:.4f}",
-                "score delta mean / mean |Δ| / p99 |Δ|": " / ".join(f"{sd[k]:.4f}" for k in ("mean", "mean_abs", "p99_abs"))
+                "requests": s["n"],
+                "champion versions": ", ".join(s["champion_versions"]),
+                "agreement rate": None if s["agreement_rate"] is None else f"{s['agreement_rate']:.4f}",
+                "score delta mean / mean |Δ| / p99 |Δ|": " / ".join(f"{sd[k]:+.4f}" if k == "mean" else f"{sd[k]:.4f}"
+                                                                    for k in ("mean", "mean_abs", "p99_abs"))
                 if sd else None,
-                "shadow latency p50 / p99 ms": f"{s['shadow_latency_ms']['p50']} / {s['shadow_latency_ms']['p99']}",
+                "champion latency p50 / p99 ms": ms(s["champion_latency_ms"]),
+                "shadow latency p50 / p99 ms": ms(s["shadow_latency_ms"]),
+                "errors (rate)": f"{s['errors']} ({s['error_rate']:.2%})",
+                "last error": s["last_error"],
+                "from / to": f"{s['first']:%Y-%m-%d %H:%M} / {s['last']:%Y-%m-%d %H:%M}",
             }))
-        if d["live"] is None:
-            console.print("live figures: server not reachable")
+        lv = d["live"]
+        if lv is None:
+            console.print("drops: unknown — live only, and the server is not reachable" if not no_live else
+                          "drops: live only (not asked: --no-live)")
         else:
-            lv = d["live"]
-            console.print(kv_table("live (this server process)", {
-                "completed": lv["completed"], "errors": lv["errors"], "error rate": lv["error_rate"],
-                "dropped": lv["dropped"], "agreement rate": lv["agreement_rate"],
-                "champion latency p50 / p99 ms": f"{lv['latency_ms']['champion']['p50']} / {lv['latency_ms']['champion']['p99']}",
-                "shadow latency p50 / p99 ms": f"{lv['latency_ms']['shadow']['p50']} / {lv['latency_ms']['shadow']['p99']}",
+            console.print(kv_table("live (the running server process, since it started)", {
+                "isolation": lv.get("isolation"),
+                "dropped (queue full)": lv["dropped"], "queue depth": lv["queue_depth"],
+                "completed / errors": f"{lv['completed']} / {lv['errors']}",
+                "champion latency p50 / p99 ms": ms(lv["latency_ms"]["champion"]),
+                "shadow latency p50 / p99 ms": ms(lv["latency_ms"]["shadow"]),
             }))
 
     emit(data, as_json, render)
