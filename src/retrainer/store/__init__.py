@@ -9,6 +9,7 @@ True
 
 from __future__ import annotations
 
+from retrainer.store.compaction import CompactionResult
 from retrainer.store.records import (
     ABTest,
     Evaluation,
@@ -26,6 +27,7 @@ from retrainer.store.store import Store
 
 __all__ = [
     "ABTest",
+    "CompactionResult",
     "Evaluation",
     "FeatureWindow",
     "LabelRecord",

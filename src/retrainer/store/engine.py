@@ -137,10 +137,19 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
 
 @contextmanager
 def read_tx(engine: Engine) -> Iterator[Connection]:
-    """A read-only (deferred) transaction: one consistent snapshot for multi-query reads."""
+    """A read-only (deferred) transaction: one consistent snapshot for multi-query reads.
+
+    PostgreSQL reads run at REPEATABLE READ: at the default READ COMMITTED every statement
+    has its own snapshot, and a window read (chunk list, then their column blobs) could
+    straddle a chunk compaction's commit. A read-only REPEATABLE READ transaction never
+    fails with a serialization error. SQLite's deferred BEGIN already reads one snapshot.
+    """
     try:
-        with engine.connect() as conn, conn.begin():
-            yield conn
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
     except sa.exc.DBAPIError as exc:
         better = _translate(exc)
         if better is not None:

@@ -18,7 +18,8 @@ from sqlalchemy.engine import Engine
 from retrainer.config import FeatureSpec
 from retrainer.errors import InvalidIdentifierError
 from retrainer.identifiers import validate_identifier
-from retrainer.store import ab, audit, labels, ledger, migrate, predictions, profiles, runs, shadow
+from retrainer.store import ab, audit, compaction, labels, ledger, migrate, predictions, profiles, runs, shadow
+from retrainer.store.compaction import CompactionResult
 from retrainer.store.engine import create_store_engine, mask_url, read_tx, write_tx
 from retrainer.store.records import (
     ABTest,
@@ -67,6 +68,11 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password masked (for output)."""
+        return mask_url(self.engine.url)
 
     def __repr__(self) -> str:
         return f"Store({mask_url(self.engine.url)!r})"
@@ -177,6 +183,29 @@ class Store:
     ) -> int:
         with read_tx(self.engine) as conn:
             return predictions.count_predictions(conn, model_name, since, until, labelled=labelled, as_of=as_of)
+
+    def compact_chunks(
+        self, model_name: str, *, before: datetime | None = None, target_rows: int = 50_000
+    ) -> CompactionResult:
+        """Merge the model's small feature chunks (ts_max < ``before``; all when None) into
+        chunks of about ``target_rows`` rows. Window reads return the same data before and
+        after; idempotent; safe next to ingest and next to another compactor (one
+        transaction per merged chunk). See docs/store-layout.md, "Compaction"."""
+        return compaction.compact_chunks(self.engine, model_name, before=before, target_rows=target_rows)
+
+    def chunk_models(self) -> list[str]:
+        """Models that have feature chunks (what ``retrainer store compact`` walks by default)."""
+        from retrainer.store.schema import feature_chunks
+
+        with read_tx(self.engine) as conn:
+            return list(conn.execute(sa.select(feature_chunks.c.model_name).distinct().order_by(feature_chunks.c.model_name)).scalars())
+
+    def count_chunks(self, model_name: str) -> int:
+        from retrainer.store.schema import feature_chunks
+
+        with read_tx(self.engine) as conn:
+            q = sa.select(sa.func.count()).select_from(feature_chunks).where(feature_chunks.c.model_name == model_name)
+            return int(conn.execute(q).scalar_one())
 
     def unmatched_labels(self) -> int:
         with read_tx(self.engine) as conn:
