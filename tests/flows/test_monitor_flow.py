@@ -35,9 +35,15 @@ def test_monitor_fires_audits_publishes_and_requests_a_retrain(make_world, event
     assert "| schedule | fired |" in artifact.data and "**retrain**: schedule" in artifact.data
 
 
-def test_monitor_stays_quiet_when_nothing_fires(make_world, events):
+def test_monitor_stays_quiet_when_nothing_fires(make_world, events, stream):
     world = make_world(triggers=QUIET)
+    # A writer that flushed small batches: the monitor compacts them before checking.
+    served = stream[stream["ts"] < NOW].tail(60).drop(columns=["label", "label_ts"]).assign(prediction=1.0)
+    with world.store() as store:
+        for start in range(0, 60, 3):
+            store.log_prediction_frame(world.cfg.model.name, served.iloc[start : start + 3], world.cfg.data.features)
     out = monitor(str(world.config_path), now=NOW)
+    assert out["compaction"]["chunks_before"] == 20 and out["compaction"]["chunks_after"] < 20
     assert out["should_retrain"] is False and out["reasons"] == []
     assert [e for e in events if e["event"] == "retrainer.retrain.requested"] == []
     assert world.store().runs(world.cfg.model.name) == []

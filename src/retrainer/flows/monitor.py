@@ -9,11 +9,11 @@ and, when the policy fires, the event ``retrainer.retrain.requested`` that the e
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from retrainer.config import RetrainerConfig, load_config
@@ -57,6 +57,21 @@ def check_model(cfg: RetrainerConfig, *, now: datetime) -> dict[str, Any]:
 check_model_task = task(check_model, name="check", retries=2, retry_delay_seconds=[2, 10], retry_jitter_factor=0.5)
 
 
+# Chunks younger than this are left to grow: the writer is still adding small ones there.
+COMPACT_OLDER_THAN = timedelta(hours=1)
+
+
+def compact_model(cfg: RetrainerConfig, *, now: datetime) -> dict[str, Any]:
+    """Merge the model's small feature chunks older than an hour (the logic is the store's)."""
+    from retrainer.store import Store
+
+    with Store.open(cfg.store.url, max_batch=cfg.store.max_batch) as store:
+        return store.compact_chunks(cfg.model.name, before=now - COMPACT_OLDER_THAN).to_dict()
+
+
+compact_task = task(compact_model, name="compact", retries=2, retry_delay_seconds=[2, 10], retry_jitter_factor=0.5)
+
+
 @flow(name="monitor", log_prints=False, validate_parameters=True)
 def monitor(config_path: str, now: datetime | None = None, run_retrain: bool = False) -> dict[str, Any]:
     """Evaluate the policy of ``config_path`` at ``now`` (default: the current time)."""
@@ -64,13 +79,20 @@ def monitor(config_path: str, now: datetime | None = None, run_retrain: bool = F
 
     cfg = load_config(config_path)
     at = now or datetime.now(timezone.utc)
+    # Housekeeping before the check reads its window; a failure is logged, never blocks the check.
+    compacted = compact_task(cfg, now=at, return_state=True)
+    if compacted.is_completed():
+        compaction = compacted.result()
+    else:
+        compaction = None
+        get_run_logger().warning("chunk compaction failed (the check runs anyway): %s", compacted.message)
     result = check_model_task(cfg, now=at)
     create_markdown_artifact(
         markdown=checks_markdown(cfg.model.name, at, result),
         key=artifact_key(cfg.model.name),
         description=f"retrainer policy check for {cfg.model.name}",
     )
-    out: dict[str, Any] = {"model": cfg.model.name, "checked_at": at.isoformat(), **result, "retrain": None}
+    out: dict[str, Any] = {"model": cfg.model.name, "checked_at": at.isoformat(), **result, "retrain": None, "compaction": compaction}
     if result["should_retrain"]:
         out["event_id"] = request_retrain(
             cfg.model.name, config_path=str(Path(config_path).resolve()), reasons=result["reasons"],
