@@ -3,6 +3,7 @@
     .venv/bin/python bench/store.py                     # SQLite + a throwaway PostgreSQL
     .venv/bin/python bench/store.py --rows 200000 --no-pg
     .venv/bin/python bench/store.py --pg-url postgresql://user@host/db   # an existing server
+    .venv/bin/python bench/store.py --compaction --no-pg  # + 1M rows in 200-row batches, read before/after compaction
 
 Ingest goes through Store.log_prediction_frame (validation + dedup insert + feature chunk)
 in batches; the read is Store.features_window over the whole window, all feature columns.
@@ -88,6 +89,46 @@ def run(url: str, label: str, rows: int, batch: int, n_features: int, reads: int
     return out
 
 
+def run_compaction(url: str, label: str, rows: int, batch: int, n_features: int, reads: int) -> dict[str, float]:
+    """A writer that flushes small batches: window read before and after Store.compact_chunks."""
+    specs = [FeatureSpec(name=f"f{j:02d}") for j in range(n_features)]
+    store = Store.open(url, max_batch=max(batch, 50_000))
+    store.init()
+    t = time.perf_counter()
+    for frame in frames(rows, batch, n_features, seed=1):
+        store.log_prediction_frame("small", frame, specs)
+    ingest = time.perf_counter() - t
+    end = T0 + timedelta(seconds=rows)
+    columns = [s.name for s in specs]
+
+    def reads_of() -> list[float]:
+        times = []
+        for _ in range(reads):
+            t = time.perf_counter()
+            window = store.features_window("small", T0, end, columns)
+            times.append(time.perf_counter() - t)
+            assert len(window) == rows
+        return times
+
+    before = reads_of()
+    reference = store.features_window("small", T0, end, columns)
+    t = time.perf_counter()
+    result = store.compact_chunks("small")
+    compact = time.perf_counter() - t
+    after = reads_of()
+    again = store.features_window("small", T0, end, columns)
+    assert again.prediction_ids.tobytes() == reference.prediction_ids.tobytes()
+    assert all(again.columns[c].tobytes() == reference.columns[c].tobytes() for c in columns)
+    store.close()
+    print(
+        f"{label:<11} {rows:,} rows ingested in {batch}-row batches ({ingest:.0f} s, {rows / ingest:,.0f} rows/s) | "
+        f"window read {rows:,} x {n_features} with {result.chunks_before:,} chunks: first {before[0]:.2f} s, "
+        f"median {statistics.median(before):.2f} s | compaction to {result.chunks_after:,} chunks {compact:.1f} s | "
+        f"read after: first {after[0]:.2f} s, median {statistics.median(after):.2f} s (identical arrays)"
+    )
+    return {"before_median_s": statistics.median(before), "after_median_s": statistics.median(after), "compact_s": compact}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -96,16 +137,27 @@ def main() -> None:
     ap.add_argument("--reads", type=int, default=3)
     ap.add_argument("--pg-url", help="use this PostgreSQL database instead of starting a throwaway server")
     ap.add_argument("--no-pg", action="store_true", help="SQLite only")
+    ap.add_argument("--compaction", action="store_true", help="also: 1M rows in small batches, read before/after compaction")
+    ap.add_argument("--small-batch", type=int, default=200, help="batch size of the compaction case")
+    ap.add_argument("--skip-main", action="store_true", help="only the compaction case")
     args = ap.parse_args()
+    cases = ([] if args.skip_main else [run]) + ([run_compaction] if args.compaction else [])
+
+    def bench(url: str, label: str) -> None:
+        for case in cases:
+            batch = args.small_batch if case is run_compaction else args.batch
+            if case is run_compaction and url.startswith("sqlite"):
+                url = url.replace("bench.db", "small.db")
+            case(url, label, args.rows, batch, args.features, args.reads)
 
     print(f"targets: SQLite ingest >= 50,000 rows/s; {args.rows:,} x {args.features} window read well under 2 s")
     print("reference (row-per-record layout, same machine): pandas.read_sql 1M x 20 ~9 s, raw sqlite3 fetch ~3.6 s")
     with tempfile.TemporaryDirectory() as tmp:
-        run(f"sqlite:///{Path(tmp) / 'bench.db'}", "SQLite", args.rows, args.batch, args.features, args.reads)
+        bench(f"sqlite:///{Path(tmp) / 'bench.db'}", "SQLite")
     if args.no_pg:
         return
     if args.pg_url:
-        run(args.pg_url, "PostgreSQL", args.rows, args.batch, args.features, args.reads)
+        bench(args.pg_url, "PostgreSQL")
         return
     from retrainer.store.pgserver import TemporaryPostgres, pg_bindir
 
@@ -113,7 +165,7 @@ def main() -> None:
         print("PostgreSQL   skipped: no initdb/pg_ctl found (pass --pg-url to use a running server)")
         return
     with TemporaryPostgres(durable=True) as pg:  # fsync on: figures comparable to a real server
-        run(pg.url(), "PostgreSQL", args.rows, args.batch, args.features, args.reads)
+        bench(pg.url(), "PostgreSQL")
 
 
 if __name__ == "__main__":

@@ -224,3 +224,21 @@ def test_small_targets(store: Store, target: int) -> None:
     store.compact_chunks("m", target_rows=target)
     assert_same(before, snapshot(store))
     assert store.compact_chunks("m", target_rows=target).groups == 0
+
+
+def test_cli_store_compact(tmp_path, capsys) -> None:
+    import json
+
+    from retrainer.cli import main
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    with Store.open(url) as s:
+        s.init()
+        for start in range(0, 30, 3):
+            s.log_predictions("m", [record(i) for i in range(start, start + 3)], SPECS)
+    capsys.readouterr()
+    assert main(["store", "compact", "--url", url, "--older-than", "0s", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert (row["model"], row["chunks_before"], row["chunks_after"], row["rows"]) == ("m", 10, 1, 30)
+    assert main(["store", "compact", "--url", url, "--model", "m", "--older-than", "0s"]) == 0
+    assert "m: 1 → 1 chunks" in capsys.readouterr().out
