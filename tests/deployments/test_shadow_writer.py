@@ -117,13 +117,20 @@ def test_sampling() -> None:
 def process_runner(sink, *, queue_size=100, **model_kw) -> ShadowRunner:
     source = ShadowModelSource("sqlite:///unused.db", None, "m", (), loader="serving_env:threshold_model",
                                loader_kwargs=model_kw)
-    return ShadowRunner("m", sink=sink.extend, queue_size=queue_size, isolation="process", source=source, nice=5)
+    return ShadowRunner("m", sink=sink.extend, queue_size=queue_size, isolation="process", source=source, nice=0)
 
 
-def test_process_shadow_answers_off_the_server_process_and_never_blocks() -> None:
+def test_process_shadow_answers_never_blocks_and_counts_errors_and_deaths() -> None:
+    # Three shadow processes spawned side by side: a slow one, one that raises, one that dies.
     sink: list[ShadowRecord] = []
+    failing: list[ShadowRecord] = []
+    dying: list[ShadowRecord] = []
     runner = process_runner(sink, queue_size=5, delay=0.3)
-    runner.start()
+    fail, die = process_runner(failing, fail=True), process_runner(dying, die=True)
+    for i in range(5):  # queued before the workers start: one batch each
+        assert fail.offer(job(Model("2"), i)) and die.offer(job(Model("2"), i))
+    for r in (runner, fail, die):
+        r.start()
     runner.warm("3")
     try:
         assert runner.offer(ShadowJob(Model("3"), {"x1": [2.0, -1.0]}, ["a", "b"], "1", [1.0, 1.0], [0.9, 0.8], 0.4, NOW))
@@ -135,32 +142,18 @@ def test_process_shadow_answers_off_the_server_process_and_never_blocks() -> Non
         accepted = [runner.offer(job(Model("3"), i)) for i in range(50)]
         assert time.perf_counter() - t0 < 0.05
         assert runner.stats.dropped == 50 - sum(accepted) >= 40
-        assert runner.wait_idle(60)
+        assert all(r.wait_idle(60) for r in (runner, fail, die))
         live = runner.live()
         assert live["isolation"] == "process" and live["errors"] == 0 and live["process_starts"] == 1
-    finally:
-        runner.close()
-    assert runner._threads == []
 
-
-def test_process_shadow_that_raises_or_dies_is_counted_and_stored() -> None:
-    failing, dying = [], []
-    runners = [process_runner(failing, fail=True), process_runner(dying, die=True)]
-    for i in range(5):  # queued before the workers start: one batch each
-        for r in runners:
-            assert r.offer(job(Model("2"), i))
-    for r in runners:
-        r.start()
-    try:
-        assert all(r.wait_idle(60) for r in runners)
-        fail, die = runners
         assert fail.stats.errors == 5 and len(failing) == 5
         assert all(r.shadow_prediction is None and "exploded" in r.error for r in failing)
         assert die.stats.errors == 5 and die.stats.process_deaths >= 1
         assert all(r.shadow_prediction is None and "died" in r.error for r in dying)
     finally:
-        for r in runners:
+        for r in (runner, fail, die):
             r.close()
+    assert runner._threads == []
 
 
 @dataclass
