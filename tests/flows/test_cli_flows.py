@@ -21,9 +21,10 @@ def run_json(capsys, *argv: str) -> tuple[int, dict]:
 def test_retrain_history_promote_and_rollback(make_world, capsys):
     world = make_world()
     cfg = str(world.config_path)
-    code, first = run_json(capsys, "retrain", "--config", cfg, "--force")
+    at = NOW.isoformat()
+    code, first = run_json(capsys, "retrain", "--config", cfg, "--force", "--at", at)
     assert code == 0 and first["status"] == "success" and first["version"] == "1"
-    code, second = run_json(capsys, "retrain", "--config", cfg, "--reason", "drift")
+    code, second = run_json(capsys, "retrain", "--config", cfg, "--reason", "drift", "--at", at)
     assert code == 0 and second["status"] == "success" and second["reasons"] == ["drift"]
     assert set(second["champion_metrics"]) == {"accuracy", "f1", "precision", "recall", "roc_auc"}
 
@@ -51,7 +52,7 @@ def test_monitor_json_has_the_seed_shape(make_world, capsys):
 
 def test_promote_of_an_unknown_version_is_a_clear_error(make_world, capsys):
     world = make_world()
-    main(["retrain", "--config", str(world.config_path), "--force", "--json"])
+    main(["retrain", "--config", str(world.config_path), "--force", "--at", NOW.isoformat(), "--json"])
     capsys.readouterr()
     assert main(["promote", "9", "--config", str(world.config_path)]) == 2
     assert "has no version 9" in capsys.readouterr().err

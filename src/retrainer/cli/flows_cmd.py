@@ -53,12 +53,14 @@ def retrain_cmd(
     config: Path = ConfigOption,
     force: bool = typer.Option(False, "--force", help="Retrain even if no trigger fires (reason: manual)."),
     reason: list[str] = typer.Option([], "--reason", help="Trigger label(s) to record as the reason."),
+    at: str | None = typer.Option(None, "--at", help="Train on data up to this instant (default: now)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Run the retrain flow: train, evaluate against the champion, gate, register, roll out."""
     from retrainer.flows.retrain import retrain
 
-    result = retrain(config_path=str(config), reasons=list(reason), force=force)
+    now = parse_instant(at, "--at") if at else None
+    result = retrain(config_path=str(config), reasons=list(reason), force=force, now=now)
     emit(result, as_json, _render_retrain)
     if result["status"] == "failed":
         raise typer.Exit(1)
