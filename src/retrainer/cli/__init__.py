@@ -39,7 +39,7 @@ def _register_commands() -> None:
     # Each module adds its own commands/sub-apps to `app`.
     from retrainer.cli import config_cmd, store_cmd, triggers_cmd  # noqa: F401
     from retrainer.cli import ab_cmd, serve_cmd, shadow_cmd  # noqa: F401
-    from retrainer.cli import flows_cmd  # noqa: F401
+    from retrainer.cli import demo_cmd, flows_cmd  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

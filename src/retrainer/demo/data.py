@@ -2,7 +2,8 @@
 through, and labels that arrive days after the prediction. Nothing is downloaded.
 
 The drift is both covariate shift (incomes fall, debt ratios rise, the regional mix moves) and
-concept drift (after the onset, debt hurts more and one product turns risky), so a model trained
+concept drift (after the onset, debt matters less, one product turns risky, and age and the number of
+credit lines reverse their effects), so a model trained
 before the onset measurably loses accuracy after it, and retraining on fresh data wins it back.
 """
 
@@ -67,8 +68,8 @@ def _default_probability(x: pd.DataFrame, drifted: np.ndarray) -> np.ndarray:
         -0.6
         + np.where(drifted, 8.0, 24.0) * (x["debt_ratio"].to_numpy() - 0.3)
         - 7.0 * (np.log(x["income"].to_numpy()) - 10.8)
-        - 0.05 * (x["age"].to_numpy() - 40)
-        + 0.5 * (x["credit_lines"].to_numpy() - 4)
+        + np.where(drifted, 0.12, -0.05) * (x["age"].to_numpy() - 40)
+        + np.where(drifted, -0.9, 0.5) * (x["credit_lines"].to_numpy() - 4)
         - 0.01 * np.nan_to_num(x["months_employed"].to_numpy(), nan=60.0)
         + np.where((x["product"].to_numpy() == "card") & drifted, 3.0, 0.0)
         + np.where(x["region"].to_numpy() == "south", 1.0, 0.0)

@@ -74,6 +74,9 @@ class PerformanceTrigger(Trigger):
         )
         min_labels: int = Field(200, ge=1, description="Fewer labels than this: insufficient_data.")
         positive_label: float = Field(1.0, description="The positive class for f1/precision/recall/roc_auc.")
+        champion_only: bool = Field(
+            True, description="Score only the champion's own predictions (a new champion is not blamed for its predecessor's)."
+        )
 
         @field_validator("window")
         @classmethod
@@ -94,7 +97,8 @@ class PerformanceTrigger(Trigger):
 
     def evaluate(self, ctx: TriggerContext) -> Decision:
         p = self.params
-        w = ctx.labelled(p.window)
+        version = ctx.champion.version if p.champion_only and ctx.champion is not None else None
+        w = ctx.labelled(p.window, model_version=version)
         y_true, y_pred = np.asarray(w.y_true, float), np.asarray(w.y_pred, float)
         known = np.isfinite(y_true) & np.isfinite(y_pred)
         n = int(known.sum())

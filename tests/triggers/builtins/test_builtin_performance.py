@@ -77,3 +77,25 @@ def test_labels_arriving_after_now_are_not_used():
 def test_seed_defaults():
     p = PerformanceTrigger().params
     assert p.thresholds == {"accuracy": 0.85, "f1": 0.70}
+
+
+def test_a_new_champion_is_judged_on_its_own_predictions():
+    from retrainer.triggers.context import ChampionInfo
+
+    rng = np.random.default_rng(3)
+    n = 600
+    y = rng.integers(0, 2, size=n).astype(float)
+    old_wrong = rng.random(n) < 0.4  # the old champion (v1) was right 60% of the time
+    frame = {
+        "ts": [NOW - timedelta(hours=1 + i * 0.2) for i in range(n)],
+        "model_version": ["1"] * (n // 2) + ["2"] * (n // 2),
+        "y_true": y,
+        "y_pred": np.where(np.arange(n) < n // 2, np.where(old_wrong, 1 - y, y), y),  # v2 is always right
+        "score": np.full(n, np.nan),
+        "labelled_at": [NOW - timedelta(minutes=1)] * n,
+    }
+    trigger = PerformanceTrigger({"thresholds": {"accuracy": 0.85}, "min_labels": 100})
+    ctx = make_context(frame, now=NOW, champion=ChampionInfo(version="2"))
+    assert trigger.evaluate(ctx).fired is False and trigger.evaluate(ctx).value == 1.0
+    blended = PerformanceTrigger({"thresholds": {"accuracy": 0.85}, "min_labels": 100, "champion_only": False})
+    assert blended.evaluate(ctx).fired is True

@@ -1,0 +1,83 @@
+"""``retrainer demo``: the whole loop from nothing, on embedded defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from retrainer.cli import app
+from retrainer.cli.common import JsonOption
+from retrainer.cli.output import console, emit
+
+
+@app.command("demo")
+def demo(
+    workdir: Path = typer.Option(Path("demo-out"), "--workdir", help="Where the demo writes everything."),
+    days: int = typer.Option(40, help="Days in the simulated stream."),
+    rows_per_day: int = typer.Option(200, help="Requests per simulated day."),
+    drift_day: int = typer.Option(22, help="The day the data starts to drift."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Simulate a model in production: traffic, late labels, drift, retrain, shadow, A/B, promotion."""
+    import os
+
+    # The story is told by the progress bars and the summary; Prefect's per-run INFO lines and its
+    # telemetry (no network here) would drown it.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from retrainer.demo.runner import DemoSpec, run_demo
+
+    spec = DemoSpec(days=days, rows_per_day=rows_per_day, drift_day=drift_day)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console if not as_json else None, transient=as_json, disable=as_json)
+    tasks: dict[str, Any] = {}
+
+    def step(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = progress.add_task(label, total=total)
+        progress.update(tasks[label], completed=done, total=total)
+
+    with progress:
+        result = run_demo(workdir, spec, progress=step)
+    summary = demo_summary(result)
+
+    def render(s: dict[str, Any]) -> None:
+        console.print(f"\n[bold]retrainer demo[/] — {s['days_simulated']} days simulated, drift from day {s['drift_day']}")
+        for label, fired in s["trigger_fires"].items():
+            console.print(f"  {label:<12} fired on days {fired or 'never'}")
+        console.print(f"  versions registered: {s['versions_registered']}; promoted: {s['versions_promoted']}")
+        console.print("  A/B verdicts: " + (", ".join(f"test {k}: {v}" for k, v in s["ab_verdicts"].items()) or "none"))
+        for name, path in s["reports"].items():
+            console.print(f"  {name}: {path}")
+
+    emit(summary, as_json, render)
+
+
+def demo_summary(result: Any) -> dict[str, Any]:
+    from retrainer.store import Store
+
+    with Store.open(f"sqlite:///{result.workdir.resolve() / 'retrainer.db'}") as store:
+        ledger = store.ledger(_model_name(result))
+    return {
+        "workdir": str(result.workdir),
+        "days_simulated": result.spec.days - result.spec.history_days,
+        "drift_day": result.spec.drift_day,
+        "trigger_fires": result.fires(),
+        "retrains": [{k: r.get(k) for k in ("day", "status", "version", "reasons")} for r in result.retrains],
+        "versions_registered": [r["version"] for r in result.retrains if r.get("version")],
+        "versions_promoted": [e.to_version for e in ledger if e.action == "promote"],
+        # The last look at each A/B test: the verdict it ended with (or has so far).
+        "ab_verdicts": {str(a["ab_test_id"]): a["verdict"] for a in result.ab},
+        "ledger": [{"action": e.action, "from": e.from_version, "to": e.to_version, "at": e.at.isoformat()} for e in ledger],
+        "reports": result.reports,
+    }
+
+
+def _model_name(result: Any) -> str:
+    from retrainer.config import load_config
+
+    return load_config(result.config_path).model.name

@@ -1,0 +1,228 @@
+"""`retrainer demo`: the whole loop, from nothing, on embedded defaults.
+
+A simulated calendar drives the real components: traffic goes through the prediction service's
+HTTP app (router, inference log, shadow, A/B), labels come back through ``/feedback`` days
+later, the warehouse receives the rows whose labels have matured, and at the end of every day
+the monitor flow decides; when it fires, the retrain flow trains, gates, registers and stages a
+challenger, which is shadowed, then A/B-tested, then promoted — the same code paths as
+``retrainer serve``, ``retrainer monitor``, ``retrainer retrain``, ``retrainer shadow`` and
+``retrainer ab``. Nothing is mocked; only the clock is simulated.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from retrainer.config import RetrainerConfig, load_config
+from retrainer.demo.data import FEATURES, StreamSpec, generate_stream
+from retrainer.demo.world import demo_config, write_config, write_warehouse
+from retrainer.errors import ConfigError
+
+MARKER = ".retrainer-demo"
+# What a previous demo run leaves behind; only these are removed when the workdir is reused.
+_OWN_FILES = ("retrainer.yaml", "retrainer.db", "mlflow.db", "warehouse.db", "mlartifacts", "report", MARKER)
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """The size of the story. The defaults run in a few minutes on two cores."""
+
+    days: int = 40
+    rows_per_day: int = 200
+    drift_day: int = 22
+    history_days: int = 14  # labelled history the first model is trained on
+    seed: int = 7
+    max_ab_days: int = 8
+
+    def stream(self) -> StreamSpec:
+        return StreamSpec(days=self.days, rows_per_day=self.rows_per_day, drift_day=self.drift_day, seed=self.seed)
+
+
+def demo_settings() -> dict[str, Any]:
+    """The demo's retrainer.yaml: shadow first, then an A/B test, then promotion."""
+    return demo_config(
+        rollout={
+            "mode": "shadow",
+            "latency_budget_ms": 250,
+            "shadow": {"sample": 1.0, "duration": "1d", "min_agreement": 0.6},
+            "ab": {"split": 0.5, "min_detectable_effect": 0.05, "sequential": True, "salt": "demo"},
+        },
+        # Drift alone is a reason to look, not to retrain: wait until a second signal
+        # (performance on the labels that have come back) agrees, three checks in a row, so the
+        # new model is trained on enough of the new world.
+        policy={"mode": "at_least", "k": 2, "consecutive": 3, "cooldown": "4d"},
+        data={"window": "5d", "min_rows": 300},
+    )
+
+
+@dataclass
+class DayRecord:
+    day: int
+    at: datetime
+    monitor: dict[str, Any]
+    events: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DemoResult:
+    workdir: Path
+    config_path: Path
+    spec: DemoSpec
+    days: list[DayRecord] = field(default_factory=list)
+    retrains: list[dict[str, Any]] = field(default_factory=list)
+    ab: list[dict[str, Any]] = field(default_factory=list)
+    shadow: list[dict[str, Any]] = field(default_factory=list)
+    reports: dict[str, str] = field(default_factory=dict)
+
+    def fires(self) -> dict[str, list[int]]:
+        """Trigger label -> the days it fired (a fire is a trigger's own verdict, policy aside)."""
+        out: dict[str, list[int]] = {}
+        for d in self.days:
+            for label, check in d.monitor["checks"].items():
+                out.setdefault(label, [])
+                if check["fired"]:
+                    out[label].append(d.day)
+        return out
+
+
+def prepare_workdir(workdir: Path) -> None:
+    """Use ``workdir`` if it is empty, new, or a previous demo's; never wipe anything else."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    entries = list(workdir.iterdir())
+    if entries and not (workdir / MARKER).exists():
+        raise ConfigError(
+            f"{workdir} is not empty and was not made by `retrainer demo`: pass --workdir with a new or empty directory"
+        )
+    for name in _OWN_FILES:
+        path = workdir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    (workdir / MARKER).write_text("made by `retrainer demo`; rerunning the demo replaces this directory's demo files\n")
+
+
+class SimulatedClock:
+    """The demo's notion of now; the prediction service stamps predictions and labels with it."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@contextmanager
+def _service(cfg: RetrainerConfig, clock: SimulatedClock) -> Iterator[tuple[Any, Any]]:
+    """The real prediction service and its HTTP app, in process (no socket needed)."""
+    from fastapi.testclient import TestClient
+
+    from retrainer.deployments.app import create_app
+    from retrainer.deployments.serving import PredictionService
+
+    service = PredictionService.from_config(cfg, reload_interval=3600, clock=clock)
+    app = create_app(service)
+    with TestClient(app, raise_server_exceptions=True) as client:
+        yield service, client
+
+
+def run_demo(
+    workdir: Path,
+    spec: DemoSpec = DemoSpec(),
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> DemoResult:
+    """Run the story in ``workdir`` and write its report there."""
+    from retrainer.demo.rollout import Rollout
+    from retrainer.flows.monitor import monitor
+    from retrainer.flows.retrain import retrain
+    from retrainer.store import Store
+
+    prepare_workdir(workdir)
+    config_path = write_config(workdir, demo_settings())
+    cfg = load_config(config_path)
+    result = DemoResult(workdir=workdir, config_path=config_path, spec=spec)
+    stream = generate_stream(spec.stream())
+    start = spec.stream().start
+    day_of = ((stream["ts"] - pd.Timestamp(start)).dt.total_seconds() // 86400).astype(int)
+    label_day = ((stream["label_ts"] - pd.Timestamp(start)).dt.total_seconds() // 86400).astype(int)
+    step = progress or (lambda *_: None)
+
+    with Store.open(cfg.store.url) as store:
+        store.init()
+    # History: the labelled rows that had matured when the first model was trained.
+    t0 = start + timedelta(days=spec.history_days)
+    write_warehouse(cfg.data.source.url, stream[label_day < spec.history_days])
+    step("training the first model", 0, 1)
+    first = retrain(config_path=str(config_path), force=True, reasons=["initial"], now=t0)
+    result.retrains.append({"day": spec.history_days, **first})
+    step("training the first model", 1, 1)
+
+    clock = SimulatedClock(t0)
+    store = Store.open(cfg.store.url)
+    rollout = Rollout(cfg, store, config_path)
+    with _service(cfg, clock) as (service, client):
+        for day in range(spec.history_days, spec.days):
+            step("simulating days", day - spec.history_days, spec.days - spec.history_days)
+            _traffic(client, clock, stream[day_of == day])
+            matured = stream[label_day == day]
+            clock.now = start + timedelta(days=day + 1)
+            _feedback(client, matured)
+            write_warehouse(cfg.data.source.url, matured)
+            service.writer.flush()
+            service.shadow.wait_idle()
+            service.writer.flush()  # the shadow's comparisons, handed to the writer while we waited
+            now = clock.now
+            # Decide the rollout in flight first: the check then sees the champion that serves tomorrow.
+            events = rollout.advance(now, spec.max_ab_days, result)
+            service.router.refresh()
+            checked = monitor(config_path=str(config_path), now=now)
+            record = DayRecord(day=day, at=now, monitor=checked, events=events)
+            if checked["should_retrain"] and rollout.active():
+                record.events.append("retrain wanted, but a challenger is still in rollout")
+            elif checked["should_retrain"]:
+                out = retrain(config_path=str(config_path), reasons=list(checked["reasons"]), now=now)
+                result.retrains.append({"day": day, **out})
+                record.events.append(f"retrain ({', '.join(checked['reasons'])}) -> {out['status']}"
+                                     + (f", version {out['version']}" if out.get("version") else ""))
+                if out["status"] == "success":
+                    record.events += rollout.begin_shadow(now, out["version"])
+            service.router.refresh()
+            result.days.append(record)
+        step("simulating days", spec.days - spec.history_days, spec.days - spec.history_days)
+    store.close()
+
+    from retrainer.demo.report import write_report
+
+    step("writing the report", 0, 1)
+    result.reports = write_report(result, stream, cfg)
+    step("writing the report", 1, 1)
+    return result
+
+
+def _traffic(client: Any, clock: SimulatedClock, rows: pd.DataFrame) -> None:
+    """Each row is one request at its own time, for its own customer (the A/B unit)."""
+    names = [f.name for f in FEATURES]
+    records = rows[names].astype(object).where(rows[names].notna(), None).to_dict("records")
+    for ts, rid, unit, features in zip(rows["ts"], rows["request_id"], rows["unit_id"], records):
+        clock.now = ts.to_pydatetime(warn=False)
+        response = client.post("/predict", json={"features": features, "unit_id": unit, "request_id": rid})
+        if response.status_code != 200:
+            raise RuntimeError(f"/predict answered {response.status_code}: {response.text}")
+
+
+def _feedback(client: Any, rows: pd.DataFrame, batch: int = 500) -> None:
+    labels = [{"request_id": rid, "label": float(y), "ts": ts.isoformat()}
+              for rid, y, ts in zip(rows["request_id"], rows["label"], rows["label_ts"])]
+    for i in range(0, len(labels), batch):
+        response = client.post("/feedback", json={"labels": labels[i:i + batch]})
+        if response.status_code != 200:
+            raise RuntimeError(f"/feedback answered {response.status_code}: {response.text}")

@@ -1,0 +1,59 @@
+"""`retrainer demo` in a temporary directory, smaller: the story it tells must be true."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from retrainer.cli import main
+
+pytestmark = pytest.mark.slow
+DRIFT_DAY = 18
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> dict:
+    workdir = tmp_path_factory.mktemp("demo")
+    import io
+    from contextlib import redirect_stdout
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = main(["demo", "--workdir", str(workdir), "--days", "36", "--drift-day", str(DRIFT_DAY),
+                     "--rows-per-day", "200", "--json"])
+    assert code == 0, out.getvalue()[-3000:]
+    return json.loads(out.getvalue())
+
+
+def test_no_fire_before_the_drift_and_drift_among_the_reasons_after_it(demo):
+    fires = demo["trigger_fires"]
+    assert all(day >= DRIFT_DAY for days in fires.values() for day in days), fires
+    assert fires["drift"] and fires["performance"]
+    policy_retrains = [r for r in demo["retrains"] if r["reasons"] != ["initial"]]
+    assert policy_retrains, demo["retrains"]
+    assert all(r["day"] >= DRIFT_DAY for r in policy_retrains)
+    assert "drift" in policy_retrains[0]["reasons"]
+
+
+def test_a_new_version_is_registered_shadowed_ab_tested_and_promoted(demo):
+    assert demo["versions_registered"][0] == "1"
+    assert len(demo["versions_registered"]) >= 2
+    assert demo["versions_promoted"][0] == "1" and len(demo["versions_promoted"]) >= 2, demo["ledger"]
+    actions = [e["action"] for e in demo["ledger"]]
+    for step in ("shadow_start", "shadow_stop", "ab_start", "ab_stop"):
+        assert step in actions
+    assert actions.index("shadow_start") < actions.index("ab_start") < len(actions) - 1 - actions[::-1].index("promote")
+    assert "promote_challenger" in demo["ab_verdicts"].values(), demo["ab_verdicts"]
+
+
+def test_the_report_files_exist_and_the_png_is_a_valid_image(demo):
+    reports = demo["reports"]
+    with Image.open(reports["timeline"]) as png:
+        png.verify()
+        assert png.format == "PNG" and png.size[0] > 600
+    html = open(reports["drift_report"], encoding="utf-8").read()
+    assert "<html" in html.lower() and len(html) > 10_000
+    summary = open(reports["summary"], encoding="utf-8").read()
+    assert "## When each trigger fired" in summary and "promote_challenger" in summary
