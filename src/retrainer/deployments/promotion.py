@@ -233,7 +233,7 @@ def _mirror(registry: Registry, version: str) -> None:
 
 
 # Registry and store calls: a transient failure is worth a retry, and every step is safe to repeat
-# (a repeated promote finds the champion already moved and ends superseded, never twice promoted).
+# (a retried promote that already went through finishes; a lost race ends superseded, never twice promoted).
 promote_task = io_task(promote, name="promote")
 rollback_task = io_task(rollback, name="rollback")
 reject_task = io_task(reject, name="reject")

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from retrainer.durations import Duration
+from retrainer.durations import PositiveDuration
 from retrainer.triggers.base import Trigger
 from retrainer.triggers.context import TriggerContext
 from retrainer.triggers.decision import Decision
@@ -29,14 +29,7 @@ class DataVolumeTrigger(Trigger):
 
     class Params(Trigger.Params):
         min_samples: int = Field(1000, ge=1, description="New labelled rows needed to fire.")
-        lookback: Duration = Field(timedelta(days=30), description="Count no further back than this.")
-
-        @field_validator("lookback")
-        @classmethod
-        def _positive(cls, v: timedelta) -> timedelta:
-            if v <= timedelta(0):
-                raise ValueError("`lookback` must be positive")
-            return v
+        lookback: PositiveDuration = Field(timedelta(days=30), description="Count no further back than this.")
 
     def evaluate(self, ctx: TriggerContext) -> Decision:
         p = self.params

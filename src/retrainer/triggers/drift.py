@@ -42,9 +42,9 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from retrainer.durations import Duration, format_duration
+from retrainer.durations import PositiveDuration, format_duration
 from retrainer.errors import TriggerError
 from retrainer.profiles import load_reference_profile
 from retrainer.stats import FeatureDriftResult, NumericReference, Reference, dataset_drift
@@ -62,7 +62,7 @@ class DriftTrigger(Trigger):
     name = "drift"
 
     class Params(Trigger.Params):
-        window: Duration = Field(timedelta(days=1), description="Compare predictions made within this.")
+        window: PositiveDuration = Field(timedelta(days=1), description="Compare predictions made within this.")
         features: list[str] | None = Field(None, description="Features to check (default: all in the reference).")
         statistic: Literal["psi", "pvalue", "distance"] = Field("psi", description="What makes a feature drifted.")
         psi_threshold: float = Field(0.25, gt=0, description="statistic psi: PSI above this is drift.")
@@ -82,13 +82,6 @@ class DriftTrigger(Trigger):
             200_000, ge=1000, description="Compare a fixed-seed random subset of at most this many window rows "
             "(None: all). KS power is capped by the reference sample anyway; PSI noise at 200k is ~1e-4.",
         )
-
-        @field_validator("window")
-        @classmethod
-        def _positive(cls, v: timedelta) -> timedelta:
-            if v <= timedelta(0):
-                raise ValueError("`window` must be positive")
-            return v
 
     # -- per-feature verdicts ----------------------------------------------------------------
 

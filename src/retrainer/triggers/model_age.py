@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from retrainer.durations import Duration, format_duration
+from retrainer.durations import PositiveDuration, format_duration
 from retrainer.triggers.base import Trigger
 from retrainer.triggers.context import TriggerContext
 from retrainer.triggers.decision import Decision
@@ -35,14 +35,7 @@ class ModelAgeTrigger(Trigger):
     name = "model_age"
 
     class Params(Trigger.Params):
-        max_age: Duration = Field(timedelta(days=90), description="Oldest a production model may be.")
-
-        @field_validator("max_age")
-        @classmethod
-        def _positive(cls, v: timedelta) -> timedelta:
-            if v <= timedelta(0):
-                raise ValueError("`max_age` must be positive")
-            return v
+        max_age: PositiveDuration = Field(timedelta(days=90), description="Oldest a production model may be.")
 
     def evaluate(self, ctx: TriggerContext) -> Decision:
         champ = ctx.champion

@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import Field, field_validator
 from scipy.stats import rankdata
 
-from retrainer.durations import Duration, format_duration
+from retrainer.durations import PositiveDuration, format_duration
 from retrainer.triggers.base import Trigger
 from retrainer.triggers.context import TriggerContext
 from retrainer.triggers.decision import Decision
@@ -67,7 +67,7 @@ class PerformanceTrigger(Trigger):
     name = "performance"
 
     class Params(Trigger.Params):
-        window: Duration = Field(timedelta(days=7), description="Predictions made within this, labelled by now.")
+        window: PositiveDuration = Field(timedelta(days=7), description="Predictions made within this, labelled by now.")
         thresholds: dict[Metric, float] = Field(
             default_factory=lambda: {"accuracy": 0.85, "f1": 0.70},
             description="Floor per metric (accuracy, f1, precision, recall, roc_auc); below it fires.",
@@ -77,13 +77,6 @@ class PerformanceTrigger(Trigger):
         champion_only: bool = Field(
             True, description="Score only the champion's own predictions (a new champion is not blamed for its predecessor's)."
         )
-
-        @field_validator("window")
-        @classmethod
-        def _positive(cls, v: timedelta) -> timedelta:
-            if v <= timedelta(0):
-                raise ValueError("`window` must be positive")
-            return v
 
         @field_validator("thresholds")
         @classmethod
