@@ -265,6 +265,9 @@ class MlflowConfig(_Model):
     registry_uri: str | None = Field(None, description="Defaults to the tracking URI.")
     experiment: str | None = Field(None, description="Default: retrainer/<model name>.")
     artifact_location: str | None = Field(None, description="Default: ./mlartifacts next to the config.")
+    drift_report: bool = Field(
+        True, description="Attach an Evidently drift report (training data vs the latest holdout) to each new version."
+    )
 
 
 class StoreConfig(_Model):

@@ -35,8 +35,10 @@ def test_first_retrain_trains_registers_and_promotes(make_world):
     assert (run.status, run.version, run.finished_at) == ("success", "1", NOW)
     profile = store.reference_profile(reg.model_name, "1")
     assert set(profile["features"]) == set(world.cfg.data.feature_names)
-    tags = reg.get_version("1").tags
-    assert tags["retrainer.idempotency_key"].startswith("flow-run-")
+    mv = reg.get_version("1")
+    assert mv.tags["retrainer.idempotency_key"].startswith("flow-run-")
+    [report] = reg.client.list_artifacts(mv.run_id, "reports")
+    assert report.path == "reports/drift_report.html" and report.file_size > 10_000  # Evidently's HTML
 
 
 def test_gate_rejects_a_weaker_candidate_and_registers_nothing(make_world):

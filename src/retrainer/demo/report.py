@@ -37,16 +37,13 @@ def _drift_window(result: Any, stream: pd.DataFrame) -> tuple[pd.Timestamp, pd.T
 def write_drift_report(stream: pd.DataFrame, window: tuple[pd.Timestamp, pd.Timestamp], history_days: int,
                        path: Path) -> None:
     """Evidently's data drift preset: the first model's training data against the drift window."""
-    from evidently import Report
-    from evidently.presets import DataDriftPreset
+    from retrainer.tasks.report import evidently_drift_report
 
     names = [f.name for f in FEATURES]
     start = stream["ts"].min()
     reference = stream.loc[stream["ts"] < start + pd.Timedelta(days=history_days), names]
     current = stream.loc[(stream["ts"] >= window[0]) & (stream["ts"] < window[1]), names]
-    snapshot = Report([DataDriftPreset()]).run(current_data=current.reset_index(drop=True),
-                                               reference_data=reference.reset_index(drop=True))
-    snapshot.save_html(str(path))
+    evidently_drift_report(reference, current, path)
 
 
 def plot_timeline(result: Any, path: Path) -> None:

@@ -164,6 +164,17 @@ def _steps(cfg: RetrainerConfig, store: Any, result: RetrainResult, *, now: date
     profile = build_reference_profile(
         data.X_train, cfg.data.features, model_version=None, registered_at=now
     )
+    artifacts = {}
+    if cfg.mlflow.drift_report:
+        import tempfile
+
+        from retrainer.tasks.report import evidently_drift_report_task
+
+        # What the new model learnt from vs the latest data, the slice that made this run worth doing.
+        report_dir = Path(tempfile.mkdtemp(prefix="retrainer-report-"))
+        artifacts["reports"] = evidently_drift_report_task(
+            data.X_train, data.X_holdout, report_dir / "drift_report.html"
+        )
     registered = register_candidate_task(
         candidate,
         registry=registry,
@@ -179,6 +190,7 @@ def _steps(cfg: RetrainerConfig, store: Any, result: RetrainResult, *, now: date
         flow_run_id=result.flow_run_id,
         input_example=data.X_holdout.head(5),
         reference_profile=profile,
+        extra_artifacts=artifacts,
     )
     version = str(registered.version)
     result.version = version
