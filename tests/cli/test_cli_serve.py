@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,21 +20,9 @@ from retrainer.registry import CHALLENGER, CHAMPION, Registry
 from retrainer.store import LabelRecord, PredictionRecord, Store
 
 
-def _template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    template = tmp_path_factory.getbasetemp() / "mlflow-template.db"
-    if not template.exists():
-        staging = template.with_suffix(f".staging-{uuid.uuid4().hex[:6]}")
-        MlflowClient(tracking_uri=f"sqlite:///{staging}").search_experiments()
-        try:
-            staging.rename(template)
-        except OSError:
-            pass
-    return template
-
-
 @pytest.fixture
-def setup(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory):
-    shutil.copy(_template(tmp_path_factory), tmp_path / "mlflow.db")
+def setup(tmp_path: Path, mlflow_db_template: Path):
+    shutil.copy(mlflow_db_template, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     name = "cli-model"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # never MLflow's process-global default

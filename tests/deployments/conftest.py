@@ -7,19 +7,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serving_env import WINDOW, Env, make_data, make_model, mlflow_db_template
+from serving_env import WINDOW, Env, make_data, make_model
 
 from retrainer.registry import CHAMPION, Registry
 from retrainer.store import Store
 
 
 @pytest.fixture(scope="session")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
+def env(tmp_path_factory: pytest.TempPathFactory, mlflow_db_template: Path) -> Env:
     """One registered model with versions 1 (champion), 2 and 3 (different fits)."""
     from retrainer.tasks.register import register_candidate
 
     root = tmp_path_factory.mktemp("serving-mlflow")
-    shutil.copy(mlflow_db_template(tmp_path_factory), root / "mlflow.db")
+    shutil.copy(mlflow_db_template, root / "mlflow.db")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     registry = Registry(uri, model_name="served-model", artifact_location=root / "artifacts")
     versions = []

@@ -8,7 +8,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,8 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pytest
-from mlflow import MlflowClient
 
 from retrainer.config import RetrainerConfig, parse_config
 from retrainer.registry import Registry
@@ -31,19 +28,6 @@ FEATURES = [
     {"name": "colour", "type": "categorical", "nullable": True},
 ]
 WINDOW = (datetime(2025, 5, 1, tzinfo=UTC), datetime(2025, 6, 1, tzinfo=UTC))
-
-
-def mlflow_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty, migrated MLflow database made once per session (same file as tests/test_registry.py)."""
-    template = tmp_path_factory.getbasetemp() / "mlflow-template.db"
-    if not template.exists():
-        staging = template.with_suffix(f".staging-{uuid.uuid4().hex[:6]}")
-        MlflowClient(tracking_uri=f"sqlite:///{staging}").search_experiments()
-        try:
-            staging.rename(template)
-        except OSError:
-            pass
-    return template
 
 
 def make_data(n: int = 400, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:

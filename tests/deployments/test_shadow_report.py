@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 from mlflow import MlflowClient
-from serving_env import mlflow_db_template
 
 from retrainer.cli import main
 from retrainer.deployments.promotion import promote
@@ -20,8 +19,8 @@ from retrainer.store import ShadowRecord, Store
 
 
 @pytest.fixture
-def world(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory):
-    shutil.copy(mlflow_db_template(tmp_path_factory), tmp_path / "mlflow.db")
+def world(tmp_path: Path, mlflow_db_template: Path):
+    shutil.copy(mlflow_db_template, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_registered_model("rep-model")
