@@ -13,6 +13,7 @@ compare-and-set against the champion this run evaluated against, so a run that l
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -164,34 +165,33 @@ def _steps(cfg: RetrainerConfig, store: Any, result: RetrainResult, *, now: date
     profile = build_reference_profile(
         data.X_train, cfg.data.features, model_version=None, registered_at=now
     )
-    artifacts = {}
-    if cfg.mlflow.drift_report:
-        import tempfile
+    # The report only has to live until MLflow has copied it into the run's artifacts.
+    with tempfile.TemporaryDirectory(prefix="retrainer-report-") as report_dir:
+        artifacts = {}
+        if cfg.mlflow.drift_report:
+            from retrainer.tasks.report import evidently_drift_report_task
 
-        from retrainer.tasks.report import evidently_drift_report_task
-
-        # What the new model learnt from vs the latest data, the slice that made this run worth doing.
-        report_dir = Path(tempfile.mkdtemp(prefix="retrainer-report-"))
-        artifacts["reports"] = evidently_drift_report_task(
-            data.X_train, data.X_holdout, report_dir / "drift_report.html"
+            # What the new model learnt from vs the latest data, the slice that made this run worth doing.
+            artifacts["reports"] = evidently_drift_report_task(
+                data.X_train, data.X_holdout, Path(report_dir) / "drift_report.html"
+            )
+        registered = register_candidate_task(
+            candidate,
+            registry=registry,
+            idempotency_key=f"flow-run-{result.flow_run_id}",
+            metrics={
+                **{f"candidate_{k}": v for k, v in result.candidate_metrics.items()},
+                **{f"champion_{k}": v for k, v in (result.champion_metrics or {}).items()},
+                "train_samples": data.train_samples,
+                "holdout_samples": data.holdout_samples,
+            },
+            reasons=result.reasons,
+            data_window=(data.window_start, data.window_end),
+            flow_run_id=result.flow_run_id,
+            input_example=data.X_holdout.head(5),
+            reference_profile=profile,
+            extra_artifacts=artifacts,
         )
-    registered = register_candidate_task(
-        candidate,
-        registry=registry,
-        idempotency_key=f"flow-run-{result.flow_run_id}",
-        metrics={
-            **{f"candidate_{k}": v for k, v in result.candidate_metrics.items()},
-            **{f"champion_{k}": v for k, v in (result.champion_metrics or {}).items()},
-            "train_samples": data.train_samples,
-            "holdout_samples": data.holdout_samples,
-        },
-        reasons=result.reasons,
-        data_window=(data.window_start, data.window_end),
-        flow_run_id=result.flow_run_id,
-        input_example=data.X_holdout.head(5),
-        reference_profile=profile,
-        extra_artifacts=artifacts,
-    )
     version = str(registered.version)
     result.version = version
     store.save_reference_profile(name, version, {**profile, "model_version": version})
