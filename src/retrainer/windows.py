@@ -11,6 +11,10 @@ Semantics every implementation follows (``retrainer.testing.InMemoryWindowSource
 * rows come back sorted by ``ts``; ``ts`` is float64 epoch seconds (no timezone to get wrong);
 * numeric columns are float64 (NaN = missing), categorical ones object arrays (None = missing);
 * all datetimes passed in are timezone-aware.
+
+A source may also know the model's past retrains (:class:`RetrainHistorySource`, optional so
+that sources written before it keep working): ``retrain_history`` returns the runs that had
+*finished* at or before ``as_of``, most recent first.
 """
 
 from __future__ import annotations
@@ -61,6 +65,27 @@ class LabelledWindow:
         return len(self) / self.n_predictions if self.n_predictions else 0.0
 
 
+@dataclass(frozen=True)
+class RetrainRecord:
+    """One past retrain that trained a model, as a trigger sees it.
+
+    ``at`` is when the run finished (its outcome was known from then on, tz-aware);
+    ``metrics`` are the fresh candidate's holdout metrics (accuracy, f1, ...), whatever the gate
+    then decided; ``duration_s`` is the run's measured duration in seconds (None when unknown).
+    """
+
+    at: datetime
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    duration_s: float | None = None
+    status: str = "success"
+    version: str | None = None
+
+    def metric(self, name: str) -> float | None:
+        """The candidate's holdout ``name``, or None when the run did not record it."""
+        value = self.metrics.get(name)
+        return None if value is None else float(value)
+
+
 @runtime_checkable
 class WindowSource(Protocol):
     """What a trigger may read from the store. Read-only; every call is a pure query."""
@@ -90,4 +115,15 @@ class WindowSource(Protocol):
     ) -> int: ...
 
 
-__all__ = ["FeatureWindow", "LabelledWindow", "WindowSource"]
+@runtime_checkable
+class RetrainHistorySource(Protocol):
+    """A :class:`WindowSource` that also knows past retrains (the store, the fakes, the simulator).
+
+    Only runs that trained a model count (success, no_improvement, superseded), and only those
+    finished at or before ``as_of``; most recent first, at most ``limit``.
+    """
+
+    def retrain_history(self, model_name: str, *, as_of: datetime, limit: int = 10) -> Sequence[RetrainRecord]: ...
+
+
+__all__ = ["FeatureWindow", "LabelledWindow", "RetrainHistorySource", "RetrainRecord", "WindowSource"]

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from retrainer.errors import StoreError
 from retrainer.store.records import RetrainRun, from_epoch, to_epoch
 from retrainer.store.schema import retrain_runs as t
+from retrainer.windows import RetrainRecord
 
 # The retrain flow's outcomes. A run that trained (whatever the gate or the race said) counts
 # as a retrain for cooldowns and schedules; a failed or cancelled one does not.
@@ -90,3 +91,30 @@ def last_retrain(conn: Connection, model_name: str) -> datetime | None:
         )
     ).scalar_one()
     return from_epoch(at)
+
+
+def history(conn: Connection, model_name: str, as_of: datetime, limit: int) -> list[RetrainRecord]:
+    """Runs that trained a model and had finished by ``as_of``, most recent first.
+
+    ``metrics`` are the candidate's holdout metrics and ``duration_s`` the measured run time,
+    both as the retrain flow records them in the run's ``metrics`` (older runs may lack either).
+    """
+    q = (
+        sa.select(t.c.finished_at, t.c.metrics, t.c.status, t.c.version)
+        .where(t.c.model_name == model_name, t.c.status.in_(RETRAINED_STATUSES), t.c.finished_at <= to_epoch(as_of))
+        .order_by(t.c.finished_at.desc(), t.c.id.desc())
+        .limit(limit)
+    )
+    out = []
+    for r in conn.execute(q):
+        metrics = r.metrics or {}
+        candidate = metrics.get("candidate") or {}
+        duration = metrics.get("duration_s")
+        out.append(RetrainRecord(
+            at=from_epoch(r.finished_at),  # type: ignore[arg-type]
+            metrics={k: float(v) for k, v in candidate.items() if isinstance(v, (int, float))},
+            duration_s=None if duration is None else float(duration),
+            status=r.status,
+            version=r.version,
+        ))
+    return out

@@ -38,6 +38,7 @@ from retrainer.store.records import (
 from retrainer.store.schema import DATA_TABLES, metadata
 from retrainer.store.schema import predictions as predictions_table
 from retrainer.store.validation import batch_from_frame, batch_from_records, labels_from_records
+from retrainer.windows import RetrainRecord
 
 
 def _check_columns(columns: Sequence[str]) -> None:
@@ -260,6 +261,12 @@ class Store:
         """``finished_at`` of the latest run that trained a model (success, no_improvement or superseded)."""
         with read_tx(self.engine) as conn:
             return runs.last_retrain(conn, model_name)
+
+    def retrain_history(self, model_name: str, *, as_of: datetime, limit: int = 10) -> list[RetrainRecord]:
+        """Runs that trained a model and had finished by ``as_of``, most recent first: when, the
+        candidate's holdout metrics, the measured duration (``RetrainHistorySource``)."""
+        with read_tx(self.engine) as conn:
+            return runs.history(conn, model_name, as_of, limit)
 
     def append_ledger(
         self,

@@ -103,6 +103,8 @@ def _reread(ctx: TriggerContext, key: tuple[Any, ...]) -> Any:
         return ctx.features(args[0], args[1])
     if kind == "labelled":
         return ctx.labelled(args[0], model_version=args[1])
+    if kind == "retrain_history":
+        return ctx.retrain_history(args[0])
     return ctx.count_since(args[0], labelled=args[1])
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from retrainer.errors import StoreError
 from retrainer.triggers.context import ChampionInfo, TriggerContext
-from retrainer.windows import FeatureWindow, LabelledWindow
+from retrainer.windows import FeatureWindow, LabelledWindow, RetrainRecord
 
 DEFAULT_NOW = datetime(2025, 1, 15, tzinfo=timezone.utc)
 STANDARD_FEATURES: tuple[str, ...] = ("x1", "x2", "segment")
@@ -54,9 +54,15 @@ class InMemoryWindowSource:
     * ``y_true``, ``labelled_at`` (optional): the label and when it arrived (default: at ``ts``);
       a row with a missing ``y_true`` or ``labelled_at`` is unlabelled;
     * every other column is a feature.
+
+    ``retrains`` are the model's past retrain runs (every model's, as rows without ``model_name``
+    are), served by :meth:`retrain_history` with the store's clamp: finished at or before ``as_of``.
     """
 
-    def __init__(self, data: pd.DataFrame | Mapping[str, Sequence[Any]] | None = None) -> None:
+    def __init__(
+        self, data: pd.DataFrame | Mapping[str, Sequence[Any]] | None = None, *,
+        retrains: Sequence[RetrainRecord] = (),
+    ) -> None:
         frame = pd.DataFrame(data if data is not None else {"ts": []})
         if "ts" not in frame.columns:
             raise ValueError("InMemoryWindowSource needs a `ts` column (when each prediction was made)")
@@ -72,6 +78,7 @@ class InMemoryWindowSource:
         arrived = _epoch(frame["labelled_at"]) if "labelled_at" in frame else self._ts.copy()
         self._labelled_at = np.where(has_label, arrived, np.nan)
         self._features = {c: frame[c].to_numpy() for c in frame.columns if c not in _RESERVED}
+        self._retrains = tuple(retrains)
 
     def __len__(self) -> int:
         return int(len(self._ts))
@@ -129,6 +136,10 @@ class InMemoryWindowSource:
         idx = self._rows(model_name, since, until)
         return int(len(self._labelled(idx, as_of) if labelled else idx))
 
+    def retrain_history(self, model_name: str, *, as_of: datetime, limit: int = 10) -> list[RetrainRecord]:
+        done = [r for r in self._retrains if _instant(r.at) <= _instant(as_of)]
+        return sorted(done, key=lambda r: r.at, reverse=True)[:limit]
+
 
 def make_context(
     data: pd.DataFrame | Mapping[str, Sequence[Any]] | None = None,
@@ -139,10 +150,11 @@ def make_context(
     last_retrain_at: datetime | None = None,
     champion: ChampionInfo | None = None,
     reference: Mapping[str, Any] | None = None,
+    retrains: Sequence[RetrainRecord] = (),
 ) -> TriggerContext:
-    """A context over ``data`` (or an explicit ``source``) at ``now``."""
+    """A context over ``data`` (or an explicit ``source``) at ``now``; ``retrains`` are past retrain runs."""
     if source is None:
-        source = InMemoryWindowSource(data)
+        source = InMemoryWindowSource(data, retrains=retrains)
     return TriggerContext(
         model_name=model_name, now=now, source=source, last_retrain_at=last_retrain_at,
         champion=champion, reference=reference,
@@ -176,10 +188,23 @@ def synthetic_log(
     })
 
 
+def standard_retrains(now: datetime = DEFAULT_NOW) -> tuple[RetrainRecord, ...]:
+    """Two past retrains of the standard scenarios (the champion's, 10 days before ``now``) and
+    one in the future of ``now`` that no context may show."""
+    return (
+        RetrainRecord(now - timedelta(days=40), {"accuracy": 0.91, "f1": 0.88}, duration_s=540.0, version="2"),
+        RetrainRecord(now - timedelta(days=10), {"accuracy": 0.93, "f1": 0.90}, duration_s=660.0, version="3"),
+        RetrainRecord(now + timedelta(days=1), {"accuracy": 0.99, "f1": 0.99}, duration_s=60.0, version="4"),
+    )
+
+
 def standard_contexts(
     now: datetime = DEFAULT_NOW, *, model_name: str = "model", reference: Mapping[str, Any] | None = None
 ) -> dict[str, TriggerContext]:
     """The scenarios of the conformance kit: normal, drifted, empty, nan, no_champion.
+
+    Contexts with a champion also have two past retrains (:func:`standard_retrains`); the
+    no_champion one has none.
 
     Features are :data:`STANDARD_FEATURES`. ``reference`` defaults to
     ``{"columns": {name: training sample}, "n_rows": n}``; pass your trigger's own profile format
@@ -195,7 +220,8 @@ def standard_contexts(
         reference = {"columns": {c: training[c].to_numpy() for c in STANDARD_FEATURES}, "n_rows": len(training)}
     champion = ChampionInfo("3", created_at=now - timedelta(days=10), run_id="run-3", tags={"trained_on": "30d"})
     common = {"now": now, "model_name": model_name, "reference": reference}
-    with_champion = {**common, "champion": champion, "last_retrain_at": now - timedelta(days=10)}
+    with_champion = {**common, "champion": champion, "last_retrain_at": now - timedelta(days=10),
+                     "retrains": standard_retrains(now)}
     return {
         "normal": make_context(normal, **with_champion),
         "drifted": make_context(drifted, **with_champion),
@@ -211,5 +237,6 @@ __all__ = [
     "InMemoryWindowSource",
     "make_context",
     "standard_contexts",
+    "standard_retrains",
     "synthetic_log",
 ]

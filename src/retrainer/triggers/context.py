@@ -23,7 +23,7 @@ import numpy as np
 
 from retrainer.errors import TriggerError
 from retrainer.triggers._frozen import FrozenDict, deep_freeze, readonly_array
-from retrainer.windows import FeatureWindow, LabelledWindow, WindowSource
+from retrainer.windows import FeatureWindow, LabelledWindow, RetrainHistorySource, RetrainRecord, WindowSource
 
 
 def _utc(value: datetime | None, what: str) -> datetime | None:
@@ -151,9 +151,39 @@ class TriggerContext:
 
         return self._memo(("count", start, labelled), load)
 
+    def retrain_history(self, limit: int = 10) -> tuple[RetrainRecord, ...]:
+        """Past retrains that had finished by ``now``, most recent first (at most ``limit``).
+
+        A source that does not implement :class:`~retrainer.windows.RetrainHistorySource` has no
+        history to show: the answer is empty, not an error.
+        """
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError(f"limit must be a positive int, got {limit!r}")
+
+        def load() -> tuple[RetrainRecord, ...]:
+            source = self._source()
+            if not isinstance(source, RetrainHistorySource):
+                return ()
+            raw = source.retrain_history(self.model_name, as_of=self.now, limit=limit)
+            seen = [
+                RetrainRecord(
+                    at=_utc(r.at, "RetrainRecord.at"),  # type: ignore[arg-type]
+                    metrics=FrozenDict({k: float(v) for k, v in r.metrics.items()}),
+                    duration_s=None if r.duration_s is None else float(r.duration_s),
+                    status=r.status,
+                    version=r.version,
+                )
+                for r in raw
+            ]
+            # The same guard as the windows: a run that finished after ``now`` is the future.
+            seen = sorted((r for r in seen if r.at <= self.now), key=lambda r: r.at, reverse=True)
+            return tuple(seen[:limit])
+
+        return self._memo(("retrain_history", limit), load)
+
     def since_last_retrain(self) -> timedelta | None:
         """Time elapsed since the last retrain, or None if the model was never retrained."""
         return None if self.last_retrain_at is None else self.now - self.last_retrain_at
 
 
-__all__ = ["ChampionInfo", "FeatureWindow", "LabelledWindow", "TriggerContext", "WindowSource"]
+__all__ = ["ChampionInfo", "FeatureWindow", "LabelledWindow", "RetrainRecord", "TriggerContext", "WindowSource"]
