@@ -222,6 +222,23 @@ def load_training_data(
     data = data[~unlabelled]
 
     span = f"between {start.isoformat()} and {end.isoformat()}" if start else f"up to {end.isoformat()}"
+    return split_training_data(data, cfg, span=span, dropped=dropped)
+
+
+def read_source_history(cfg: DataConfig, *, end: datetime) -> pd.DataFrame:
+    """Every row of the configured source with event time up to ``end``, normalised as training
+    reads it (UTC timestamps, typed features), unlabelled rows included. ``retrainer simulate``
+    replays this history."""
+    end = _utc(end, "end")
+    frame = _normalise(_read_source(cfg, start=None, end=end), cfg, "source")
+    return frame[frame[cfg.timestamp_column] <= pd.Timestamp(end)].reset_index(drop=True)
+
+
+def split_training_data(data: pd.DataFrame, cfg: DataConfig, *, span: str, dropped: int = 0) -> TrainingData:
+    """Labelled rows -> :class:`TrainingData`: the latest ``holdout_fraction`` by event time is the holdout.
+
+    ``span`` describes the window in the error message. Rows without an ``_origin`` column count as "source".
+    """
     n = len(data)
     if n < cfg.min_rows:
         raise InsufficientDataError(
@@ -236,7 +253,7 @@ def load_training_data(
     if n - n_holdout < 1:
         raise InsufficientDataError(f"found {n} labelled row(s) {span}: too few to split off a holdout")
     train, holdout = data.iloc[: n - n_holdout], data.iloc[n - n_holdout :]
-    counts = data["_origin"].value_counts().to_dict()
+    counts = data["_origin"].value_counts().to_dict() if "_origin" in data else {"source": n}
 
     def xy(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
         return part[cfg.feature_names].reset_index(drop=True), part[cfg.label_column].reset_index(drop=True)
@@ -268,4 +285,6 @@ __all__ = [
     "TrainingData",
     "load_training_data",
     "load_training_data_task",
+    "read_source_history",
+    "split_training_data",
 ]
