@@ -14,6 +14,7 @@ from retrainer.testing.fakes import (
     InMemoryWindowSource,
     make_context,
     standard_contexts,
+    standard_retrains,
     synthetic_log,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "check_trigger",
     "make_context",
     "standard_contexts",
+    "standard_retrains",
     "synthetic_log",
 ]

@@ -13,6 +13,7 @@ from retrainer.config import FeatureSpec
 from retrainer.profiles import build_reference_profile
 from retrainer.testing import DEFAULT_NOW, check_trigger, standard_contexts, synthetic_log
 from retrainer.triggers import available_triggers
+from retrainer.triggers.cost_benefit import CostBenefitTrigger
 from retrainer.triggers.data_volume import DataVolumeTrigger
 from retrainer.triggers.drift import DriftTrigger
 from retrainer.triggers.model_age import ModelAgeTrigger
@@ -42,6 +43,8 @@ CASES = [
     (DriftTrigger, {"window": "3d", "statistic": "pvalue", "verdict": "share", "drift_share": 0.3}),
     (DriftTrigger, {"window": "3d", "statistic": "distance", "thresholds": {"x1": 0.5}}),
     (DataVolumeTrigger, None),
+    (CostBenefitTrigger, None),
+    (CostBenefitTrigger, {"window": "3d", "min_samples": 50, "retrain_cost": 10, "cost_per_hour": 30, "metric": "f1"}),
 ]
 
 
@@ -53,21 +56,21 @@ def test_builtin_conforms(cls, params, contexts):
 def test_builtins_conform_on_the_kit_default_contexts():
     # With the kit's own reference format the drift trigger cannot read a profile: it must say
     # so as data (an error Decision through the policy), never crash check_trigger for the others.
-    for cls in (ScheduleTrigger, ModelAgeTrigger, PerformanceTrigger, DataVolumeTrigger):
+    for cls in (ScheduleTrigger, ModelAgeTrigger, PerformanceTrigger, DataVolumeTrigger, CostBenefitTrigger):
         check_trigger(cls)
 
 
 def test_entry_points_name_the_builtins():
     infos = available_triggers()
     expected = {"schedule": ScheduleTrigger, "model_age": ModelAgeTrigger, "performance": PerformanceTrigger,
-                "drift": DriftTrigger, "data_volume": DataVolumeTrigger}
+                "drift": DriftTrigger, "data_volume": DataVolumeTrigger, "cost_benefit": CostBenefitTrigger}
     for name, cls in expected.items():
         assert infos[name].cls is cls, infos[name].error
 
 
 @pytest.mark.parametrize("name", ["retrainer.profiles", "retrainer.triggers.schedule", "retrainer.triggers.model_age",
                                   "retrainer.triggers.performance", "retrainer.triggers.drift",
-                                  "retrainer.triggers.data_volume"])
+                                  "retrainer.triggers.data_volume", "retrainer.triggers.cost_benefit"])
 def test_doctests(name):
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
