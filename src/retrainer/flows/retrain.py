@@ -14,6 +14,7 @@ compare-and-set against the champion this run evaluated against, so a run that l
 from __future__ import annotations
 
 import tempfile
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -99,6 +100,9 @@ def run_retrain(
         reasons = list(check.reasons)
     reasons = reasons or ["manual"]
     flow_run_id = _flow_run_id()
+    # Measured on the monotonic clock: ``now`` may be pinned (backfills, the demo), so
+    # finished_at - started_at says nothing about what a retrain costs. cost_benefit reads it.
+    started = time.monotonic()
     run_id = store.start_run(cfg.model.name, flow_run_id=flow_run_id, reasons=reasons, started_at=now)
     result = RetrainResult(status="failed", model=cfg.model.name, reasons=reasons, run_id=run_id, flow_run_id=flow_run_id)
     try:
@@ -111,7 +115,8 @@ def run_retrain(
     store.finish_run(
         run_id,
         status=result.status,
-        metrics={"candidate": result.candidate_metrics, "champion": result.champion_metrics, "gate": result.gate},
+        metrics={"candidate": result.candidate_metrics, "champion": result.champion_metrics, "gate": result.gate,
+                 "duration_s": time.monotonic() - started},
         version=result.version,
         error=None,
         finished_at=now,
@@ -194,7 +199,10 @@ def _steps(cfg: RetrainerConfig, store: Any, result: RetrainResult, *, now: date
         )
     version = str(registered.version)
     result.version = version
-    store.save_reference_profile(name, version, {**profile, "model_version": version})
+    # The holdout figures travel with the profile: cost_benefit's "what a fresh model reaches"
+    # when the store has no retrain runs to read them from (e.g. a model registered elsewhere).
+    store.save_reference_profile(name, version, {**profile, "model_version": version,
+                                                 "holdout_metrics": dict(result.candidate_metrics)})
     set_challenger_task(registry, version)
     # Raises RegistryError naming each failed check: the run fails, the challenger never goes live.
     integration_test_task(registry, "challenger", data.X_holdout.head(200), labels=sorted(set(data.y_train)),
