@@ -1,0 +1,225 @@
+"""cost_benefit: the decision's arithmetic against a hand-computed example, the boundary, no
+look-ahead, composition in policies, the insufficient_data paths, and the store's retrain history."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retrainer.config import PolicyConfig
+from retrainer.store import Store
+from retrainer.testing import InMemoryWindowSource, check_trigger, make_context
+from retrainer.triggers import AnyOf, AtLeast, ChampionInfo, TriggerContext, build_policy
+from retrainer.triggers.cost_benefit import CostBenefitTrigger
+from retrainer.triggers.schedule import ScheduleTrigger
+from retrainer.windows import RetrainRecord
+
+NOW = datetime(2025, 3, 1, tzinfo=timezone.utc)
+CHAMPION = ChampionInfo("3", created_at=NOW - timedelta(days=20))
+
+
+def day_log(n: int = 100, errors: int = 20, *, version: str = "3", end: datetime = NOW) -> pd.DataFrame:
+    """``n`` predictions spread over the day before ``end``, labelled at once, ``errors`` of them wrong."""
+    ts = [end - timedelta(days=1) + i * timedelta(days=1) / n for i in range(n)]
+    y_true = np.ones(n, dtype=int)
+    y_pred = np.where(np.arange(n) < errors, 0, 1)
+    return pd.DataFrame({"ts": ts, "model_version": version, "y_true": y_true, "y_pred": y_pred, "x": 0.0})
+
+
+RETRAINS = (
+    RetrainRecord(NOW - timedelta(days=20), {"accuracy": 0.93, "f1": 0.9}, duration_s=5400.0, version="3"),
+    RetrainRecord(NOW - timedelta(days=50), {"accuracy": 0.95, "f1": 0.9}, duration_s=1800.0, version="2"),
+)
+# Hand-computed: champion accuracy 80/100 = 0.80; fresh = mean(0.93, 0.95) = 0.94; gap 0.14;
+# traffic 100 per day over H = 30d = 3000 predictions; loss 0.14 x 3000 x 1.5 = 630.
+# Retrain: 400 + mean(5400 s, 1800 s) = 1 h x 50 per hour = 450.
+PARAMS = {"horizon": "30d", "window": "1d", "error_cost": 1.5, "retrain_cost": 400, "cost_per_hour": 50,
+          "min_samples": 50}
+
+
+def ctx_for(data=None, *, retrains=RETRAINS, reference=None, champion=CHAMPION, now=NOW) -> TriggerContext:
+    return make_context(day_log() if data is None else data, now=now, champion=champion, retrains=retrains,
+                        reference=reference)
+
+
+def test_the_arithmetic_matches_a_hand_computed_example_term_by_term():
+    d = CostBenefitTrigger(PARAMS).evaluate(ctx_for())
+    e = d.evidence
+    assert d.status == "fired" and d.fired
+    assert e["metric"] == "accuracy" and e["horizon"] == "30d" and e["window"] == "1d"
+    assert e["champion"]["source"] == "realized" and e["champion"]["version"] == "3"
+    assert e["champion"]["value"] == pytest.approx(0.80) and e["champion"]["n_labelled"] == 100
+    assert e["champion"]["n_predictions"] == 100 and e["champion"]["label_coverage"] == 1.0
+    assert e["fresh"]["source"] == "retrain_runs" and e["fresh"]["value"] == pytest.approx(0.94)
+    assert [r["version"] for r in e["fresh"]["runs"]] == ["3", "2"]
+    assert e["gap"] == pytest.approx(0.14) and e["raw_gap"] == pytest.approx(0.14)
+    assert e["traffic"]["predictions_in_window"] == 100
+    assert e["traffic"]["per_hour"] == pytest.approx(100 / 24) and e["traffic"]["expected"] == pytest.approx(3000)
+    assert e["error_cost"] == 1.5 and e["expected_loss"] == pytest.approx(630.0)
+    cost = e["retrain_cost"]
+    assert cost["fixed"] == 400 and cost["cost_per_hour"] == 50 and cost["n_durations"] == 2
+    assert cost["mean_duration_s"] == pytest.approx(3600.0) and cost["compute"] == pytest.approx(50.0)
+    assert cost["total"] == pytest.approx(450.0) and e["net_benefit"] == pytest.approx(180.0)
+    assert d.value == pytest.approx(630.0) and d.threshold == pytest.approx(450.0)
+    assert "0.800 vs 0.940" in d.reason and "630.0 > 450.0" in d.reason
+
+
+def test_fires_just_above_the_boundary_and_not_at_it():
+    loss = CostBenefitTrigger(PARAMS).evaluate(ctx_for()).value
+    below = CostBenefitTrigger({**PARAMS, "cost_per_hour": None, "retrain_cost": loss * (1 - 1e-9)})
+    at = CostBenefitTrigger({**PARAMS, "cost_per_hour": None, "retrain_cost": loss})
+    assert below.evaluate(ctx_for()).status == "fired"
+    d = at.evaluate(ctx_for())
+    assert d.status == "ok" and d.value == d.threshold and "does not pay" in d.reason
+    # The horizon scales the loss linearly: 450 / 630 x 30d = 21.43d is where it crosses.
+    assert CostBenefitTrigger({**PARAMS, "horizon": "22d"}).evaluate(ctx_for()).fired
+    assert not CostBenefitTrigger({**PARAMS, "horizon": "21d"}).evaluate(ctx_for()).fired
+    # Cost per hour counts: at 250/h the compute alone is 250, and 400 + 250 > 630.
+    assert not CostBenefitTrigger({**PARAMS, "cost_per_hour": 250}).evaluate(ctx_for()).fired
+
+
+def test_a_champion_better_than_a_fresh_model_expects_no_loss():
+    d = CostBenefitTrigger({**PARAMS, "retrain_cost": 0, "cost_per_hour": None}).evaluate(ctx_for(day_log(errors=2)))
+    assert d.evidence["raw_gap"] == pytest.approx(0.94 - 0.98)
+    assert d.evidence["gap"] == 0.0 and d.value == 0.0 and d.status == "ok"  # 0 > 0 is false: never on nothing
+
+
+def test_other_metrics_are_read_from_the_runs_and_the_labels():
+    d = CostBenefitTrigger({**PARAMS, "metric": "f1"}).evaluate(ctx_for())
+    # Champion f1 with 80 TP, 20 FN, 0 FP: 160 / 180.
+    assert d.evidence["champion"]["value"] == pytest.approx(160 / 180)
+    assert d.evidence["gap"] == pytest.approx(0.9 - 160 / 180)
+    assert d.value == pytest.approx((0.9 - 160 / 180) * 3000 * 1.5)
+
+
+def test_no_look_ahead_a_run_or_label_after_now_is_invisible():
+    future_run = RetrainRecord(NOW + timedelta(seconds=1), {"accuracy": 1.0}, duration_s=1.0, version="9")
+    # Predictions made after now, and labels of the window that arrive after now: all wrong.
+    late = day_log(errors=100)
+    late["labelled_at"] = NOW + timedelta(hours=1)
+    future = day_log(n=50, errors=50, end=NOW + timedelta(days=1))
+    poisoned = pd.concat([day_log(), late.assign(ts=late["ts"] + timedelta(seconds=1)), future])
+    poisoned["labelled_at"] = poisoned["labelled_at"].fillna(poisoned["ts"])
+    clean = CostBenefitTrigger(PARAMS).evaluate(ctx_for())
+    dirty = CostBenefitTrigger(PARAMS).evaluate(ctx_for(poisoned, retrains=(*RETRAINS, future_run)))
+    assert dirty.evidence["fresh"] == clean.evidence["fresh"]
+    assert dirty.evidence["champion"]["value"] == clean.evidence["champion"]["value"]
+    assert dirty.value == pytest.approx(200 / 100 * clean.value)  # traffic counts every prediction of the window
+    # A run finishing exactly at now is visible (same rule as labels: as_of inclusive).
+    at_now = RetrainRecord(NOW, {"accuracy": 1.0}, version="8")
+    d = CostBenefitTrigger(PARAMS).evaluate(ctx_for(retrains=(*RETRAINS, at_now)))
+    assert d.evidence["fresh"]["runs"][0]["version"] == "8"
+
+
+def test_the_context_clamps_a_source_that_ignores_as_of():
+    class Sloppy(InMemoryWindowSource):
+        def retrain_history(self, model_name, *, as_of, limit=10):  # noqa: ANN001, ANN201
+            return list(self._retrains)  # ignores as_of and the order
+
+    future = RetrainRecord(NOW + timedelta(days=1), {"accuracy": 1.0}, version="9")
+    src = Sloppy(day_log(), retrains=(RETRAINS[1], future, RETRAINS[0]))
+    ctx = make_context(source=src, now=NOW, champion=CHAMPION)
+    assert [r.version for r in ctx.retrain_history()] == ["3", "2"]
+    assert [r.version for r in ctx.retrain_history(1)] == ["3"]
+    with pytest.raises(TypeError):
+        ctx.retrain_history()[0].metrics["accuracy"] = 0.0  # read-only
+    with pytest.raises(ValueError, match="positive"):
+        ctx.retrain_history(0)
+
+
+def test_composes_in_any_of_and_at_least():
+    cb = CostBenefitTrigger(PARAMS)
+    quiet = CostBenefitTrigger({**PARAMS, "retrain_cost": 10_000}, label="quiet")
+    never_due = ScheduleTrigger({"interval": "365d"})
+    ctx = make_context(day_log(), now=NOW, champion=CHAMPION, retrains=RETRAINS, last_retrain_at=NOW - timedelta(days=1))
+    assert AnyOf([never_due, cb]).evaluate(ctx).fired
+    assert not AnyOf([never_due, quiet]).evaluate(ctx).fired
+    d = AtLeast(2, [never_due, cb, quiet]).evaluate(ctx)
+    assert not d.fired and list(d.evidence["counted"]) == ["cost_benefit"]
+    child = next(c for c in d.evidence["children"] if c["trigger"] == "cost_benefit")
+    assert child["evidence"]["expected_loss"] == pytest.approx(630.0)
+    # Through the config and the entry point, as retrainer.yaml would name it.
+    policy = build_policy([{"type": "cost_benefit", **PARAMS}, {"type": "schedule", "interval": "365d"}],
+                          PolicyConfig(mode="at_least", k=1, cooldown="0s"))
+    result = policy.check(ctx)
+    assert result.should_retrain and result.reasons == ["cost_benefit"]
+
+
+def test_insufficient_data_paths():
+    t = CostBenefitTrigger(PARAMS)
+    few = t.evaluate(ctx_for(day_log(n=40, errors=8)))
+    assert few.status == "insufficient_data" and "only 40 labelled" in few.reason and few.value is None
+    nothing = t.evaluate(ctx_for(retrains=()))
+    assert nothing.status == "insufficient_data" and "No past retrain" in nothing.reason
+    assert nothing.evidence["fresh"] == {"source": None}
+    # roc_auc is undefined with one class present.
+    auc = CostBenefitTrigger({**PARAMS, "metric": "roc_auc"}).evaluate(ctx_for())
+    assert auc.status == "insufficient_data" and "roc_auc is undefined" in auc.reason
+    # The champion is judged on its own predictions: the predecessor's do not count.
+    other = t.evaluate(ctx_for(day_log(version="2")))
+    assert other.status == "insufficient_data" and other.evidence["champion"]["n_labelled"] == 0
+
+
+def test_without_past_retrains_the_champions_stored_holdout_is_the_fresh_figure():
+    reference = {"holdout_metrics": {"accuracy": 0.94, "f1": 0.9}}
+    d = CostBenefitTrigger(PARAMS).evaluate(ctx_for(retrains=(), reference=reference))
+    assert d.evidence["fresh"] == {"source": "reference_profile", "value": 0.94, "version": "3"}
+    assert d.evidence["expected_loss"] == pytest.approx(630.0)
+    # No durations known: only the fixed cost.
+    assert d.evidence["retrain_cost"]["mean_duration_s"] is None and d.threshold == 400.0
+    # A source that does not know retrain history (the plain WindowSource protocol) is the same case.
+    class PlainSource:
+        def __init__(self) -> None:
+            self.inner = InMemoryWindowSource(day_log())
+
+        def features_window(self, *a, **k):  # noqa: ANN002, ANN003, ANN201
+            return self.inner.features_window(*a, **k)
+
+        def labelled_window(self, *a, **k):  # noqa: ANN002, ANN003, ANN201
+            return self.inner.labelled_window(*a, **k)
+
+        def count_predictions(self, *a, **k):  # noqa: ANN002, ANN003, ANN201
+            return self.inner.count_predictions(*a, **k)
+
+    plain = TriggerContext("model", NOW, source=PlainSource(), champion=CHAMPION, reference=reference)
+    assert plain.retrain_history() == ()
+    assert CostBenefitTrigger(PARAMS).evaluate(plain) == d
+
+
+def test_conformance_kit():
+    check_trigger(CostBenefitTrigger)
+    check_trigger(CostBenefitTrigger, params=PARAMS, contexts={"fires": ctx_for(), "no_runs": ctx_for(retrains=())})
+
+
+def test_params_are_validated():
+    from retrainer.errors import InvalidTriggerParams
+
+    for bad in ({"error_cost": 0}, {"retrain_cost": -1}, {"cost_per_hour": -5}, {"metric": "mse"}, {"retrains": 0}):
+        with pytest.raises(InvalidTriggerParams):
+            CostBenefitTrigger(bad)
+
+
+def test_the_store_serves_retrain_history_clamped_and_trained_runs_only(tmp_path):
+    store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    store.init()
+
+    def run(at: datetime, status: str, metrics: dict | None, model: str = "m") -> None:
+        rid = store.start_run(model, flow_run_id=None, reasons=["x"], started_at=at)
+        store.finish_run(rid, status=status, metrics=metrics, version=None, error=None, finished_at=at)
+
+    run(NOW - timedelta(days=3), "success", {"candidate": {"accuracy": 0.9}, "duration_s": 12.5, "gate": None})
+    run(NOW - timedelta(days=2), "failed", None)
+    run(NOW - timedelta(days=1), "no_improvement", {"candidate": {"accuracy": 0.7}})  # older run: no duration
+    run(NOW - timedelta(hours=1), "success", {"candidate": {"accuracy": 0.99}}, model="other")
+    run(NOW + timedelta(days=1), "success", {"candidate": {"accuracy": 1.0}, "duration_s": 1.0})
+    history = store.retrain_history("m", as_of=NOW)
+    assert [(r.status, r.metric("accuracy"), r.duration_s) for r in history] == [
+        ("no_improvement", 0.7, None), ("success", 0.9, 12.5)]
+    assert history[0].at == NOW - timedelta(days=1)
+    assert len(store.retrain_history("m", as_of=NOW, limit=1)) == 1
+    ctx = TriggerContext("m", NOW, source=store)
+    assert ctx.retrain_history() == tuple(history)
+    store.close()
