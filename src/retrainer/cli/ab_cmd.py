@@ -7,13 +7,11 @@ from typing import Any
 
 import typer
 
-from retrainer.cli import app
 from retrainer.cli.common import ConfigOption, JsonOption, actor
 from retrainer.cli.common import open_config_store_registry as open_all
 from retrainer.cli.output import console, emit, kv_table
 
 ab_app = typer.Typer(help="A/B test the challenger against the champion on live traffic.", no_args_is_help=True)
-app.add_typer(ab_app, name="ab")
 
 
 def _test_dict(test: Any) -> dict[str, Any]:

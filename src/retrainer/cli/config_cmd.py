@@ -6,11 +6,9 @@ from pathlib import Path
 
 import typer
 
-from retrainer.cli import app
 from retrainer.cli.output import console, emit, kv_table
 
 config_app = typer.Typer(help="Validate and explore retrainer.yaml.", no_args_is_help=True)
-app.add_typer(config_app, name="config")
 
 
 @config_app.command("validate")

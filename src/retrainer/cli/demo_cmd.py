@@ -7,12 +7,15 @@ from typing import Any
 
 import typer
 
-from retrainer.cli import app
 from retrainer.cli.common import JsonOption
 from retrainer.cli.output import console, emit
 
 
-@app.command("demo")
+# The top-level ``demo`` command. Joined into the root app by retrainer.cli.
+commands = typer.Typer()
+
+
+@commands.command("demo")
 def demo(
     workdir: Path = typer.Option(Path("demo-out"), "--workdir", help="Where the demo writes everything."),
     days: int = typer.Option(40, help="Days in the simulated stream."),

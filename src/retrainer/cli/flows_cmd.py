@@ -11,7 +11,6 @@ from typing import Any
 
 import typer
 
-from retrainer.cli import app
 from retrainer.cli.common import (
     ConfigOption,
     JsonOption,
@@ -24,7 +23,11 @@ from retrainer.cli.common import (
 from retrainer.cli.output import console, emit, kv_table
 
 
-@app.command("monitor")
+# The top-level loop commands (monitor, retrain, history, promote, rollback). Joined into the root app by retrainer.cli.
+commands = typer.Typer()
+
+
+@commands.command("monitor")
 def monitor_cmd(
     config: Path = ConfigOption,
     at: str | None = typer.Option(None, "--at", help="Evaluate as of this instant (default: now)."),
@@ -48,11 +51,12 @@ def monitor_cmd(
     emit(result, as_json, render)
 
 
-@app.command("retrain")
+@commands.command("retrain")
 def retrain_cmd(
     config: Path = ConfigOption,
     force: bool = typer.Option(False, "--force", help="Retrain even if no trigger fires (reason: manual)."),
-    reason: list[str] = typer.Option([], "--reason", help="Trigger label(s) to record as the reason."),
+    reason: list[str] = typer.Option([], "--reason", metavar="<str>",
+                                     help="Trigger label to record as the reason; repeat for several."),
     at: str | None = typer.Option(None, "--at", help="Train on data up to this instant (default: now)."),
     as_json: bool = JsonOption,
 ) -> None:
@@ -78,7 +82,7 @@ def _render_retrain(r: dict[str, Any]) -> None:
     console.print(kv_table("retrain", rows))
 
 
-@app.command("history")
+@commands.command("history")
 def history_cmd(
     config: Path = ConfigOption,
     limit: int = typer.Option(20, help="Most recent retrain runs to show."),
@@ -114,7 +118,7 @@ def history_cmd(
     emit(data, as_json, render)
 
 
-@app.command("promote")
+@commands.command("promote")
 def promote_cmd(
     version: str = typer.Argument(..., help="Registered version to make the champion."),
     config: Path = ConfigOption,
@@ -135,7 +139,7 @@ def promote_cmd(
         raise typer.Exit(1)
 
 
-@app.command("rollback")
+@commands.command("rollback")
 def rollback_cmd(
     config: Path = ConfigOption,
     reason: str = typer.Option("manual rollback", help="Recorded in the ledger."),

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import typer
 
-from retrainer.cli import app
 from retrainer.cli.common import ConfigOption
 
 
+# The top-level ``serve`` command. Joined into the root app by retrainer.cli.
+commands = typer.Typer()
 
-@app.command("serve")
+
+@commands.command("serve")
 def serve(
     config: Path = ConfigOption,
     host: str | None = typer.Option(None, "--host", help="Bind address (default: serving.host, 127.0.0.1)."),

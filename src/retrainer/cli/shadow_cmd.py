@@ -8,7 +8,6 @@ from typing import Any
 
 import typer
 
-from retrainer.cli import app
 from retrainer.cli.common import ConfigOption, JsonOption
 from retrainer.cli.common import actor
 from retrainer.cli.common import open_config_store_registry as open_all
@@ -16,7 +15,6 @@ from retrainer.cli.output import console, emit, kv_table
 
 shadow_app = typer.Typer(help="Shadow deployment: a version answers a copy of live traffic, silently.",
                          no_args_is_help=True)
-app.add_typer(shadow_app, name="shadow")
 
 
 

@@ -6,12 +6,10 @@ from pathlib import Path
 
 import typer
 
-from retrainer.cli import app
 from retrainer.cli.common import ConfigOption
 from retrainer.cli.output import console, emit, kv_table
 
 store_app = typer.Typer(help="Create, upgrade and inspect the SQL store.", no_args_is_help=True)
-app.add_typer(store_app, name="store")
 
 UrlOption = typer.Option(None, "--url", help="Store URL; overrides the config (e.g. sqlite:///retrainer.db).")
 

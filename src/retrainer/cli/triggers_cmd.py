@@ -7,18 +7,19 @@ from typing import Any
 
 import typer
 
-from retrainer.cli import app
 from retrainer.cli.common import ConfigOption, JsonOption, open_config_and_store, parse_instant
 from retrainer.cli.common import fmt as _fmt
 from retrainer.cli.output import console, emit
 
+# The top-level ``check`` and ``backtest`` commands. Joined into the root app by retrainer.cli.
+commands = typer.Typer()
+
 triggers_app = typer.Typer(help="Inspect the installed trigger types.", no_args_is_help=True)
-app.add_typer(triggers_app, name="triggers")
 
 _STYLE = {"fired": "bold red", "ok": "green", "insufficient_data": "yellow", "error": "magenta"}
 
 
-@app.command("check")
+@commands.command("check")
 def check(
     config: Path = ConfigOption,
     at: str | None = typer.Option(None, "--at", help="Evaluate as of this instant (default: now)."),
@@ -48,7 +49,7 @@ def check(
     store.close()
 
 
-@app.command("backtest")
+@commands.command("backtest")
 def backtest_cmd(
     config: Path = ConfigOption,
     start: str = typer.Option(..., "--start", help="First instant (ISO-8601; UTC if no zone)."),
