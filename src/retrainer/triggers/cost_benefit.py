@@ -42,7 +42,7 @@ from retrainer.durations import PositiveDuration, format_duration
 from retrainer.triggers.base import Trigger
 from retrainer.triggers.context import TriggerContext
 from retrainer.triggers.decision import Decision
-from retrainer.triggers.performance import Metric, classification_metrics
+from retrainer.triggers.performance import Metric, classification_metrics, recent_labels
 
 _HOUR = 3600.0
 
@@ -69,17 +69,12 @@ class CostBenefitTrigger(Trigger):
 
     def _champion(self, ctx: TriggerContext) -> tuple[float | None, dict[str, Any]]:
         p = self.params
-        version = ctx.champion.version if p.champion_only and ctx.champion is not None else None
-        w = ctx.labelled(p.window, model_version=version)
-        y_true, y_pred = np.asarray(w.y_true, float), np.asarray(w.y_pred, float)
-        known = np.isfinite(y_true) & np.isfinite(y_pred)
-        n = int(known.sum())
-        facts: dict[str, Any] = {"source": "realized", "version": version, "n_labelled": n,
+        w = recent_labels(ctx, p.window, champion_only=p.champion_only)
+        facts: dict[str, Any] = {"source": "realized", "version": w.version, "n_labelled": len(w),
                                  "n_predictions": w.n_predictions, "label_coverage": w.coverage}
-        if n < p.min_samples:
+        if len(w) < p.min_samples:
             return None, facts
-        value = classification_metrics(y_true[known], y_pred[known], np.asarray(w.score, float)[known],
-                                       p.positive_label)[p.metric]
+        value = classification_metrics(w.y_true, w.y_pred, w.score, p.positive_label)[p.metric]
         facts["value"] = value
         return value, facts
 

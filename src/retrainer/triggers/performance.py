@@ -17,6 +17,7 @@ Label coverage (labelled / all predictions in the window) is in the evidence.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
@@ -61,6 +62,32 @@ def classification_metrics(
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class RecentLabels:
+    """The labelled predictions a quality judgement reads (rows with a finite label and answer)."""
+
+    version: str | None  # whose predictions: the champion's, or None for all
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    score: np.ndarray
+    n_predictions: int
+    coverage: float
+
+    def __len__(self) -> int:
+        return int(self.y_true.size)
+
+
+def recent_labels(ctx: TriggerContext, window: timedelta, *, champion_only: bool = True) -> RecentLabels:
+    """Predictions of the last ``window`` labelled by ``ctx.now`` (the champion's own with
+    ``champion_only`` and a champion), as the ``performance`` and ``cost_benefit`` triggers judge them."""
+    version = ctx.champion.version if champion_only and ctx.champion is not None else None
+    w = ctx.labelled(window, model_version=version)
+    y_true, y_pred = np.asarray(w.y_true, float), np.asarray(w.y_pred, float)
+    known = np.isfinite(y_true) & np.isfinite(y_pred)
+    return RecentLabels(version, y_true[known], y_pred[known], np.asarray(w.score, float)[known],
+                        w.n_predictions, w.coverage)
+
+
 class PerformanceTrigger(Trigger):
     """Fires when a metric over recently labelled predictions is below its threshold."""
 
@@ -90,11 +117,8 @@ class PerformanceTrigger(Trigger):
 
     def evaluate(self, ctx: TriggerContext) -> Decision:
         p = self.params
-        version = ctx.champion.version if p.champion_only and ctx.champion is not None else None
-        w = ctx.labelled(p.window, model_version=version)
-        y_true, y_pred = np.asarray(w.y_true, float), np.asarray(w.y_pred, float)
-        known = np.isfinite(y_true) & np.isfinite(y_pred)
-        n = int(known.sum())
+        w = recent_labels(ctx, p.window, champion_only=p.champion_only)
+        n = len(w)
         evidence: dict = {"n_labelled": n, "n_predictions": w.n_predictions, "label_coverage": w.coverage,
                           "thresholds": dict(p.thresholds)}
         if n < p.min_labels:
@@ -104,8 +128,7 @@ class PerformanceTrigger(Trigger):
                 f"{p.min_labels} needed to judge performance.",
                 evidence=evidence,
             )
-        metrics = classification_metrics(y_true[known], y_pred[known], np.asarray(w.score, float)[known],
-                                         p.positive_label)
+        metrics = classification_metrics(w.y_true, w.y_pred, w.score, p.positive_label)
         scored = {m: metrics[m] for m in p.thresholds if metrics[m] is not None}
         evidence["metrics"] = {m: metrics[m] for m in p.thresholds}
         if not scored:
@@ -131,4 +154,4 @@ class PerformanceTrigger(Trigger):
         )
 
 
-__all__ = ["PerformanceTrigger", "classification_metrics"]
+__all__ = ["PerformanceTrigger", "RecentLabels", "classification_metrics", "recent_labels"]
