@@ -17,9 +17,12 @@ from __future__ import annotations
 import json
 import math
 import re
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+from urllib.request import pathname2url
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -72,10 +75,53 @@ def json_dumps(value: Any) -> str:
     return json.dumps(_clean_json(value), allow_nan=False, separators=(",", ":"))
 
 
+def sqlite_file(url: URL) -> Path | None:
+    """The database file of a file-backed SQLite URL; None for PostgreSQL and ``:memory:``."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+def create_database_file(url: str | URL) -> None:
+    """Create the empty SQLite file of ``url`` (only ``store init`` does this); no-op otherwise."""
+    path = sqlite_file(normalize_url(url))
+    if path is None or path.exists():
+        return
+    if not path.parent.is_dir():
+        raise StoreError(f"store.url points into {str(path.parent)!r}, which does not exist: create the folder first")
+    sqlite3.connect(path).close()
+
+
+def _missing_store(url: URL, path: Path) -> StoreError:
+    return StoreError(
+        f"the store file {str(path)!r} (store.url {mask_url(url)}) does not exist: "
+        "run `retrainer store init`, or fix store.url"
+    )
+
+
+def _unreachable(url: URL, exc: BaseException) -> StoreError:
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return StoreError(
+        f"cannot connect to the store at {mask_url(url)} (store.url): {reason}; "
+        "start the database server or fix store.url"
+    )
+
+
 def create_store_engine(url: str | URL) -> Engine:
+    """An engine on ``url`` that never creates a database: opening a missing SQLite file is a
+    StoreError naming the file and ``retrainer store init`` (see create_database_file)."""
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "postgresql":
-        return sa.create_engine(parsed, pool_pre_ping=True, json_serializer=json_dumps)
+        engine = sa.create_engine(parsed, pool_pre_ping=True, json_serializer=json_dumps)
+
+        @event.listens_for(engine, "do_connect")
+        def _pg_connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+            try:
+                return dialect.loaded_dbapi.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.OperationalError as exc:
+                raise _unreachable(parsed, exc) from None
+
+        return engine
 
     memory = parsed.database in (None, "", ":memory:")
     kwargs: dict[str, Any] = {
@@ -86,6 +132,22 @@ def create_store_engine(url: str | URL) -> Engine:
         # Every new connection to :memory: would be a new, empty database: share one.
         kwargs["poolclass"] = StaticPool
     engine = sa.create_engine(parsed, **kwargs)
+    path = sqlite_file(parsed)
+
+    if path is not None:
+
+        @event.listens_for(engine, "do_connect")
+        def _open_existing(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+            # mode=rw: SQLite refuses to create the file, so a failed command leaves nothing behind.
+            if not path.exists():
+                raise _missing_store(parsed, path)
+            uri = f"file:{pathname2url(str(path.resolve()))}?mode=rw"
+            try:
+                return sqlite3.connect(uri, uri=True, **{k: v for k, v in cparams.items() if k != "uri"})
+            except sqlite3.OperationalError as exc:
+                if not path.exists():
+                    raise _missing_store(parsed, path) from None
+                raise _unreachable(parsed, exc) from None
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -93,6 +155,13 @@ def create_store_engine(url: str | URL) -> Engine:
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # before WAL: switching may wait
         if not memory:
+            try:
+                cur.execute("PRAGMA schema_version")  # reads the header: fails on a non-database file
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(
+                    f"the store file {str(path)!r} (store.url {mask_url(parsed)}) is not an SQLite "
+                    f"database ({exc}): fix store.url, or move the file away and run `retrainer store init`"
+                ) from None
             # Only takes effect when the file is new: 16 KiB pages hold the feature blobs in
             # fewer overflow pages (measured: ~30% faster ingest than the 4 KiB default).
             cur.execute("PRAGMA page_size = 16384")
@@ -115,7 +184,8 @@ _MISSING_TABLE = re.compile(r"no such table|relation .* does not exist|Undefined
 def _translate(exc: sa.exc.DBAPIError) -> Exception | None:
     if _MISSING_TABLE.search(str(exc.orig)):
         return SchemaError(
-            f"the store has no schema or an old one ({exc.orig}): run `retrainer store upgrade`"
+            f"the store has no schema or an old one ({exc.orig}): "
+            "run `retrainer store init` (new store) or `retrainer store upgrade` (older one)"
         )
     return None
 

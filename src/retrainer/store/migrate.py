@@ -54,7 +54,7 @@ def check(engine: Engine) -> None:
         return
     where = mask_url(engine.url)
     if have is None:
-        raise SchemaError(f"the store at {where} has no retrainer schema: run `retrainer store upgrade`")
+        raise SchemaError(f"the store at {where} has no retrainer schema: run `retrainer store init`")
     raise SchemaError(
         f"the store at {where} is at schema revision {have!r}, this code needs {want!r}: "
         "run `retrainer store upgrade`"
