@@ -91,7 +91,7 @@ def config_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
-BUILTIN_TRIGGERS = ("schedule", "model_age", "performance", "drift", "data_volume")
+BUILTIN_TRIGGERS = ("schedule", "model_age", "performance", "drift", "data_volume", "cost_benefit")
 
 
 def triggers_reference() -> str:

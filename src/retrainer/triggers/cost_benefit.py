@@ -48,7 +48,7 @@ _HOUR = 3600.0
 
 
 class CostBenefitTrigger(Trigger):
-    """Fires when the champion's expected extra loss over ``horizon`` exceeds the cost of a retrain."""
+    """Fires when the champion's expected extra loss over the horizon exceeds the cost of a retrain."""
 
     name = "cost_benefit"
 
