@@ -21,9 +21,10 @@ def test_init_stats_and_upgrade(tmp_path, capsys):
     assert upgraded["from"] == upgraded["to"] == Store.head_revision()
 
 
-def test_a_store_without_schema_says_to_upgrade(tmp_path, capsys):
+def test_a_missing_store_says_to_init_and_is_not_created(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     cfg = tmp_path / "retrainer.yaml"
     cfg.write_text(f"model: {{name: m}}\nstore: {{url: '{url}'}}\ndata: {{source: {{table: t}}, features: [{{name: x}}]}}\n")
     assert main(["history", "--config", str(cfg)]) == 2
-    assert "retrainer store upgrade" in capsys.readouterr().err
+    assert "retrainer store init" in capsys.readouterr().err
+    assert not (tmp_path / "empty.db").exists()

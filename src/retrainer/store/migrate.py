@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 from retrainer.errors import SchemaError
-from retrainer.store.engine import mask_url, read_tx, write_tx
+from retrainer.store.engine import create_database_file, mask_url, read_tx, sqlite_file, write_tx
 
 # Our own version table, so a database shared with another Alembic user (MLflow's, say)
 # does not mix up the two histories.
@@ -33,12 +33,18 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The schema revision; None when there is no schema, or no SQLite file yet (nothing is created)."""
+    path = sqlite_file(engine.url)
+    if path is not None and not path.exists():
+        return None
     with read_tx(engine) as conn:
         ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
         return ctx.get_current_revision()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision``; the one path that creates a missing SQLite file."""
+    create_database_file(engine.url)
     cfg = alembic_config()
     with write_tx(engine) as conn:
         if conn.dialect.name == "postgresql":
@@ -54,7 +60,7 @@ def check(engine: Engine) -> None:
         return
     where = mask_url(engine.url)
     if have is None:
-        raise SchemaError(f"the store at {where} has no retrainer schema: run `retrainer store init`")
+        raise SchemaError(f"the store at {where} has no retrainer schema (or does not exist): run `retrainer store init`")
     raise SchemaError(
         f"the store at {where} is at schema revision {have!r}, this code needs {want!r}: "
         "run `retrainer store upgrade`"
