@@ -223,3 +223,34 @@ def test_the_store_serves_retrain_history_clamped_and_trained_runs_only(tmp_path
     ctx = TriggerContext("m", NOW, source=store)
     assert ctx.retrain_history() == tuple(history)
     store.close()
+
+
+def test_run_check_on_a_sql_store_reads_the_runs_and_the_labels(tmp_path):
+    from retrainer.config import FeatureSpec, parse_config
+    from retrainer.store import LabelRecord
+    from retrainer.triggers.check import run_check
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    store = Store.open(url)
+    store.init()
+    log = day_log()
+    frame = pd.DataFrame({"request_id": [f"r{i}" for i in range(len(log))], "ts": log["ts"],
+                          "prediction": log["y_pred"].astype(float), "model_version": "3", "x": 0.0})
+    store.log_prediction_frame("m", frame, [FeatureSpec(name="x")])
+    store.log_labels([LabelRecord(f"r{i}", float(y), t.to_pydatetime()) for i, (y, t) in enumerate(zip(log["y_true"], log["ts"]))])
+    assert store.champion_cas("m", None, "3")
+    for rec in RETRAINS:
+        rid = store.start_run("m", flow_run_id=None, reasons=["x"], started_at=rec.at)
+        store.finish_run(rid, status="success", metrics={"candidate": dict(rec.metrics), "duration_s": rec.duration_s},
+                         version=rec.version, error=None, finished_at=rec.at)
+    cfg = parse_config({"model": {"name": "m"}, "store": {"url": url}, "data": {"features": [{"name": "x"}]},
+                        "triggers": [{"type": "cost_benefit", **PARAMS}], "policy": {"cooldown": "0s"}})
+    result = run_check(cfg, store=store, now=NOW, write_audit=False)
+    [d] = result.children
+    assert result.should_retrain and d.fired
+    assert d.evidence["expected_loss"] == pytest.approx(630.0) and d.evidence["retrain_cost"]["total"] == pytest.approx(450.0)
+    # Thirty days earlier only the older run had finished, and no prediction was logged yet.
+    earlier = run_check(cfg, store=store, now=NOW - timedelta(days=30), write_audit=False).children[0]
+    assert [r["version"] for r in earlier.evidence["fresh"]["runs"]] == ["2"]
+    assert earlier.status == "insufficient_data" and earlier.evidence["champion"]["n_labelled"] == 0
+    store.close()
