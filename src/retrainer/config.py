@@ -8,11 +8,12 @@ checked-in file never needs to hold a password.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -378,13 +379,49 @@ def _location(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"{source} is invalid ({err.error_count()} problem{'s' if err.error_count() != 1 else ''}):"]
+def _known_keys(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    """The keys the model accepts at ``loc`` (its parent path), for spelling suggestions."""
+    for part in loc[:-1]:
+        if model is None or isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part)) or next(
+            (f for f in model.model_fields.values() if f.alias == part), None
+        )
+        model = _inner_model(field.annotation) if field is not None else None
+    if model is None:
+        return []
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):  # Optional[X], list[X], dict[str, X]
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def validation_problems(err: ValidationError, source: str, model: type[BaseModel] | None = None) -> list[str]:
+    """One line per problem, ``<source>.<field path>: <what is wrong>``; a misspelt key gets a suggestion."""
+    out = []
     for e in err.errors():
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; `retrainer config schema` lists the keys)"
-        lines.append(f"  - {_location(e['loc'])}: {msg}")
+            near = difflib.get_close_matches(str(e["loc"][-1]), _known_keys(model, e["loc"]), n=1)
+            msg = "unknown key" + (
+                f"; did you mean {near[0]!r}?" if near
+                else " (check the spelling; `retrainer config schema` lists the keys)"
+            )
+        where = _location(e["loc"])
+        out.append(f"{source}{'' if where.startswith('[') else '.'}{where}: {msg}" if source else f"{where}: {msg}")
+    return out
+
+
+def format_validation_error(err: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
+    lines = [f"{source} is invalid ({err.error_count()} problem{'s' if err.error_count() != 1 else ''}):"]
+    lines += [f"  - {line}" for line in validation_problems(err, "", model)]
     return "\n".join(lines)
 
 
@@ -407,7 +444,7 @@ def parse_config(
     try:
         cfg = RetrainerConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source, RetrainerConfig)) from None
     updates = {
         "store": cfg.store.model_copy(update={"url": _resolve_sqlite(cfg.store.url, base)}),
         "mlflow": cfg.mlflow.model_copy(

@@ -16,10 +16,18 @@ def validate(
     file: Path = typer.Argument(..., help="Path to retrainer.yaml."),
     as_json: bool = typer.Option(False, "--json", help="Print the resolved configuration as JSON."),
 ) -> None:
-    """Check a config file; print the resolved configuration (env overrides applied, paths resolved)."""
+    """Check a config file as `check` would (triggers, policy, store URL); print the resolved configuration."""
     from retrainer.config import load_config
+    from retrainer.errors import ConfigError
+    from retrainer.triggers.config_check import config_problems
 
     cfg = load_config(file)
+    problems = config_problems(cfg)
+    if problems:
+        if as_json:
+            emit({"valid": False, "problems": problems}, True, lambda _: None)
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        raise ConfigError(f"{file} is invalid ({count}): " + " | ".join(problems))
     resolved = cfg.model_dump(mode="json", by_alias=True)
     if resolved.get("serving", {}).get("api_token"):
         resolved["serving"]["api_token"] = "***"

@@ -65,7 +65,7 @@ class Trigger(ABC):
             return cls.Params.model_validate(dict(params or {}))
         except ValidationError as err:
             message = (
-                format_validation_error(err, where)
+                format_validation_error(err, where, cls.Params)
                 .replace(" is invalid (", " are invalid (", 1)
                 .replace("`retrainer config schema`", "`retrainer triggers list`")
             )

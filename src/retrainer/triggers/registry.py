@@ -25,8 +25,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from retrainer.config import TriggerSpec, format_validation_error
-from retrainer.errors import ConfigError, TriggerLoadError
+from retrainer.config import TriggerSpec, format_validation_error, validation_problems
+from retrainer.errors import ConfigError, RetrainerError, TriggerLoadError
 from retrainer.triggers.base import InvalidTriggerParams, Trigger
 
 ENTRY_POINT_GROUP = "retrainer.triggers"
@@ -148,35 +148,70 @@ def build_triggers(
     """Instantiate the configured triggers. Only the types used are loaded; built triggers pass through."""
     candidates = _candidates(extra)
     classes: dict[str, type[Trigger]] = {}
-    built: list[Trigger] = []
+    return [_build_one(i, spec, candidates, classes) for i, spec in enumerate(specs)]
+
+
+def trigger_problems(
+    specs: Sequence[TriggerSpec | Mapping[str, Any] | Trigger],
+    *,
+    extra: Mapping[str, type[Trigger]] | None = None,
+) -> list[str]:
+    """Every problem :func:`build_triggers` would stop at, all at once, one line each (empty: all build)."""
+    candidates = _candidates(extra)
+    classes: dict[str, type[Trigger]] = {}
+    problems: list[str] = []
     for i, spec in enumerate(specs):
-        if isinstance(spec, Trigger):
-            built.append(spec)
-            continue
-        if not isinstance(spec, TriggerSpec):
-            try:
-                spec = TriggerSpec.model_validate(spec)
-            except ValidationError as err:
-                raise ConfigError(format_validation_error(err, f"triggers[{i}]")) from None
-        if spec.type not in candidates:
-            near = difflib.get_close_matches(spec.type, candidates, n=1)
-            hint = f" Did you mean {near[0]!r}?" if near else ""
-            known = ", ".join(sorted(candidates)) or "none installed"
-            raise TriggerLoadError(
-                f"triggers[{i}]: unknown trigger type {spec.type!r} (available: {known}).{hint} "
-                f"Is the plugin installed? It must declare an entry point in the group {ENTRY_POINT_GROUP!r}."
-            )
-        if spec.type not in classes:
-            classes[spec.type] = _load(spec.type, candidates[spec.type])
         try:
-            built.append(classes[spec.type](spec.params, label=spec.label))
+            _build_one(i, spec, candidates, classes)
         except InvalidTriggerParams as exc:
-            raise InvalidTriggerParams(f"triggers[{i}]: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - a plugin whose constructor is broken
-            raise TriggerLoadError(
-                f"triggers[{i}]: trigger plugin {spec.type!r} could not be constructed: {type(exc).__name__}: {exc}"
-            ) from exc
-    return built
+            problems += _param_problems(i, spec, classes) or [" ".join(str(exc).split())]
+        except RetrainerError as exc:
+            problems.append(" ".join(str(exc).split()))
+    return problems
+
+
+def _param_problems(i: int, spec: Any, classes: dict[str, type[Trigger]]) -> list[str]:
+    """One line per bad key, with its path as written in retrainer.yaml: ``triggers[i].<key>``."""
+    spec = spec if isinstance(spec, TriggerSpec) else TriggerSpec.model_validate(spec)
+    params_model = classes[spec.type].Params
+    try:
+        params_model.model_validate(dict(spec.params))
+    except ValidationError as err:
+        return validation_problems(err, f"triggers[{i}]", params_model)
+    return []
+
+
+def _build_one(
+    i: int,
+    spec: TriggerSpec | Mapping[str, Any] | Trigger,
+    candidates: dict[str, list[_Candidate]],
+    classes: dict[str, type[Trigger]],
+) -> Trigger:
+    if isinstance(spec, Trigger):
+        return spec
+    if not isinstance(spec, TriggerSpec):
+        try:
+            spec = TriggerSpec.model_validate(spec)
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err, f"triggers[{i}]")) from None
+    if spec.type not in candidates:
+        near = difflib.get_close_matches(spec.type, candidates, n=1)
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        known = ", ".join(sorted(candidates)) or "none installed"
+        raise TriggerLoadError(
+            f"triggers[{i}]: unknown trigger type {spec.type!r} (available: {known}).{hint} "
+            f"Is the plugin installed? It must declare an entry point in the group {ENTRY_POINT_GROUP!r}."
+        )
+    if spec.type not in classes:
+        classes[spec.type] = _load(spec.type, candidates[spec.type])
+    try:
+        return classes[spec.type](spec.params, label=spec.label)
+    except InvalidTriggerParams as exc:
+        raise InvalidTriggerParams(f"triggers[{i}]: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a plugin whose constructor is broken
+        raise TriggerLoadError(
+            f"triggers[{i}]: trigger plugin {spec.type!r} could not be constructed: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 @contextmanager
