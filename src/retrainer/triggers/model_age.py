@@ -35,7 +35,7 @@ class ModelAgeTrigger(Trigger):
     name = "model_age"
 
     class Params(Trigger.Params):
-        max_age: PositiveDuration = Field(timedelta(days=90), description="Oldest a production model may be.")
+        max_age: PositiveDuration = Field(timedelta(days=30), description="Oldest a production model may be.")
 
     def evaluate(self, ctx: TriggerContext) -> Decision:
         champ = ctx.champion
