@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from retrainer.errors import SchemaError
+from retrainer.errors import SchemaError, StoreError
 from retrainer.store import LabelRecord, Store
 from retrainer.store.migrate import VERSION_TABLE
 from retrainer.store import labels as store_labels
@@ -18,24 +18,26 @@ from .conftest import SPECS, T0, record
 
 H = timedelta(hours=1)
 MIN = timedelta(minutes=1)
+HEAD = Store.head_revision()
 
 
 def test_init_is_idempotent_and_reaches_head(store_url: str) -> None:
     s = Store.open(store_url)
     assert s.current_revision() is None
-    with pytest.raises(SchemaError, match="retrainer store upgrade"):
+    with pytest.raises(SchemaError, match="retrainer store init"):
         s.check_schema()
     s.init()
     s.init()
-    assert s.current_revision() == Store.head_revision() == "0004_shadow_details"
+    assert s.current_revision() == Store.head_revision() == HEAD
     s.check_schema()
     s.close()
 
 
-def test_using_a_store_without_schema_says_to_upgrade(tmp_path) -> None:
+def test_using_a_store_without_schema_says_to_init(tmp_path) -> None:
     s = Store.open(f"sqlite:///{tmp_path / 'empty.db'}")
-    with pytest.raises(SchemaError, match="retrainer store upgrade"):
+    with pytest.raises(StoreError, match="retrainer store init"):
         s.unmatched_labels()
+    assert not (tmp_path / "empty.db").exists()
 
 
 def test_migrations_match_the_table_definitions(store: Store) -> None:
@@ -43,6 +45,16 @@ def test_migrations_match_the_table_definitions(store: Store) -> None:
         ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE, "compare_type": False})
         diff = [d for d in compare_metadata(ctx, metadata) if "retrainer_alembic_version" not in str(d)]
     assert diff == []
+
+
+def _old_ledger_row(s: Store, *, action: str, to_version: str, reason: str, from_version: str | None = None,
+                    run_id: int | None = None) -> None:
+    """A ledger row as the code before revision 0005 wrote it (no hash chain)."""
+    with s.engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO promotion_ledger (model_name, action, from_version, to_version, actor, reason, run_id, at) "
+            "VALUES ('m', :a, :f, :t, 'ci', :r, :run, :at)"),
+            {"a": action, "f": from_version, "t": to_version, "r": reason, "run": run_id, "at": T0.timestamp()})
 
 
 @pytest.fixture
@@ -56,17 +68,17 @@ def test_upgrade_from_first_revision_keeps_data(store_url: str, old_code: None) 
     s = Store.open(store_url)
     s.upgrade("0001_initial")
     assert s.current_revision() == "0001_initial"
-    with pytest.raises(SchemaError, match="'0001_initial'.*'0004_shadow_details'.*retrainer store upgrade"):
+    with pytest.raises(SchemaError, match=f"'0001_initial'.*'{HEAD}'.*retrainer store upgrade"):
         s.check_schema()
     assert s.log_predictions("m", [record(i) for i in range(50)], SPECS).inserted == 50
     s.log_labels([LabelRecord("req-3", 1.0, T0)])
     run_id = s.start_run("m", flow_run_id="f1", reasons=["drift"], started_at=T0)
-    s.append_ledger("m", action="promote", from_version=None, to_version="1", actor="ci", reason="first", run_id=run_id)
+    _old_ledger_row(s, action="promote", to_version="1", reason="first", run_id=run_id)
     with s.engine.connect() as conn:
         assert "model_state" not in sa.inspect(conn).get_table_names()
 
     s.upgrade()
-    assert s.current_revision() == "0004_shadow_details"
+    assert s.current_revision() == HEAD
     s.check_schema()
     assert s.count_predictions("m", T0, T0.replace(year=2025)) == 50
     window = s.features_window("m", T0, T0.replace(year=2025), ["age", "city"])
@@ -92,7 +104,7 @@ def test_upgrade_0002_to_0003_copies_the_latest_labels_onto_predictions(store_ur
         assert "label" not in {c["name"] for c in sa.inspect(conn).get_columns("predictions")}
 
     s.upgrade()
-    assert s.current_revision() == "0004_shadow_details"
+    assert s.current_revision() == HEAD
     s.check_schema()
     end = T0.replace(year=2025)
     lw = s.labelled_window("m", T0, end, as_of=end)
@@ -121,14 +133,13 @@ def test_upgrade_0003_to_0004_keeps_shadow_rows_and_the_append_only_ledger(store
             "champion_prediction, shadow_prediction, champion_score, shadow_score, latency_ms, ts) VALUES "
             "('m', 'r1', '1', '2', 1.0, 0.0, 0.7, 0.4, 3.5, :t), ('m', 'r2', '1', '2', 1.0, 1.0, 0.8, 0.9, 4.5, :t)"
         ), {"t": T0.timestamp()})
-    s.append_ledger("m", action="promote", from_version=None, to_version="1", actor="ci", reason="first")
-    s.append_ledger("m", action="shadow_start", from_version="1", to_version="2", actor="cli",
-                    reason="shadow 2 against champion 1 [sample=0.25]")
+    _old_ledger_row(s, action="promote", to_version="1", reason="first")
+    _old_ledger_row(s, action="shadow_start", from_version="1", to_version="2", reason="shadow 2 against champion 1 [sample=0.25]")
     with s.engine.connect() as conn:
         assert "details" not in {c["name"] for c in sa.inspect(conn).get_columns("promotion_ledger")}
 
     s.upgrade()
-    assert s.current_revision() == "0004_shadow_details"
+    assert s.current_revision() == HEAD
     s.check_schema()
     old = s.shadow_rows("m")
     assert [(r.request_id, r.shadow_prediction, r.shadow_score, r.latency_ms) for r in old] == [

@@ -1,8 +1,10 @@
-"""The promotion ledger (append-only: the database itself refuses UPDATE/DELETE) and the
-champion pointer that promotion compare-and-sets."""
+"""The promotion ledger (append-only: the database itself refuses UPDATE, DELETE, TRUNCATE and
+REPLACE; each row is hash-chained to the one before, see ``ledger_chain``) and the champion
+pointer that promotion compare-and-sets."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -13,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from retrainer.errors import StoreError
 from retrainer.store.engine import dialect_insert
+from retrainer.store.ledger_chain import GENESIS, ChainVerdict, row_hash, verify_rows
 from retrainer.store.records import LedgerEntry, from_epoch, to_epoch
 from retrainer.store.schema import model_state, promotion_ledger as t
 
@@ -35,24 +38,43 @@ def append(
     if action not in ACTIONS:
         raise StoreError(f"ledger action {action!r} is not one of {', '.join(ACTIONS)}")
     when = to_epoch(at or datetime.now(timezone.utc))
+    row = {
+        "model_name": model_name,
+        "action": action,
+        "from_version": from_version,
+        "to_version": to_version,
+        "actor": actor,
+        "reason": reason,
+        "run_id": run_id,
+        "at": when,
+        # Normalised through JSON so the hash covers exactly what a reader will get back.
+        "details": None if details is None else json.loads(json.dumps(dict(details))),
+    }
+    prev = _lock_and_read_head(conn)
+    values = {k: v for k, v in row.items() if not (k == "details" and v is None)}  # SQL NULL, not JSON null
     return int(
         conn.execute(
-            sa.insert(t)
-            .values(
-                model_name=model_name,
-                action=action,
-                from_version=from_version,
-                to_version=to_version,
-                actor=actor,
-                reason=reason,
-                run_id=run_id,
-                at=when,
-                # Left out when absent: SQL NULL (not JSON null), and no column the rows before 0004 lack.
-                **({} if details is None else {"details": dict(details)}),
-            )
-            .returning(t.c.id)
+            sa.insert(t).values(**values, prev_hash=prev, row_hash=row_hash(prev, row)).returning(t.c.id)
         ).scalar_one()
     )
+
+
+def _lock_and_read_head(conn: Connection) -> str:
+    """The newest row's hash, read under a lock so two appenders cannot both chain onto it.
+
+    SQLite write transactions already hold the database's write lock (BEGIN IMMEDIATE);
+    PostgreSQL needs the table lock (it conflicts with itself, not with readers).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE promotion_ledger IN SHARE ROW EXCLUSIVE MODE")
+    head = conn.execute(sa.select(t.c.row_hash).order_by(t.c.id.desc()).limit(1)).scalar_one_or_none()
+    return GENESIS if head is None else str(head)
+
+
+def verify(conn: Connection) -> ChainVerdict:
+    """Recompute the whole chain (every model: one chain for the table)."""
+    q = sa.select(t).order_by(t.c.id)
+    return verify_rows({**r._mapping, "at": r.at} for r in conn.execute(q))
 
 
 def read(conn: Connection, model_name: str) -> list[LedgerEntry]:

@@ -169,6 +169,9 @@ promotion_ledger = sa.Table(
     sa.Column("at", Time, nullable=False),
     # Revision 4: structured facts of the step, e.g. {"sample": 0.25} of a shadow_start.
     sa.Column("details", Json),
+    # Revision 5: the hash chain (store/ledger_chain.py); NOT NULL is enforced by the insert guard.
+    sa.Column("prev_hash", sa.String(64)),
+    sa.Column("row_hash", sa.String(64)),
     sa.Index("ix_promotion_ledger_model_name", "model_name"),
 )
 

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from retrainer.config import FeatureSpec
 from retrainer.errors import InvalidIdentifierError
 from retrainer.identifiers import validate_identifier
+from retrainer.store.ledger_chain import ChainVerdict
 from retrainer.store import ab, audit, compaction, labels, ledger, migrate, predictions, profiles, runs, shadow
 from retrainer.store.compaction import CompactionResult
 from retrainer.store.engine import create_store_engine, mask_url, read_tx, write_tx
@@ -300,6 +301,11 @@ class Store:
         """Oldest first."""
         with read_tx(self.engine) as conn:
             return ledger.read(conn, model_name)
+
+    def verify_ledger(self) -> ChainVerdict:
+        """Recompute the ledger's hash chain; the verdict names the first row that does not match."""
+        with read_tx(self.engine) as conn:
+            return ledger.verify(conn)
 
     def champion_cas(self, model_name: str, expected: str | None, new: str) -> bool:
         with write_tx(self.engine) as conn:
