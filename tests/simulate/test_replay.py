@@ -127,12 +127,14 @@ def test_a_policy_that_never_fires_costs_exactly_never(baseline):
     assert never.cost == next(s for s in result.summaries if s.policy == "never").cost
 
 
+@pytest.mark.slow
 def test_two_runs_are_identical(baseline):
     cfg, frame, result = baseline
     again = simulate(cfg, History.from_frame(frame, cfg.data, label_delay=timedelta(days=2)), settings())
     assert again.to_dict() == result.to_dict()
 
 
+@pytest.mark.slow
 def test_gate_rejections_are_paid_and_keep_the_champion(frame):
     cfg = make_cfg(gate={"metric": "accuracy", "min_ratio": 1000})  # nothing passes 1000x the champion
     result = simulate(cfg, History.from_frame(frame, cfg.data), settings(policies=["always", "oracle"]))

@@ -10,7 +10,7 @@ against the cheapest schedule in hindsight (:mod:`~retrainer.simulate.oracle`).
 from __future__ import annotations
 
 from retrainer.simulate.costs import Costs, PolicySummary
-from retrainer.simulate.engine import DEFAULT_COMPARE, SimulationResult, SimulationSettings, simulate
+from retrainer.simulate.engine import DEFAULT_COMPARE, SimulationResult, SimulationSettings, model_cache, simulate
 from retrainer.simulate.history import History, StepGrid
 from retrainer.simulate.oracle import OracleSolution, solve_oracle
 from retrainer.simulate.policies import ORACLE, build_compared_policy, split_specs
@@ -26,6 +26,7 @@ __all__ = [
     "SimulationSettings",
     "StepGrid",
     "build_compared_policy",
+    "model_cache",
     "simulate",
     "solve_oracle",
     "split_specs",

@@ -84,9 +84,18 @@ def _effective_window(cfg: RetrainerConfig, settings: SimulationSettings) -> tim
 
 
 def simulate(
-    cfg: RetrainerConfig, history: History, settings: SimulationSettings, *, progress: Progress | None = None
+    cfg: RetrainerConfig,
+    history: History,
+    settings: SimulationSettings,
+    *,
+    progress: Progress | None = None,
+    cache: ModelCache | None = None,
 ) -> SimulationResult:
-    """Replay ``settings.policies`` over ``history`` on the step grid and summarise each."""
+    """Replay ``settings.policies`` over ``history`` on the step grid and summarise each.
+
+    ``cache`` reuses the models of an earlier call on the same history, grid, estimator and
+    training window (e.g. the same replay priced at several cost ratios); see :func:`model_cache`.
+    """
     names = list(dict.fromkeys(settings.policies))  # a policy named twice runs once
     if not names:
         raise ConfigError("no policy to simulate: give --policy and/or --compare")
@@ -98,7 +107,11 @@ def simulate(
     if ORACLE in names and len(grid) > settings.max_oracle_steps:
         solve_oracle(np.zeros((len(grid), len(grid)), np.int64), retrain_cost=0, error_cost=0,
                      max_steps=settings.max_oracle_steps)  # raises the cap's error before hours of training
-    cache = ModelCache(history, grid, cfg, train_window=settings.train_window)
+    if cache is None:
+        cache = ModelCache(history, grid, cfg, train_window=settings.train_window)
+    elif (cache.history is not history or cache.grid.instants != grid.instants or cache.train_window != settings.train_window
+          or cache.cfg.estimator != cfg.estimator or cache.cfg.data != cfg.data or cache.cfg.gate != cfg.gate):
+        raise ValueError("the model cache was built for another history, grid, window, estimator or gate")
     initial_model(cache)
     runs: dict[str, PolicyRun] = {}
     for policy in compared:
@@ -116,6 +129,13 @@ def simulate(
     return SimulationResult(cfg.model.name, settings, metric, grid, ordered, summaries, oracle, cache.stats)
 
 
+def model_cache(cfg: RetrainerConfig, history: History, settings: SimulationSettings) -> ModelCache:
+    """An empty cache for ``simulate(cfg, history, settings, cache=...)`` calls that differ only in
+    policies and costs: each model is then trained once across all of them."""
+    grid = StepGrid.build(history, settings.start, settings.end, settings.every)
+    return ModelCache(history, grid, cfg, train_window=_effective_window(cfg, settings))
+
+
 def _solve(cache: ModelCache, costs: Costs, max_steps: int, progress: Progress | None) -> OracleSolution:
     S = len(cache.grid)
     errors = np.zeros((S, S), np.int64)
@@ -130,4 +150,4 @@ def _solve(cache: ModelCache, costs: Costs, max_steps: int, progress: Progress |
                         trainable=trainable, max_steps=max_steps)
 
 
-__all__ = ["DEFAULT_COMPARE", "SimulationResult", "SimulationSettings", "simulate"]
+__all__ = ["DEFAULT_COMPARE", "SimulationResult", "SimulationSettings", "model_cache", "simulate"]

@@ -52,7 +52,8 @@ class History:
         if missing:
             raise ConfigError(f"the history lacks column(s) {', '.join(missing)}: fix data.features / data.*_column")
         out = frame.copy()
-        out[data.timestamp_column] = pd.to_datetime(out[data.timestamp_column], utc=True)
+        # Microseconds, as a datetime (and the SQL warehouse) holds them: no silent nanosecond truncation later.
+        out[data.timestamp_column] = pd.to_datetime(out[data.timestamp_column], utc=True).dt.floor("us")
         out = out.sort_values(data.timestamp_column, kind="mergesort").reset_index(drop=True)
         ts = _epoch(out[data.timestamp_column])
         try:
@@ -82,7 +83,7 @@ class History:
         return self.frame[mask]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class StepGrid:
     """Step ``k`` starts at ``start + k * every`` and serves the rows ``rows[k]:rows[k + 1]``."""
 
