@@ -34,7 +34,8 @@ def test_check_json_has_the_seed_shape(config_file, capsys):
     assert set(out) == {"should_retrain", "reasons", "checks"}
     assert out["should_retrain"] is True and "drift" in out["reasons"]
     assert set(out["checks"]) == {"schedule", "model_age", "performance", "drift", "data_volume"}
-    assert set(out["checks"]["drift"]) == {"fired", "status", "value", "threshold", "reason"}
+    assert set(out["checks"]["drift"]) == {"fired", "status", "value", "threshold", "reason", "evidence"}
+    assert out["checks"]["drift"]["evidence"]  # what the trigger saw, not just its verdict
 
 
 def test_check_table(config_file, capsys):

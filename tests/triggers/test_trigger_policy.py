@@ -222,7 +222,10 @@ def test_build_policy_check_and_json_shape() -> None:
     result = policy.check(ctx_after(timedelta(days=2)))
     assert result.should_retrain and result.reasons == ["drift"]
     assert [c.trigger for c in result.children] == ["drift", "perf", "never"]
-    assert json.loads(result.to_json()) == {
+    out = json.loads(result.to_json())
+    for child in result.children:  # each check carries its trigger's evidence
+        assert out["checks"][child.trigger].pop("evidence") == child.to_dict()["evidence"]
+    assert out == {
         "should_retrain": True,
         "reasons": ["drift"],
         "checks": {
@@ -236,6 +239,9 @@ def test_build_policy_check_and_json_shape() -> None:
     assert not cooled.should_retrain and cooled.reasons == []
     assert cooled.raw.fired and cooled.children[0].fired  # the evidence still shows what fired
     assert "suppressed by cooldown" in cooled.decision.reason
+    explained = cooled.to_dict()
+    assert explained["suppressed_by"] == ["cooldown"]
+    assert explained["until"] == cooled.decision.evidence["cooldown_until"] is not None
 
 
 def test_build_policy_modes_from_a_whole_config() -> None:

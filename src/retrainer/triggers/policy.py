@@ -32,6 +32,7 @@ from retrainer.durations import format_duration
 from retrainer.errors import TriggerError, TriggerEvaluationError
 from retrainer.triggers.base import InvalidTriggerParams, Trigger
 from retrainer.triggers.context import TriggerContext
+from retrainer.triggers._frozen import thaw
 from retrainer.triggers.decision import Decision
 
 OnError = Literal["ignore", "fire", "fail"]
@@ -242,16 +243,34 @@ class CheckResult:
         """Labels of the triggers that caused the retrain (empty when there is none)."""
         return list(self.counted) if self.should_retrain else []
 
+    @property
+    def suppressed_by(self) -> list[str]:
+        """Why a trigger fired and still no retrain: ``cooldown``/``hysteresis`` (the guard) or
+        ``k_not_reached`` (fewer triggers fired than the policy mode needs). Empty otherwise."""
+        if self.should_retrain or not any(d.fired for d in self.children):
+            return []
+        if self.raw.fired:
+            return list(self.decision.evidence.get("suppressed_by", ()))
+        return ["k_not_reached"]
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """``{should_retrain, reasons, checks}``; a "no" although a trigger fired adds
+        ``suppressed_by``, ``until`` (end of a cooldown, else None) and ``explanation``."""
+        out: dict[str, Any] = {
             "should_retrain": self.should_retrain,
             "reasons": self.reasons,
             "checks": {
                 d.trigger: {"fired": d.fired, "status": d.status, "value": d.value,
-                            "threshold": d.threshold, "reason": d.reason}
+                            "threshold": d.threshold, "reason": d.reason, "evidence": thaw(d.evidence)}
                 for d in self.children
             },
         }
+        by = self.suppressed_by
+        if by:
+            out["suppressed_by"] = by
+            out["until"] = self.decision.evidence.get("cooldown_until") if "cooldown" in by else None
+            out["explanation"] = self.decision.reason if self.raw.fired else self.raw.reason
+        return out
 
     def to_json(self, **dumps_kwargs: Any) -> str:
         return json.dumps(self.to_dict(), allow_nan=False, **dumps_kwargs)
