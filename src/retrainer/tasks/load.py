@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from retrainer.config import DataConfig
 from retrainer.errors import ConfigError, InsufficientDataError, MissingColumnsError, StoreError
+from retrainer.store.engine import sqlite_file
 from retrainer.tasks import io_task
 
 
@@ -91,6 +92,13 @@ def _read_source(cfg: DataConfig, *, start: datetime | None, end: datetime) -> p
     except (sa.exc.ArgumentError, ImportError) as exc:
         raise ConfigError(f"data.source.url is not a usable SQLAlchemy URL: {exc}") from None
     shown = engine.url.render_as_string(hide_password=True)
+    path = sqlite_file(engine.url)
+    if path is not None and not path.exists():  # connecting would create an empty file
+        engine.dispose()
+        raise ConfigError(
+            f"the training data file {str(path)!r} (data.source.url {shown}) does not exist: "
+            "point data.source.url at the database that holds your training table"
+        )
     try:
         with engine.connect() as conn:
             if source.table is not None:
@@ -121,8 +129,10 @@ def _table_select(conn: sa.Connection, cfg: DataConfig, *, start: datetime | Non
     try:
         table = sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=conn)
     except sa.exc.NoSuchTableError:
+        shown = conn.engine.url.render_as_string(hide_password=True)
         raise MissingColumnsError(
-            f"training table {table_name!r} does not exist at the configured data.source.url"
+            f"training table {table_name!r} does not exist (data.source.table) in {shown} (data.source.url): "
+            f"create it with columns {', '.join(_wanted_columns(cfg))}, or point data.source.table/url at yours"
         ) from None
     wanted = _wanted_columns(cfg)
     missing = [c for c in wanted if c not in table.c]
