@@ -21,6 +21,7 @@ from retrainer.cli.common import (
     parse_instant,
 )
 from retrainer.cli.output import console, emit, kv_table
+from retrainer.cli.prefect_console import quiet_console_tracebacks
 
 
 # The top-level loop commands (monitor, retrain, history, promote, rollback). Joined into the root app by retrainer.cli.
@@ -35,9 +36,11 @@ def monitor_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Run the monitor flow: check the policy, audit, and request a retrain when it fires."""
+    now = parse_instant(at, "--at") if at else None
+    _preflight(config)
     from retrainer.flows.monitor import monitor
 
-    now = parse_instant(at, "--at") if at else None
+    quiet_console_tracebacks()
     result = monitor(config_path=str(config), now=now, run_retrain=run_retrain)
 
     def render(r: dict[str, Any]) -> None:
@@ -61,13 +64,21 @@ def retrain_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Run the retrain flow: train, evaluate against the champion, gate, register, roll out."""
+    now = parse_instant(at, "--at") if at else None
+    _preflight(config)
     from retrainer.flows.retrain import retrain
 
-    now = parse_instant(at, "--at") if at else None
+    quiet_console_tracebacks()
     result = retrain(config_path=str(config), reasons=list(reason), force=force, now=now)
     emit(result, as_json, _render_retrain)
     if result["status"] == "failed":
         raise typer.Exit(1)
+
+
+def _preflight(config: Path) -> None:
+    """Config and store checked before Prefect starts: a missing store is one line, not a flow run."""
+    _, store = open_config_and_store(config)
+    store.close()
 
 
 def _render_retrain(r: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from retrainer.cli.common import ConfigOption
+from retrainer.cli.common import ConfigOption, open_config_and_store
 
 
 # The top-level ``serve`` command. Joined into the root app by retrainer.cli.
@@ -25,8 +25,8 @@ def serve(
     Routes: POST /predict, POST /feedback, GET /health, GET /ready, GET /metrics,
     GET /admin/status, POST /admin/reload. Set RETRAINER_API_TOKEN to require a bearer token.
     """
-    from retrainer.config import load_config
     from retrainer.deployments.serving import run_server
 
-    cfg = load_config(config)
+    cfg, store = open_config_and_store(config)  # a missing store is one line before MLflow or uvicorn start
+    store.close()
     run_server(cfg, host=host, port=port, log_level=log_level)
