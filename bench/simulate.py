@@ -18,6 +18,11 @@ takes any sklearn class: --estimator hgb uses the data README's HistGradientBoos
 from __future__ import annotations
 
 import argparse
+import os
+
+# Hundreds of small fits: OpenMP threads (HistGradientBoosting) fighting over shared cores make
+# each one ~20x slower here. One thread per fit; set before sklearn loads its thread pools.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 import sys
 import tempfile
 import time

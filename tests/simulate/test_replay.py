@@ -40,6 +40,9 @@ def test_every_policy_did_something_distinct(baseline):
     assert 0 < by["configured"].retrains < by["always"].retrains
     assert by[CB].retrains > 0  # the simulated retrain history feeds cost_benefit's fresh figure
     assert by["always"].errors < by["never"].errors  # the drift is real: retraining pays in errors
+    configured = next(r for r in result.runs if r.name == "configured")
+    fired = [s.at for s in configured.steps if s.retrained]
+    assert all(b - a >= timedelta(days=7) for a, b in zip(fired, fired[1:]))  # the configured cooldown held
 
 
 def test_poisoned_future_changes_nothing_before_it(baseline):
