@@ -128,7 +128,7 @@ def run_retrain(
 
 
 def _steps(cfg: RetrainerConfig, store: Any, result: RetrainResult, *, now: datetime) -> None:
-    from retrainer.deployments.promotion import reject_task
+    from retrainer.tasks.promote import reject_task
     from retrainer.profiles import build_reference_profile
     from retrainer.registry import Registry
     from retrainer.tasks import (
@@ -211,7 +211,7 @@ def _steps(cfg: RetrainerConfig, store: Any, result: RetrainResult, *, now: date
 
 
 def _roll_out(cfg: RetrainerConfig, store: Any, registry: Any, result: RetrainResult, *, now: datetime) -> None:
-    from retrainer.deployments.promotion import promote_task
+    from retrainer.tasks.promote import promote_task
 
     mode = cfg.rollout.mode
     result.rollout = mode

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from retrainer.config import DataConfig
 from retrainer.errors import ConfigError, InsufficientDataError, MissingColumnsError, StoreError
 from retrainer.store.engine import sqlite_file
-from retrainer.tasks import io_task
+from retrainer.tasks._retry import io_task
 
 
 class LabelledSource(Protocol):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from retrainer.tasks import io_task
+from retrainer.tasks._retry import io_task
 
 
 def evidently_drift_report(reference: pd.DataFrame, current: pd.DataFrame, path: Path) -> Path:
