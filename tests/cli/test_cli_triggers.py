@@ -68,3 +68,17 @@ def test_triggers_list(capsys):
     assert "psi_threshold" in rows["drift"]["params_schema"]["properties"]
     assert main(["triggers", "list"]) == 0
     assert "performance" in capsys.readouterr().out
+
+
+def test_check_json_explains_a_no_when_a_trigger_fired(config_file, capsys):
+    cfg = yaml.safe_load(config_file.read_text())
+    cfg["policy"] = {"mode": "at_least", "k": len(cfg["triggers"])}  # every trigger must fire: they do not
+    strict = config_file.with_name("strict.yaml")
+    strict.write_text(yaml.safe_dump(cfg))
+    assert main(["check", "--config", str(strict), "--json", "--no-audit", "--at", "2026-01-20T00:00Z"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    fired = [label for label, c in out["checks"].items() if c["fired"]]
+    assert "drift" in fired and len(fired) < len(cfg["triggers"])
+    assert out["should_retrain"] is False and out["reasons"] == []
+    assert out["suppressed_by"] == ["k_not_reached"] and out["until"] is None
+    assert f"{len(fired)} of" in out["explanation"]
