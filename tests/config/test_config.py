@@ -28,7 +28,8 @@ def _with(**changes):
 def test_example_config_loads_with_its_documented_values(tmp_path):
     cfg = load_config(example_config_path(), environ={})
     assert cfg.model.name == "credit-default"
-    assert [t.type for t in cfg.triggers] == ["schedule", "performance", "drift", "data_volume"]
+    assert [t.type for t in cfg.triggers] == ["schedule", "performance", "drift", "data_volume", "model_age"]
+    assert cfg.triggers[4].params == {"max_age": "30d"}
     assert cfg.triggers[1].params["thresholds"] == {"accuracy": 0.85, "f1": 0.70}
     assert cfg.gate.metric == "f1" and cfg.gate.min_ratio == 0.95
     assert cfg.policy.cooldown == timedelta(days=1)
