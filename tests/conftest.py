@@ -88,3 +88,15 @@ def new_mlflow_dir(
         return root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_model_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (tiny) skops model directory to register versions from: retrainer refuses to
+    promote, shadow or A/B-test a version it would not load safely, so empty sources no longer do."""
+    import mlflow
+    from sklearn.linear_model import LogisticRegression
+
+    src = tmp_path_factory.mktemp("tiny-model") / "model"
+    mlflow.sklearn.save_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), str(src), serialization_format="skops")
+    return src

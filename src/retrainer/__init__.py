@@ -6,7 +6,13 @@ underscore are private.
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import PackageNotFoundError, version
+
+# MLflow allows pickle deserialization unless told otherwise; no retrainer process ever needs it
+# (models are skops, checked by retrainer.model_safety before loading). Forced, not defaulted:
+# a stray `true` in the environment must not reopen the hole in a serving process.
+os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
 
 from retrainer.errors import RetrainerError
 

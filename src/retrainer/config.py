@@ -128,6 +128,10 @@ class EstimatorConfig(_Model):
         description="Import path of an estimator class (module.Class).",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the class.")
+    trusted_types: list[str] = Field(
+        default_factory=list,
+        description="Extra type names a saved model may reference (sklearn, numpy, scipy and the estimator's package are trusted).",
+    )
 
     @field_validator("class_path")
     @classmethod

@@ -19,7 +19,7 @@ what to do about it.
     │   ├── InvalidTriggerParams    a trigger's params do not match its Params model (also a ConfigError)
     │   └── TriggerEvaluationError  a trigger raised and the policy says fail
     ├── RegistryError               the MLflow model registry refused or lacks something
-    │   └── PromotionConflict       compare-and-set promotion lost a race (champion moved)
+    │   └── UnsafeModelError        a version is not in a format retrainer loads safely (refused unread)
     └── RolloutError                A/B or shadow rollout is in a state that forbids the action
 """
 
@@ -88,8 +88,10 @@ class RegistryError(RetrainerError):
     """The MLflow model registry refused an operation or lacks a model/version/alias."""
 
 
-class PromotionConflict(RegistryError):
-    """Compare-and-set promotion found a different champion than expected."""
+class UnsafeModelError(RegistryError):
+    """A registered version is not skops with types retrainer trusts: refused before a byte is deserialized."""
+
+    permanent = True  # a retry loads the same artifact: never retry
 
 
 class RolloutError(RetrainerError):
@@ -111,6 +113,6 @@ __all__ = [
     "InvalidTriggerParams",
     "TriggerEvaluationError",
     "RegistryError",
-    "PromotionConflict",
+    "UnsafeModelError",
     "RolloutError",
 ]

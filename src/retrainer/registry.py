@@ -25,7 +25,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from retrainer.errors import RegistryError
-from retrainer.triggers.context import ChampionInfo
+from retrainer.model_safety import TrustPolicy, check_mlmodel, check_skops_types, load_checked
+from retrainer.champion_info import ChampionInfo
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -70,8 +71,10 @@ class Registry:
         model_name: str,
         experiment: str | None = None,
         artifact_location: str | Path | None = None,
+        trust: TrustPolicy | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
+        self.trust = trust or TrustPolicy()
         self.registry_uri = registry_uri or tracking_uri
         self.model_name = model_name
         self.experiment_name = experiment or f"retrainer/{model_name}"
@@ -86,6 +89,7 @@ class Registry:
             model_name=cfg.model.name,
             experiment=cfg.mlflow.experiment,
             artifact_location=cfg.mlflow.artifact_location,
+            trust=TrustPolicy.for_estimator(cfg.estimator.class_path, cfg.estimator.trusted_types),
         )
 
     def __repr__(self) -> str:
@@ -250,20 +254,39 @@ class Registry:
         """Load a version of the configured model by alias or version number.
 
         ``pyfunc`` enforces the logged signature on every predict; ``sklearn`` returns the
-        estimator (for ``predict_proba`` when scoring the champion).
+        estimator (for ``predict_proba`` when scoring the champion). The version is downloaded,
+        checked by :mod:`retrainer.model_safety` (skops, allow-listed types, no bundled code) and
+        loaded from that same local copy with retrainer's trusted list, never the artifact's.
         """
-        uri = self.model_uri(alias_or_version)
-        ref = str(alias_or_version)
-        if not _VERSION.match(ref) and self.alias_version(ref) is None:
-            raise RegistryError(f"model {self.model_name!r} has no alias {ref!r}")
-        loader = {"pyfunc": mlflow.pyfunc.load_model, "sklearn": mlflow.sklearn.load_model}.get(flavor)
-        if loader is None:
+        if flavor not in ("pyfunc", "sklearn"):
             raise RegistryError(f"flavor must be 'pyfunc' or 'sklearn', not {flavor!r}")
-        try:
-            with self.activated():
-                return loader(uri)
-        except MlflowException as exc:
-            raise RegistryError(f"cannot load {uri}: {exc.message}") from exc
+        with self._checked_copy(alias_or_version) as (version, local):
+            return load_checked(local, self.trust, f"{self.model_name} version {version}", flavor)
+
+    def check_loadable(self, alias_or_version: str | int) -> str:
+        """Refuse a version retrainer would not load (before promote, shadow or A/B); returns its number."""
+        with self._checked_copy(alias_or_version) as (version, local):
+            what = f"{self.model_name} version {version}"
+            check_skops_types(check_mlmodel(local, what), self.trust, what)
+            return version
+
+    @contextmanager
+    def _checked_copy(self, alias_or_version: str | int) -> Iterator[tuple[str, Path]]:
+        """A local copy of the version (an alias resolved once, so the check and the load see one version)."""
+        import tempfile
+
+        ref = str(alias_or_version)
+        self.model_uri(ref)  # validates the reference's form
+        version = ref if _VERSION.match(ref) else self.alias_version(ref)
+        if version is None:
+            raise RegistryError(f"model {self.model_name!r} has no alias {ref!r}")
+        with tempfile.TemporaryDirectory(prefix="retrainer-model-") as tmp:
+            try:
+                with self.activated():
+                    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=self.model_uri(version), dst_path=tmp))
+            except MlflowException as exc:
+                raise RegistryError(f"cannot download {self.model_uri(version)}: {exc.message}") from exc
+            yield version, local
 
     # -- validation -------------------------------------------------------------------------
 

@@ -21,14 +21,14 @@ from retrainer.store import LabelRecord, PredictionRecord, Store
 
 
 @pytest.fixture
-def setup(tmp_path: Path, mlflow_db_template: Path):
+def setup(tmp_path: Path, mlflow_db_template: Path, tiny_model_source: Path):
     shutil.copy(mlflow_db_template, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     name = "cli-model"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # never MLflow's process-global default
     client.create_registered_model(name)
-    for _ in range(3):  # versions need not hold a loadable model for these commands
-        client.create_model_version(name, source=str(tmp_path / "model"))
+    for _ in range(3):  # promote/shadow/ab refuse versions they would not load: a real tiny model
+        client.create_model_version(name, source=str(tiny_model_source))
     registry = Registry(uri, model_name=name)
     cfg = {
         "model": {"name": name},

@@ -27,13 +27,11 @@ def mlflow_dir(new_mlflow_dir):
 
 
 @pytest.fixture
-def registry(mlflow_dir, tmp_path):
+def registry(mlflow_dir, tiny_model_source):
     reg = Registry(f"sqlite:///{mlflow_dir / 'mlflow.db'}", model_name=f"p-{uuid.uuid4().hex[:8]}")
     reg.ensure_registered_model()
-    src = tmp_path / "model"
-    src.mkdir()
-    for _ in range(4):  # versions 1..4; promotion only needs them to exist
-        reg.client.create_model_version(reg.model_name, source=str(src))
+    for _ in range(4):  # versions 1..4, all the same small model
+        reg.client.create_model_version(reg.model_name, source=str(tiny_model_source))
     return reg
 
 

@@ -19,13 +19,13 @@ from retrainer.store import ShadowRecord, Store
 
 
 @pytest.fixture
-def world(tmp_path: Path, mlflow_db_template: Path):
+def world(tmp_path: Path, mlflow_db_template: Path, tiny_model_source: Path):
     shutil.copy(mlflow_db_template, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_registered_model("rep-model")
-    for _ in range(2):  # the report needs versions, not loadable models
-        client.create_model_version("rep-model", source=str(tmp_path / "model"))
+    for _ in range(2):
+        client.create_model_version("rep-model", source=str(tiny_model_source))
     cfg = {
         "model": {"name": "rep-model"},
         "store": {"url": "sqlite:///store.db"},

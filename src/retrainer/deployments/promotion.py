@@ -21,7 +21,6 @@ from typing import Any, Literal, Protocol
 
 from retrainer.errors import RegistryError
 from retrainer.registry import CHALLENGER, CHAMPION, Registry
-from retrainer.tasks import io_task
 
 
 class LedgerRow(Protocol):
@@ -99,7 +98,8 @@ def promote(
 ) -> PromotionResult:
     """Make ``version`` the champion if the champion is still ``expected_champion``."""
     model = registry.model_name
-    version = str(registry.get_version(version).version)  # must exist before anything moves
+    # Must exist and be loadable safely (skops, allow-listed types) before anything moves.
+    version = registry.check_loadable(str(registry.get_version(version).version))
     sync_champion_alias(registry, store)
     ledger_id = store.swap_champion(
         model, expected=expected_champion, new=version, action="promote",
@@ -179,7 +179,7 @@ def rollback(
             "(promote a known-good version instead)"
         )
     target = history[-2]
-    registry.get_version(target)  # still registered?
+    registry.check_loadable(str(registry.get_version(target).version))  # still registered, still safe?
     ledger_id = store.swap_champion(
         model, expected=current, new=target, action="rollback", actor=actor, reason=reason, run_id=run_id, at=at
     )
@@ -232,17 +232,8 @@ def _mirror(registry: Registry, version: str) -> None:
         ) from exc
 
 
-# Registry and store calls: a transient failure is worth a retry, and every step is safe to repeat
-# (a retried promote that already went through finishes; a lost race ends superseded, never twice promoted).
-promote_task = io_task(promote, name="promote")
-rollback_task = io_task(rollback, name="rollback")
-reject_task = io_task(reject, name="reject")
-
 __all__ = [
     "PromotionResult",
-    "promote_task",
-    "reject_task",
-    "rollback_task",
     "PromotionStore",
     "champion_history",
     "promote",

@@ -42,7 +42,7 @@ def start_shadow(
     sample: float | None = None, run_id: int | None = None, at: datetime | None = None,
 ) -> ShadowState:
     """Mirror traffic to ``version`` (also staged as the challenger alias)."""
-    v = str(registry.get_version(version).version)
+    v = registry.check_loadable(str(registry.get_version(version).version))  # refused unread if unsafe
     champion = champion_version(cfg, store, registry)
     if v == champion:
         raise RolloutError(f"version {v} is the champion: shadow a different version")
@@ -77,7 +77,7 @@ def start_ab(
     champion = champion_version(cfg, store, registry)
     if champion is None:
         raise RolloutError(f"{name!r} has no champion yet: there is nothing to test against")
-    version = str(registry.get_version(challenger).version)
+    version = registry.check_loadable(str(registry.get_version(challenger).version))  # refused unread if unsafe
     if version == champion:
         raise RolloutError(f"version {version} is already the champion: test a different version")
     ab = cfg.rollout.ab.model_copy(update={"split": cfg.rollout.ab.split if split is None else split,

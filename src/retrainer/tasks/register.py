@@ -29,15 +29,14 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
+from retrainer.model_safety import TrustPolicy, trusted_types_for
 from retrainer.errors import RegistryError
 from retrainer.registry import CHALLENGER, IDEMPOTENCY_TAG, Registry, check_idempotency_key
-from retrainer.tasks import io_task
+from retrainer.tasks._retry import io_task
 
 MODEL_ID_TAG = "retrainer.model_id"
 MODEL_ARTIFACT_NAME = "model"
 REFERENCE_PROFILE_FILE = "reference_profile.json"
-# Types every scikit-learn model may reference; anything else must be trusted explicitly.
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 _MAX_TAG = 5000
 _MAX_PARAM = 6000
 
@@ -54,18 +53,9 @@ def _tag_value(value: Any) -> str:
     return text if len(text) <= _MAX_TAG else text[: _MAX_TAG - 1] + "…"
 
 
-def _trusted_types(model: Any, extra: Sequence[str]) -> list[str]:
-    """Types the skops file may load beyond skops' defaults; refuse anything unexpected."""
-    import skops.io as sio
-
-    untrusted = sio.get_untrusted_types(data=sio.dumps(model))
-    unexpected = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES) and t not in extra]
-    if unexpected:
-        raise RegistryError(
-            f"the model references types outside scikit-learn/numpy/scipy: {', '.join(unexpected)}; "
-            "pass them as trusted_types= if you trust that package"
-        )
-    return list(untrusted)
+def _trusted_types(model: Any, policy: TrustPolicy, extra: Sequence[str]) -> list[str]:
+    """Types the skops file may load: the registry's allow-list (the one loading checks) plus ``extra``."""
+    return list(trusted_types_for(model, TrustPolicy(policy.prefixes, policy.types | frozenset(extra))))
 
 
 def _find_run(registry: Registry, experiment_id: str, key: str) -> tuple[str | None, str | None]:
@@ -204,7 +194,7 @@ def _log_run(
     if input_example is None or len(input_example) == 0:
         raise RegistryError("an input example (a few rows of features) is needed to infer the model signature")
     example = input_example.head(5)
-    trusted = _trusted_types(model, trusted_types)
+    trusted = _trusted_types(model, registry.trust, trusted_types)
     try:
         signature = infer_signature(example, model.predict(example))
     except Exception as exc:  # noqa: BLE001 - any failure here means the model cannot be served
