@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from retrainer.cli import app
 from retrainer.reference import SECTIONS, render_sections
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +26,7 @@ def test_ci_runs_the_readmes_test_command():
 
 def test_generated_reference_sections_are_current():
     assert set(SECTIONS) == {"config-reference", "triggers-reference", "cli-reference"}
-    assert render_sections(README) == README, "run: python -m retrainer.reference README.md"
+    assert render_sections(README, app) == README, "run: python -m retrainer.reference README.md"
 
 
 def test_the_config_reference_names_every_field():

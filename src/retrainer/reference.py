@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import types
 import typing
-from typing import Any, Literal, get_args, get_origin
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -20,6 +21,8 @@ from pydantic_core import PydanticUndefined
 from retrainer.config import RetrainerConfig
 from retrainer.durations import format_duration
 
+if TYPE_CHECKING:
+    import typer
 
 
 def _type_name(annotation: Any) -> str:
@@ -109,13 +112,10 @@ def triggers_reference() -> str:
     return "\n".join(lines)
 
 
-def cli_reference() -> str:
-    """Every command and sub-command with its one-line help."""
+def cli_reference(app: typer.Typer) -> str:
+    """Every command and sub-command of ``app`` (the CLI passes its own) with its one-line help."""
     import typer.main
 
-    from retrainer.cli import _register_commands, app
-
-    _register_commands()
     group = typer.main.get_command(app)
     lines = ["| command | what it does |", "|---|---|"]
 
@@ -133,18 +133,22 @@ def cli_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
-SECTIONS = {"config-reference": config_reference, "triggers-reference": triggers_reference, "cli-reference": cli_reference}
+SECTIONS: dict[str, Callable[[typer.Typer], str]] = {
+    "config-reference": lambda app: config_reference(),
+    "triggers-reference": lambda app: triggers_reference(),
+    "cli-reference": cli_reference,
+}
 
 
-def render_sections(text: str) -> str:
-    """``text`` with every generated section replaced by its current content."""
+def render_sections(text: str, app: typer.Typer) -> str:
+    """``text`` with every generated section replaced by its current content (``app``: the CLI)."""
     for name, make in SECTIONS.items():
         start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
         if start not in text or end not in text:
             raise ValueError(f"the README lacks the markers {start} ... {end}")
         head, rest = text.split(start, 1)
         _, tail = rest.split(end, 1)
-        text = f"{head}{start}\n{make().rstrip()}\n{end}{tail}"
+        text = f"{head}{start}\n{make(app).rstrip()}\n{end}{tail}"
     return text
 
 
@@ -152,5 +156,7 @@ if __name__ == "__main__":  # python -m retrainer.reference README.md
     import sys
     from pathlib import Path
 
+    from retrainer.cli import app as cli_app  # a program, above the CLI: the one place that may
+
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
-    target.write_text(render_sections(target.read_text(encoding="utf-8")), encoding="utf-8")
+    target.write_text(render_sections(target.read_text(encoding="utf-8"), cli_app), encoding="utf-8")

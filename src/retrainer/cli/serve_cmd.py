@@ -25,7 +25,7 @@ def serve(
     Routes: POST /predict, POST /feedback, GET /health, GET /ready, GET /metrics,
     GET /admin/status, POST /admin/reload. Set RETRAINER_API_TOKEN to require a bearer token.
     """
-    from retrainer.deployments.serving import run_server
+    from retrainer.deployments.app import run_server
 
     cfg, store = open_config_and_store(config)  # a missing store is one line before MLflow or uvicorn start
     store.close()

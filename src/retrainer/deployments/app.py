@@ -31,7 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from retrainer.config import FeatureSpec
+from retrainer.config import FeatureSpec, RetrainerConfig
 from retrainer.deployments.metrics import CONTENT_TYPE
 from retrainer.deployments.serving import NotReady, PredictionService
 
@@ -288,4 +288,27 @@ def create_app(service: PredictionService, *, manage_lifecycle: bool = True) -> 
     return app
 
 
-__all__ = ["BodyLimit", "create_app", "instance_model", "request_models"]
+def run_server(cfg: RetrainerConfig, *, host: str | None = None, port: int | None = None, log_level: str = "warning") -> None:
+    """``retrainer serve``: one uvicorn process (bind loopback unless told otherwise)."""
+    import sys
+
+    import uvicorn
+
+    # Background threads (log writer, shadow dispatch) hold the GIL for up to the switch interval
+    # (5 ms by default) before the event loop gets it back; 1 ms bounds that wait on requests.
+    sys.setswitchinterval(0.001)
+    service = PredictionService.from_config(cfg)
+    app = create_app(service)
+    config = uvicorn.Config(
+        app,
+        host=host or cfg.serving.host,
+        port=port or cfg.serving.port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+    )
+    uvicorn.Server(config).run()
+
+
+__all__ = ["BodyLimit", "create_app", "instance_model", "request_models", "run_server"]

@@ -261,29 +261,4 @@ class PredictionService:
                 lambda: r.stats.reload_errors, "counter")
 
 
-def run_server(cfg: RetrainerConfig, *, host: str | None = None, port: int | None = None, log_level: str = "warning") -> None:
-    """``retrainer serve``: one uvicorn process (bind loopback unless told otherwise)."""
-    import sys
-
-    import uvicorn
-
-    from retrainer.deployments.app import create_app
-
-    # Background threads (log writer, shadow dispatch) hold the GIL for up to the switch interval
-    # (5 ms by default) before the event loop gets it back; 1 ms bounds that wait on requests.
-    sys.setswitchinterval(0.001)
-    service = PredictionService.from_config(cfg)
-    app = create_app(service)
-    config = uvicorn.Config(
-        app,
-        host=host or cfg.serving.host,
-        port=port or cfg.serving.port,
-        log_level=log_level,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=30,
-    )
-    uvicorn.Server(config).run()
-
-
-__all__ = ["NotReady", "PredictionService", "read_wanted_state", "run_server"]
+__all__ = ["NotReady", "PredictionService", "read_wanted_state"]

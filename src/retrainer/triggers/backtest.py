@@ -26,7 +26,7 @@ from typing import Any
 from retrainer.store.runs import RETRAINED_STATUSES
 from retrainer.config import RetrainerConfig
 from retrainer.profiles import profile_arrays
-from retrainer.triggers._frozen import deep_freeze
+from retrainer.frozen import deep_freeze
 from retrainer.triggers.check import champion_from_store
 from retrainer.triggers.context import ChampionInfo, TriggerContext
 from retrainer.triggers.decision import Decision

@@ -16,39 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 
+from retrainer.champion_info import ChampionInfo
+from retrainer.champion_info import utc_aware as _utc
 from retrainer.errors import TriggerError
-from retrainer.triggers._frozen import FrozenDict, deep_freeze, readonly_array
+from retrainer.frozen import FrozenDict, deep_freeze, readonly_array
 from retrainer.windows import FeatureWindow, LabelledWindow, RetrainHistorySource, RetrainRecord, WindowSource
-
-
-def _utc(value: datetime | None, what: str) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        raise TypeError(f"{what} must be a datetime, not {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        # A naive datetime is ambiguous (local? UTC?) and silently shifts windows by hours.
-        raise ValueError(f"{what} must be timezone-aware (e.g. datetime.now(timezone.utc)), got {value!r}")
-    return value.astimezone(timezone.utc)
-
-
-@dataclass(frozen=True)
-class ChampionInfo:
-    """Facts about the model in production (the ``champion`` alias)."""
-
-    version: str
-    created_at: datetime | None = None
-    run_id: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "created_at", _utc(self.created_at, "ChampionInfo.created_at"))
-        object.__setattr__(self, "tags", FrozenDict(self.tags))
 
 
 def _before(ts: np.ndarray, end: datetime) -> np.ndarray:

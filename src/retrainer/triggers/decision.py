@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from retrainer.triggers._frozen import deep_freeze, thaw
+from retrainer.frozen import deep_freeze, thaw
 
 Status = Literal["fired", "ok", "insufficient_data", "error"]
 STATUSES: tuple[str, ...] = ("fired", "ok", "insufficient_data", "error")

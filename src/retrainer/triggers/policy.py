@@ -32,7 +32,7 @@ from retrainer.durations import format_duration
 from retrainer.errors import TriggerError, TriggerEvaluationError
 from retrainer.triggers.base import InvalidTriggerParams, Trigger
 from retrainer.triggers.context import TriggerContext
-from retrainer.triggers._frozen import thaw
+from retrainer.frozen import thaw
 from retrainer.triggers.decision import Decision
 
 OnError = Literal["ignore", "fire", "fail"]
