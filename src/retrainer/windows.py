@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -86,6 +86,60 @@ class RetrainRecord:
         return None if value is None else float(value)
 
 
+@dataclass(frozen=True)
+class LabelDelay:
+    """How late a model's labels come: (label time - prediction time) of recently arrived labels.
+
+    Measured over the labels that *arrived* in the ``lookback`` before ``as_of`` (the newest
+    ``n`` of them, capped by the source): with steady traffic that is an unbiased sample of the
+    delay, whereas the labelled predictions *made* recently would over-represent quick labels
+    (the slow ones have not come back yet). ``p50``/``p95`` are empirical quantiles in the
+    inverted-CDF sense (the smallest delay by which that share of the labels had arrived); None
+    when no label arrived. ``share_labelled`` is the share of the predictions made in the
+    lookback whose label had arrived by ``as_of`` (``n_predictions`` of them).
+    """
+
+    as_of: datetime
+    lookback: timedelta
+    n: int
+    p50: timedelta | None
+    p95: timedelta | None
+    share_labelled: float
+    n_predictions: int
+
+    @classmethod
+    def from_delays(
+        cls, delays_s: np.ndarray, *, as_of: datetime, lookback: timedelta, n_predictions: int, n_labelled: int
+    ) -> LabelDelay:
+        """Summarise delays in seconds (one per arrived label); ``n_labelled`` of the
+        ``n_predictions`` made in the lookback were labelled by ``as_of``."""
+        d = np.sort(np.asarray(delays_s, dtype=np.float64))
+        d = d[np.isfinite(d)]
+
+        def q(share: float) -> timedelta | None:
+            if not d.size:
+                return None
+            # Inverted CDF: the k-th smallest with k = ceil(share * n) (Hyndman & Fan type 1).
+            k = max(int(np.ceil(share * d.size - 1e-9)), 1)
+            return timedelta(seconds=float(d[k - 1]))
+
+        share = n_labelled / n_predictions if n_predictions else 0.0
+        return cls(as_of=as_of, lookback=lookback, n=int(d.size), p50=q(0.50), p95=q(0.95),
+                   share_labelled=float(share), n_predictions=int(n_predictions))
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready: seconds for the quantiles, ISO time for ``as_of``."""
+        return {
+            "as_of": self.as_of.isoformat(),
+            "lookback_s": self.lookback.total_seconds(),
+            "n": self.n,
+            "p50_s": None if self.p50 is None else self.p50.total_seconds(),
+            "p95_s": None if self.p95 is None else self.p95.total_seconds(),
+            "share_labelled": self.share_labelled,
+            "n_predictions": self.n_predictions,
+        }
+
+
 @runtime_checkable
 class WindowSource(Protocol):
     """What a trigger may read from the store. Read-only; every call is a pure query."""
@@ -126,4 +180,16 @@ class RetrainHistorySource(Protocol):
     def retrain_history(self, model_name: str, *, as_of: datetime, limit: int = 10) -> Sequence[RetrainRecord]: ...
 
 
-__all__ = ["FeatureWindow", "LabelledWindow", "RetrainHistorySource", "RetrainRecord", "WindowSource"]
+@runtime_checkable
+class LabelDelaySource(Protocol):
+    """A :class:`WindowSource` that can measure the model's label delay (the store, the fakes).
+
+    Optional, like :class:`RetrainHistorySource`: a source without it has no delay to report.
+    Only labels that arrived in ``(as_of - lookback, as_of]`` count (no look-ahead).
+    """
+
+    def label_delay(self, model_name: str, *, as_of: datetime, lookback: timedelta) -> LabelDelay: ...
+
+
+__all__ = ["FeatureWindow", "LabelDelay", "LabelDelaySource", "LabelledWindow", "RetrainHistorySource", "RetrainRecord",
+           "WindowSource"]

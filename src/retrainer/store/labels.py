@@ -14,14 +14,17 @@ keeps the copy in step from both sides: after a label write, and after a predict
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from retrainer.store.engine import dialect_insert
-from retrainer.store.records import LabelWriteResult
+from retrainer.store.records import LabelWriteResult, to_epoch
 from retrainer.store.schema import labels, predictions
 from retrainer.store.validation import LabelBatch
+from retrainer.windows import LabelDelay
 
 _IN_CHUNK = 5_000  # bound parameters per IN (...), under SQLite's 32,766 limit
 
@@ -95,3 +98,35 @@ def unmatched_labels(conn: Connection) -> int:
     """Labels whose request id matches no stored prediction (right now)."""
     matched = sa.exists().where(predictions.c.request_id == labels.c.request_id)
     return int(conn.execute(sa.select(sa.func.count()).select_from(labels).where(~matched)).scalar_one())
+
+
+# The delay quantiles come from at most this many of the newest arrivals: a bounded read
+# (~50 ms) however busy the model, and plenty for a p95 (its standard error is ~0.1 % of n).
+DELAY_SAMPLE = 50_000
+
+
+def label_delay(
+    conn: Connection, model_name: str, as_of: datetime, lookback: timedelta, *, limit: int = DELAY_SAMPLE
+) -> LabelDelay:
+    """The model's label delay at ``as_of``: (label time - prediction time) of the labels that
+    arrived in ``(as_of - lookback, as_of]`` (the newest ``limit``), and the share of the
+    predictions made in ``[as_of - lookback, as_of)`` labelled by ``as_of``.
+
+    Selected by arrival, not by prediction time, so recent predictions still waiting for a slow
+    label do not bias the delay down (see :class:`~retrainer.windows.LabelDelay`). One range
+    scan of ``ix_predictions_label_arrival`` (revision 0006) plus two counts over the window index.
+    """
+    p = predictions
+    hi = to_epoch(as_of)
+    lo = hi - lookback.total_seconds()
+    rows = conn.execute(
+        sa.select(p.c.label_ts - p.c.ts)
+        .where(p.c.model_name == model_name, p.c.label_ts > lo, p.c.label_ts <= hi)
+        .order_by(p.c.label_ts.desc())
+        .limit(limit)
+    ).scalars().all()
+    made = [p.c.model_name == model_name, p.c.ts >= lo, p.c.ts < hi]
+    n_made = conn.execute(sa.select(sa.func.count()).select_from(p).where(*made)).scalar_one()
+    n_labelled = conn.execute(sa.select(sa.func.count()).select_from(p).where(*made, p.c.label_ts <= hi)).scalar_one()
+    return LabelDelay.from_delays(np.asarray(rows, dtype=np.float64), as_of=as_of, lookback=lookback,
+                                  n_predictions=int(n_made), n_labelled=int(n_labelled))

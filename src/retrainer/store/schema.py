@@ -86,6 +86,8 @@ predictions = sa.Table(
     sa.Column("label_ts", Time),
     # Covers the window reads (count, labelled rows ordered by ts, id): no table lookups.
     sa.Index("ix_predictions_window", "model_name", "ts", "id", "label_ts", "prediction", "score", "label"),
+    # Revision 6: labels by arrival time, for the label delay (store.labels.label_delay).
+    sa.Index("ix_predictions_label_arrival", "model_name", "label_ts", "ts"),
 )
 
 feature_chunks = sa.Table(

@@ -8,14 +8,14 @@ batch never touches the database.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from retrainer.config import FeatureSpec
+from retrainer.config import FeatureSpec, RetrainerConfig
 from retrainer.errors import InvalidIdentifierError
 from retrainer.identifiers import validate_identifier
 from retrainer.store.ledger_chain import ChainVerdict
@@ -39,7 +39,7 @@ from retrainer.store.records import (
 from retrainer.store.schema import DATA_TABLES, metadata
 from retrainer.store.schema import predictions as predictions_table
 from retrainer.store.validation import batch_from_frame, batch_from_records, labels_from_records
-from retrainer.windows import RetrainRecord
+from retrainer.windows import LabelDelay, RetrainRecord
 
 
 def _check_columns(columns: Sequence[str]) -> None:
@@ -48,6 +48,22 @@ def _check_columns(columns: Sequence[str]) -> None:
         raise InvalidIdentifierError(f"columns must be a list of feature names, not the string {columns!r}")
     for c in columns:
         validate_identifier(c, "feature column")
+
+
+def _label_delays(conn: sa.Connection, models: Sequence[str], lookback: timedelta = timedelta(days=30)) -> dict[str, Any]:
+    """Per model: its label delay over the ``lookback`` before its newest label arrival (the
+    store's own recent past, so a backfilled or replayed log reads the same as a live one)."""
+    p = predictions_table
+    out: dict[str, Any] = {}
+    for model in models:
+        newest = conn.execute(sa.select(sa.func.max(p.c.label_ts)).where(p.c.model_name == model)).scalar_one()
+        if newest is None:
+            out[model] = None
+            continue
+        as_of = from_epoch(newest)
+        assert as_of is not None
+        out[model] = labels.label_delay(conn, model, as_of, lookback).to_dict()
+    return out
 
 
 class Store:
@@ -61,6 +77,20 @@ class Store:
     def open(cls, url: str, *, max_batch: int = 50_000) -> Store:
         """Connect (lazily) to ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
         return cls(create_store_engine(url), max_batch=max_batch)
+
+    @classmethod
+    def from_config(cls, cfg: RetrainerConfig) -> Store:
+        """The configured store, its schema checked (a clear error says what to run); a context manager.
+
+        ``with Store.from_config(cfg) as store:`` closes it however the block ends.
+        """
+        store = cls.open(cfg.store.url, max_batch=cfg.store.max_batch)
+        try:
+            store.check_schema()
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     def close(self) -> None:
         self.engine.dispose()
@@ -128,6 +158,7 @@ class Store:
             out["oldest_ts"] = None if lo is None else from_epoch(lo).isoformat()  # type: ignore[union-attr]
             out["newest_ts"] = None if hi is None else from_epoch(hi).isoformat()  # type: ignore[union-attr]
             out["unmatched_labels"] = labels.unmatched_labels(conn)
+            out["label_delay"] = _label_delays(conn, [m for m, *_ in per_model])
         return out
 
     # -- inference log ----------------------------------------------------------------------
@@ -185,6 +216,15 @@ class Store:
     ) -> int:
         with read_tx(self.engine) as conn:
             return predictions.count_predictions(conn, model_name, since, until, labelled=labelled, as_of=as_of)
+
+    def label_delay(
+        self, model_name: str, *, as_of: datetime, lookback: timedelta = timedelta(days=30)
+    ) -> LabelDelay:
+        """How late the model's labels come, as seen at ``as_of`` (``LabelDelaySource``): p50/p95 of
+        (label time - prediction time) over the labels that arrived in the ``lookback``, and the
+        share of the lookback's predictions labelled by then."""
+        with read_tx(self.engine) as conn:
+            return labels.label_delay(conn, model_name, as_of, lookback)
 
     def compact_chunks(
         self, model_name: str, *, before: datetime | None = None, target_rows: int = 50_000

@@ -23,7 +23,7 @@ import pandas as pd
 
 from retrainer.errors import StoreError
 from retrainer.triggers.context import ChampionInfo, TriggerContext
-from retrainer.windows import FeatureWindow, LabelledWindow, RetrainRecord
+from retrainer.windows import FeatureWindow, LabelDelay, LabelledWindow, RetrainRecord
 
 DEFAULT_NOW = datetime(2025, 1, 15, tzinfo=timezone.utc)
 STANDARD_FEATURES: tuple[str, ...] = ("x1", "x2", "segment")
@@ -135,6 +135,18 @@ class InMemoryWindowSource:
     ) -> int:
         idx = self._rows(model_name, since, until)
         return int(len(self._labelled(idx, as_of) if labelled else idx))
+
+    def label_delay(self, model_name: str, *, as_of: datetime, lookback: timedelta) -> LabelDelay:
+        """The store's label delay (:meth:`retrainer.store.Store.label_delay`), without its sample cap."""
+        hi = _instant(as_of)
+        lo = hi - lookback.total_seconds()
+        mine = np.ones(len(self._ts), dtype=bool) if self._model is None else self._model == model_name
+        arrived = mine & (self._labelled_at > lo) & (self._labelled_at <= hi)  # NaN (unlabelled) compares False
+        made = self._rows(model_name, as_of - lookback, as_of)
+        return LabelDelay.from_delays(
+            self._labelled_at[arrived] - self._ts[arrived], as_of=as_of, lookback=lookback,
+            n_predictions=len(made), n_labelled=len(self._labelled(made, as_of)),
+        )
 
     def retrain_history(self, model_name: str, *, as_of: datetime, limit: int = 10) -> list[RetrainRecord]:
         done = [r for r in self._retrains if _instant(r.at) <= _instant(as_of)]
