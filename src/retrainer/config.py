@@ -246,8 +246,12 @@ class RolloutConfig(_Model):
     mode: Literal["direct", "shadow", "ab"] = Field(
         "direct", description="direct: promote at once; shadow or ab: stage as challenger and hand to serving."
     )
-    latency_budget_ms: float = Field(
-        100.0, gt=0, description="Integration test: p95 single-row predict of the challenger must stay within this."
+    latency_ratio: float = Field(
+        1.5, ge=1, description="Integration test: challenger p95 single-row predict <= this x the champion's (+ slack), measured interleaved."
+    )
+    latency_slack_ms: float = Field(2.0, ge=0, description="Added to the ratio's bound: sub-millisecond models jitter.")
+    latency_budget_ms: float | None = Field(
+        None, gt=0, description="Optional absolute p95 budget as well (a busy machine can fail it: prefer the ratio)."
     )
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)
     ab: ABConfig = Field(default_factory=ABConfig)

@@ -52,7 +52,7 @@ class World:
         return Registry.from_config(self.cfg)
 
     def reconfigure(self, **changes: Any) -> None:
-        changes["rollout"] = {"latency_budget_ms": 5000, **changes.get("rollout", {"mode": "direct"})}
+        changes["rollout"] = {**changes.get("rollout", {"mode": "direct"})}
         write_config(self.dir, demo_config(model_name=self.cfg.model.name, **changes))
 
 
@@ -66,7 +66,7 @@ def make_world(tmp_path: Path, mlflow_db_template: Path, stream) -> Callable[...
         shutil.copy(mlflow_db_template, workdir / "mlflow.db")
         # The latency check has its own tests; here a loaded CI box must not fail the flow on timing.
         config.setdefault("rollout", {"mode": "direct"})
-        config["rollout"] = {"latency_budget_ms": 5000, **config["rollout"]}
+        config["rollout"] = {**config["rollout"]}
         path = write_config(workdir, demo_config(model_name=f"credit-{uuid.uuid4().hex[:6]}", **config))
         world = World(workdir, path)
         write_warehouse(world.cfg.data.source.url, stream[stream["ts"] < NOW])

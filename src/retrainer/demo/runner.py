@@ -51,7 +51,6 @@ def demo_settings() -> dict[str, Any]:
     return demo_config(
         rollout={
             "mode": "shadow",
-            "latency_budget_ms": 250,
             "shadow": {"sample": 1.0, "duration": "1d", "min_agreement": 0.6},
             "ab": {"split": 0.5, "min_detectable_effect": 0.05, "sequential": True, "salt": "demo"},
         },

@@ -19,12 +19,16 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as current_flow_run
 
 from retrainer.config import RetrainerConfig, load_config
+
+if TYPE_CHECKING:
+    from retrainer.registry import Registry
+    from retrainer.store import Store
 
 RetrainStatus = Literal["success", "no_improvement", "superseded", "failed", "skipped"]
 ACTOR = "retrain-flow"
@@ -89,8 +93,11 @@ def run_retrain(
     """The steps of the flow, callable from within any flow (the monitor runs it as a subflow)."""
     from retrainer.store import Store
 
-    store = Store.open(cfg.store.url, max_batch=cfg.store.max_batch)
-    store.check_schema()
+    with Store.from_config(cfg) as store:  # closed however the run ends
+        return _run_with(cfg, store, reasons=reasons, force=force, now=now)
+
+
+def _run_with(cfg: RetrainerConfig, store: Store, *, reasons: list[str], force: bool, now: datetime) -> RetrainResult:
     if not reasons and not force:
         from retrainer.triggers.check import run_check
 
@@ -127,12 +134,13 @@ def run_retrain(
     return result
 
 
-def _steps(cfg: RetrainerConfig, store: Any, result: RetrainResult, *, now: datetime) -> None:
+def _steps(cfg: RetrainerConfig, store: Store, result: RetrainResult, *, now: datetime) -> None:
     from retrainer.tasks.promote import reject_task
     from retrainer.profiles import build_reference_profile
     from retrainer.registry import Registry
     from retrainer.tasks import (
         evaluate_model_task,
+        LatencyRule,
         gate_task,
         integration_test_task,
         load_training_data_task,
@@ -205,12 +213,14 @@ def _steps(cfg: RetrainerConfig, store: Any, result: RetrainResult, *, now: date
                                                  "holdout_metrics": dict(result.candidate_metrics)})
     set_challenger_task(registry, version)
     # Raises RegistryError naming each failed check: the run fails, the challenger never goes live.
-    integration_test_task(registry, "challenger", data.X_holdout.head(200), labels=sorted(set(data.y_train)),
-                          latency_budget_ms=cfg.rollout.latency_budget_ms)
+    # Its own version, not the alias: a concurrent run may move the alias before this test ends.
+    integration_test_task(registry, version, data.X_holdout.head(200), labels=sorted(set(data.y_train)),
+                          champion=result.champion_version, latency=LatencyRule(
+                              cfg.rollout.latency_ratio, cfg.rollout.latency_slack_ms, cfg.rollout.latency_budget_ms))
     _roll_out(cfg, store, registry, result, now=now)
 
 
-def _roll_out(cfg: RetrainerConfig, store: Any, registry: Any, result: RetrainResult, *, now: datetime) -> None:
+def _roll_out(cfg: RetrainerConfig, store: Store, registry: Registry, result: RetrainResult, *, now: datetime) -> None:
     from retrainer.tasks.promote import promote_task
 
     mode = cfg.rollout.mode
@@ -235,7 +245,7 @@ def _roll_out(cfg: RetrainerConfig, store: Any, registry: Any, result: RetrainRe
     result.status = "success"
 
 
-def _record_failure(cfg: RetrainerConfig, store: Any, result: RetrainResult, *, now: datetime) -> None:
+def _record_failure(cfg: RetrainerConfig, store: Store, result: RetrainResult, *, now: datetime) -> None:
     """Failure leaves a failed run row, the failure event, and (if configured) a notification."""
     from retrainer.tasks.notify import RETRAIN_FAILED, emit, notify_failure
 
@@ -246,7 +256,3 @@ def _record_failure(cfg: RetrainerConfig, store: Any, result: RetrainResult, *, 
         emit(RETRAIN_FAILED, cfg.model.name, {"error": result.error, "reasons": result.reasons,
                                               "flow_run_id": result.flow_run_id})
         notify_failure(cfg.notifications.block, model_name=cfg.model.name, error=str(result.error))
-
-
-def default_config_path() -> str:
-    return str(Path("retrainer.yaml").resolve())

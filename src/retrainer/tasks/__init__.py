@@ -13,6 +13,7 @@ from retrainer.tasks.gate import GateResult, gate, gate_task
 from retrainer.tasks.integration import (
     IntegrationCheck,
     IntegrationReport,
+    LatencyRule,
     integration_test,
     integration_test_task,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "InsufficientDataError",
     "IntegrationCheck",
     "IntegrationReport",
+    "LatencyRule",
     "Metrics",
     "MissingColumnsError",
     "RegisteredVersion",
