@@ -102,7 +102,9 @@ def _reread(ctx: TriggerContext, key: tuple[Any, ...]) -> Any:
     if kind == "features":
         return ctx.features(args[0], args[1])
     if kind == "labelled":
-        return ctx.labelled(args[0], model_version=args[1])
+        return ctx.labelled(args[0], model_version=args[1], lag=args[2])
+    if kind == "label_delay":
+        return ctx.label_delay(args[0])
     if kind == "retrain_history":
         return ctx.retrain_history(args[0])
     return ctx.count_since(args[0], labelled=args[1])

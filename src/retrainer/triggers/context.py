@@ -25,7 +25,15 @@ from retrainer.champion_info import ChampionInfo
 from retrainer.champion_info import utc_aware as _utc
 from retrainer.errors import TriggerError
 from retrainer.frozen import FrozenDict, deep_freeze, readonly_array
-from retrainer.windows import FeatureWindow, LabelledWindow, RetrainHistorySource, RetrainRecord, WindowSource
+from retrainer.windows import (
+    FeatureWindow,
+    LabelDelay,
+    LabelDelaySource,
+    LabelledWindow,
+    RetrainHistorySource,
+    RetrainRecord,
+    WindowSource,
+)
 
 
 def _before(ts: np.ndarray, end: datetime) -> np.ndarray:
@@ -90,15 +98,25 @@ class TriggerContext:
 
         return self._memo(("features", window, cols), load)
 
-    def labelled(self, window: timedelta, *, model_version: str | None = None) -> LabelledWindow:
-        """Predictions made in ``[now - window, now)`` whose label had arrived by ``now``."""
-        start = self._start(window)
+    def labelled(
+        self, window: timedelta, *, model_version: str | None = None, lag: timedelta = timedelta(0)
+    ) -> LabelledWindow:
+        """Predictions made in ``[now - window, now)`` whose label had arrived by ``now``.
+
+        With a ``lag`` the window ends that long ago instead, ``[now - lag - window, now - lag)``
+        (a window old enough for its labels to have come back); labels still count only up to ``now``.
+        """
+        if not isinstance(lag, timedelta) or lag < timedelta(0):
+            raise ValueError(f"lag must be a timedelta of zero or more, got {lag!r}")
+        self._start(window)  # validates the window
+        end = self.now - lag
+        start = end - window
 
         def load() -> LabelledWindow:
             raw = self._source().labelled_window(
-                self.model_name, start, self.now, as_of=self.now, model_version=model_version
+                self.model_name, start, end, as_of=self.now, model_version=model_version
             )
-            keep = _before(raw.ts, self.now)
+            keep = _before(raw.ts, end)
             return LabelledWindow(
                 ts=readonly_array(np.asarray(raw.ts)[keep]),
                 y_true=readonly_array(np.asarray(raw.y_true)[keep]),
@@ -107,7 +125,7 @@ class TriggerContext:
                 n_predictions=int(raw.n_predictions),
             )
 
-        return self._memo(("labelled", window, model_version), load)
+        return self._memo(("labelled", window, model_version, lag), load)
 
     def count_since(self, since: datetime | timedelta, *, labelled: bool = False) -> int:
         """Predictions made in ``[since, now)``; with ``labelled``, only those labelled by ``now``.
@@ -127,6 +145,23 @@ class TriggerContext:
             )
 
         return self._memo(("count", start, labelled), load)
+
+    def label_delay(self, lookback: timedelta = timedelta(days=30)) -> LabelDelay | None:
+        """How late this model's labels come, from the labels that arrived in the ``lookback``
+        before ``now`` (p50/p95 of label time - prediction time, share labelled).
+
+        None when the source cannot measure it (it does not implement
+        :class:`~retrainer.windows.LabelDelaySource`).
+        """
+        self._start(lookback)
+
+        def load() -> LabelDelay | None:
+            source = self._source()
+            if not isinstance(source, LabelDelaySource):
+                return None
+            return source.label_delay(self.model_name, as_of=self.now, lookback=lookback)
+
+        return self._memo(("label_delay", lookback), load)
 
     def retrain_history(self, limit: int = 10) -> tuple[RetrainRecord, ...]:
         """Past retrains that had finished by ``now``, most recent first (at most ``limit``).

@@ -94,8 +94,10 @@ def test_a_new_champion_is_judged_on_its_own_predictions():
         "score": np.full(n, np.nan),
         "labelled_at": [NOW - timedelta(minutes=1)] * n,
     }
-    trigger = PerformanceTrigger({"thresholds": {"accuracy": 0.85}, "min_labels": 100})
+    # Every label arrived a minute ago (a backfill): judge the window ending now.
+    trigger = PerformanceTrigger({"thresholds": {"accuracy": 0.85}, "min_labels": 100, "maturity": "none"})
     ctx = make_context(frame, now=NOW, champion=ChampionInfo(version="2"))
     assert trigger.evaluate(ctx).fired is False and trigger.evaluate(ctx).value == 1.0
-    blended = PerformanceTrigger({"thresholds": {"accuracy": 0.85}, "min_labels": 100, "champion_only": False})
+    blended = PerformanceTrigger({"thresholds": {"accuracy": 0.85}, "min_labels": 100, "champion_only": False,
+                                  "maturity": "none"})
     assert blended.evaluate(ctx).fired is True
