@@ -63,10 +63,6 @@ app.add_typer(ab_cmd.ab_app, name="ab")
 app.add_typer(shadow_cmd.shadow_app, name="shadow")
 
 
-def _register_commands() -> None:
-    """No-op kept for callers written before ``app`` was built at import (reference.py)."""
-
-
 def _usage_errors() -> tuple[type[BaseException], ...]:
     """The click exception classes typer really raises (it vendors click as ``typer._click``)."""
     from typer._click import exceptions as vendored
