@@ -29,9 +29,7 @@ def open_config_and_store(config: Path) -> tuple[Any, Any]:
     from retrainer.store import Store
 
     cfg = load_config(config)
-    store = Store.open(cfg.store.url, max_batch=cfg.store.max_batch)
-    store.check_schema()
-    return cfg, store
+    return cfg, Store.from_config(cfg)
 
 
 def open_config_store_registry(config: Path) -> tuple[Any, Any, Any]:

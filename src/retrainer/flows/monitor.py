@@ -48,9 +48,8 @@ def check_model(cfg: RetrainerConfig, *, now: datetime) -> dict[str, Any]:
     from retrainer.store import Store
     from retrainer.triggers.check import run_check
 
-    store = Store.open(cfg.store.url, max_batch=cfg.store.max_batch)
-    store.check_schema()
-    return run_check(cfg, store=store, now=now).to_dict()
+    with Store.from_config(cfg) as store:
+        return run_check(cfg, store=store, now=now).to_dict()
 
 
 # Reads the store; a locked or briefly unreachable database is worth a couple of retries.
