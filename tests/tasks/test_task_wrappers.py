@@ -4,7 +4,7 @@ import pytest
 from prefect.states import Failed
 
 from retrainer import tasks
-from retrainer.errors import ConfigError, PromotionConflict, RegistryError, StoreError
+from retrainer.errors import ConfigError, RegistryError, StoreError, UnsafeModelError
 from retrainer.tasks.load import InsufficientDataError, MissingColumnsError
 
 
@@ -17,7 +17,7 @@ from retrainer.tasks.load import InsufficientDataError, MissingColumnsError
         (ConfigError("bad yaml"), False),
         (MissingColumnsError("no column x"), False),
         (InsufficientDataError("found 3 rows"), False),
-        (PromotionConflict("moved"), False),
+        (UnsafeModelError("pickle"), False),
     ],
 )
 def test_only_transient_failures_are_retried(exc, retry):
