@@ -37,9 +37,6 @@ class CheckRun(CheckResult):
     check_id: str = ""
     evaluated_at: datetime | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return super().to_dict()
-
 
 def champion_from_store(store: Any, model_name: str) -> tuple[ChampionInfo | None, dict[str, Any] | None]:
     """The store's champion pointer and its reference profile (``created_at`` = profile's ``registered_at``)."""
@@ -47,12 +44,15 @@ def champion_from_store(store: Any, model_name: str) -> tuple[ChampionInfo | Non
     if version is None:
         return None, None
     profile = store.reference_profile(model_name, version)
-    created = None
-    if profile and profile.get("registered_at"):
-        created = datetime.fromisoformat(str(profile["registered_at"]))
-        if created.tzinfo is None:
-            created = created.replace(tzinfo=timezone.utc)
-    return ChampionInfo(version, created_at=created), profile
+    return ChampionInfo(version, created_at=registered_at(profile)), profile
+
+
+def registered_at(profile: dict[str, Any] | None) -> datetime | None:
+    """When the profiled version was registered (naive timestamps are UTC), or None if unrecorded."""
+    if not profile or not profile.get("registered_at"):
+        return None
+    created = datetime.fromisoformat(str(profile["registered_at"]))
+    return created.replace(tzinfo=timezone.utc) if created.tzinfo is None else created
 
 
 def raw_history(store: Any, model_name: str, until: datetime, *, keep: int) -> list[bool]:
@@ -98,9 +98,8 @@ def run_check(
         champion, reference = champion_from_store(store, model)
     else:
         reference = store.reference_profile(model, champion.version)
-        if champion.created_at is None and reference and reference.get("registered_at"):
-            champion = ChampionInfo(champion.version, created_at=datetime.fromisoformat(reference["registered_at"]),
-                                    run_id=champion.run_id, tags=champion.tags)
+        if champion.created_at is None and (created := registered_at(reference)) is not None:
+            champion = ChampionInfo(champion.version, created_at=created, run_id=champion.run_id, tags=champion.tags)
     if reference is not None:
         reference = profile_arrays(reference)  # freezing arrays is O(1), lists O(values)
     ctx = TriggerContext(model_name=model, now=now, source=store, last_retrain_at=store.last_retrain_at(model),
