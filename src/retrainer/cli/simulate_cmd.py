@@ -49,6 +49,30 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def _measured_label_delay(cfg: Any) -> tuple[Any, str]:
+    """The store's median label delay over the last 30 days, or 0 when there is no store to ask.
+
+    A SQLite store that does not exist is not created (no empty file left behind)."""
+    from datetime import datetime, timedelta, timezone
+
+    import sqlalchemy as sa
+
+    from retrainer.errors import RetrainerError
+    from retrainer.store import Store
+
+    url = sa.engine.make_url(cfg.store.url)
+    if url.get_backend_name() == "sqlite" and (not url.database or not Path(url.database).is_file()):
+        return timedelta(0), "0s (no store to measure it)"
+    try:
+        with Store.from_config(cfg) as store:
+            delay = store.label_delay(cfg.model.name, as_of=datetime.now(timezone.utc))
+    except (RetrainerError, sa.exc.SQLAlchemyError):
+        return timedelta(0), "0s (the store could not be read)"
+    if delay.p50 is None:
+        return timedelta(0), "0s (no label arrived in the store in the last 30 days)"
+    return delay.p50, f"the store's median over {delay.n} labels of the last 30 days"
+
+
 @commands.command("simulate")
 def simulate_cmd(
     config: Path = ConfigOption,
@@ -62,7 +86,9 @@ def simulate_cmd(
     ),
     retrain_cost: float = typer.Option(100.0, "--retrain-cost", help="Cost of one retrain."),
     error_cost: float = typer.Option(1.0, "--error-cost", help="Cost of one wrong prediction."),
-    label_delay: str = typer.Option("0s", "--label-delay", help="Labels arrive this long after the event."),
+    label_delay: str | None = typer.Option(
+        None, "--label-delay", help="Labels arrive this long after the event (default: the store's median, or 0)."
+    ),
     train_window: str | None = typer.Option(None, "--train-window", help="Trailing training window (default: data.window)."),
     retrain_duration: str | None = typer.Option(
         None, "--retrain-duration", help="Duration each simulated retrain records (cost_benefit's cost_per_hour)."
@@ -83,17 +109,19 @@ def simulate_cmd(
     _check_output(plot, "--plot")
     _check_output(report, "--report")
     duration = _duration(retrain_duration, "--retrain-duration")
+    cfg = load_config(config)
+    delay = _duration(label_delay, "--label-delay")
+    delay, delay_source = (delay, "--label-delay") if delay is not None else _measured_label_delay(cfg)
     settings = SimulationSettings(
         start=parse_instant(start, "--start"),
         end=parse_instant(end, "--end"),
         every=_duration(every, "--every"),
         policies=[*split_specs(policy), *split_specs(compare)],
         costs=Costs(retrain_cost=retrain_cost, error_cost=error_cost),
-        label_delay=_duration(label_delay, "--label-delay"),
+        label_delay=delay,
         train_window=_duration(train_window, "--train-window"),
         retrain_duration_s=None if duration is None else duration.total_seconds(),
     )
-    cfg = load_config(config)
     history = History.from_frame(read_source_history(cfg.data, end=settings.end), cfg.data,
                                  label_delay=settings.label_delay)
     progress = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -108,6 +136,7 @@ def simulate_cmd(
     with progress:
         result = simulate(cfg, history, settings, progress=step)
     data = result.to_dict()
+    data["settings"]["label_delay_from"] = delay_source
     if plot is not None:
         _write_atomically(plot, lambda p: plot_simulation(result, p))
         data["plot"] = str(plot)

@@ -44,7 +44,9 @@ class StepOutcome:
     def to_dict(self) -> dict[str, Any]:
         return {"at": self.at.isoformat(), "version": self.version, "fired": self.fired,
                 "retrained": self.retrained, "accepted": self.accepted, "rows": self.rows,
-                "errors": self.errors, "metrics": dict(self.metrics), "reason": self.reason}
+                "errors": self.errors, "reason": self.reason,
+                # NaN (undefined on this step, e.g. roc_auc with one class) is null: strict JSON.
+                "metrics": {k: (None if v != v else v) for k, v in self.metrics.items()}}
 
 
 @dataclass(frozen=True)
