@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retrainer.config import RetrainerConfig
 from retrainer.deployments.analysis import analyze
@@ -17,11 +17,14 @@ from retrainer.deployments.rollout import shadow_state, start_ab, stop_ab, stop_
 from retrainer.deployments.shadow import summarize
 from retrainer.registry import Registry
 
+if TYPE_CHECKING:
+    from retrainer.store import Store
+
 ACTOR = "demo"
 
 
 class Rollout:
-    def __init__(self, cfg: RetrainerConfig, store: Any, config_path: Path) -> None:
+    def __init__(self, cfg: RetrainerConfig, store: Store, config_path: Path) -> None:
         self.cfg = cfg
         self.store = store
         self.registry = Registry.from_config(cfg)

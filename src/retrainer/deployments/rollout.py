@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from retrainer.config import RetrainerConfig
 from retrainer.deployments.ab import new_salt
 from retrainer.deployments.shadow import shadow_target
 from retrainer.errors import RolloutError
 from retrainer.registry import CHALLENGER, CHAMPION
+
+if TYPE_CHECKING:
+    from retrainer.registry import Registry
+    from retrainer.store import Store
 
 
 @dataclass(frozen=True)
@@ -25,12 +29,12 @@ class ShadowState:
     champion: str | None
 
 
-def champion_version(cfg: RetrainerConfig, store: Any, registry: Any) -> str | None:
+def champion_version(cfg: RetrainerConfig, store: Store, registry: Registry) -> str | None:
     # The store's champion pointer is the truth promotion compare-and-sets; the alias mirrors it.
     return store.champion(cfg.model.name) or registry.alias_version(CHAMPION)
 
 
-def shadow_state(cfg: RetrainerConfig, store: Any, registry: Any) -> ShadowState:
+def shadow_state(cfg: RetrainerConfig, store: Store, registry: Registry) -> ShadowState:
     version, sample = shadow_target(store.ledger(cfg.model.name), rollout_mode=cfg.rollout.mode,
                                     challenger=registry.alias_version(CHALLENGER),
                                     default_sample=cfg.rollout.shadow.sample)
@@ -38,7 +42,7 @@ def shadow_state(cfg: RetrainerConfig, store: Any, registry: Any) -> ShadowState
 
 
 def start_shadow(
-    cfg: RetrainerConfig, store: Any, registry: Any, *, version: str, actor: str,
+    cfg: RetrainerConfig, store: Store, registry: Registry, *, version: str, actor: str,
     sample: float | None = None, run_id: int | None = None, at: datetime | None = None,
 ) -> ShadowState:
     """Mirror traffic to ``version`` (also staged as the challenger alias)."""
@@ -56,7 +60,7 @@ def start_shadow(
 
 
 def stop_shadow(
-    cfg: RetrainerConfig, store: Any, registry: Any, *, actor: str, reason: str = "shadow stopped",
+    cfg: RetrainerConfig, store: Store, registry: Registry, *, actor: str, reason: str = "shadow stopped",
     at: datetime | None = None,
 ) -> str:
     """Stop mirroring; returns the version that was shadowed."""
@@ -69,7 +73,7 @@ def stop_shadow(
 
 
 def start_ab(
-    cfg: RetrainerConfig, store: Any, registry: Any, *, challenger: str, actor: str,
+    cfg: RetrainerConfig, store: Store, registry: Registry, *, challenger: str, actor: str,
     split: float | None = None, salt: str | None = None, run_id: int | None = None, at: datetime | None = None,
 ) -> Any:
     """Start an A/B test of ``challenger`` against the champion; returns the store's ABTest."""
@@ -93,7 +97,7 @@ def start_ab(
     return store.ab_test(test_id)
 
 
-def running_ab_test(cfg: RetrainerConfig, store: Any) -> Any:
+def running_ab_test(cfg: RetrainerConfig, store: Store) -> Any:
     test = store.active_ab_test(cfg.model.name)
     if test is None:
         raise RolloutError(f"no A/B test is running for {cfg.model.name!r}: start one with `retrainer ab start`")
@@ -111,7 +115,7 @@ class ABStop:
 
 
 def stop_ab(
-    cfg: RetrainerConfig, store: Any, registry: Any, *, promote: bool, actor: str, force: bool = False,
+    cfg: RetrainerConfig, store: Store, registry: Registry, *, promote: bool, actor: str, force: bool = False,
     reason: str | None = None, at: datetime | None = None,
 ) -> ABStop:
     """Stop the running test: promote the challenger (compare-and-set, refused while the sample
@@ -138,7 +142,7 @@ def stop_ab(
     return ABStop("promoted" if outcome.status == "promoted" else "superseded", test.id, analysis)
 
 
-def _close(store: Any, test: Any, why: str, verdict: str, action: str, actor: str, at: datetime | None) -> None:
+def _close(store: Store, test: Any, why: str, verdict: str, action: str, actor: str, at: datetime | None) -> None:
     store.stop_ab_test(test.id, reason=why, result={"verdict": verdict, "action": action}, stopped_at=at)
     store.append_ledger(test.model_name, action="ab_stop", from_version=test.champion_version,
                         to_version=test.challenger_version, actor=actor, reason=why, at=at)
