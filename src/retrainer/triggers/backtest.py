@@ -18,7 +18,7 @@ logged champion's age. Nothing is written to the audit table.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +30,7 @@ from retrainer.frozen import deep_freeze
 from retrainer.triggers.check import champion_from_store
 from retrainer.triggers.context import ChampionInfo, TriggerContext
 from retrainer.triggers.decision import Decision
-from retrainer.triggers.policy import Policy, build_policy
+from retrainer.triggers.policy import Combination, Policy, build_policy
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class BacktestResult:
     end: datetime
     every: timedelta
     steps: tuple[BacktestStep, ...] = field(default_factory=tuple)
+    kinds: Mapping[str, str] = field(default_factory=dict)  # trigger label -> its type (entry-point name)
 
     @property
     def fires(self) -> list[datetime]:
@@ -86,6 +87,10 @@ class BacktestResult:
                 s["status"].append(d.status)
         return out
 
+    def quality(self) -> QualitySeries | None:
+        """Estimated and realized performance per step (see :func:`quality_series`)."""
+        return quality_series(self.steps, self.kinds)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model_name,
@@ -95,6 +100,80 @@ class BacktestResult:
             "fires": [t.isoformat() for t in self.fires],
             "steps": [s.to_dict() for s in self.steps],
         }
+
+
+ESTIMATED, REALIZED = "estimated_performance", "performance"
+
+
+@dataclass(frozen=True)
+class QualitySeries:
+    """One metric per step, as the policy's quality triggers saw it: the label-free estimate with
+    its confidence interval (``estimated_performance``) and the realized value on matured labels
+    (``performance``). Lists align with ``at``; None where a trigger had no figure that step."""
+
+    metric: str
+    at: list[datetime]
+    estimated: list[float | None]
+    ci_low: list[float | None]
+    ci_high: list[float | None]
+    estimated_fired: list[bool]
+    estimated_threshold: list[float | None]
+    realized: list[float | None]
+    realized_fired: list[bool]
+    realized_threshold: float | None
+
+
+def _figures(evidence: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """(metrics, ci) of a decision's evidence, top-level or under ``estimate``."""
+    inner = evidence.get("estimate") if isinstance(evidence.get("estimate"), Mapping) else evidence
+    return inner.get("metrics") or {}, inner.get("ci") or {}
+
+
+def quality_series(steps: Sequence[BacktestStep], kinds: Mapping[str, str]) -> QualitySeries | None:
+    """Read the estimated and realized values of one metric out of the steps' decisions.
+
+    The metric is the estimate's worst one (else the realized trigger's, else f1/accuracy),
+    the first found that is in the evidence. None when the policy has neither trigger.
+    """
+    est = next((label for label, kind in kinds.items() if kind == ESTIMATED), None)
+    real = next((label for label, kind in kinds.items() if kind == REALIZED), None)
+    if est is None and real is None:
+        return None
+    by_step = [{d.trigger: d for d in s.children} for s in steps]
+    candidates: list[str] = []
+    for label in (est, real):
+        candidates += [str(b[label].evidence["worst"]) for b in by_step if label in b and b[label].evidence.get("worst")]
+    candidates += ["f1", "accuracy", "roc_auc", "precision", "recall"]
+    seen = [m for b in by_step for label in (est, real) if label in b for m in _figures(b[label].evidence)[0]]
+    metric = next((m for m in candidates if m in seen), candidates[0])
+
+    def value(d: Decision | None) -> float | None:
+        v = None if d is None else _figures(d.evidence)[0].get(metric)
+        return None if v is None else float(v)
+
+    def ci(d: Decision | None, i: int) -> float | None:
+        c = None if d is None else _figures(d.evidence)[1].get(metric)
+        return None if not c else float(c[i])
+
+    def est_threshold(d: Decision | None) -> float | None:
+        if d is None:
+            return None
+        lines = d.evidence.get("lines") or d.evidence.get("thresholds") or {}
+        line = lines.get(metric) if isinstance(lines, Mapping) else None
+        if line is None and d.evidence.get("worst") == metric:
+            line = d.threshold
+        return None if line is None else float(line)
+
+    e = [b.get(est) if est else None for b in by_step]
+    r = [b.get(real) if real else None for b in by_step]
+    floors = [d.evidence.get("thresholds", {}).get(metric) for d in r if d is not None]
+    return QualitySeries(
+        metric=metric, at=[s.at for s in steps],
+        estimated=[value(d) for d in e], ci_low=[ci(d, 0) for d in e], ci_high=[ci(d, 1) for d in e],
+        estimated_fired=[bool(d and d.fired) for d in e], estimated_threshold=[est_threshold(d) for d in e],
+        realized=[value(d) for d in r], realized_fired=[bool(d and d.fired) for d in r],
+        realized_threshold=next((float(f) for f in floors if f is not None), None),
+    )
 
 
 def _initial_last_retrain(store: Any, model: str, start: datetime) -> datetime | None:
@@ -146,7 +225,9 @@ def backtest(
         if result.should_retrain:
             last = at  # the simulated retrain: cooldown and schedules count from here
         at += every
-    return BacktestResult(model, start, end, every, tuple(steps))
+    root = policy.root
+    children = root.triggers if isinstance(root, Combination) else (root,)
+    return BacktestResult(model, start, end, every, tuple(steps), kinds={t.label: t.name for t in children})
 
 
-__all__ = ["BacktestResult", "BacktestStep", "backtest"]
+__all__ = ["BacktestResult", "BacktestStep", "QualitySeries", "backtest", "quality_series"]
