@@ -124,9 +124,14 @@ class QualitySeries:
 
 
 def _figures(evidence: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
-    """(metrics, ci) of a decision's evidence, top-level or under ``estimate``."""
-    inner = evidence.get("estimate") if isinstance(evidence.get("estimate"), Mapping) else evidence
-    return inner.get("metrics") or {}, inner.get("ci") or {}
+    """(metrics, ci) of a decision's evidence: ``performance`` has ``metrics``;
+    ``estimated_performance`` has ``estimate`` (metric -> value) and ``ci`` (metric -> [low, high])."""
+    est = evidence.get("estimate")
+    if isinstance(est, Mapping):
+        if isinstance(est.get("metrics"), Mapping):
+            return est["metrics"], est.get("ci") or {}
+        return est, evidence.get("ci") or {}
+    return evidence.get("metrics") or {}, evidence.get("ci") or {}
 
 
 def quality_series(steps: Sequence[BacktestStep], kinds: Mapping[str, str]) -> QualitySeries | None:
