@@ -22,9 +22,35 @@ def write_report(result: Any, stream: pd.DataFrame, cfg: RetrainerConfig) -> dic
     }
     drift_window = _drift_window(result, stream)
     write_drift_report(stream, drift_window, result.spec.history_days, paths["drift_report"])
-    plot_timeline(result, paths["timeline"])
-    paths["summary"].write_text(summary_markdown(result, drift_window), encoding="utf-8")
+    plot_timeline(result, paths["timeline"], trigger_kinds(cfg))
+    paths["summary"].write_text(summary_markdown(result, drift_window, lead_time(result, cfg)), encoding="utf-8")
     return {k: str(v) for k, v in paths.items()}
+
+
+def trigger_kinds(cfg: RetrainerConfig) -> dict[str, str]:
+    """Trigger label (as the checks name it) -> its type."""
+    return {t.name or t.type: t.type for t in cfg.triggers}
+
+
+def lead_time(result: Any, cfg: RetrainerConfig | None = None) -> dict[str, Any]:
+    """The day the label-free estimate first crossed its line, the first day on or after it
+    that matured labels confirmed it (``performance`` fired), and the days between: how much
+    earlier the estimate told. None where it did not happen (or the policy lacks the trigger)."""
+    if cfg is None:
+        from retrainer.config import load_config
+
+        cfg = load_config(result.config_path)
+    kinds = trigger_kinds(cfg)
+
+    def first(kind: str, since: int | None = None) -> int | None:
+        labels = [label for label, k in kinds.items() if k == kind]
+        days = [day for label in labels for day in result.fires().get(label, []) if since is None or day >= since]
+        return min(days, default=None)
+
+    crossed = first("estimated_performance")
+    confirmed = first("performance", crossed)
+    return {"estimate_crossed_day": crossed, "labels_confirmed_day": confirmed,
+            "lead_days": None if crossed is None or confirmed is None else confirmed - crossed}
 
 
 def _drift_window(result: Any, stream: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -46,8 +72,9 @@ def write_drift_report(stream: pd.DataFrame, window: tuple[pd.Timestamp, pd.Time
     evidently_drift_report(reference, current, path)
 
 
-def plot_timeline(result: Any, path: Path) -> None:
-    """Each trigger's statistic against its threshold, day by day, with the retrain points."""
+def plot_timeline(result: Any, path: Path, kinds: dict[str, str] | None = None) -> None:
+    """Each trigger's statistic against its threshold, day by day, with the retrain points;
+    estimated and realized performance share one panel (``kinds``: trigger label -> type)."""
     from retrainer.triggers.backtest import BacktestResult, BacktestStep
     from retrainer.triggers.decision import Decision
 
@@ -56,7 +83,7 @@ def plot_timeline(result: Any, path: Path) -> None:
     for d in result.days:
         children = tuple(
             Decision(trigger=label, fired=c["fired"], status=c["status"], reason=c["reason"] or "",
-                     value=c["value"], threshold=c["threshold"])
+                     value=c["value"], threshold=c["threshold"], evidence=c.get("evidence") or {})
             for label, c in d.monitor["checks"].items()
         )
         policy = Decision(trigger="policy", fired=d.day in retrain_days,
@@ -64,7 +91,8 @@ def plot_timeline(result: Any, path: Path) -> None:
         steps.append(BacktestStep(at=d.at, should_retrain=d.day in retrain_days, raw_fired=d.monitor["should_retrain"],
                                   last_retrain_at=None, decision=policy, children=children))
     timeline = BacktestResult(model_name=result.config_path.parent.name, start=result.days[0].at,
-                              end=result.days[-1].at, every=timedelta(days=1), steps=tuple(steps))
+                              end=result.days[-1].at, every=timedelta(days=1), steps=tuple(steps),
+                              kinds=dict(kinds or {}))
     from retrainer.triggers.plot import plot_backtest
 
     drift_day = result.spec.drift_day
@@ -72,7 +100,19 @@ def plot_timeline(result: Any, path: Path) -> None:
                                         f"red lines = retrains")
 
 
-def summary_markdown(result: Any, drift_window: tuple[pd.Timestamp, pd.Timestamp]) -> str:
+def _lead_lines(lead: dict[str, Any]) -> list[str]:
+    crossed, confirmed, days = lead["estimate_crossed_day"], lead["labels_confirmed_day"], lead["lead_days"]
+    if crossed is None:
+        return ["The label-free estimate (`estimated_performance`) never crossed its line."]
+    if confirmed is None:
+        return [f"The label-free estimate crossed its line on **day {crossed}**; matured labels "
+                "(`performance`) had not confirmed it by the end."]
+    return [f"The label-free estimate crossed its line on **day {crossed}**; matured labels "
+            f"(`performance`) confirmed it on **day {confirmed}**: a lead time of **{days} day{'s' if days != 1 else ''}**."]
+
+
+def summary_markdown(result: Any, drift_window: tuple[pd.Timestamp, pd.Timestamp],
+                     lead: dict[str, Any] | None = None) -> str:
     spec = result.spec
     lines = [
         "# retrainer demo",
@@ -85,6 +125,8 @@ def summary_markdown(result: Any, drift_window: tuple[pd.Timestamp, pd.Timestamp
     ]
     for label, days in result.fires().items():
         lines.append(f"- **{label}**: " + (", ".join(f"day {d}" for d in days) if days else "never"))
+    if lead is not None:
+        lines += ["", "## Estimated vs realized performance", "", *_lead_lines(lead)]
     lines += ["", "## Retrains", "", "| day | reasons | status | version | candidate f1 | champion f1 |", "|---|---|---|---|---|---|"]
     for r in result.retrains:
         cand = r.get("candidate_metrics", {}).get("f1")
