@@ -11,7 +11,12 @@ Profile shape (version 1, strict JSON)::
     {"version": 1,
      "features": {name: NumericReference.to_dict() | CategoricalReference.to_dict()},
      "prediction": NumericReference.to_dict() | None,   # the model's scores on the training frame
-     "n_rows": int, "model_version": str | None, "registered_at": ISO-8601 | None}
+     "n_rows": int, "model_version": str | None, "registered_at": ISO-8601 | None,
+     # added by the retrain flow at registration (optional; older profiles lack them):
+     "holdout_metrics": {metric: float},                # the candidate's realized holdout figures
+     "calibration": CalibrationMap.to_dict() | {"skipped": reason} | None}   # binary classifiers
+
+:func:`load_calibration` reads the calibration map back (what ``estimated_performance`` uses).
 
 >>> import pandas as pd
 >>> from retrainer.config import FeatureSpec
@@ -38,6 +43,7 @@ from numpy.typing import ArrayLike
 from retrainer.config import FeatureSpec
 from retrainer.errors import StatisticsError
 from retrainer.stats import KS_EXACT_MAX_N, CategoricalReference, NumericReference, Reference
+from retrainer.stats.calibration import CalibrationMap
 
 PROFILE_VERSION = 1
 
@@ -177,5 +183,19 @@ def load_reference_profile(profile: Mapping[str, Any]) -> ReferenceProfile:
     )
 
 
-__all__ = ["DEFAULT_SAMPLE_SIZE", "PROFILE_VERSION", "ReferenceProfile", "build_reference_profile", "load_reference_profile",
+def load_calibration(profile: Mapping[str, Any] | None) -> CalibrationMap | None:
+    """The champion's calibration map from its stored profile; None when it has none.
+
+    None when the profile, or its ``calibration``, is missing or was skipped (a regressor, a
+    multiclass model, a holdout too small): the caller says why it cannot estimate. A malformed
+    map raises StatisticsError.
+    """
+    data = None if profile is None else profile.get("calibration")
+    if not isinstance(data, Mapping) or "skipped" in data:
+        return None
+    return CalibrationMap.from_dict(data)
+
+
+__all__ = ["DEFAULT_SAMPLE_SIZE", "PROFILE_VERSION", "ReferenceProfile", "build_reference_profile", "load_calibration",
+           "load_reference_profile",
            "profile_arrays"]

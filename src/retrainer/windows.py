@@ -181,6 +181,20 @@ class RetrainHistorySource(Protocol):
 
 
 @runtime_checkable
+class ScoredWindowSource(Protocol):
+    """A :class:`WindowSource` that serves every prediction of a window, labelled or not (optional).
+
+    ``scored_window`` returns a :class:`LabelledWindow` of all the window's predictions, with
+    ``y_true`` NaN where the label had not arrived by ``as_of``: what label-free performance
+    estimation reads (the model's scores, and the realized labels that replace them).
+    """
+
+    def scored_window(
+        self, model_name: str, start: datetime, end: datetime, *, as_of: datetime, model_version: str | None = None
+    ) -> LabelledWindow: ...
+
+
+@runtime_checkable
 class LabelDelaySource(Protocol):
     """A :class:`WindowSource` that can measure the model's label delay (the store, the fakes).
 
@@ -192,4 +206,4 @@ class LabelDelaySource(Protocol):
 
 
 __all__ = ["FeatureWindow", "LabelDelay", "LabelDelaySource", "LabelledWindow", "RetrainHistorySource", "RetrainRecord",
-           "WindowSource"]
+           "ScoredWindowSource", "WindowSource"]

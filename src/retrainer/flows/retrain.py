@@ -137,6 +137,7 @@ def _run_with(cfg: RetrainerConfig, store: Store, *, reasons: list[str], force: 
 def _steps(cfg: RetrainerConfig, store: Store, result: RetrainResult, *, now: datetime) -> None:
     from retrainer.tasks.promote import reject_task
     from retrainer.profiles import build_reference_profile
+    from retrainer.tasks.register import holdout_calibration
     from retrainer.registry import Registry
     from retrainer.tasks import (
         evaluate_model_task,
@@ -178,6 +179,8 @@ def _steps(cfg: RetrainerConfig, store: Store, result: RetrainResult, *, now: da
     profile = build_reference_profile(
         data.X_train, cfg.data.features, model_version=None, registered_at=now
     )
+    # How the candidate's scores map to probabilities: what estimated_performance reads later.
+    profile["calibration"] = holdout_calibration(candidate, data.X_holdout, data.y_holdout)
     # The report only has to live until MLflow has copied it into the run's artifacts.
     with tempfile.TemporaryDirectory(prefix="retrainer-report-") as report_dir:
         artifacts = {}

@@ -276,10 +276,12 @@ def labelled_rows(
     model_version: str | None,
     *,
     ids: bool = True,
+    unlabelled: bool = False,
 ) -> tuple[np.ndarray, int]:
     """(id, ts, prediction, score, label) rows of the window whose label is known at as_of,
     as a float64 matrix ordered by (ts, id), and the number of predictions in the window.
-    With ``ids=False`` the id column is all NaN (not fetched: ~20% of the read).
+    With ``ids=False`` the id column is all NaN (not fetched: ~20% of the read). With
+    ``unlabelled`` every prediction of the window comes back, label NaN where it was not known at as_of.
 
     One range scan of the covering index ``ix_predictions_window`` (with a model_version the
     rows are looked up too); the rows go from the driver cursor into numpy without
@@ -289,8 +291,10 @@ def labelled_rows(
     where = _window(model_name, lo, hi, model_version)
     p = predictions.c
     score = sa.func.coalesce(p.score, sa.literal(_NO_SCORE, sa.Double))
-    cols = [p.id, p.ts, p.prediction, score, p.label] if ids else [p.ts, p.prediction, score, p.label]
-    q = sa.select(*cols).where(*where, p.label_ts <= to_epoch(as_of)).order_by(p.ts, p.id)
+    known = p.label_ts <= to_epoch(as_of)
+    label = sa.func.coalesce(sa.case((known, p.label)), sa.literal(_NO_SCORE, sa.Double)) if unlabelled else p.label
+    cols = [p.id, p.ts, p.prediction, score, label] if ids else [p.ts, p.prediction, score, label]
+    q = sa.select(*cols).where(*where, *(() if unlabelled else (known,))).order_by(p.ts, p.id)
     compiled = q.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     params = compiled.params
     if compiled.positional:  # SQLite's qmark style
@@ -303,6 +307,8 @@ def labelled_rows(
         cursor.close()
     matrix = rows if ids else np.column_stack([np.full(rows.shape[0], np.nan), rows])
     matrix[matrix[:, 3] == _NO_SCORE, 3] = np.nan
+    if unlabelled:
+        matrix[matrix[:, 4] == _NO_SCORE, 4] = np.nan
     total = conn.execute(sa.select(sa.func.count()).select_from(predictions).where(*where)).scalar_one()
     return matrix, int(total)
 
@@ -315,6 +321,14 @@ def labelled_window(
     conn: Connection, model_name: str, start: datetime, end: datetime, as_of: datetime, model_version: str | None
 ) -> LabelledWindow:
     m, total = labelled_rows(conn, model_name, start, end, as_of, model_version, ids=False)
+    return LabelledWindow(y_true=m[:, 4], y_pred=m[:, 2], score=m[:, 3], ts=m[:, 1], n_predictions=total)
+
+
+def scored_window(
+    conn: Connection, model_name: str, start: datetime, end: datetime, as_of: datetime, model_version: str | None
+) -> LabelledWindow:
+    """Every prediction of [start, end) with its score; ``y_true`` NaN where no label was known at as_of."""
+    m, total = labelled_rows(conn, model_name, start, end, as_of, model_version, ids=False, unlabelled=True)
     return LabelledWindow(y_true=m[:, 4], y_pred=m[:, 2], score=m[:, 3], ts=m[:, 1], n_predictions=total)
 
 

@@ -203,6 +203,14 @@ class Store:
         with read_tx(self.engine) as conn:
             return predictions.labelled_window(conn, model_name, start, end, as_of, model_version)
 
+    def scored_window(
+        self, model_name: str, start: datetime, end: datetime, *, as_of: datetime, model_version: str | None = None
+    ) -> LabelledWindow:
+        """Every prediction of [start, end), labelled or not (``ScoredWindowSource``): label NaN
+        where it was not known at ``as_of``."""
+        with read_tx(self.engine) as conn:
+            return predictions.scored_window(conn, model_name, start, end, as_of, model_version)
+
     def labelled_frame(
         self, model_name: str, start: datetime, end: datetime, *, as_of: datetime, columns: Sequence[str]
     ) -> pd.DataFrame:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
@@ -240,6 +241,27 @@ def _log_run(
     return run_id, info.model_id
 
 
+def holdout_calibration(model: Any, X: pd.DataFrame, y: Any) -> dict[str, Any] | None:
+    """The calibration map of ``model``'s scores on the holdout, as JSON for the reference profile.
+
+    What ``estimated_performance`` turns the logged scores into probabilities with. The score is
+    the one serving logs: ``predict_proba[:, 1]``, P(``classes_[1]``), of a binary classifier.
+    None for regressors, multiclass models and models without ``predict_proba`` (nothing to
+    estimate from); ``{"skipped": reason}`` when the holdout is too small to calibrate on.
+    """
+    from retrainer.errors import StatisticsError
+    from retrainer.stats.calibration import fit_calibration
+
+    classes = getattr(model, "classes_", None)
+    if classes is None or len(classes) != 2 or not hasattr(model, "predict_proba"):
+        return None
+    try:
+        score = np.asarray(model.predict_proba(X), dtype=float)[:, 1]
+        return fit_calibration(score, np.asarray(y) == classes[1]).to_dict()
+    except StatisticsError as exc:
+        return {"skipped": str(exc)}
+
+
 def set_challenger(registry: Registry, version: str | int) -> None:
     """Stage ``version``: point the ``challenger`` alias at it."""
     registry.set_alias(CHALLENGER, version)
@@ -254,6 +276,7 @@ __all__ = [
     "MODEL_ID_TAG",
     "REFERENCE_PROFILE_FILE",
     "RegisteredVersion",
+    "holdout_calibration",
     "register_candidate",
     "register_candidate_task",
     "set_challenger",

@@ -103,6 +103,8 @@ def _reread(ctx: TriggerContext, key: tuple[Any, ...]) -> Any:
         return ctx.features(args[0], args[1])
     if kind == "labelled":
         return ctx.labelled(args[0], model_version=args[1], lag=args[2])
+    if kind == "scored":
+        return ctx.scored(args[0], model_version=args[1])
     if kind == "label_delay":
         return ctx.label_delay(args[0])
     if kind == "retrain_history":

@@ -124,6 +124,23 @@ class InMemoryWindowSource:
             n_predictions=int(len(idx)),
         )
 
+    def scored_window(
+        self,
+        model_name: str,
+        start: datetime,
+        end: datetime,
+        *,
+        as_of: datetime,
+        model_version: str | None = None,
+    ) -> LabelledWindow:
+        idx = self._rows(model_name, start, end, model_version)
+        arrived = self._labelled_at[idx]
+        known = ~np.isnan(arrived) & (arrived <= _instant(as_of))
+        return LabelledWindow(
+            y_true=np.where(known, self._y_true[idx], np.nan), y_pred=self._y_pred[idx], score=self._score[idx],
+            ts=self._ts[idx], n_predictions=int(len(idx)),
+        )
+
     def count_predictions(
         self,
         model_name: str,

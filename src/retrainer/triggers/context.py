@@ -32,6 +32,7 @@ from retrainer.windows import (
     LabelledWindow,
     RetrainHistorySource,
     RetrainRecord,
+    ScoredWindowSource,
     WindowSource,
 )
 
@@ -126,6 +127,31 @@ class TriggerContext:
             )
 
         return self._memo(("labelled", window, model_version, lag), load)
+
+    def scored(self, window: timedelta, *, model_version: str | None = None) -> LabelledWindow | None:
+        """Every prediction made in ``[now - window, now)``, labelled or not: ``y_true`` is NaN
+        where the label had not arrived by ``now`` (what label-free estimation reads).
+
+        None when the source cannot serve unlabelled predictions (it does not implement
+        :class:`~retrainer.windows.ScoredWindowSource`).
+        """
+        start = self._start(window)
+
+        def load() -> LabelledWindow | None:
+            source = self._source()
+            if not isinstance(source, ScoredWindowSource):
+                return None
+            raw = source.scored_window(self.model_name, start, self.now, as_of=self.now, model_version=model_version)
+            keep = _before(raw.ts, self.now)
+            return LabelledWindow(
+                ts=readonly_array(np.asarray(raw.ts)[keep]),
+                y_true=readonly_array(np.asarray(raw.y_true)[keep]),
+                y_pred=readonly_array(np.asarray(raw.y_pred)[keep]),
+                score=readonly_array(np.asarray(raw.score)[keep]),
+                n_predictions=int(np.count_nonzero(keep)),
+            )
+
+        return self._memo(("scored", window, model_version), load)
 
     def count_since(self, since: datetime | timedelta, *, labelled: bool = False) -> int:
         """Predictions made in ``[since, now)``; with ``labelled``, only those labelled by ``now``.
