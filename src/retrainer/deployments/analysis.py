@@ -20,6 +20,7 @@ false-positive rate; :func:`analyze` gathers the counts from the store.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -29,6 +30,8 @@ import numpy as np
 from retrainer.config import ABConfig, GateConfig
 from retrainer.deployments.ab import CHALLENGER_ARM, CHAMPION_ARM
 from retrainer.errors import StatisticsError
+from retrainer.metrics import gate as gate_rule
+from retrainer.metrics import label_metrics, resolve_classes, roc_auc
 from retrainer.stats.proportions import (
     diff_confidence_interval,
     msprt_pvalue,
@@ -54,7 +57,7 @@ class ArmResult:
 
 
 @dataclass(frozen=True)
-class Decision:
+class ABVerdict:
     verdict: Verdict
     reason: str
     p_value: float | None
@@ -79,7 +82,7 @@ class ABAnalysis:
     tested_metric: str
     gate_metric_name: str
     arms: dict[str, ArmResult]
-    decision: Decision
+    decision: ABVerdict
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -103,7 +106,7 @@ def decide(
     cfg: ABConfig,
     looks: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
     gate_ok: bool = True,
-) -> Decision:
+) -> ABVerdict:
     """The verdict from counts. Arm A is the champion, B the challenger.
 
     ``units``: units assigned per arm (for the SRM check; None skips it). ``looks``: cumulative
@@ -116,10 +119,10 @@ def decide(
         srm_p = srm_test(list(units), [1.0 - split, split])
     srm_bad = srm_p is not None and srm_p < cfg.srm_alpha
 
-    def out(verdict: Verdict, reason: str, **kw: Any) -> Decision:
+    def out(verdict: Verdict, reason: str, **kw: Any) -> ABVerdict:
         base: dict[str, Any] = {"p_value": None, "z": None, "diff": None, "ci": None, "required_per_arm": None}
         base.update(kw)
-        return Decision(verdict, reason, p_value_kind=kind, srm_p_value=srm_p, srm_mismatch=srm_bad, **base)
+        return ABVerdict(verdict, reason, p_value_kind=kind, srm_p_value=srm_p, srm_mismatch=srm_bad, **base)
 
     if srm_bad:
         return out(
@@ -203,27 +206,15 @@ def daily_looks(
 
 
 def _metrics(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray, gate_metric: str) -> tuple[float | None, float | None]:
-    """(f1, gate metric) for one arm; None when undefined (no rows, one class for roc_auc)."""
+    """(f1, gate metric) for one arm by :mod:`retrainer.metrics`' rules; None when undefined."""
     if y_true.size == 0:
         return None, None
-    from sklearn import metrics as skm
-
-    labels = np.unique(np.concatenate([y_true, y_pred]))
-    binary = set(labels.tolist()) <= {0.0, 1.0}
-    avg = "binary" if binary else "macro"
-    f1 = float(skm.f1_score(y_true, y_pred, average=avg, zero_division=0))
-    if gate_metric == "f1":
-        return f1, f1
-    if gate_metric == "accuracy":
-        return f1, float(np.mean(y_true == y_pred))
-    if gate_metric == "precision":
-        return f1, float(skm.precision_score(y_true, y_pred, average=avg, zero_division=0))
-    if gate_metric == "recall":
-        return f1, float(skm.recall_score(y_true, y_pred, average=avg, zero_division=0))
-    ok = ~np.isnan(score)
-    if not binary or ok.sum() == 0 or np.unique(y_true[ok]).size < 2:
-        return f1, None
-    return f1, float(skm.roc_auc_score(y_true[ok], score[ok]))
+    classes = resolve_classes(y_true, y_pred)
+    values = label_metrics(y_true, y_pred, classes)
+    if gate_metric == "roc_auc":
+        values["roc_auc"] = roc_auc(y_true, score, classes)[0] if len(classes) <= 2 else math.nan
+    g = values[gate_metric]
+    return values["f1"], None if math.isnan(g) else g
 
 
 def analyze(store: Any, test: Any, *, gate: GateConfig, cfg: ABConfig | None = None, as_of: datetime | None = None) -> ABAnalysis:
@@ -250,7 +241,8 @@ def analyze(store: Any, test: Any, *, gate: GateConfig, cfg: ABConfig | None = N
         )
         raw[arm] = (np.asarray(w.ts, dtype=np.float64), ok)
     a, b = arms[CHAMPION_ARM], arms[CHALLENGER_ARM]
-    gate_ok = a.gate_metric is None or b.gate_metric is None or b.gate_metric >= gate.min_ratio * a.gate_metric
+    # The offline gate's rule: an undefined (None/NaN) gate metric on either arm blocks promotion.
+    gate_ok = gate_rule({gate.metric: b.gate_metric}, {gate.metric: a.gate_metric}, gate).accepted
     looks = None
     if a.n and b.n:
         looks = daily_looks(raw[CHAMPION_ARM][0], raw[CHAMPION_ARM][1], raw[CHALLENGER_ARM][0], raw[CHALLENGER_ARM][1],
@@ -267,4 +259,4 @@ def analyze(store: Any, test: Any, *, gate: GateConfig, cfg: ABConfig | None = N
     )
 
 
-__all__ = ["ABAnalysis", "ArmResult", "Decision", "Verdict", "analyze", "daily_looks", "decide"]
+__all__ = ["ABAnalysis", "ABVerdict", "ArmResult", "Verdict", "analyze", "daily_looks", "decide"]
