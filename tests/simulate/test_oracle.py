@@ -72,3 +72,11 @@ def test_oracle_on_a_real_replay_equals_brute_force(frame, cfg):
     assert by["oracle"].errors == result.oracle.errors
     assert all(s.regret >= 0 for s in result.summaries)
     assert 0 < result.oracle.retrains < len(grid) - 1  # the drift makes some, not all, retrains pay
+
+
+def test_simulate_refuses_an_oversized_oracle_before_training(frame, cfg):
+    history = History.from_frame(frame, cfg.data)
+    settings = SimulationSettings(start=at(50), end=at(60), every=timedelta(hours=1), policies=["never", "oracle"],
+                                  max_oracle_steps=100)
+    with pytest.raises(ConfigError, match="240 steps"):
+        simulate(cfg, history, settings)

@@ -21,7 +21,7 @@ from retrainer.errors import ConfigError
 from retrainer.simulate.costs import Costs, PolicySummary, summarize
 from retrainer.simulate.history import History, StepGrid
 from retrainer.simulate.models import CacheStats, ModelCache
-from retrainer.simulate.oracle import DEFAULT_MAX_STEPS, OracleSolution, solve_oracle
+from retrainer.simulate.oracle import DEFAULT_MAX_STEPS, OracleSolution, check_oracle_size, solve_oracle
 from retrainer.simulate.policies import ORACLE, build_compared_policy
 from retrainer.simulate.replay import PolicyRun, Progress, initial_model, replay_policy, run_schedule
 
@@ -104,9 +104,8 @@ def simulate(
     compared = [build_compared_policy(n, cfg, retrain_cost=costs.retrain_cost, error_cost=costs.error_cost)
                 for n in names]  # every spec is checked before any training starts
     grid = StepGrid.build(history, settings.start, settings.end, settings.every)
-    if ORACLE in names and len(grid) > settings.max_oracle_steps:
-        solve_oracle(np.zeros((len(grid), len(grid)), np.int64), retrain_cost=0, error_cost=0,
-                     max_steps=settings.max_oracle_steps)  # raises the cap's error before hours of training
+    if ORACLE in names:
+        check_oracle_size(len(grid), settings.max_oracle_steps)  # before hours of training, not after
     if cache is None:
         cache = ModelCache(history, grid, cfg, train_window=settings.train_window)
     elif (cache.history is not history or cache.grid.instants != grid.instants or cache.train_window != settings.train_window

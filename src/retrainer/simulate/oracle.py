@@ -59,6 +59,15 @@ def schedule_errors(errors: np.ndarray, retrain_steps: Iterable[int]) -> int:
     return total
 
 
+def check_oracle_size(steps: int, max_steps: int = DEFAULT_MAX_STEPS) -> None:
+    """Refuse a grid the oracle would need hours and gigabytes for, before anything is trained."""
+    if steps > max_steps:
+        raise ConfigError(
+            f"the oracle over {steps} steps needs {steps} trainings and an {steps}x{steps} table; the cap is "
+            f"{max_steps} steps: use a longer --every, a shorter span, or drop `oracle` from --compare"
+        )
+
+
 def solve_oracle(
     errors: np.ndarray,
     *,
@@ -74,11 +83,7 @@ def solve_oracle(
     S = E.shape[0]
     if E.shape != (S, S) or S == 0:
         raise ValueError(f"errors must be a non-empty square matrix, got shape {E.shape}")
-    if S > max_steps:
-        raise ConfigError(
-            f"the oracle over {S} steps needs {S} trainings and an {S}x{S} table; the cap is {max_steps} steps: "
-            "use a longer --every, a shorter span, or drop `oracle` from --compare"
-        )
+    check_oracle_size(S, max_steps)
     ok = np.ones(S, bool) if trainable is None else np.asarray(trainable, bool).copy()
     ok[0] = True  # the initial model exists (the replay refuses to start otherwise)
     E = np.triu(E)  # a model cannot serve before it is trained
@@ -105,4 +110,4 @@ def solve_oracle(
     return OracleSolution(schedule, len(schedule), n_errors, float(retrain_cost * len(schedule) + error_cost * n_errors))
 
 
-__all__ = ["DEFAULT_MAX_STEPS", "OracleSolution", "schedule_errors", "solve_oracle"]
+__all__ = ["DEFAULT_MAX_STEPS", "OracleSolution", "check_oracle_size", "schedule_errors", "solve_oracle"]
