@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 
 from retrainer.config import GateConfig
 
@@ -89,6 +90,36 @@ def roc_auc(y_true: Any, scores: Any, classes: Any) -> tuple[float, str | None]:
     return float(roc_auc_score(y_true, scores, multi_class="ovr", labels=cls)), None
 
 
+def _ratio(num: float, den: float) -> float:
+    return float(num / den) if den else 0.0
+
+
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray, positive_label: float = 1.0
+) -> dict[str, float | None]:
+    """The five metrics of labelled predictions, as sklearn defines them (binary, positive class
+    ``positive_label``); ``None`` where undefined (no rows; roc_auc with one class present or no
+    finite score). numpy-only, for the performance trigger's hot path."""
+    t = y_true == positive_label
+    p = y_pred == positive_label
+    tp, fp, fn = float(np.sum(t & p)), float(np.sum(~t & p)), float(np.sum(t & ~p))
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    out: dict[str, float | None] = {
+        "accuracy": float(np.mean(y_true == y_pred)) if y_true.size else None,
+        "precision": precision,
+        "recall": recall,
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "roc_auc": None,
+    }
+    scored = np.isfinite(score)
+    pos, neg = int(np.sum(t & scored)), int(np.sum(~t & scored))
+    if pos and neg:
+        # Mann-Whitney U with mid-ranks for ties: equals sklearn's trapezoidal ROC AUC.
+        ranks = rankdata(score[scored])
+        out["roc_auc"] = float((ranks[t[scored]].sum() - pos * (pos + 1) / 2) / (pos * neg))
+    return out
+
+
 @dataclass(frozen=True)
 class GateResult:
     accepted: bool
@@ -136,4 +167,4 @@ def gate(candidate: Mapping[str, Any], champion: Mapping[str, Any] | None, cfg: 
     return GateResult(accepted, m, cand, champ, required, reason)
 
 
-__all__ = ["METRIC_NAMES", "GateResult", "gate", "label_metrics", "resolve_classes", "roc_auc"]
+__all__ = ["METRIC_NAMES", "GateResult", "classification_metrics", "gate", "label_metrics", "resolve_classes", "roc_auc"]

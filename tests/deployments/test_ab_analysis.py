@@ -110,7 +110,8 @@ def test_daily_looks_are_cumulative() -> None:
     assert nb.tolist() == [1, 1, 2] and sb.tolist() == [1, 1, 2]
 
 
-def test_analyze_reads_the_store(tmp_path) -> None:
+def _ab_store(tmp_path):
+    """A store with a finished-looking A/B test whose challenger is clearly more accurate (no scores logged)."""
     specs = [FeatureSpec(name="x1")]
     store = Store.open(f"sqlite:///{tmp_path / 's.db'}")
     store.init()
@@ -133,7 +134,11 @@ def test_analyze_reads_the_store(tmp_path) -> None:
     store.log_predictions("m", preds, specs)
     store.log_labels(labels)
     store.record_assignments(test_id, assigns)
-    test = store.ab_test(test_id)
+    return store, store.ab_test(test_id)
+
+
+def test_analyze_reads_the_store(tmp_path) -> None:
+    store, test = _ab_store(tmp_path)
     result = analyze(store, test, gate=GateConfig(metric="f1", min_ratio=0.95))
     champ, chall = result.arms["champion"], result.arms["challenger"]
     assert champ.n + chall.n == 4000 and champ.units + chall.units == 4000
@@ -142,4 +147,14 @@ def test_analyze_reads_the_store(tmp_path) -> None:
     assert not result.decision.srm_mismatch
     as_dict = result.to_dict()
     assert as_dict["verdict"] == "promote_challenger" and as_dict["arms"]["challenger"]["version"] == "2"
+    store.close()
+
+
+def test_undefined_gate_metric_blocks_promotion_as_the_offline_gate_does(tmp_path) -> None:
+    # No scores were logged, so roc_auc is undefined on both arms: the shared gate rejects it,
+    # so a more accurate challenger is still not promoted on an unverifiable gate metric.
+    store, test = _ab_store(tmp_path)
+    result = analyze(store, test, gate=GateConfig(metric="roc_auc", min_ratio=0.95))
+    assert result.arms["challenger"].gate_metric is None
+    assert result.verdict == "keep_champion" and "gate metric" in result.decision.reason
     store.close()

@@ -31,44 +31,15 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field, field_validator
-from scipy.stats import rankdata
 
 from retrainer.durations import PositiveDuration, format_duration
+from retrainer.metrics import classification_metrics
 from retrainer.triggers.base import Trigger
 from retrainer.triggers.context import TriggerContext
 from retrainer.triggers.decision import Decision
 from retrainer.windows import LabelDelay
 
 Metric = Literal["accuracy", "f1", "precision", "recall", "roc_auc"]
-
-
-def _ratio(num: float, den: float) -> float:
-    return float(num / den) if den else 0.0
-
-
-def classification_metrics(
-    y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray, positive_label: float = 1.0
-) -> dict[str, float | None]:
-    """The five metrics as sklearn defines them (binary); ``None`` where undefined (roc_auc with
-    one class present or no finite score)."""
-    t = y_true == positive_label
-    p = y_pred == positive_label
-    tp, fp, fn = float(np.sum(t & p)), float(np.sum(~t & p)), float(np.sum(t & ~p))
-    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-    out: dict[str, float | None] = {
-        "accuracy": float(np.mean(y_true == y_pred)) if y_true.size else None,
-        "precision": precision,
-        "recall": recall,
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-        "roc_auc": None,
-    }
-    scored = np.isfinite(score)
-    pos, neg = int(np.sum(t & scored)), int(np.sum(~t & scored))
-    if pos and neg:
-        # Mann-Whitney U with mid-ranks for ties: equals sklearn's trapezoidal ROC AUC.
-        ranks = rankdata(score[scored])
-        out["roc_auc"] = float((ranks[t[scored]].sum() - pos * (pos + 1) / 2) / (pos * neg))
-    return out
 
 
 @dataclass(frozen=True, eq=False)
