@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/ensure-postgres-binaries
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The edit loop: everything but the slow and PostgreSQL tests (CI still runs `make test`).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not postgres" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
