@@ -13,6 +13,7 @@ from retrainer.deployments.promotion import (
     champion_history,
     promote,
     reject,
+    resolve_champion,
     rollback,
     sync_champion_alias,
 )
@@ -220,3 +221,18 @@ def test_promotion_is_atomic_with_its_ledger_row(registry, store, monkeypatch):
     monkeypatch.undo()
     assert store.champion(registry.model_name) is None  # the swap was rolled back with the row
     assert store.ledger(registry.model_name) == []
+
+
+def test_resolve_champion_trusts_the_store_and_repairs_a_lagging_alias(registry, store, caplog):
+    promote(registry, store, version="1", expected_champion=None, actor="a", reason="first")
+    promote(registry, store, version="2", expected_champion="1", actor="a", reason="better")
+    registry.set_alias(CHAMPION, "1")  # the alias lags (e.g. a crash between the two writes)
+    with caplog.at_level("WARNING", logger="retrainer.deployments.promotion"):
+        assert resolve_champion(registry, store) == "2"
+    assert registry.alias_version(CHAMPION) == "2"
+    assert "store says 2" in caplog.text
+
+    from retrainer.deployments.rollout import champion_version  # a caller: same answer
+
+    registry.set_alias(CHAMPION, "1")
+    assert champion_version(None, store, registry) == "2" and registry.alias_version(CHAMPION) == "2"

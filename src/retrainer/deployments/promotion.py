@@ -14,6 +14,7 @@ the champion goes back to the version below the current one, again by compare-an
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,8 @@ from typing import Any, Literal, Protocol
 
 from retrainer.errors import RegistryError
 from retrainer.registry import CHALLENGER, CHAMPION, Registry
+
+_log = logging.getLogger(__name__)
 
 
 class LedgerRow(Protocol):
@@ -84,6 +87,20 @@ def sync_champion_alias(registry: Registry, store: PromotionStore) -> str | None
         registry.set_alias(CHAMPION, truth)
     return truth
 
+
+
+def resolve_champion(registry: Registry, store: PromotionStore) -> str | None:
+    """Who is the champion: the store's pointer (the truth promotion compare-and-sets); MLflow's
+    alias only when the store has none yet. An alias that disagrees is logged and repaired."""
+    alias = registry.alias_version(CHAMPION)
+    truth = store.champion(registry.model_name)
+    if truth is None:
+        return alias
+    if alias != truth:
+        _log.warning("champion alias of %s points at %s but the store says %s: repairing the alias",
+                     registry.model_name, alias, truth)
+        registry.set_alias(CHAMPION, truth)
+    return truth
 
 def promote(
     registry: Registry,

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from retrainer.config import RetrainerConfig
 from retrainer.deployments.ab import new_salt
+from retrainer.deployments.promotion import resolve_champion
 from retrainer.deployments.shadow import shadow_target
 from retrainer.errors import RolloutError
-from retrainer.registry import CHALLENGER, CHAMPION
+from retrainer.registry import CHALLENGER
 
 if TYPE_CHECKING:
     from retrainer.registry import Registry
@@ -30,8 +31,7 @@ class ShadowState:
 
 
 def champion_version(cfg: RetrainerConfig, store: Store, registry: Registry) -> str | None:
-    # The store's champion pointer is the truth promotion compare-and-sets; the alias mirrors it.
-    return store.champion(cfg.model.name) or registry.alias_version(CHAMPION)
+    return resolve_champion(registry, store)
 
 
 def shadow_state(cfg: RetrainerConfig, store: Store, registry: Registry) -> ShadowState:

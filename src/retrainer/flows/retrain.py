@@ -25,6 +25,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as current_flow_run
 
 from retrainer.config import RetrainerConfig, load_config
+from retrainer.deployments.promotion import resolve_champion
 
 if TYPE_CHECKING:
     from retrainer.registry import Registry
@@ -161,7 +162,7 @@ def _steps(cfg: RetrainerConfig, store: Store, result: RetrainResult, *, now: da
 
     candidate = train_model_task(cfg.estimator, cfg.data.features, data)
     # The champion this run competes with; promotion later expects exactly this one.
-    champion_version = store.champion(name) or registry.alias_version("champion")
+    champion_version = resolve_champion(registry, store)
     result.champion_version = champion_version
     result.candidate_metrics = _metrics(evaluate_model_task(candidate, data.X_holdout, data.y_holdout))
     if champion_version is not None:
