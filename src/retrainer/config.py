@@ -265,6 +265,11 @@ class ServingConfig(_Model):
     api_token: str | None = Field(None, description="Bearer token for predict/feedback/admin (env RETRAINER_API_TOKEN).")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger request bodies get 413.")
     max_batch: int = Field(1000, ge=1, description="Most instances one /predict call may carry.")
+    durability: Literal["committed", "buffered"] = Field(
+        "committed",
+        description="committed: /predict answers after its rows are stored (group commit, <= 2 ms wait); "
+        "buffered: answers first, logs from a queue (may lose the last queue on a crash).",
+    )
 
 
 class MlflowConfig(_Model):

@@ -18,6 +18,7 @@ invalid ones a 422 whose ``detail`` names each offending field (``instances[3].i
 # No `from __future__ import annotations`: FastAPI must see the request models defined in
 # create_app as real classes, not as strings to resolve in module globals.
 
+import asyncio
 import hmac
 import json
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from retrainer.config import FeatureSpec, RetrainerConfig
 from retrainer.deployments.metrics import CONTENT_TYPE
 from retrainer.deployments.serving import NotReady, PredictionService
+from retrainer.deployments.writer import Commit, LogWriteFailed
 
 _ID = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -219,6 +221,15 @@ def create_app(service: PredictionService, *, manage_lifecycle: bool = True) -> 
         summary = "; ".join(f"{x['field']}: {x['message']}" for x in errors[:10])
         return _json({"detail": f"invalid request: {summary}", "errors": errors}, 422)
 
+    async def committed(commit: Commit) -> Response | None:
+        """Wait (without blocking the loop) until the writer stored the rows; a 503 if it could not."""
+        try:
+            await asyncio.wrap_future(commit.done)
+        except LogWriteFailed as exc:
+            metrics.count_request("predict", "not_stored")
+            return _json({"detail": f"prediction not stored: {exc}"}, 503)
+        return None
+
     @app.post("/predict")
     async def predict(body: PredictRequest, request: Request) -> Response:  # type: ignore[valid-type]
         if (denied := unauthorized(request)) is not None:
@@ -227,13 +238,15 @@ def create_app(service: PredictionService, *, manage_lifecycle: bool = True) -> 
         items = [body.features] if single else body.instances  # type: ignore[attr-defined]
         instances = [i.model_dump(by_alias=True) for i in items]
         try:
-            out, overflow = service.predict(instances, unit_id=body.unit_id, request_id=body.request_id)  # type: ignore[attr-defined]
+            out, overflow, commit = service.predict(instances, unit_id=body.unit_id, request_id=body.request_id)  # type: ignore[attr-defined]
         except NotReady as exc:
             metrics.count_request("predict", "not_ready")
             return _json({"detail": f"not ready: {exc}"}, 503)
         if overflow is not None:
             # The log is behind: wait for room off the event loop (backpressure, rows kept).
             await run_in_threadpool(service.writer.put, overflow)
+        if commit is not None and (failed := await committed(commit)) is not None:
+            return failed
         if single:
             scores = out["scores"]
             return _json({

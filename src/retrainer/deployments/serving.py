@@ -7,7 +7,9 @@ reach the store, off the request path) and the :class:`~retrainer.deployments.sh
 
 The request path does no I/O: it picks the arm by hashing the unit, predicts, and hands the
 log rows and the shadow job to queues. When the log queue is full the rows come back as
-``overflow`` for the caller to enqueue off the event loop (backpressure, never loss).
+``overflow`` for the caller to enqueue off the event loop (backpressure, never loss). With
+``serving.durability: committed`` the rows travel as a :class:`~retrainer.deployments.writer.Commit`
+whose future the caller awaits before answering (group commit: acknowledged = stored).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from retrainer.config import RetrainerConfig
 from retrainer.deployments.ab import CHALLENGER_ARM, CHAMPION_ARM, bucket
 from retrainer.deployments.metrics import ServiceMetrics
+from retrainer.deployments.promotion import resolve_champion
 from retrainer.deployments.router import (
     ModelRouter,
     ServedModel,
@@ -29,7 +32,7 @@ from retrainer.deployments.router import (
     registry_loader,
 )
 from retrainer.deployments.shadow import ShadowJob, ShadowModelSource, ShadowRunner, shadow_target
-from retrainer.deployments.writer import Assignment, InferenceLogWriter
+from retrainer.deployments.writer import COMMIT_LINGER, Assignment, Commit, InferenceLogWriter
 from retrainer.errors import RetrainerError
 from retrainer.registry import CHALLENGER, CHAMPION
 from retrainer.store.records import LabelRecord, LabelWriteResult, PredictionRecord
@@ -45,9 +48,9 @@ class NotReady(RetrainerError):
 
 
 def read_wanted_state(cfg: RetrainerConfig, registry: Any, store: Any) -> WantedState:
-    """What should be served now: champion alias, running A/B test, shadow switch."""
+    """What should be served now: the champion (store first, alias repaired), A/B test, shadow switch."""
     name = cfg.model.name
-    champion = registry.alias_version(CHAMPION)
+    champion = resolve_champion(registry, store)
     test = store.active_ab_test(name)
     challenger = registry.alias_version(CHALLENGER)
     shadow, sample = shadow_target(
@@ -118,7 +121,10 @@ class PredictionService:
         registry = registry or Registry.from_config(cfg)
         loader = loader or registry_loader(registry, cfg.data.features)
         router = ModelRouter(loader, lambda: read_wanted_state(cfg, registry, store), interval=reload_interval)
-        writer = InferenceLogWriter(store, cfg.model.name, cfg.data.features, max_queue=log_queue)
+        # committed: requests wait for the flush, so linger briefly (group commit); buffered: nobody
+        # waits, so gather for longer and write bigger batches.
+        linger = COMMIT_LINGER if cfg.serving.durability == "committed" else 0.05
+        writer = InferenceLogWriter(store, cfg.model.name, cfg.data.features, max_queue=log_queue, linger=linger)
         sc = cfg.rollout.shadow
         if sc.isolation == "process" and shadow_source is None:
             shadow_source = ShadowModelSource.from_registry(registry, cfg.data.features)
@@ -152,8 +158,12 @@ class PredictionService:
 
     def predict(
         self, instances: Sequence[Mapping[str, Any]], *, unit_id: str | None = None, request_id: str | None = None
-    ) -> tuple[dict[str, Any], list[Any] | None]:
-        """Answer a batch of validated instances; returns (body, overflow log rows or None)."""
+    ) -> tuple[dict[str, Any], list[Any] | Commit | None, Commit | None]:
+        """Answer a batch of validated instances; returns (body, overflow, commit).
+
+        ``overflow``: the log item to enqueue off the event loop when the queue was full, else None.
+        ``commit``: with ``serving.durability: committed``, the group-commit ticket whose future
+        must resolve before the answer is sent (acknowledged = stored); None when buffered."""
         routing = self.router.routing
         if routing is None:
             raise NotReady(self.router.stats.last_error or "models are still loading")
@@ -198,7 +208,9 @@ class PredictionService:
                     self._seen_units.clear()
                 self._seen_units.add(key)
                 rows.append(Assignment(test_id, unit, arm))
-        overflow = None if self.writer.offer(rows) else rows
+        commit = Commit(rows) if self.cfg.serving.durability == "committed" else None
+        item = rows if commit is None else commit
+        overflow = None if self.writer.offer(item) else item
 
         shadow = routing.shadow
         if shadow is not None and shadow is not model:
@@ -211,7 +223,7 @@ class PredictionService:
             "request_ids": rids, "predictions": preds, "scores": scores,
             "model_version": version, "arm": arm, "ab_test_id": test_id,
         }
-        return body, overflow
+        return body, overflow, commit
 
     # -- feedback -----------------------------------------------------------------------------
 
@@ -237,6 +249,7 @@ class PredictionService:
                 "duplicates": w.duplicates, "rejected": w.rejected, "assignments_written": w.assignments_written,
                 "shadow_written": w.shadow_written, "backpressure_waits": w.backpressure_waits,
                 "write_errors": w.write_errors, "last_error": w.last_error,
+                "durability": self.cfg.serving.durability, "commits": w.commits, "commit_failures": w.commit_failures,
             },
             "shadow": self.shadow.live(),
         }

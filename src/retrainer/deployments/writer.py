@@ -9,12 +9,21 @@ store outage slows the service down instead of losing its log. ``close()`` drain
 A batch the store rejects as invalid (which the service's own validation should make
 impossible) is split in halves until the bad rows are isolated; those are logged and counted,
 the rest are written.
+
+Group commit (``serving.durability: committed``): a request hands its rows over as a
+:class:`Commit` and waits on its future. The thread takes everything queued (lingering at most
+``linger``, 2 ms in that mode), writes the predictions of all waiting requests in one
+transaction, then resolves every future: the request answers only once its rows are stored.
+A failed write is not retried for them: their futures fail and the requests answer 503, never
+200 for a row that is not stored. Plain lists (``buffered`` mode, shadow rows) keep the
+retry-until-written path.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+from concurrent.futures import Future, InvalidStateError
 import threading
 import time
 from collections.abc import Sequence
@@ -22,12 +31,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retrainer.config import FeatureSpec
-from retrainer.errors import ValidationError
+from retrainer.errors import RetrainerError, ValidationError
 from retrainer.store.records import PredictionRecord, ShadowRecord
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
+
+COMMIT_LINGER = 0.002  # group commit: the longest a request waits for others to share its transaction
+
+
+class LogWriteFailed(RetrainerError):
+    """The rows of a committed request could not be stored; the request must not be acknowledged."""
+
+
+@dataclass(slots=True)
+class Commit:
+    """One request's log rows and the future its response waits on (group commit)."""
+
+    rows: list[Any]
+    done: Future[None] = field(default_factory=Future)
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +75,8 @@ class WriterStats:
     backpressure_seconds: float = 0.0
     write_errors: int = 0
     batches: int = 0
+    commits: int = 0  # requests acknowledged after their rows were stored
+    commit_failures: int = 0  # requests answered 503 because their rows could not be stored
     lost_at_shutdown: int = 0
     last_error: str | None = field(default=None)
 
@@ -57,7 +85,8 @@ class InferenceLogWriter:
     """Batched background writer of the service's log rows.
 
     Items are lists of :class:`PredictionRecord`, :class:`Assignment` or :class:`ShadowRecord`
-    (one list per request keeps the queue short); ``max_queue`` bounds the number of lists.
+    (one list per request keeps the queue short), or a :class:`Commit` wrapping such a list;
+    ``max_queue`` bounds the number of items.
     """
 
     def __init__(
@@ -85,7 +114,7 @@ class InferenceLogWriter:
 
     # -- producer side ----------------------------------------------------------------------
 
-    def offer(self, item: list[Any]) -> bool:
+    def offer(self, item: list[Any] | Commit) -> bool:
         """Enqueue without waiting; False when the queue is full (then call :meth:`put`)."""
         try:
             self._q.put_nowait(item)
@@ -94,7 +123,7 @@ class InferenceLogWriter:
         self.stats.enqueued_items += 1
         return True
 
-    def put(self, item: list[Any]) -> None:
+    def put(self, item: list[Any] | Commit) -> None:
         """Enqueue, waiting for room: the backpressure path (call it off the event loop)."""
         t0 = time.perf_counter()
         self._q.put(item)
@@ -170,19 +199,25 @@ class InferenceLogWriter:
                 for _ in items:
                     self._q.task_done()
 
-    def _write(self, items: list[list[Any]]) -> None:
+    def _write(self, items: list[Any]) -> None:
+        commits = [i for i in items if isinstance(i, Commit)]
         preds: list[PredictionRecord] = []
         assigns: dict[int, list[tuple[str, str]]] = {}
         shadows: list[ShadowRecord] = []
         for item in items:
-            for row in item:
+            for row in item.rows if isinstance(item, Commit) else item:
                 if isinstance(row, PredictionRecord):
-                    preds.append(row)
+                    if not isinstance(item, Commit):
+                        preds.append(row)
                 elif isinstance(row, Assignment):
+                    # Written even when the request's predictions fail: the arm follows from the
+                    # unit's hash, so the assignment is true either way.
                     assigns.setdefault(row.ab_test_id, []).append((row.unit_id, row.arm))
                 elif isinstance(row, ShadowRecord):
                     shadows.append(row)
         # Predictions first: an assignment or a shadow row never refers to an unlogged request.
+        if commits:
+            self._commit(commits)
         if preds:
             self._retry(lambda: self._write_predictions(preds), "predictions")
             self.stats.batches += 1
@@ -205,24 +240,65 @@ class InferenceLogWriter:
                 time.sleep(delay)
                 delay = min(self.retry_max, delay * 2)
 
-    def _write_predictions(self, rows: list[PredictionRecord]) -> None:
-        for start in range(0, len(rows), self.store.max_batch):
-            self._write_chunk(rows[start : start + self.store.max_batch])
+    def _commit(self, commits: list[Commit]) -> None:
+        """One attempt to store the predictions of every waiting request (one transaction per
+        ``store.max_batch`` rows), then wake each request with its outcome."""
+        preds = [row for c in commits for row in c.rows if isinstance(row, PredictionRecord)]
+        try:
+            rejected = self._write_predictions(preds) if preds else set()
+        except Exception as exc:  # noqa: BLE001 - the store is down: these requests answer 503, not 200
+            self.stats.write_errors += 1
+            self.stats.last_error = f"predictions: {type(exc).__name__}: {exc}"
+            log.warning("storing %d predictions of %d requests failed: %s", len(preds), len(commits), exc)
+            failure = LogWriteFailed(f"the inference log could not store the prediction ({type(exc).__name__}: {exc}); "
+                                     "retry the request with the same request_id")
+            for c in commits:
+                _resolve(c.done, failure)
+            self.stats.commit_failures += len(commits)
+            return
+        self.stats.batches += 1
+        for c in commits:
+            bad = [r.request_id for r in c.rows if isinstance(r, PredictionRecord) and r.request_id in rejected]
+            if bad:
+                self.stats.commit_failures += 1
+                _resolve(c.done, LogWriteFailed(f"the store rejected request ids {bad[:5]}: see the server log"))
+            else:
+                self.stats.commits += 1
+                _resolve(c.done, None)
 
-    def _write_chunk(self, rows: list[PredictionRecord]) -> None:
+    def _write_predictions(self, rows: list[PredictionRecord]) -> set[str]:
+        """Write ``rows``; returns the request ids the store rejected as invalid."""
+        rejected: set[str] = set()
+        for start in range(0, len(rows), self.store.max_batch):
+            self._write_chunk(rows[start : start + self.store.max_batch], rejected)
+        return rejected
+
+    def _write_chunk(self, rows: list[PredictionRecord], rejected: set[str]) -> None:
         try:
             result = self.store.log_predictions(self.model_name, rows, self.features)
         except ValidationError as exc:
             if len(rows) == 1:
                 self.stats.rejected += 1
+                rejected.add(rows[0].request_id)
                 log.error("prediction %s rejected by the store: %s", rows[0].request_id, exc)
                 return
             mid = len(rows) // 2
-            self._write_chunk(rows[:mid])
-            self._write_chunk(rows[mid:])
+            self._write_chunk(rows[:mid], rejected)
+            self._write_chunk(rows[mid:], rejected)
             return
         self.stats.predictions_written += result.inserted
         self.stats.duplicates += result.duplicates
 
 
-__all__ = ["Assignment", "InferenceLogWriter", "WriterStats"]
+def _resolve(done: Future[None], error: BaseException | None) -> None:
+    """Wake the waiting request; one that went away (cancelled future) has nobody to tell."""
+    try:
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+    except InvalidStateError:
+        pass
+
+
+__all__ = ["COMMIT_LINGER", "Assignment", "Commit", "InferenceLogWriter", "LogWriteFailed", "WriterStats"]
