@@ -34,7 +34,7 @@ from retrainer.deployments.router import (
 from retrainer.deployments.shadow import ShadowJob, ShadowModelSource, ShadowRunner, shadow_target
 from retrainer.deployments.writer import COMMIT_LINGER, Assignment, Commit, InferenceLogWriter
 from retrainer.errors import RetrainerError
-from retrainer.registry import CHALLENGER, CHAMPION
+from retrainer.registry import CHALLENGER
 from retrainer.store.records import LabelRecord, LabelWriteResult, PredictionRecord
 
 log = logging.getLogger(__name__)
