@@ -130,3 +130,63 @@ def test_performance_with_auto_maturity_stays_quiet_on_both_streams_before_label
     # ... and once the shifted labels are back, the matured window sees the drop.
     late = trigger.evaluate(ctx_at(in_memory(stream(shifted=True)), T0 + (SHIFT_DAY + 22) * DAY))
     assert late.fired and late.evidence["metrics"]["accuracy"] < 0.80
+
+
+# -- estimated_performance: the label-free view of the recent window ------------------------
+
+def reference(frame: pd.DataFrame) -> dict:
+    """The champion's profile as registration stores it: a calibration map fitted on a holdout
+    (the first 14 days, before any shift) and the holdout's realized metrics."""
+    from retrainer.stats.calibration import fit_calibration
+
+    holdout = frame[frame["ts"] < pd.Timestamp(T0 + 14 * DAY)]
+    cal = fit_calibration(holdout["score"].to_numpy(), holdout["y_true"].to_numpy())
+    return {"calibration": cal.to_dict(),
+            "holdout_metrics": {"accuracy": skm.accuracy_score(holdout["y_true"], holdout["y_pred"]),
+                                "f1": skm.f1_score(holdout["y_true"], holdout["y_pred"])}}
+
+
+def estimated():
+    from retrainer.triggers.estimated_performance import EstimatedPerformanceTrigger
+
+    return EstimatedPerformanceTrigger({"window": "3d", "drop": {"accuracy": 0.05, "f1": 0.05}})
+
+
+def checks(frame: pd.DataFrame, days: range) -> list[tuple[int, object, object]]:
+    source, ref = in_memory(frame), reference(frame)
+    realized = PerformanceTrigger({"window": "7d", "thresholds": {"accuracy": 0.80}})
+    out = []
+    for day in days:
+        ctx = TriggerContext(model_name="m", now=T0 + day * DAY, source=source, reference=ref)
+        out.append((day, estimated().evaluate(ctx), realized.evaluate(ctx)))
+    return out
+
+
+def test_on_a_quiet_stream_neither_performance_nor_the_estimate_fires() -> None:
+    for day, est, real in checks(stream(shifted=False), range(21, 60)):  # from the first full matured window
+        assert est.status == "ok" and real.status == "ok", (day, est.reason, real.reason)
+
+
+def test_the_estimate_fires_on_a_covariate_shift_before_any_shifted_label_has_arrived() -> None:
+    frame = stream(shifted=True)
+    first_shifted_label = T0 + SHIFT_DAY * DAY + DELAY
+    results = checks(frame, range(SHIFT_DAY - 5, SHIFT_DAY + 14))
+    for day, est, real in results:
+        if day <= SHIFT_DAY:
+            assert est.status == "ok", (day, est.reason)  # nothing shifted yet
+        assert real.status == "ok", (day, real.reason)  # the matured window predates the shift
+    fired = [(day, est) for day, est, _ in results if est.fired]
+    assert fired, [est.reason for _, est, _ in results]
+    day, est = fired[0]
+    assert T0 + day * DAY < first_shifted_label and day <= SHIFT_DAY + 3
+    assert est.evidence["realized_share"] == 0.0  # judged on scores alone: no label of the window is back
+    assert est.evidence["estimate"]["accuracy"] < reference(frame)["holdout_metrics"]["accuracy"] - 0.05
+
+
+def test_matured_labels_confirm_the_estimate_about_one_delay_later() -> None:
+    """The lead time: the estimate crossed days before the matured labels could say the same."""
+    results = checks(stream(shifted=True), range(SHIFT_DAY, 60))
+    crossed = next(day for day, est, _ in results if est.fired)
+    confirmed = next(day for day, _, real in results if real.fired)
+    assert crossed <= SHIFT_DAY + 3 and confirmed >= SHIFT_DAY + 14
+    assert confirmed - crossed >= 11
