@@ -8,13 +8,18 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
 from pytest_postgresql.janitor import DatabaseJanitor
 
+from retrainer.demo.data import generate_stream
+from retrainer.demo.world import demo_config, write_config, write_warehouse
 from retrainer.store.pgserver import TemporaryPostgres, pg_bindir
+
+from flow_world import NOW, SPEC, World
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,3 +105,30 @@ def tiny_model_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = tmp_path_factory.mktemp("tiny-model") / "model"
     mlflow.sklearn.save_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), str(src), serialization_format="skops")
     return src
+
+
+# The flow/CLI tests' world (tests/flow_world.py): shared by tests/flows and tests/cli.
+@pytest.fixture(scope="session")
+def stream():
+    return generate_stream(SPEC)
+
+
+@pytest.fixture
+def make_world(tmp_path: Path, mlflow_db_template: Path, stream) -> Callable[..., World]:
+    """A fresh workdir: warehouse with labelled rows up to NOW, initialised store, empty MLflow."""
+
+    def make(**config: Any) -> World:
+        workdir = tmp_path / f"w-{uuid.uuid4().hex[:6]}"
+        workdir.mkdir()
+        shutil.copy(mlflow_db_template, workdir / "mlflow.db")
+        # The latency check has its own tests; here a loaded CI box must not fail the flow on timing.
+        config.setdefault("rollout", {"mode": "direct"})
+        config["rollout"] = {**config["rollout"]}
+        path = write_config(workdir, demo_config(model_name=f"credit-{uuid.uuid4().hex[:6]}", **config))
+        world = World(workdir, path)
+        write_warehouse(world.cfg.data.source.url, stream[stream["ts"] < NOW])
+        with world.store() as store:
+            store.init()
+        return world
+
+    return make

@@ -3,78 +3,19 @@ real SQLite store: the same stack `retrainer retrain` uses, with nothing to star
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-from retrainer.config import RetrainerConfig, load_config
-from retrainer.demo.data import StreamSpec, generate_stream
-from retrainer.demo.world import demo_config, write_config, write_warehouse
-from retrainer.registry import Registry
-from retrainer.store import Store
-
-SPEC = StreamSpec(days=24, rows_per_day=120, drift_day=None, seed=5)
-NOW = datetime(2026, 1, 25, tzinfo=SPEC.start.tzinfo)
 
 
 @pytest.fixture(autouse=True)
 def _on_the_harness(prefect_harness: None) -> None:
     """Every flow test runs on the session's Prefect test harness."""
-
-
-@pytest.fixture(scope="session")
-def stream():
-    return generate_stream(SPEC)
-
-
-@dataclass
-class World:
-    dir: Path
-    config_path: Path
-
-    @property
-    def cfg(self) -> RetrainerConfig:
-        return load_config(self.config_path)
-
-    def store(self) -> Store:
-        return Store.open(self.cfg.store.url)
-
-    def registry(self) -> Registry:
-        return Registry.from_config(self.cfg)
-
-    def reconfigure(self, **changes: Any) -> None:
-        changes["rollout"] = {**changes.get("rollout", {"mode": "direct"})}
-        write_config(self.dir, demo_config(model_name=self.cfg.model.name, **changes))
-
-
-@pytest.fixture
-def make_world(tmp_path: Path, mlflow_db_template: Path, stream) -> Callable[..., World]:
-    """A fresh workdir: warehouse with labelled rows up to NOW, initialised store, empty MLflow."""
-
-    def make(**config: Any) -> World:
-        workdir = tmp_path / f"w-{uuid.uuid4().hex[:6]}"
-        workdir.mkdir()
-        shutil.copy(mlflow_db_template, workdir / "mlflow.db")
-        # The latency check has its own tests; here a loaded CI box must not fail the flow on timing.
-        config.setdefault("rollout", {"mode": "direct"})
-        config["rollout"] = {**config["rollout"]}
-        path = write_config(workdir, demo_config(model_name=f"credit-{uuid.uuid4().hex[:6]}", **config))
-        world = World(workdir, path)
-        write_warehouse(world.cfg.data.source.url, stream[stream["ts"] < NOW])
-        with world.store() as store:
-            store.init()
-        return world
-
-    return make
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from retrainer.flows.fleet import fleet, fleet_on_dask
 from retrainer.flows.monitor import artifact_key, monitor
 
-from .conftest import NOW
+from flow_world import NOW
 
 QUIET = [{"type": "data_volume", "min_samples": 10**9, "lookback": "30d"}]
 SCHEDULE = [{"type": "schedule", "interval": "7d"}, *QUIET]

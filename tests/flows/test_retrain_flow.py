@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 from retrainer.flows.retrain import retrain
 from retrainer.registry import CHALLENGER, CHAMPION, Registry
 
-from .conftest import NOW
+from flow_world import NOW
 
 DUMMY = {"class": "sklearn.dummy.DummyClassifier", "params": {"strategy": "most_frequent"}}  # majority: no default -> f1 0
 

@@ -12,7 +12,7 @@ from retrainer.flows.retrain import retrain
 from retrainer.triggers import ChampionInfo, TriggerContext
 from retrainer.triggers.cost_benefit import CostBenefitTrigger
 
-from .conftest import NOW
+from flow_world import NOW
 from .test_retrain_flow import DUMMY
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from retrainer.cli import main
 from retrainer.registry import CHAMPION
 
-from .conftest import NOW
+from flow_world import NOW
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")  # the flows run on the session's harness
 
 
 def run_json(capsys, *argv: str) -> tuple[int, dict]:
