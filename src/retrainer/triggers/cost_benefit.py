@@ -11,14 +11,17 @@ second term only with ``cost_per_hour`` set and durations recorded). It fires wh
 ``expected_loss > retrain cost``. ``value`` is the expected loss, ``threshold`` the retrain cost.
 
 * ``champion`` is the champion's ``metric`` on its own predictions of the last ``window`` whose
-  label had arrived by ``now`` (as the ``performance`` trigger computes it);
+  label had arrived by ``now`` (as the ``performance`` trigger computes it); with fewer than
+  ``min_samples`` labels, the ``estimated_performance`` trigger's label-free estimate of it (CBPE
+  on the champion's calibrated scores, arrived labels blended in), when the champion has a
+  calibration map;
 * ``fresh`` is what a fresh model reached: the mean holdout ``metric`` of the candidates of the
   last ``retrains`` retrain runs (``ctx.retrain_history``, clamped at ``now``), or, with no run
   recorded, the holdout figure stored with the champion's reference profile.
 
 For ``metric: accuracy`` the gap is exactly the extra error rate, so ``error_cost`` is the cost of
 one wrong prediction; for the other metrics, ``1 − metric`` is the loss per prediction.
-Fewer than ``min_samples`` labels, or no fresh figure at all, is ``insufficient_data``.
+Neither ``min_samples`` labels nor an estimate, or no fresh figure at all, is ``insufficient_data``.
 
 >>> from retrainer.testing import make_context, standard_retrains, synthetic_log
 >>> ctx = make_context(synthetic_log(drifted=True), retrains=standard_retrains())
@@ -39,10 +42,12 @@ import numpy as np
 from pydantic import Field
 
 from retrainer.durations import PositiveDuration, format_duration
+from retrainer.metrics import classification_metrics
 from retrainer.triggers.base import Trigger
 from retrainer.triggers.context import TriggerContext
 from retrainer.triggers.decision import Decision
-from retrainer.triggers.performance import Metric, classification_metrics, recent_labels
+from retrainer.triggers.estimated_performance import EstimatedPerformanceTrigger
+from retrainer.triggers.performance import Metric, recent_labels
 
 _HOUR = 3600.0
 
@@ -62,7 +67,8 @@ class CostBenefitTrigger(Trigger):
         metric: Metric = Field("accuracy", description="The metric compared: accuracy, f1, precision, recall, roc_auc.")
         window: PositiveDuration = Field(timedelta(days=7), description="Recent predictions: labelled ones "
                                          "judge the champion, all of them give the traffic rate.")
-        min_samples: int = Field(200, ge=1, description="Fewer labelled predictions than this: insufficient_data.")
+        min_samples: int = Field(200, ge=1, description="Fewer labelled predictions than this: the label-free "
+                                 "estimate, if the champion has a calibration map; else insufficient_data.")
         retrains: int = Field(3, ge=1, description="Average the fresh figure over this many past retrains.")
         positive_label: float = Field(1.0, description="The positive class for f1/precision/recall/roc_auc.")
         champion_only: bool = Field(True, description="Judge only the champion's own predictions.")
@@ -73,10 +79,26 @@ class CostBenefitTrigger(Trigger):
         facts: dict[str, Any] = {"source": "realized", "version": w.version, "n_labelled": len(w),
                                  "n_predictions": w.n_predictions, "label_coverage": w.coverage}
         if len(w) < p.min_samples:
-            return None, facts
+            return self._estimated(ctx, facts)
         value = classification_metrics(w.y_true, w.y_pred, w.score, p.positive_label)[p.metric]
         facts["value"] = value
         return value, facts
+
+    def _estimated(self, ctx: TriggerContext, facts: dict[str, Any]) -> tuple[float | None, dict[str, Any]]:
+        """The label-free estimate, read through ``estimated_performance`` itself (one estimator,
+        not two): a floor of 0 never fires, so its Decision is only the figure and its evidence."""
+        p = self.params
+        probe = EstimatedPerformanceTrigger(
+            {"window": p.window, "thresholds": {p.metric: 0.0}, "drop": {}, "min_predictions": p.min_samples,
+             "positive_label": p.positive_label, "champion_only": p.champion_only}, label=f"{self.label}.estimate")
+        d = probe.evaluate(ctx)
+        value = (d.evidence.get("estimate") or {}).get(p.metric) if d.status in ("ok", "fired") else None
+        if value is None:
+            return None, {**facts, "estimate_unavailable": d.reason}
+        e = d.evidence
+        return float(value), {**facts, "source": "estimated", "value": float(value), "n_scored": e["n"],
+                              "realized_share": e["realized_share"], "ci": e["ci"][p.metric],
+                              "confidence": e["confidence"], "calibration": e["calibration"]}
 
     def _fresh(self, ctx: TriggerContext) -> tuple[float | None, dict[str, Any]]:
         p = self.params
@@ -109,7 +131,8 @@ class CostBenefitTrigger(Trigger):
                                     "window": format_duration(p.window), "champion": champ_facts, "fresh": fresh_facts}
         if champion is None:
             why = (f"only {champ_facts['n_labelled']} labelled predictions in the last {format_duration(p.window)} "
-                   f"({p.min_samples} needed)" if "value" not in champ_facts else f"{p.metric} is undefined on them")
+                   f"({p.min_samples} needed), and no estimate ({champ_facts['estimate_unavailable']})"
+                   if "value" not in champ_facts else f"{p.metric} is undefined on them")
             return Decision.insufficient(self.label, reason=f"The champion's current {p.metric} is unknown: {why}.",
                                          evidence=evidence)
         if fresh is None:
@@ -127,7 +150,7 @@ class CostBenefitTrigger(Trigger):
             "traffic": {"predictions_in_window": n_window, "per_hour": per_hour, "expected": expected},
             "expected_loss": expected_loss, "retrain_cost": cost, "net_benefit": expected_loss - cost["total"],
         }
-        terms = (f"{p.metric} {champion:.3f} vs {fresh:.3f} for a fresh model ({fresh_facts['source']}): gap {gap:.3f} "
+        terms = (f"{p.metric} {champion:.3f} ({champ_facts['source']}) vs {fresh:.3f} for a fresh model ({fresh_facts['source']}): gap {gap:.3f} "
                  f"× {expected:,.0f} predictions over {format_duration(p.horizon)} × {p.error_cost:g} = {expected_loss:,.1f}")
         if expected_loss > cost["total"]:
             return Decision.fire(self.label, reason=f"Keeping the champion costs more than a retrain: {terms} "

@@ -64,7 +64,7 @@ def test_the_arithmetic_matches_a_hand_computed_example_term_by_term():
     assert cost["mean_duration_s"] == pytest.approx(3600.0) and cost["compute"] == pytest.approx(50.0)
     assert cost["total"] == pytest.approx(450.0) and e["net_benefit"] == pytest.approx(180.0)
     assert d.value == pytest.approx(630.0) and d.threshold == pytest.approx(450.0)
-    assert "0.800 vs 0.940" in d.reason and "630.0 > 450.0" in d.reason
+    assert "0.800 (realized) vs 0.940" in d.reason and "630.0 > 450.0" in d.reason
 
 
 def test_fires_just_above_the_boundary_and_not_at_it():
@@ -254,3 +254,47 @@ def test_run_check_on_a_sql_store_reads_the_runs_and_the_labels(tmp_path):
     assert [r["version"] for r in earlier.evidence["fresh"]["runs"]] == ["2"]
     assert earlier.status == "insufficient_data" and earlier.evidence["champion"]["n_labelled"] == 0
     store.close()
+
+
+def late_labelled_log(n: int = 300, labelled: int = 10) -> pd.DataFrame:
+    """``n`` scored predictions over the day before NOW; only the first ``labelled`` labels have arrived."""
+    log = day_log(n=n, errors=0)
+    score = np.linspace(0.05, 0.95, n)
+    log["score"] = score
+    log["y_pred"] = (score > 0.5).astype(int)
+    log["y_true"] = (np.arange(n) % 3 != 0).astype(int)
+    log["labelled_at"] = [t if i < labelled else NOW + timedelta(days=2) for i, t in enumerate(log["ts"])]
+    return log
+
+
+# Platt on the logit with a = 1, b = 0 is the identity: the calibrated probability is the score.
+IDENTITY_MAP = {"version": 1, "method": "platt", "a": 1.0, "b": 0.0, "input": "logit"}
+
+
+def test_with_too_few_labels_the_champion_is_the_label_free_estimate():
+    log = late_labelled_log()
+    ref = {"calibration": IDENTITY_MAP, "holdout_metrics": {"accuracy": 0.94}}
+    d = CostBenefitTrigger(PARAMS).evaluate(ctx_for(log, reference=ref))
+    s, pred, y = log["score"].to_numpy(), log["y_pred"].to_numpy(), log["y_true"].to_numpy()
+    # Expected accuracy by hand: an arrived label counts as it is; otherwise P(correct) = s or 1 - s.
+    known = np.arange(len(log)) < 10
+    p_correct = np.where(known, (y == pred).astype(float), np.where(pred == 1, s, 1 - s))
+    expected = float(p_correct.mean())
+    c = d.evidence["champion"]
+    assert c["source"] == "estimated" and c["n_labelled"] == 10 and c["n_scored"] == 300
+    assert c["value"] == pytest.approx(expected, abs=1e-12) and c["realized_share"] == pytest.approx(10 / 300)
+    assert c["ci"][0] < expected < c["ci"][1] and c["calibration"] == "platt"
+    gap = 0.94 - expected
+    assert d.evidence["gap"] == pytest.approx(gap) and d.evidence["traffic"]["expected"] == pytest.approx(9000)
+    assert d.value == pytest.approx(gap * 9000 * 1.5)
+    assert "(estimated) vs 0.940" in d.reason
+    # Enough labels: realized wins, the estimate is not consulted.
+    realized = CostBenefitTrigger({**PARAMS, "min_samples": 5}).evaluate(ctx_for(log, reference=ref))
+    assert realized.evidence["champion"]["source"] == "realized" and realized.evidence["champion"]["n_labelled"] == 10
+
+
+def test_too_few_labels_and_no_calibration_map_says_both():
+    d = CostBenefitTrigger(PARAMS).evaluate(ctx_for(late_labelled_log(), reference={"holdout_metrics": {"accuracy": 0.9}}))
+    assert d.status == "insufficient_data"
+    assert "only 10 labelled predictions" in d.reason and "no estimate (Cannot estimate performance" in d.reason
+    assert d.evidence["champion"]["estimate_unavailable"].startswith("Cannot estimate performance")
