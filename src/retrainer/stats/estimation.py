@@ -120,9 +120,10 @@ def _as_1d(values: ArrayLike, name: str, n: int | None = None) -> np.ndarray:
 
 def expected_confusion(q: np.ndarray, predicted: np.ndarray) -> ExpectedConfusion:
     """E[confusion matrix] for outcome probabilities ``q`` (realized labels as 0/1) and decisions."""
-    q_pos, q_neg = q[predicted], q[~predicted]
-    tp, fn = float(q_pos.sum()), float(q_neg.sum())
-    return ExpectedConfusion(tp=tp, fp=float(q_pos.size) - tp, fn=fn, tn=float(q_neg.size) - fn)
+    n_pos = int(np.count_nonzero(predicted))
+    tp = float(np.sum(q, where=predicted))  # masked sums: no copies of a 1M-row window
+    fn = float(q.sum()) - tp
+    return ExpectedConfusion(tp=tp, fp=n_pos - tp, fn=fn, tn=(q.size - n_pos) - fn)
 
 
 def _expected_auc(q: np.ndarray, var: np.ndarray, score: np.ndarray) -> tuple[float | None, float | None]:
@@ -130,7 +131,7 @@ def _expected_auc(q: np.ndarray, var: np.ndarray, score: np.ndarray) -> tuple[fl
     n = q.size
     sp = float(q.sum())
     sn = n - sp
-    pairs = sp * sn - float(np.sum(q * (1.0 - q)))  # E[P x N] = sum over i != j of q_i (1 - q_j)
+    pairs = sp * sn - float(var.sum())  # E[P x N] = sum over i != j of q_i (1 - q_j); var = q (1 - q)
     if pairs <= 0:
         return None, None
     order = np.argsort(score)  # tie order is irrelevant: ties are handled as groups below
@@ -144,7 +145,7 @@ def _expected_auc(q: np.ndarray, var: np.ndarray, score: np.ndarray) -> tuple[fl
     pos_above = sp - np.cumsum(g_pos)
     # Row k of group g wins against every negative below g and half of the others tied with it:
     # win_k = neg_below_g + (g_neg_g - (1 - q_k)) / 2, so sum_k q_k win_k sums per group.
-    u = float(np.sum(g_pos * (neg_below + 0.5 * g_neg)) - 0.5 * np.sum(q * (1.0 - q)))
+    u = float(np.sum(g_pos * (neg_below + 0.5 * g_neg)) - 0.5 * var.sum())
     auc = u / pairs
     if not np.any(var):
         return auc, 0.0
@@ -203,9 +204,10 @@ def estimate_performance(
     if score is not None and not np.all(np.isfinite(rank_by)):
         raise StatisticsError("score holds NaN or infinite values: ROC AUC cannot rank them")
 
-    var = np.where(known, 0.0, q * (1.0 - q))  # Bernoulli variance of each still-unknown label
+    var = q * (1.0 - q)  # Bernoulli variance of each label: 0 where it is known (q is 0 or 1)
     cm = expected_confusion(q, decided)
-    v_tp, v_fn = float(var[decided].sum()), float(var[~decided].sum())
+    v_tp = float(np.sum(var, where=decided))
+    v_fn = float(var.sum()) - v_tp
     tp, fn = cm.tp, cm.fn
     n_pp = cm.tp + cm.fp
     f1_den = n_pp + tp + fn  # 2TP + FP + FN
