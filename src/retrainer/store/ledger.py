@@ -19,7 +19,11 @@ from retrainer.store.ledger_chain import GENESIS, ChainVerdict, row_hash, verify
 from retrainer.store.records import LedgerEntry, from_epoch, to_epoch
 from retrainer.store.schema import model_state, promotion_ledger as t
 
-ACTIONS = ("promote", "rollback", "reject", "superseded", "ab_start", "ab_stop", "shadow_start", "shadow_stop")
+ACTIONS = (
+    "promote", "rollback", "reject", "superseded", "ab_start", "ab_stop", "shadow_start", "shadow_stop",
+    # the rollout flow's stage moves (store/rollouts.py); at most 16 characters, the column's width
+    "rollout_start", "rollout_queue", "rollout_advance", "rollout_reject", "rollout_abort", "rollout_rollback",
+)
 
 
 def append(

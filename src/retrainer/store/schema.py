@@ -215,6 +215,39 @@ model_state = sa.Table(
     sa.Column("updated_at", Time, nullable=False),
 )
 
+# Revision 7: one row per challenger on its way to traffic (the rollout flow's state).
+ROLLOUT_STAGES = ("queued", "staged", "shadow", "ab", "champion", "rejected", "rolled_back", "aborted")
+IN_FLIGHT_STAGES = ("staged", "shadow", "ab")
+rollouts = sa.Table(
+    "rollouts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("model_name", Name, nullable=False),
+    sa.Column("version", Name, nullable=False),  # the challenger
+    sa.Column("champion_version", Name),  # the champion it challenges (set again when a queued one starts)
+    sa.Column("mode", sa.String(16), nullable=False),  # shadow | ab: where it entered
+    sa.Column("stage", sa.String(16), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("stage_started_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Column("ab_test_id", BigId, sa.ForeignKey("ab_tests.id")),
+    sa.Column("run_id", BigId, sa.ForeignKey("retrain_runs.id")),
+    sa.Column("decision", sa.String(32)),  # the last advance's word: wait, advanced, rejected, ...
+    sa.Column("explanation", sa.Text),  # ... and its sentence
+    sa.Column("evidence", Json),
+    sa.Column("stages", Json, nullable=False),  # [{"stage": ..., "at": epoch}], oldest first
+    sa.CheckConstraint("stage IN (" + ", ".join(f"'{s}'" for s in ROLLOUT_STAGES) + ")", name="stage"),
+    sa.Index("ix_rollouts_model_name_stage", "model_name", "stage"),
+)
+# One rollout in flight per model, enforced by the database (as for running A/B tests).
+sa.Index(
+    "ux_rollouts_in_flight",
+    rollouts.c.model_name,
+    unique=True,
+    sqlite_where=rollouts.c.stage.in_(IN_FLIGHT_STAGES),
+    postgresql_where=rollouts.c.stage.in_(IN_FLIGHT_STAGES),
+)
+
 DATA_TABLES = (
     "predictions",
     "feature_chunks",
@@ -228,4 +261,5 @@ DATA_TABLES = (
     "shadow_comparisons",
     "reference_profiles",
     "model_state",
+    "rollouts",
 )

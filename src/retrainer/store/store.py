@@ -19,8 +19,9 @@ from retrainer.config import FeatureSpec, RetrainerConfig
 from retrainer.errors import InvalidIdentifierError
 from retrainer.identifiers import validate_identifier
 from retrainer.store.ledger_chain import ChainVerdict
-from retrainer.store import ab, audit, compaction, labels, ledger, migrate, predictions, profiles, runs, shadow
+from retrainer.store import ab, audit, compaction, labels, ledger, migrate, predictions, profiles, rollouts, runs, shadow
 from retrainer.store.compaction import CompactionResult
+from retrainer.store.rollouts import Rollout
 from retrainer.store.engine import create_store_engine, mask_url, read_tx, write_tx
 from retrainer.store.records import (
     ABTest,
@@ -465,3 +466,54 @@ class Store:
     ) -> list[ShadowRecord]:
         with read_tx(self.engine) as conn:
             return shadow.read(conn, model_name, since, until, shadow_version)
+
+    # -- rollouts (the rollout flow's state) -------------------------------------------------
+
+    def create_rollout(
+        self, model_name: str, *, version: str, champion_version: str | None, mode: str, stage: str, at: datetime,
+        actor: str, reason: str, run_id: int | None = None, details: Mapping[str, Any] | None = None,
+    ) -> Rollout:
+        """A new rollout, ``staged`` (RolloutError if one is in flight) or ``queued``, with its ledger row."""
+        with write_tx(self.engine) as conn:
+            return rollouts.create(conn, model_name, version=version, champion_version=champion_version, mode=mode,
+                                   stage=stage, at=at, actor=actor, reason=reason, run_id=run_id, details=details)
+
+    def transition_rollout(
+        self, rollout_id: int, *, expected: str, new: str, at: datetime, action: str, actor: str, reason: str,
+        decision: str, evidence: Mapping[str, Any] | None = None, champion_version: str | None = None,
+        ab_test_id: int | None = None, set_champion: bool = False,
+    ) -> Rollout | None:
+        """Compare-and-set the rollout's stage and append its ledger row in one transaction;
+        None (nothing written) when it was no longer in ``expected``."""
+        with write_tx(self.engine) as conn:
+            return rollouts.transition(conn, rollout_id, expected=expected, new=new, at=at, action=action,
+                                       actor=actor, reason=reason, decision=decision, evidence=evidence,
+                                       champion_version=champion_version, ab_test_id=ab_test_id,
+                                       set_champion=set_champion)
+
+    def note_rollout(self, rollout_id: int, *, at: datetime, decision: str, explanation: str,
+                     evidence: Mapping[str, Any] | None = None) -> None:
+        with write_tx(self.engine) as conn:
+            rollouts.note(conn, rollout_id, at=at, decision=decision, explanation=explanation, evidence=evidence)
+
+    def rollout(self, rollout_id: int) -> Rollout | None:
+        with read_tx(self.engine) as conn:
+            return rollouts.get(conn, rollout_id)
+
+    def rollout_in_flight(self, model_name: str) -> Rollout | None:
+        with read_tx(self.engine) as conn:
+            return rollouts.in_flight(conn, model_name)
+
+    def rollouts(self, model_name: str, *, stages: Sequence[str] | None = None) -> list[Rollout]:
+        """Oldest first; ``stages`` keeps only rollouts in one of them."""
+        with read_tx(self.engine) as conn:
+            return rollouts.history(conn, model_name, stages)
+
+    def rollout_models(self) -> list[str]:
+        with read_tx(self.engine) as conn:
+            return rollouts.models(conn)
+
+    def known_labels(self, request_ids: Sequence[str], *, as_of: datetime) -> dict[str, float]:
+        """Labels of these request ids known at ``as_of`` (label time <= as_of)."""
+        with read_tx(self.engine) as conn:
+            return rollouts.known_labels(conn, request_ids, as_of)
