@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,15 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from serving_env import FEATURES, Env, free_socket
+from serving_env import FEATURES, Env, free_socket, running
 
+from retrainer.config import FeatureSpec
+from retrainer.deployments.app import create_app
+from retrainer.deployments.serving import PredictionService
+from retrainer.deployments.writer import Commit, InferenceLogWriter, LogWriteFailed
+from retrainer.errors import ValidationError
 from retrainer.store import Store
+from retrainer.store.records import PredictionRecord, WriteResult
 from retrainer.store.schema import predictions
 
 BATCH = 50
@@ -162,3 +169,88 @@ def test_kill9_postgres(env: Env, tmp_path: Path, postgresql_url: str, durabilit
     if durability == "committed":
         assert result["lost"] == [], f"{len(result['lost'])} acknowledged predictions lost: {result['lost'][:10]}"
         assert result["refused"] == {}
+
+
+# -- group commit, in process ---------------------------------------------------------------------
+
+
+class CountingStore:
+    """Records each write (one call = one transaction); fails while ``down``; rejects ids 'bad*'."""
+
+    max_batch = 1000
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.down = False
+
+    def log_predictions(self, model: str, records: list[PredictionRecord], features: Any) -> WriteResult:
+        if self.down:
+            raise OSError("disk I/O error")
+        bad = [r.request_id for r in records if r.request_id.startswith("bad")]
+        if bad:
+            raise ValidationError("rejected", bad)
+        self.calls.append([r.request_id for r in records])
+        return WriteResult(len(records), 0)
+
+
+def rec(rid: str) -> PredictionRecord:
+    return PredictionRecord(rid, {"x1": 1.0}, 1.0, datetime(2025, 6, 1, tzinfo=UTC), "1")
+
+
+def test_group_commit_writes_waiting_requests_in_one_transaction_then_wakes_them() -> None:
+    store = CountingStore()
+    writer = InferenceLogWriter(store, "m", [FeatureSpec(name="x1")], linger=0.002)
+    commits = [Commit([rec(f"r{i}")]) for i in range(20)] + [Commit([rec(f"b{j}") for j in range(50)])]
+    for c in commits:  # queued before the thread starts: all of them wait together
+        assert writer.offer(c)
+    assert not any(c.done.done() for c in commits)
+    writer.start()
+    for c in commits:
+        assert c.done.result(timeout=10) is None
+    writer.close()
+    assert len(store.calls) == 1 and len(store.calls[0]) == 70
+    assert writer.stats.commits == 21 and writer.stats.commit_failures == 0
+
+
+def test_failed_write_fails_the_waiting_requests_instead_of_acknowledging() -> None:
+    store = CountingStore()
+    writer = InferenceLogWriter(store, "m", [FeatureSpec(name="x1")], linger=0.002)
+    writer.start()
+    store.down = True
+    down = Commit([rec("r1")])
+    writer.offer(down)
+    with pytest.raises(LogWriteFailed, match="retry the request with the same request_id"):
+        down.done.result(timeout=10)
+    store.down = False
+    ok, bad = Commit([rec("r2")]), Commit([rec("r3"), rec("bad-4")])
+    writer.offer(ok)
+    writer.offer(bad)
+    assert ok.done.result(timeout=10) is None
+    with pytest.raises(LogWriteFailed, match="bad-4"):
+        bad.done.result(timeout=10)
+    writer.close()
+    assert sorted(i for call in store.calls for i in call) == ["r2", "r3"]
+    assert writer.stats.commit_failures == 2 and writer.stats.commits == 1 and writer.stats.write_errors == 1
+
+
+def test_predict_answers_503_not_200_when_the_rows_cannot_be_stored(env: Env, store: Store) -> None:
+    cfg = env.config(str(store.engine.url))
+    assert cfg.serving.durability == "committed"  # the default
+    svc = PredictionService.from_config(cfg, store=store, registry=env.registry, reload_interval=60)
+    with running(create_app(svc)) as url:
+        ok = httpx.post(url + "/predict", json={"features": instance(1), "request_id": "stored-1"})
+        assert ok.status_code == 200
+        # Stored before the answer: visible to another connection right away, no flush needed.
+        with store.engine.connect() as conn:
+            assert set(conn.execute(sa.select(predictions.c.request_id)).scalars()) == {"stored-1"}
+        real = store.log_predictions
+        store.log_predictions = lambda *a, **k: (_ for _ in ()).throw(OSError("disk I/O error"))  # type: ignore[method-assign]
+        try:
+            failed = httpx.post(url + "/predict", json={"instances": [instance(2), instance(3)], "request_id": "lost"})
+        finally:
+            store.log_predictions = real  # type: ignore[method-assign]
+        assert failed.status_code == 503 and "not stored" in failed.json()["detail"]
+        again = httpx.post(url + "/predict", json={"instances": [instance(2), instance(3)], "request_id": "lost"})
+        assert again.status_code == 200
+    with store.engine.connect() as conn:
+        assert set(conn.execute(sa.select(predictions.c.request_id)).scalars()) == {"stored-1", "lost-0", "lost-1"}
