@@ -35,6 +35,9 @@ def test_first_retrain_trains_registers_and_promotes(make_world):
     assert (run.status, run.version, run.finished_at) == ("success", "1", NOW)
     profile = store.reference_profile(reg.model_name, "1")
     assert set(profile["features"]) == set(world.cfg.data.feature_names)
+    # Registration calibrated the candidate's holdout scores (what estimated_performance reads).
+    assert profile["calibration"]["method"] in {"isotonic", "platt"} and profile["calibration"]["n"] > 0
+    assert profile["holdout_metrics"]["f1"] == out["candidate_metrics"]["f1"]
     mv = reg.get_version("1")
     assert mv.tags["retrainer.idempotency_key"].startswith("flow-run-")
     [report] = reg.client.list_artifacts(mv.run_id, "reports")
