@@ -24,6 +24,7 @@ from retrainer.cli import (  # noqa: E402
     flows_cmd,
     serve_cmd,
     shadow_cmd,
+    simulate_cmd,
     store_cmd,
     triggers_cmd,
 )
@@ -54,7 +55,7 @@ def _root(
 
 
 # Top-level commands (no name: their commands join the root), then the command groups.
-for _commands in (flows_cmd.commands, triggers_cmd.commands, serve_cmd.commands, demo_cmd.commands):
+for _commands in (flows_cmd.commands, triggers_cmd.commands, serve_cmd.commands, demo_cmd.commands, simulate_cmd.commands):
     app.add_typer(_commands)
 app.add_typer(config_cmd.config_app, name="config")
 app.add_typer(store_cmd.store_app, name="store")
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     from typer._click.exceptions import NoArgsIsHelpError
 
     try:
-        app(args=argv, prog_name="retrainer", standalone_mode=False)
+        # Without standalone mode click *returns* a typer.Exit's code instead of raising it.
+        code = app(args=argv, prog_name="retrainer", standalone_mode=False)
     except RetrainerError as exc:
         _print_error(f"error: {exc}")
         return 2
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     except _usage_errors() as exc:
         _print_error(_one_line(exc))
         return 2
-    return 0
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
 def _print_error(line: str) -> None:
