@@ -225,6 +225,22 @@ class ShadowConfig(_Model):
         "serves production first.",
     )
     min_agreement: float = Field(0.9, ge=0, le=1, description="Agreement rate needed to move on.")
+    min_comparisons: int = Field(
+        200, ge=1, description="Rollout flow: stored comparisons needed (besides `duration`) before shadow is judged."
+    )
+    max_latency_ratio: float = Field(
+        2.0, ge=1,
+        description="Rollout flow: shadow p99 latency <= this x the champion's p99 on the same requests "
+        "(+ rollout.latency_slack_ms). The shadow's is a batched call's, hence the room.",
+    )
+    error_alpha: float = Field(
+        0.05, gt=0, lt=0.5,
+        description="Rollout flow: level of the one-sided two-proportion test that the challenger's error rate "
+        "(failures, and wrong answers where the label is known) is above the champion's on the same requests.",
+    )
+    on_pass: Literal["ab", "promote"] = Field(
+        "ab", description="Rollout flow: what a shadow that passes leads to: an A/B test, or promotion at once."
+    )
 
 
 class ABConfig(_Model):
@@ -252,6 +268,11 @@ class RolloutConfig(_Model):
     latency_slack_ms: float = Field(2.0, ge=0, description="Added to the ratio's bound: sub-millisecond models jitter.")
     latency_budget_ms: float | None = Field(
         None, gt=0, description="Optional absolute p95 budget as well (a busy machine can fail it: prefer the ratio)."
+    )
+    on_new_challenger: Literal["queue", "replace"] = Field(
+        "queue",
+        description="A newer challenger arriving while another is in shadow/A-B: queue it until the current "
+        "rollout ends, or replace (abort) the current one.",
     )
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)
     ab: ABConfig = Field(default_factory=ABConfig)

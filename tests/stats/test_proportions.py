@@ -33,6 +33,15 @@ def test_ztest_equals_statsmodels(sa, na, sb, nb):
     assert p == pytest.approx(p_expected, rel=1e-9)
 
 
+@pytest.mark.parametrize("alternative", ["larger", "smaller"])
+@pytest.mark.parametrize(("sa", "na", "sb", "nb"), CASES)
+def test_one_sided_ztest_equals_statsmodels(sa, na, sb, nb, alternative):
+    z_expected, p_expected = proportions_ztest([sb, sa], [nb, na], alternative=alternative)
+    z, p = two_proportion_ztest(sa, na, sb, nb, alternative=alternative)
+    assert z == pytest.approx(z_expected, rel=1e-12)
+    assert p == pytest.approx(p_expected, rel=1e-9)
+
+
 @pytest.mark.parametrize(("sa", "na", "sb", "nb"), CASES)
 def test_wald_interval_equals_statsmodels(sa, na, sb, nb):
     low_e, high_e = confint_proportions_2indep(sb, nb, sa, na, method="wald", compare="diff")

@@ -22,6 +22,7 @@ from retrainer.cli import (  # noqa: E402
     config_cmd,
     demo_cmd,
     flows_cmd,
+    rollout_cmd,
     serve_cmd,
     shadow_cmd,
     simulate_cmd,
@@ -62,6 +63,7 @@ app.add_typer(store_cmd.store_app, name="store")
 app.add_typer(triggers_cmd.triggers_app, name="triggers")
 app.add_typer(ab_cmd.ab_app, name="ab")
 app.add_typer(shadow_cmd.shadow_app, name="shadow")
+app.add_typer(rollout_cmd.rollout_app, name="rollout")
 
 
 def _usage_errors() -> tuple[type[BaseException], ...]:

@@ -239,13 +239,13 @@ def _roll_out(cfg: RetrainerConfig, store: Store, registry: Registry, result: Re
         result.status = "success" if outcome.status == "promoted" else "superseded"
         result.rollout = "direct"
         return
-    # shadow / ab: the serving side takes over from here (servers pick the change up on reload).
-    from retrainer.deployments.rollout import start_ab, start_shadow
+    # shadow / ab: a rollout starts (or queues); the rollout flow moves it on from here, woken by
+    # this event, and servers pick the traffic change up on reload.
+    from retrainer.deployments.advance import admit_challenger
+    from retrainer.flows.rollout import emit_step
 
-    if mode == "ab":
-        start_ab(cfg, store, registry, challenger=version, actor=ACTOR, run_id=result.run_id, at=now)
-    else:
-        start_shadow(cfg, store, registry, version=version, actor=ACTOR, run_id=result.run_id, at=now)
+    step = admit_challenger(cfg, store, registry, version=version, now=now, actor=ACTOR, run_id=result.run_id)
+    emit_step(cfg, step)
     result.status = "success"
 
 

@@ -37,10 +37,13 @@ def _check_counts(successes: int, n: int, arm: str) -> None:
         raise StatisticsError(f"arm {arm}: successes must be between 0 and n={n}, got {successes}")
 
 
-def two_proportion_ztest(successes_a: int, n_a: int, successes_b: int, n_b: int) -> tuple[float, float]:
-    """Two-sided pooled z-test of ``p_b == p_a``: ``(z, pvalue)``.
+def two_proportion_ztest(
+    successes_a: int, n_a: int, successes_b: int, n_b: int, alternative: str = "two-sided"
+) -> tuple[float, float]:
+    """Pooled z-test of ``p_b == p_a``: ``(z, pvalue)``; ``alternative`` is ``two-sided``,
+    ``larger`` (H1: p_b > p_a) or ``smaller`` (H1: p_b < p_a).
 
-    Equal to statsmodels ``proportions_ztest([successes_b, successes_a], [n_b, n_a])``.
+    Equal to statsmodels ``proportions_ztest([successes_b, successes_a], [n_b, n_a], alternative=...)``.
     Raises :class:`StatisticsError` when every outcome is the same (all or no successes
     in both arms): the variance is zero and there is nothing to test yet.
     """
@@ -53,6 +56,12 @@ def two_proportion_ztest(successes_a: int, n_a: int, successes_b: int, n_b: int)
             "both arms have only successes or only failures, so the pooled variance is 0; collect more data"
         )
     z = (successes_b / n_b - successes_a / n_a) / math.sqrt(var)
+    if alternative == "larger":
+        return float(z), float(_sps.norm.sf(z))
+    if alternative == "smaller":
+        return float(z), float(_sps.norm.cdf(z))
+    if alternative != "two-sided":
+        raise StatisticsError(f"alternative must be 'two-sided', 'larger' or 'smaller', got {alternative!r}")
     return float(z), float(2.0 * _sps.norm.sf(abs(z)))
 
 

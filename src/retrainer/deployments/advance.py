@@ -1,0 +1,295 @@
+"""The rollout state machine: move a model's challenger one step when the evidence allows.
+
+``staged -> shadow -> ab -> champion`` (``rollout.shadow.on_pass: promote`` goes shadow ->
+champion), or ``rejected`` naming the failing check, or ``aborted`` (by hand, replaced by a newer
+challenger, or the champion moved meanwhile). A newer challenger arriving mid-rollout waits
+``queued`` or replaces the running one (``rollout.on_new_challenger``).
+
+Every stage move is a compare-and-set on the stored rollout with its ledger row in the same
+transaction (``Store.transition_rollout``); the side effects around it (shadow switch, A/B
+test, promotion) are the functions of :mod:`retrainer.deployments.rollout` and
+:mod:`retrainer.deployments.promotion`, so a step here and the same step by hand cannot differ.
+Side effects come first and are idempotent, so a step interrupted halfway is finished by the
+next call. Time is the caller's ``now``: nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from retrainer.config import ABConfig, RetrainerConfig
+from retrainer.deployments.analysis import analyze
+from retrainer.deployments.promotion import promote, reject, resolve_champion
+from retrainer.deployments.rollout import shadow_state, start_ab, start_shadow, stop_ab, stop_shadow
+from retrainer.deployments.rollout_evidence import StageVerdict, judge_shadow
+from retrainer.errors import RolloutError
+from retrainer.registry import CHALLENGER
+
+if TYPE_CHECKING:
+    from retrainer.registry import Registry
+    from retrainer.store import Store
+    from retrainer.store.rollouts import Rollout
+
+ACTOR = "rollout-flow"
+Action = Literal["started", "queued", "advanced", "promoted", "rejected", "aborted", "rolled_back", "waiting", "idle"]
+
+
+@dataclass(frozen=True)
+class RolloutStep:
+    """What one call did to a model's rollout, or what it waits for."""
+
+    model: str
+    action: Action
+    explanation: str
+    rollout_id: int | None = None
+    version: str | None = None
+    stage_before: str | None = None
+    stage: str | None = None
+    waiting_for: list[str] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def moved(self) -> bool:
+        return self.action not in ("waiting", "idle")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- entering: the retrain flow hands a staged challenger over ------------------------------------
+
+
+def admit_challenger(
+    cfg: RetrainerConfig, store: Store, registry: Registry, *, version: str, now: datetime,
+    actor: str = ACTOR, run_id: int | None = None,
+) -> RolloutStep:
+    """Start a rollout of ``version`` in ``rollout.mode`` (shadow or ab); with one in flight, queue
+    it or replace the running one per ``rollout.on_new_challenger``."""
+    name = cfg.model.name
+    mode = cfg.rollout.mode
+    if mode not in ("shadow", "ab"):
+        raise RolloutError(f"rollout.mode is {mode!r}: only shadow and ab roll out through the rollout flow")
+    champion = resolve_champion(registry, store)
+    busy = store.rollout_in_flight(name)
+    if busy is not None and busy.version == version:
+        return _step(busy, "waiting", f"version {version} is already rolling out ({busy.stage})", before=busy.stage)
+    if busy is not None and cfg.rollout.on_new_challenger == "queue":
+        queued = store.create_rollout(
+            name, version=version, champion_version=champion, mode=mode, stage="queued", at=now, actor=actor,
+            run_id=run_id, reason=f"version {version} queued behind rollout {busy.id} of version {busy.version} "
+            "(rollout.on_new_challenger: queue)")
+        return _step(queued, "queued", queued.explanation or "", before=None)
+    if busy is not None:
+        _abort(cfg, store, registry, busy, now=now, actor=actor,
+               reason=f"replaced by version {version} (rollout.on_new_challenger: replace)")
+    staged = store.create_rollout(name, version=version, champion_version=champion, mode=mode, stage="staged",
+                                  at=now, actor=actor, run_id=run_id,
+                                  reason=f"version {version} staged against champion {champion} for {mode}")
+    return _enter(cfg, store, registry, staged, mode, now=now, actor=actor)
+
+
+# -- one step ------------------------------------------------------------------------------------
+
+
+def advance(cfg: RetrainerConfig, store: Store, registry: Registry, now: datetime, *, actor: str = ACTOR) -> RolloutStep:
+    """Move the model's rollout one step if the evidence allows; otherwise say what it waits for."""
+    name = cfg.model.name
+    current = store.rollout_in_flight(name)
+    if current is None:
+        queued = store.rollouts(name, stages=["queued"])
+        if queued:
+            return _start_queued(cfg, store, registry, queued[0], now=now, actor=actor)
+        guarded = guard_champion(cfg, store, registry, now, actor=actor)
+        if guarded is not None:
+            return guarded
+        return RolloutStep(name, "idle", f"no rollout of {name!r} is in flight or queued")
+    if current.stage == "staged":
+        return _enter(cfg, store, registry, current, "shadow" if current.mode == "shadow" else "ab", now=now, actor=actor)
+    if current.stage == "shadow":
+        return _judge_shadow(cfg, store, registry, current, now=now, actor=actor)
+    return _judge_ab(cfg, store, registry, current, now=now, actor=actor)
+
+
+def abort(
+    cfg: RetrainerConfig, store: Store, registry: Registry, now: datetime, *, reason: str, actor: str,
+) -> RolloutStep:
+    """Stop the model's rollout in flight (shadow off, A/B test aborted, challenger unstaged)."""
+    current = store.rollout_in_flight(cfg.model.name)
+    if current is None:
+        raise RolloutError(f"no rollout of {cfg.model.name!r} is in flight: nothing to abort")
+    return _abort(cfg, store, registry, current, now=now, actor=actor, reason=reason)
+
+
+def guard_champion(
+    cfg: RetrainerConfig, store: Store, registry: Registry, now: datetime, *, actor: str = ACTOR,
+) -> RolloutStep | None:
+    """The guard window after a promotion: the call site for ``deployments/guard.py`` (helper H12b).
+
+    Until that module provides its evaluation, a promoted rollout is left alone (None).
+    """
+    return None
+
+
+# -- stages --------------------------------------------------------------------------------------
+
+
+def _start_queued(cfg: RetrainerConfig, store: Store, registry: Registry, r: Rollout, *, now: datetime, actor: str) -> RolloutStep:
+    champion = resolve_champion(registry, store)
+    if champion == r.version:
+        moved = store.transition_rollout(r.id, expected="queued", new="aborted", at=now, action="rollout_abort",
+                                         actor=actor, reason=f"version {r.version} is the champion already",
+                                         decision="aborted")
+        return _step(moved or r, "aborted", f"queued version {r.version} is the champion already", before="queued")
+    staged = store.transition_rollout(
+        r.id, expected="queued", new="staged", at=now, action="rollout_start", actor=actor, decision="staged",
+        reason=f"version {r.version} leaves the queue, staged against champion {champion}",
+        champion_version=champion, set_champion=True)
+    if staged is None:
+        return _step(r, "waiting", "the queued rollout was moved by someone else meanwhile", before="queued")
+    return _enter(cfg, store, registry, staged, "shadow" if staged.mode == "shadow" else "ab", now=now, actor=actor)
+
+
+def _enter(cfg: RetrainerConfig, store: Store, registry: Registry, r: Rollout, stage: str, *, now: datetime,
+           actor: str) -> RolloutStep:
+    """staged -> shadow | ab: switch the traffic on first (idempotently), then record the move."""
+    ab_test_id = None
+    if stage == "shadow":
+        if shadow_state(cfg, store, registry).version != r.version:
+            start_shadow(cfg, store, registry, version=r.version, actor=actor, run_id=r.run_id, at=now)
+        why = f"version {r.version} shadows champion {r.champion_version}"
+    else:
+        ab_test_id = _ensure_ab(cfg, store, registry, r, now=now, actor=actor)
+        why = f"version {r.version} in A/B test {ab_test_id} against champion {r.champion_version}"
+    moved = store.transition_rollout(r.id, expected=r.stage, new=stage, at=now, action="rollout_advance", actor=actor,
+                                     reason=why, decision="advanced", ab_test_id=ab_test_id)
+    if moved is None:
+        return _step(r, "waiting", "the rollout was moved by someone else meanwhile", before=r.stage)
+    return _step(moved, "started" if r.stage in ("staged", "queued") else "advanced", why, before=r.stage)
+
+
+def _ensure_ab(cfg: RetrainerConfig, store: Store, registry: Registry, r: Rollout, *, now: datetime, actor: str) -> int:
+    running = store.active_ab_test(cfg.model.name)
+    if running is not None and running.challenger_version == r.version:
+        return int(running.id)  # started by an interrupted earlier step
+    return int(start_ab(cfg, store, registry, challenger=r.version, actor=actor, run_id=r.run_id, at=now).id)
+
+
+def _judge_shadow(cfg: RetrainerConfig, store: Store, registry: Registry, r: Rollout, *, now: datetime,
+                  actor: str) -> RolloutStep:
+    started = r.started("shadow") or r.stage_started_at
+    rows = store.shadow_rows(cfg.model.name, since=started, until=now, shadow_version=r.version)
+    labels = store.known_labels([row.request_id for row in rows], as_of=now)
+    verdict = judge_shadow(cfg, rows, labels, version=r.version, started_at=started, now=now)
+    if verdict.outcome == "wait":
+        return _wait(store, r, verdict, now)
+    evidence = verdict.to_dict()
+    if shadow_state(cfg, store, registry).version == r.version:
+        stop_shadow(cfg, store, registry, actor=actor, reason=f"rollout {r.id}: {verdict.reason}", at=now)
+    if verdict.outcome == "fail":
+        return _reject(registry, store, r, verdict.reason, evidence, now=now, actor=actor)
+    if cfg.rollout.shadow.on_pass == "promote":
+        return _promote(registry, store, r, verdict.reason, evidence, now=now, actor=actor)
+    ab_test_id = _ensure_ab(cfg, store, registry, r, now=now, actor=actor)
+    why = f"{verdict.reason}; A/B test {ab_test_id} started"
+    moved = store.transition_rollout(r.id, expected="shadow", new="ab", at=now, action="rollout_advance", actor=actor,
+                                     reason=why, decision="advanced", evidence=evidence, ab_test_id=ab_test_id)
+    if moved is None:
+        return _step(r, "waiting", "the rollout was moved by someone else meanwhile", before="shadow")
+    return _step(moved, "advanced", why, before="shadow", evidence=evidence)
+
+
+def _judge_ab(cfg: RetrainerConfig, store: Store, registry: Registry, r: Rollout, *, now: datetime,
+              actor: str) -> RolloutStep:
+    test = store.ab_test(r.ab_test_id) if r.ab_test_id is not None else None
+    if test is None or test.status != "running":
+        return _abort(cfg, store, registry, r, now=now, actor=actor,
+                      reason=f"the A/B test of rollout {r.id} is no longer running (stopped outside the rollout)")
+    analysis = analyze(store, test, gate=cfg.gate, as_of=now)
+    decision = analysis.decision
+    evidence = {"verdict": decision.verdict, "reason": decision.reason, "p_value": decision.p_value,
+                "p_value_kind": decision.p_value_kind, "diff": decision.diff, "ci": decision.ci,
+                "srm_p_value": decision.srm_p_value, "srm_mismatch": decision.srm_mismatch,
+                "arms": {k: asdict(v) for k, v in analysis.arms.items()}, "ab_test_id": test.id}
+    # The test runs by the rules it started with (its stored config), like analyze() itself.
+    limit = ABConfig.model_validate({k: v for k, v in (test.config or {}).items() if k in ABConfig.model_fields}).duration
+    elapsed = now - test.started_at
+    if decision.verdict == "promote_challenger":
+        outcome = stop_ab(cfg, store, registry, promote=True, actor=actor, at=now,
+                          reason=f"rollout {r.id}: A/B test {test.id}: {decision.reason}")
+        if outcome.status == "promoted":
+            why = f"A/B test {test.id}: {decision.reason}; version {r.version} promoted"
+            moved = store.transition_rollout(r.id, expected="ab", new="champion", at=now, action="rollout_advance",
+                                             actor=actor, reason=why, decision="promoted", evidence=evidence)
+            return _step(moved or r, "promoted", why, before="ab", evidence=evidence)
+        why = f"A/B test {test.id} passed but the champion moved meanwhile (compare-and-set lost)"
+        moved = store.transition_rollout(r.id, expected="ab", new="aborted", at=now, action="rollout_abort",
+                                         actor=actor, reason=why, decision="superseded", evidence=evidence)
+        return _step(moved or r, "aborted", why, before="ab", evidence=evidence)
+    if decision.verdict == "keep_champion" or elapsed >= limit:
+        why = (f"A/B test {test.id}: {decision.reason}" if decision.verdict == "keep_champion" else
+               f"A/B test {test.id} reached rollout.ab.duration ({limit}) without a verdict ({decision.reason}): "
+               "keep_champion")
+        stop_ab(cfg, store, registry, promote=False, actor=actor, at=now, reason=f"rollout {r.id}: {why}")
+        return _reject(registry, store, r, why, evidence, now=now, actor=actor)
+    verdict = StageVerdict("wait", f"A/B test {test.id}: {decision.reason}",
+                           waiting_for=[("sample-ratio mismatch resolved: " if decision.srm_mismatch else "A/B verdict: ")
+                                        + decision.reason + f" (at most {limit - elapsed} more)"], facts=evidence)
+    return _wait(store, r, verdict, now)
+
+
+# -- endings -------------------------------------------------------------------------------------
+
+
+def _promote(registry: Registry, store: Store, r: Rollout, why: str, evidence: dict[str, Any], *, now: datetime,
+             actor: str) -> RolloutStep:
+    outcome = promote(registry, store, version=r.version, expected_champion=r.champion_version, actor=actor,
+                      reason=f"rollout {r.id}: {why}", run_id=r.run_id, at=now)
+    if outcome.status != "promoted":
+        msg = f"{why}; but the champion moved to {outcome.champion} meanwhile (compare-and-set lost)"
+        moved = store.transition_rollout(r.id, expected=r.stage, new="aborted", at=now, action="rollout_abort",
+                                         actor=actor, reason=msg, decision="superseded", evidence=evidence)
+        return _step(moved or r, "aborted", msg, before=r.stage, evidence=evidence)
+    msg = f"{why}; version {r.version} promoted"
+    moved = store.transition_rollout(r.id, expected=r.stage, new="champion", at=now, action="rollout_advance",
+                                     actor=actor, reason=msg, decision="promoted", evidence=evidence)
+    return _step(moved or r, "promoted", msg, before=r.stage, evidence=evidence)
+
+
+def _reject(registry: Registry, store: Store, r: Rollout, why: str, evidence: dict[str, Any], *, now: datetime,
+            actor: str) -> RolloutStep:
+    reject(registry, store, version=r.version, actor=actor, reason=f"rollout {r.id}: {why}", run_id=r.run_id, at=now)
+    moved = store.transition_rollout(r.id, expected=r.stage, new="rejected", at=now, action="rollout_reject",
+                                     actor=actor, reason=why, decision="rejected", evidence=evidence)
+    return _step(moved or r, "rejected", why, before=r.stage, evidence=evidence)
+
+
+def _abort(cfg: RetrainerConfig, store: Store, registry: Registry, r: Rollout, *, now: datetime, actor: str,
+           reason: str) -> RolloutStep:
+    if shadow_state(cfg, store, registry).version == r.version:
+        stop_shadow(cfg, store, registry, actor=actor, reason=f"rollout {r.id} aborted: {reason}", at=now)
+    test = store.active_ab_test(cfg.model.name)
+    if test is not None and test.challenger_version == r.version:
+        stop_ab(cfg, store, registry, promote=False, actor=actor, at=now, reason=f"rollout {r.id} aborted: {reason}")
+    if registry.alias_version(CHALLENGER) == r.version:
+        registry.delete_alias(CHALLENGER)
+    moved = store.transition_rollout(r.id, expected=r.stage, new="aborted", at=now, action="rollout_abort",
+                                     actor=actor, reason=reason, decision="aborted")
+    if moved is None:
+        raise RolloutError(f"rollout {r.id} was moved by someone else meanwhile: look again with `retrainer rollout status`")
+    return _step(moved, "aborted", reason, before=r.stage)
+
+
+def _wait(store: Store, r: Rollout, verdict: StageVerdict, now: datetime) -> RolloutStep:
+    store.note_rollout(r.id, at=now, decision="waiting", explanation=verdict.reason, evidence=verdict.to_dict())
+    return _step(r, "waiting", verdict.reason, before=r.stage, waiting_for=verdict.waiting_for, evidence=verdict.to_dict())
+
+
+def _step(r: Rollout, action: Action, why: str, *, before: str | None, waiting_for: list[str] | None = None,
+          evidence: dict[str, Any] | None = None) -> RolloutStep:
+    return RolloutStep(model=r.model_name, action=action, explanation=why, rollout_id=r.id, version=r.version,
+                       stage_before=before, stage=r.stage, waiting_for=waiting_for or [], evidence=evidence or {})
+
+
+__all__ = ["ACTOR", "RolloutStep", "abort", "admit_challenger", "advance", "guard_champion"]
