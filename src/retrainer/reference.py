@@ -1,9 +1,9 @@
-"""Reference sections generated from the code, so the README cannot drift from it: the
+"""Reference sections generated from the code, so the docs cannot drift from it: the
 configuration (pydantic models), the built-in triggers (their ``Params`` models) and the CLI
 (the Typer app).
 
-README.md embeds each between ``<!-- NAME:start -->`` / ``<!-- NAME:end -->`` markers; a test
-keeps them equal, and ``python -m retrainer.reference README.md`` rewrites them in place.
+docs/reference.md embeds each between ``<!-- NAME:start -->`` / ``<!-- NAME:end -->`` markers; a
+test keeps them equal, and ``python -m retrainer.reference docs/reference.md`` rewrites them in place.
 """
 
 from __future__ import annotations
@@ -145,18 +145,18 @@ def render_sections(text: str, app: typer.Typer) -> str:
     for name, make in SECTIONS.items():
         start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
         if start not in text or end not in text:
-            raise ValueError(f"the README lacks the markers {start} ... {end}")
+            raise ValueError(f"the document lacks the markers {start} ... {end}")
         head, rest = text.split(start, 1)
         _, tail = rest.split(end, 1)
         text = f"{head}{start}\n{make(app).rstrip()}\n{end}{tail}"
     return text
 
 
-if __name__ == "__main__":  # python -m retrainer.reference README.md
+if __name__ == "__main__":  # python -m retrainer.reference docs/reference.md
     import sys
     from pathlib import Path
 
     from retrainer.cli import app as cli_app  # a program, above the CLI: the one place that may
 
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/reference.md")
     target.write_text(render_sections(target.read_text(encoding="utf-8"), cli_app), encoding="utf-8")
