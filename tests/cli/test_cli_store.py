@@ -28,3 +28,27 @@ def test_a_missing_store_says_to_init_and_is_not_created(tmp_path, capsys):
     assert main(["history", "--config", str(cfg)]) == 2
     assert "retrainer store init" in capsys.readouterr().err
     assert not (tmp_path / "empty.db").exists()
+
+
+def test_stats_show_each_models_label_delay(tmp_path, capsys):
+    from datetime import datetime, timedelta, timezone
+
+    from retrainer.config import FeatureSpec
+    from retrainer.store import LabelRecord, PredictionRecord
+
+    url = f"sqlite:///{tmp_path / 'retrainer.db'}"
+    t0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    with Store.open(url) as store:
+        store.init()
+        store.log_predictions("churn", [PredictionRecord(f"r{i}", {"x": 1.0}, 1.0, t0 + timedelta(hours=i))
+                                        for i in range(100)], [FeatureSpec(name="x")])
+        # Labels two days late; the last 48 predictions are still waiting for theirs.
+        store.log_labels([LabelRecord(f"r{i}", 1.0, t0 + timedelta(hours=i, days=2)) for i in range(52)])
+    assert main(["store", "stats", "--url", url, "--json"]) == 0
+    delay = json.loads(capsys.readouterr().out)["label_delay"]["churn"]
+    assert delay["p50_s"] == delay["p95_s"] == 2 * 86400
+    # As of the newest arrival (hour 99): predictions of hours 0..98 made before it, 52 labelled.
+    assert delay["n"] == 52 and delay["n_predictions"] == 99 and delay["share_labelled"] == 52 / 99
+    assert main(["store", "stats", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert "churn: p50 2d, p95 2d, 53% of the last 30d's predictions labelled (52 labels" in " ".join(out.split())

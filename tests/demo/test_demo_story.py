@@ -57,3 +57,15 @@ def test_the_report_files_exist_and_the_png_is_a_valid_image(demo):
     assert "<html" in html.lower() and len(html) > 10_000
     summary = open(reports["summary"], encoding="utf-8").read()
     assert "## When each trigger fired" in summary and "promote_challenger" in summary
+
+
+def test_the_summary_names_when_the_estimate_crossed_and_when_matured_labels_confirmed(demo):
+    lead = demo["lead_time"]
+    fires = demo["trigger_fires"]
+    crossed = min(fires["estimated_performance"], default=None)
+    assert lead["estimate_crossed_day"] == crossed
+    confirmed = min((d for d in fires["performance"] if crossed is None or d >= crossed), default=None)
+    assert confirmed is not None and lead["labels_confirmed_day"] == confirmed
+    assert lead["lead_days"] == (None if crossed is None else confirmed - crossed)
+    summary = open(demo["reports"]["summary"], encoding="utf-8").read()
+    assert "## Estimated vs realized performance" in summary and f"**day {confirmed}**" in summary

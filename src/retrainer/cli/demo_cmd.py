@@ -61,6 +61,7 @@ def demo(
 
 
 def demo_summary(result: Any) -> dict[str, Any]:
+    from retrainer.demo.report import lead_time
     from retrainer.store import Store
 
     with Store.open(f"sqlite:///{result.workdir.resolve() / 'retrainer.db'}") as store:
@@ -75,6 +76,8 @@ def demo_summary(result: Any) -> dict[str, Any]:
         "versions_promoted": [e.to_version for e in ledger if e.action == "promote"],
         # The last look at each A/B test: the verdict it ended with (or has so far).
         "ab_verdicts": {str(a["ab_test_id"]): a["verdict"] for a in result.ab},
+        # The day the label-free estimate crossed vs the day matured labels confirmed it.
+        "lead_time": lead_time(result),
         "ledger": [{"action": e.action, "from": e.from_version, "to": e.to_version, "at": e.at.isoformat()} for e in ledger],
         "reports": result.reports,
     }

@@ -60,7 +60,7 @@ def stats(
     url: str | None = UrlOption,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Row counts per table, predictions per model, time range, unmatched labels."""
+    """Row counts per table, predictions per model, time range, unmatched labels, label delay per model."""
     store = open_store(config, url)
     data = store.stats()
 
@@ -68,10 +68,31 @@ def stats(
         flat = {k: v for k, v in d.items() if not isinstance(v, dict)}
         console.print(kv_table("store", flat))
         for key, value in d.items():
-            if isinstance(value, dict):
+            if key == "label_delay":
+                console.print(label_delay_lines(value))
+            elif isinstance(value, dict):
                 console.print(kv_table(key, value))
 
     emit(data, as_json, render)
+
+
+def label_delay_lines(delays: dict) -> str:
+    """One line per model: how late its labels come (``Store.stats()["label_delay"]``)."""
+    from datetime import timedelta
+
+    from retrainer.durations import format_duration
+    from retrainer.triggers.performance import approx_duration
+
+    lines = ["[bold]label delay[/] (label time - prediction time, labels arrived in the lookback)"]
+    for model, d in delays.items():
+        if d is None or d["p50_s"] is None:
+            lines.append(f"  {model}: no label has arrived yet")
+            continue
+        p50, p95 = (approx_duration(timedelta(seconds=d[k])) for k in ("p50_s", "p95_s"))
+        lookback = format_duration(timedelta(seconds=d["lookback_s"]))
+        lines.append(f"  {model}: p50 {p50}, p95 {p95}, {d['share_labelled']:.0%} of the last {lookback}'s predictions "
+                     f"labelled ({d['n']} labels, as of {d['as_of']})")
+    return "\n".join(lines)
 
 
 @store_app.command("compact")

@@ -103,7 +103,10 @@ def plot_timeline(result: Any, path: Path, kinds: dict[str, str] | None = None) 
 def _lead_lines(lead: dict[str, Any]) -> list[str]:
     crossed, confirmed, days = lead["estimate_crossed_day"], lead["labels_confirmed_day"], lead["lead_days"]
     if crossed is None:
-        return ["The label-free estimate (`estimated_performance`) never crossed its line."]
+        seen = "" if confirmed is None else f"; matured labels (`performance`) fired on **day {confirmed}**"
+        return [f"The label-free estimate (`estimated_performance`) never crossed its line{seen}. The estimate "
+                "sees covariate shift only (P(y | x) unchanged, scores calibrated); a drift that changes what the "
+                "same inputs mean (concept drift) is invisible to the model's own scores, and only labels reveal it."]
     if confirmed is None:
         return [f"The label-free estimate crossed its line on **day {crossed}**; matured labels "
                 "(`performance`) had not confirmed it by the end."]

@@ -23,7 +23,7 @@ import pandas as pd
 
 from retrainer.config import RetrainerConfig, load_config
 from retrainer.demo.data import FEATURES, StreamSpec, generate_stream
-from retrainer.demo.world import demo_config, write_config, write_warehouse
+from retrainer.demo.world import DEFAULT_TRIGGERS, demo_config, write_config, write_warehouse
 from retrainer.errors import ConfigError
 
 MARKER = ".retrainer-demo"
@@ -59,6 +59,9 @@ def demo_settings() -> dict[str, Any]:
         # new model is trained on enough of the new world.
         policy={"mode": "at_least", "k": 2, "consecutive": 3, "cooldown": "4d"},
         data={"window": "5d", "min_rows": 300},
+        # Labels come back 1-5 days late: `performance` judges the matured window (maturity: auto),
+        # `estimated_performance` the last 3 days from the champion's calibrated scores alone.
+        triggers=(*DEFAULT_TRIGGERS, {"type": "estimated_performance", "window": "3d", "drop": {"f1": 0.05}}),
     )
 
 
