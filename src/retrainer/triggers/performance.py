@@ -99,7 +99,8 @@ def _ending(window: timedelta, lag: timedelta, now: datetime) -> str:
 
 def _judged(window: timedelta, lag: timedelta, delay: LabelDelay | None, end: datetime, coverage: float) -> str:
     """Which window was judged, as a reason's phrase: "of the 7d window ending 2026-03-02 (...)"."""
-    where = "in the last " + format_duration(window) if lag <= timedelta(0) else f"of the {format_duration(window)} window ending {_day(end)}"
+    span = format_duration(window)
+    where = f"in the last {span}" if lag <= timedelta(0) else f"of the {span} window ending {_day(end)}"
     why = f"labels arrive after {approx_duration(delay.p95)} (p95), " if delay is not None and delay.p95 else ""
     return f"{where} ({why}{coverage:.0%} coverage)"
 
@@ -107,7 +108,6 @@ def _judged(window: timedelta, lag: timedelta, delay: LabelDelay | None, end: da
 def _too_few(n: int, p: PerformanceTrigger.Params, lag: timedelta, delay: LabelDelay | None, now: datetime,
              coverage: float, n_predictions: int) -> str:
     """Why there are not enough labels: the delay (and the last window that has them), or volume."""
-    window = format_duration(p.window)
     if delay is not None and delay.p95 is not None and lag < delay.p95:
         hint = "" if p.maturity == "auto" else "; maturity: auto judges that one"
         return (f"Labels arrive after {approx_duration(delay.p95)} (p95); {_ending(p.window, lag, now)} has "
