@@ -142,7 +142,7 @@ class EstimatedPerformanceTrigger(Trigger):
         n = int(scored.sum())
         evidence |= {"n": n, "n_predictions": w.n_predictions, "n_unscored": len(w) - n}
         classes = np.unique(np.concatenate([y_pred[scored], y_true[scored & np.isfinite(y_true)]]))
-        if classes.size > 2 or np.any((classes != p.positive_label) & (classes != 0.0) & (classes != 1.0)):
+        if classes.size > 2:  # a regressor's answers, or a third class
             return Decision.insufficient(
                 self.label, reason=f"estimated_performance is for binary classifiers: the window holds "
                 f"{classes.size} distinct predictions/labels (regression or multiclass).", evidence=evidence)
