@@ -12,7 +12,8 @@ what to do about it.
     ├── StoreError                  the SQL store could not do what was asked
     │   ├── SchemaError             the database is not at the schema this code needs
     │   ├── InvalidIdentifierError  a table/column name from config is not a plain SQL name
-    │   └── ValidationError         a batch of predictions/labels was rejected (nothing written)
+    │   ├── ValidationError         a batch of predictions/labels was rejected (nothing written)
+    │   └── LedgerTamperedError     the promotion ledger's hash chain does not verify (nothing acts on it)
     ├── StatisticsError             a statistic was asked of input it cannot be computed on
     ├── TriggerError                the trigger framework failed
     │   ├── TriggerLoadError        a plugin named in the config cannot be loaded
@@ -64,6 +65,16 @@ class ValidationError(StoreError):
         self.problems: list[str] = list(problems or [])
 
 
+class LedgerTamperedError(StoreError):
+    """The promotion ledger's hash chain is broken: a row was edited, removed or forged.
+
+    Nothing that would act on the ledger (monitor, retrain, promote) may proceed; the message
+    names the first bad row. Retrying reads the same rows, so never retry.
+    """
+
+    permanent = True
+
+
 class StatisticsError(RetrainerError):
     """A statistic cannot be computed on the given input (empty, all-NaN, ...)."""
 
@@ -107,6 +118,7 @@ __all__ = [
     "SchemaError",
     "InvalidIdentifierError",
     "ValidationError",
+    "LedgerTamperedError",
     "StatisticsError",
     "TriggerError",
     "TriggerLoadError",

@@ -36,7 +36,7 @@ def monitor_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Run the monitor flow: check the policy, audit, and request a retrain when it fires."""
-    now = parse_instant(at, "--at") if at else None
+    now = _past_instant(at)
     _preflight(config)
     from retrainer.flows.monitor import monitor
 
@@ -64,7 +64,7 @@ def retrain_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Run the retrain flow: train, evaluate against the champion, gate, register, roll out."""
-    now = parse_instant(at, "--at") if at else None
+    now = _past_instant(at)
     _preflight(config)
     from retrainer.flows.retrain import retrain
 
@@ -73,6 +73,21 @@ def retrain_cmd(
     emit(result, as_json, _render_retrain)
     if result["status"] == "failed":
         raise typer.Exit(1)
+
+
+def _past_instant(at: str | None) -> Any:
+    """``--at`` parsed; the future is refused: a check or retrain 'as of' tomorrow would record a run
+    that has not happened and read every window with a negative age."""
+    if not at:
+        return None
+    from datetime import datetime, timezone
+
+    from retrainer.errors import ConfigError
+
+    now = parse_instant(at, "--at")
+    if now > datetime.now(timezone.utc):
+        raise ConfigError(f"--at {at!r} is in the future; give an instant up to now, or leave --at out for now")
+    return now
 
 
 def _preflight(config: Path) -> None:
@@ -97,6 +112,8 @@ def _render_retrain(r: dict[str, Any]) -> None:
 def history_cmd(
     config: Path = ConfigOption,
     limit: int = typer.Option(20, help="Most recent retrain runs to show."),
+    verify: bool = typer.Option(False, "--verify",
+                                help="Recompute the ledger's hash chain; exit 1 and name the first bad row if it is broken."),
     as_json: bool = JsonOption,
 ) -> None:
     """The promotion ledger (append-only) and the latest retrain runs."""
@@ -106,6 +123,9 @@ def history_cmd(
 
     cfg, store = open_config_and_store(config)
     name = cfg.model.name
+    if verify:
+        _verify_ledger(store, name, as_json)
+        return
     data = {
         "model": name,
         "champion": store.champion(name),
@@ -127,6 +147,34 @@ def history_cmd(
         console.print(runs)
 
     emit(data, as_json, render)
+
+
+def _verify_ledger(store: Any, name: str, as_json: bool) -> None:
+    """The chain's verdict; a broken chain is a verdict, not a usage error: exit 1 (not 2)."""
+    from dataclasses import asdict
+
+    verdict = store.verify_ledger()
+    data: dict[str, Any] = {"model": name, "store": store.safe_url, **verdict.to_dict(), "first_bad_row": None}
+    if verdict.first_bad_id is not None:
+        # The chain spans every model in the store; the row is shown when it is this model's.
+        bad = [asdict(e) for e in store.ledger(name) if e.id == verdict.first_bad_id]
+        data["first_bad_row"] = bad[0] if bad else None
+    store.close()
+
+    def render(d: dict[str, Any]) -> None:
+        if d["ok"]:
+            console.print(f"[green]ok[/]: {d['reason']} ({d['store']})")
+            return
+        console.print(f"[bold red]broken[/]: {d['reason']} ({d['store']})")
+        row = d["first_bad_row"]
+        if row:
+            console.print(f"  first bad row {row['id']}: {row['at'].isoformat(timespec='seconds')} {row['action']} "
+                          f"{fmt(row['from_version'])} → {fmt(row['to_version'])} by {row['actor']}: {row['reason']}")
+        console.print("  Do not act on this ledger: restore the store from a backup taken before that row.")
+
+    emit(data, as_json, render)
+    if not verdict.ok:
+        raise typer.Exit(1)
 
 
 @commands.command("promote")

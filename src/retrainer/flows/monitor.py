@@ -1,7 +1,9 @@
 """The monitor flow: check the policy now, leave an audit trail and an artifact, ask for a retrain.
 
 The decision itself is :func:`retrainer.triggers.check.run_check` (a plain function, also behind
-``retrainer check``); this flow adds the Prefect side: a markdown artifact with the checks table,
+``retrainer check``). Before anything else the flow recomputes the promotion ledger's hash chain
+(:func:`verify_ledger`): a broken chain fails the run with :class:`LedgerTamperedError` and
+nothing is compacted, checked, retrained or promoted on top of a rewritten history. The flow adds the Prefect side: a markdown artifact with the checks table,
 and, when the policy fires, the event ``retrainer.retrain.requested`` that the event-triggered
 ``retrain`` deployment listens for — or, with ``run_retrain``, the retrain as a subflow.
 """
@@ -17,6 +19,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from retrainer.config import RetrainerConfig, load_config
+from retrainer.errors import LedgerTamperedError
+from retrainer.tasks import retry_on_transient
 
 
 def checks_markdown(model_name: str, now: datetime, result: dict[str, Any]) -> str:
@@ -41,6 +45,26 @@ def checks_markdown(model_name: str, now: datetime, result: dict[str, Any]) -> s
 def artifact_key(model_name: str) -> str:
     # Artifact keys allow lowercase letters, digits and dashes only.
     return "retrainer-check-" + re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")
+
+
+def verify_ledger(cfg: RetrainerConfig) -> dict[str, Any]:
+    """Recompute the ledger's hash chain; raise :class:`LedgerTamperedError` naming the first bad row."""
+    from retrainer.store import Store
+
+    with Store.from_config(cfg) as store:
+        verdict = store.verify_ledger()
+        where = store.safe_url
+    if not verdict.ok:
+        raise LedgerTamperedError(
+            f"{verdict.reason}: the promotion ledger in {where} cannot be trusted, so the monitor will not act on it; run `retrainer history --verify` and restore "
+            "the store from a backup taken before that row"
+        )
+    return verdict.to_dict()
+
+
+# A locked database is worth a retry; a broken chain (``permanent``) is not.
+verify_ledger_task = task(verify_ledger, name="verify-ledger", retries=2, retry_delay_seconds=[2, 10],
+                          retry_jitter_factor=0.5, retry_condition_fn=retry_on_transient)
 
 
 def check_model(cfg: RetrainerConfig, *, now: datetime) -> dict[str, Any]:
@@ -78,6 +102,8 @@ def monitor(config_path: str, now: datetime | None = None, run_retrain: bool = F
 
     cfg = load_config(config_path)
     at = now or datetime.now(timezone.utc)
+    # Raises on a broken chain: the flow run fails before any housekeeping, check or retrain.
+    ledger = verify_ledger_task(cfg)
     # Housekeeping before the check reads its window; a failure is logged, never blocks the check.
     compacted = compact_task(cfg, now=at, return_state=True)
     if compacted.is_completed():
@@ -91,7 +117,8 @@ def monitor(config_path: str, now: datetime | None = None, run_retrain: bool = F
         key=artifact_key(cfg.model.name),
         description=f"retrainer policy check for {cfg.model.name}",
     )
-    out: dict[str, Any] = {"model": cfg.model.name, "checked_at": at.isoformat(), **result, "retrain": None, "compaction": compaction}
+    out: dict[str, Any] = {"model": cfg.model.name, "checked_at": at.isoformat(), **result, "retrain": None, "compaction": compaction,
+                           "ledger": ledger}
     if result["should_retrain"]:
         out["event_id"] = request_retrain(
             cfg.model.name, config_path=str(Path(config_path).resolve()), reasons=result["reasons"],
