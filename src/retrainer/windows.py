@@ -14,7 +14,8 @@ Semantics every implementation follows (``retrainer.testing.InMemoryWindowSource
 
 A source may also know the model's past retrains (:class:`RetrainHistorySource`, optional so
 that sources written before it keep working): ``retrain_history`` returns the runs that had
-*finished* at or before ``as_of``, most recent first.
+*finished* at or before ``as_of``, most recent first. Likewise optional, a :class:`LabelDelaySource`
+measures how late the model's labels come (:class:`LabelDelay`, from labels arrived by ``as_of``).
 """
 
 from __future__ import annotations
