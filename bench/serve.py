@@ -1,4 +1,4 @@
-"""Serving benchmark: `mlflow models serve` vs `retrainer serve` on the same model.
+"""Serving benchmark: `mlflow models serve` vs `retrainer serve` (both durability modes) on the same model.
 
     .venv/bin/python bench/serve.py [--seconds 10] [--concurrency 8] [--rounds 3] [--isolation process|thread]
 
@@ -9,13 +9,17 @@ registered scikit-learn model (logistic regression on 8 numeric features). One l
 (aiohttp, keep-alive, fixed concurrency, single-instance requests) drives each in turn:
 
 * ``mlflow``          — ``mlflow models serve -m models:/<name>/1 --env-manager local``
-* ``retrainer+shadow`` — ``retrainer serve`` with an A/B test running (versions 1 vs 2, 50/50,
-  sticky units), every prediction and its features logged to SQLite, and version 3 shadowing
-  100% of the traffic (in its own process unless ``--isolation thread``)
-* ``retrainer``       — the same server with the shadow switched off (A/B and logging still on)
+* ``retrainer``       — ``retrainer serve`` (``serving.durability: committed``, the default: a
+  request is answered once its row is committed, group commit) with an A/B test running
+  (versions 1 vs 2, 50/50, sticky units), every prediction and its features logged to SQLite
+* ``retrainer-buffered`` — a second server, same model, A/B test and a copy of the store, with
+  ``serving.durability: buffered`` (answers first, logs from a queue)
+* ``retrainer+shadow`` — the committed server with version 3 shadowing 100% of the traffic (in
+  its own process unless ``--isolation thread``)
 
-Phases alternate over ``--rounds`` and the medians are reported, so a noisy neighbour hurts
-all of them alike. Also reported: ``bucket()`` per call. Everything lives in a temp dir.
+Phases alternate over ``--rounds`` (the order rotates each round) and the medians are
+reported, so a noisy neighbour hurts all of them alike; the figures to read are the ratios.
+Also reported: ``bucket()`` per call. Everything lives in a temp dir.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -46,7 +51,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 120.0) -> None:
+def wait_http(url: str, timeout: float = 300.0) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -60,6 +65,19 @@ def wait_http(url: str, timeout: float = 120.0) -> None:
     raise RuntimeError(f"{url} did not come up in {timeout:.0f}s")
 
 
+def server_config(root: Path, durability: str, store: str) -> Path:
+    path = root / f"retrainer-{durability}.yaml"
+    path.write_text(json.dumps({
+        "model": {"name": "bench-model"},
+        "store": {"url": f"sqlite:///{store}"},
+        "mlflow": {"tracking_uri": "sqlite:///mlflow.db"},
+        "data": {"source": {"table": "t"}, "features": [{"name": n} for n in FEATURES]},
+        "rollout": {"shadow": {"queue_size": 1000, "workers": 1, "isolation": ISOLATION}},
+        "serving": {"durability": durability},
+    }))
+    return path
+
+
 def setup(root: Path) -> tuple[Path, str, str]:
     """Register 3 versions, make v1 champion, start an A/B test (1 vs 2) and a shadow of v3."""
     import pandas as pd
@@ -71,14 +89,7 @@ def setup(root: Path) -> tuple[Path, str, str]:
     from retrainer.store import Store
     from retrainer.tasks.register import register_candidate
 
-    cfg_path = root / "retrainer.yaml"
-    cfg_path.write_text(json.dumps({
-        "model": {"name": "bench-model"},
-        "store": {"url": "sqlite:///store.db"},
-        "mlflow": {"tracking_uri": "sqlite:///mlflow.db"},
-        "data": {"source": {"table": "t"}, "features": [{"name": n} for n in FEATURES]},
-        "rollout": {"shadow": {"queue_size": 1000, "workers": 1, "isolation": ISOLATION}},
-    }))
+    cfg_path = server_config(root, "committed", "store.db")
     cfg = load_config(cfg_path)
     registry = Registry.from_config(cfg)
     rng = np.random.default_rng(0)
@@ -100,6 +111,15 @@ def setup(root: Path) -> tuple[Path, str, str]:
     store.append_ledger(cfg.model.name, action="shadow_start", from_version=versions[0], to_version=versions[2],
                         actor="bench", reason="bench", details={"sample": 1.0})
     store.close()
+    # The buffered server gets the same state in its own store file (no shadow: it is the baseline).
+    for suffix in ("", "-wal"):  # a WAL left behind holds committed pages too
+        if (root / f"store.db{suffix}").exists():
+            shutil.copy(root / f"store.db{suffix}", root / f"store-buffered.db{suffix}")
+    store = Store.open(f"sqlite:///{root / 'store-buffered.db'}")
+    store.append_ledger(cfg.model.name, action="shadow_stop", from_version=versions[0], to_version=versions[2],
+                        actor="bench", reason="bench", details={"sample": 1.0})
+    store.close()
+    server_config(root, "buffered", "store-buffered.db")
     return cfg_path, cfg.mlflow.tracking_uri, versions[0]
 
 
@@ -172,21 +192,30 @@ def main() -> None:
                "PYTHONWARNINGS": "ignore"}
         bin_dir = Path(sys.executable).parent
         env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # mlflow execs `uvicorn` from PATH
-        p_ml, p_rt = free_port(), free_port()
+        # The peer: MLflow 3 refuses to deserialize sklearn models (even skops) unless allowed; the
+        # bench registered these itself. retrainer's servers keep the switch off (they check skops types).
+        mlflow_env = {**env, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"}
+        p_ml, p_rt, p_buf = free_port(), free_port(), free_port()
+
+        def retrainer(config: Path, port: int, log: str) -> subprocess.Popen[bytes]:
+            return subprocess.Popen([str(bin_dir / "retrainer"), "serve", "--config", str(config), "--port", str(port)],
+                                    env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / log, "wb"))  # noqa: SIM115 - closed with the process
+
         procs = [
             subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", f"models:/bench-model/{v1}",
                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(p_ml), "-w", "1"],
-                             env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / "mlflow.log", "wb")),  # noqa: SIM115 - closed with the process
-            subprocess.Popen([str(bin_dir / "retrainer"), "serve", "--config", str(cfg_path), "--port", str(p_rt)],
-                             env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / "retrainer.log", "wb")),  # noqa: SIM115
+                             env=mlflow_env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / "mlflow.log", "wb")),  # noqa: SIM115 - closed with the process
+            retrainer(cfg_path, p_rt, "retrainer.log"),
+            retrainer(root / "retrainer-buffered.yaml", p_buf, "retrainer-buffered.log"),
         ]
         try:
             print("starting servers ...", file=sys.stderr)
             try:
                 wait_http(f"http://127.0.0.1:{p_ml}/ping")
                 wait_http(f"http://127.0.0.1:{p_rt}/ready")
+                wait_http(f"http://127.0.0.1:{p_buf}/ready")
             except RuntimeError:
-                for log in ("mlflow.log", "retrainer.log"):
+                for log in ("mlflow.log", "retrainer.log", "retrainer-buffered.log"):
                     print(f"--- {log}\n" + (root / log).read_text(errors="replace")[-3000:], file=sys.stderr)
                 raise
             import httpx
@@ -204,19 +233,25 @@ def main() -> None:
                 routing = httpx.post(f"http://127.0.0.1:{p_rt}/admin/reload", timeout=60).json()["routing"]
                 assert (routing["shadow"] is not None) == on, routing
 
-            results: dict[str, list[dict[str, float]]] = {"mlflow": [], "retrainer": [], "retrainer+shadow": []}
+            routing = httpx.post(f"http://127.0.0.1:{p_buf}/admin/reload", timeout=60).json()["routing"]
+            assert routing["shadow"] is None, routing
+            names = ["mlflow", "retrainer", "retrainer-buffered", "retrainer+shadow"]
+            results: dict[str, list[dict[str, float]]] = {n: [] for n in names}
             for r in range(args.rounds):
-                for name in ("mlflow", "retrainer+shadow", "retrainer"):
+                for name in names[r % len(names):] + names[: r % len(names)]:  # rotate: no phase always goes first
                     if name == "mlflow":
                         url, bodies = f"http://127.0.0.1:{p_ml}/invocations", mlflow_bodies
+                    elif name == "retrainer-buffered":
+                        url, bodies = f"http://127.0.0.1:{p_buf}/predict", retrainer_bodies
                     else:
                         set_shadow(name == "retrainer+shadow")
                         url, bodies = f"http://127.0.0.1:{p_rt}/predict", retrainer_bodies
                     res = asyncio.run(drive(url, lambda i, b=bodies: b[i % len(b)], args.seconds, args.concurrency))
                     results[name].append(res)
-                    print(f"round {r + 1} {name:17s} {res['rps']:8.0f} req/s  p50 {res['p50_ms']:6.2f} ms  "
+                    print(f"round {r + 1} {name:18s} {res['rps']:8.0f} req/s  p50 {res['p50_ms']:6.2f} ms  "
                           f"p99 {res['p99_ms']:6.2f} ms  errors {res['errors']}", file=sys.stderr)
             status = httpx.get(f"http://127.0.0.1:{p_rt}/admin/status").json()
+            status_buf = httpx.get(f"http://127.0.0.1:{p_buf}/admin/status").json()
         finally:
             for p in procs:
                 p.terminate()
@@ -230,18 +265,31 @@ def main() -> None:
         os.chdir("/")
 
     med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50_ms", "p99_ms")} for k, v in results.items()}
-    print(f"\nserving benchmark (shadow isolation: {args.isolation}): {args.concurrency} concurrent clients, {args.seconds:.0f}s x {args.rounds} rounds, "
-          f"single-instance requests, loopback, {os.cpu_count()} CPUs (medians)")
-    print(f"{'server':20s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s}")
-    for name in ("mlflow", "retrainer", "retrainer+shadow"):
+    committed, buffered, mlflow = med["retrainer"], med["retrainer-buffered"], med["mlflow"]
+    print(f"\nserving benchmark (shadow isolation: {args.isolation}): {args.concurrency} concurrent clients, "
+          f"{args.seconds:.0f}s x {args.rounds} rounds, single-instance requests, loopback, {os.cpu_count()} CPUs (medians)")
+    print(f"{'server':28s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s}")
+    labels = {"mlflow": "mlflow", "retrainer": "retrainer (committed)", "retrainer-buffered": "retrainer (buffered)",
+              "retrainer+shadow": "retrainer (committed)+shadow"}
+    for name in ("mlflow", "retrainer", "retrainer-buffered", "retrainer+shadow"):
         m = med[name]
-        print(f"{name:20s} {m['rps']:9.0f} {m['p50_ms']:8.2f} {m['p99_ms']:8.2f}")
-    print(f"\nthroughput retrainer(A/B+log+shadow) / mlflow: {med['retrainer+shadow']['rps'] / med['mlflow']['rps']:.2f}x")
-    print(f"p99 added by shadow: {med['retrainer+shadow']['p99_ms'] - med['retrainer']['p99_ms']:+.2f} ms")
+        print(f"{labels[name]:28s} {m['rps']:9.0f} {m['p50_ms']:8.2f} {m['p99_ms']:8.2f}")
+    print(f"\nthroughput committed / buffered: {committed['rps'] / buffered['rps']:.2f} (goal >= 0.90); "
+          f"p50 {committed['p50_ms'] / buffered['p50_ms']:.2f}x, p99 {committed['p99_ms'] / buffered['p99_ms']:.2f}x")
+    print(f"throughput retrainer(committed, A/B+log) / mlflow: {committed['rps'] / mlflow['rps']:.2f}x (goal >= 1.5)")
+    print(f"throughput retrainer(committed, A/B+log+shadow) / mlflow: {med['retrainer+shadow']['rps'] / mlflow['rps']:.2f}x")
+    print(f"p99 added by shadow: {med['retrainer+shadow']['p99_ms'] - committed['p99_ms']:+.2f} ms")
     print(f"bucket(): {per_call * 1e6:.2f} us per call")
-    print(f"logged: {logged['predictions']} predictions, {logged['ab_assignments']} A/B units, "
+    w = status["log_writer"]
+    print(f"committed server: logged {logged['predictions']} predictions, {w['commits']} requests acknowledged after "
+          f"commit ({w['commit_failures']} failed) in {w['transactions']} transactions "
+          f"({w['commits'] / max(1, w['transactions']):.1f} requests each), {logged['ab_assignments']} A/B units, "
           f"{logged['shadow_comparisons']} shadow comparisons; shadow dropped {status['shadow']['dropped']}, "
-          f"log backpressure waits {status['log_writer']['backpressure_waits']}")
+          f"log backpressure waits {w['backpressure_waits']}")
+    wb = status_buf["log_writer"]
+    print(f"buffered server: logged {wb['predictions_written']} predictions in {wb['transactions']} transactions "
+          f"({wb['predictions_written'] / max(1, wb['transactions']):.1f} rows each), "
+          f"log backpressure waits {wb['backpressure_waits']}")
 
 
 if __name__ == "__main__":

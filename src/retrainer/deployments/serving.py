@@ -36,6 +36,7 @@ from retrainer.deployments.writer import COMMIT_LINGER, Assignment, Commit, Infe
 from retrainer.errors import RetrainerError
 from retrainer.registry import CHALLENGER
 from retrainer.store.records import LabelRecord, LabelWriteResult, PredictionRecord
+from retrainer.store.validation import check_label_classes, raise_if
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,8 @@ class PredictionService:
         from retrainer.registry import Registry
         from retrainer.store import Store
 
-        store = store or Store.open(cfg.store.url, max_batch=cfg.store.max_batch)
+        store = store or Store.open(cfg.store.url, max_batch=cfg.store.max_batch,
+                                    max_label_clock_skew=cfg.store.max_label_clock_skew)
         registry = registry or Registry.from_config(cfg)
         loader = loader or registry_loader(registry, cfg.data.features)
         router = ModelRouter(loader, lambda: read_wanted_state(cfg, registry, store), interval=reload_interval)
@@ -230,8 +232,14 @@ class PredictionService:
     def feedback(self, labels: Sequence[tuple[str, float, datetime | None]]) -> LabelWriteResult:
         """Store ground-truth labels (request_id, label, when known; default now)."""
         now = self.clock()
+        routing = self.router.routing
+        problems: list[str] = []
+        classes = None if routing is None else getattr(routing.champion, "classes", None)
+        check_label_classes([float(x[1]) for x in labels], classes, problems)
+        raise_if(problems, "label batch")
         records = [LabelRecord(rid, float(label), ts or now) for rid, label, ts in labels]
-        return self.store.log_labels(records)
+        # Received now (the service's clock): a label time far ahead of it is refused (store rule).
+        return self.store.log_labels(records, received_at=now)
 
     # -- status -------------------------------------------------------------------------------
 
@@ -250,6 +258,7 @@ class PredictionService:
                 "shadow_written": w.shadow_written, "backpressure_waits": w.backpressure_waits,
                 "write_errors": w.write_errors, "last_error": w.last_error,
                 "durability": self.cfg.serving.durability, "commits": w.commits, "commit_failures": w.commit_failures,
+                "transactions": w.batches,
             },
             "shadow": self.shadow.live(),
         }
