@@ -256,6 +256,42 @@ class ABConfig(_Model):
     duration: Duration = Field(timedelta(days=14), description="Longest the test may run.")
 
 
+class GuardConfig(_Model):
+    """After a rollout promotes a challenger: watch it against the champion it replaced, roll back on a breach.
+
+    Every check is a one-sided test whose null is "worse by at most the margin", so a champion
+    that is merely as noisy as the one before is not rolled back; a breach must be significant.
+    """
+
+    enabled: bool = Field(True, description="Watch a champion promoted by the rollout flow for `window`.")
+    window: Duration = Field(timedelta(days=7), description="How long after the promotion the guard watches.")
+    baseline: Duration = Field(
+        timedelta(days=7), description="The replaced champion's predictions this long before the promotion form the baseline."
+    )
+    alpha: float = Field(
+        0.05, gt=0, lt=0.5,
+        description="Level of the guard's tests, shared by its checks (Bonferroni): the false-rollback rate of a "
+        "champion no worse than the margins.",
+    )
+    error_margin: float = Field(
+        0.02, ge=0, lt=1,
+        description="Error rate on matured labels (1 - accuracy) may rise by this much before it is a breach "
+        "(the null offset of the one-sided two-proportion z-test).",
+    )
+    estimated_margin: float = Field(
+        0.03, ge=0, lt=1,
+        description="Estimated accuracy (labels missing: CBPE on the calibrated scores) may fall by this much.",
+    )
+    serving_error_margin: float = Field(
+        0.01, ge=0, lt=1, description="Serving failure rate may rise by this much (where the service records failures)."
+    )
+    latency_ratio: float = Field(
+        1.5, ge=1, description="p99 latency may be up to this x the replaced champion's (+ rollout.latency_slack_ms)."
+    )
+    min_labels: int = Field(200, ge=1, description="Matured labels needed on each side before realized performance is judged.")
+    min_predictions: int = Field(500, ge=1, description="Predictions needed on each side before the estimate or serving figures are judged.")
+
+
 class RolloutConfig(_Model):
     """How a candidate that passed the gate and its integration test reaches traffic."""
 
@@ -276,6 +312,7 @@ class RolloutConfig(_Model):
     )
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)
     ab: ABConfig = Field(default_factory=ABConfig)
+    guard: GuardConfig = Field(default_factory=GuardConfig)
 
 
 class ServingConfig(_Model):
@@ -290,6 +327,11 @@ class ServingConfig(_Model):
         "committed",
         description="committed: /predict answers after its rows are stored (group commit, <= 2 ms wait); "
         "buffered: answers first, logs from a queue (may lose the last queue on a crash).",
+    )
+    coerce_numeric_strings: bool = Field(
+        False,
+        description="Accept numbers sent as strings (\"3.5\") for numeric features and labels; off: 422 naming the "
+        "field. Booleans are never numbers.",
     )
 
 
@@ -310,6 +352,11 @@ class StoreConfig(_Model):
 
     url: str = Field("sqlite:///retrainer.db", description="SQLAlchemy URL; relative sqlite paths are next to the config.")
     max_batch: int = Field(50_000, ge=1, description="Largest batch one write accepts.")
+    max_label_clock_skew: Duration = Field(
+        timedelta(minutes=5),
+        description="A label timed more than this after it was received is refused (a wrong clock must not "
+        "outrank every later correction); one timed ahead by less is stored at its receive time.",
+    )
 
 
 class NotificationsConfig(_Model):
@@ -536,6 +583,7 @@ __all__ = [
     "EstimatorConfig",
     "FeatureSpec",
     "GateConfig",
+    "GuardConfig",
     "MlflowConfig",
     "ModelConfig",
     "NotificationsConfig",

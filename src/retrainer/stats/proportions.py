@@ -38,12 +38,15 @@ def _check_counts(successes: int, n: int, arm: str) -> None:
 
 
 def two_proportion_ztest(
-    successes_a: int, n_a: int, successes_b: int, n_b: int, alternative: str = "two-sided"
+    successes_a: int, n_a: int, successes_b: int, n_b: int, alternative: str = "two-sided", *, null_diff: float = 0.0
 ) -> tuple[float, float]:
-    """Pooled z-test of ``p_b == p_a``: ``(z, pvalue)``; ``alternative`` is ``two-sided``,
-    ``larger`` (H1: p_b > p_a) or ``smaller`` (H1: p_b < p_a).
+    """Pooled z-test of ``p_b - p_a == null_diff``: ``(z, pvalue)``; ``alternative`` is ``two-sided``,
+    ``larger`` (H1: p_b - p_a > null_diff) or ``smaller`` (H1: p_b - p_a < null_diff).
 
-    Equal to statsmodels ``proportions_ztest([successes_b, successes_a], [n_b, n_a], alternative=...)``.
+    A non-zero ``null_diff`` is a margin: ``larger`` with ``null_diff=0.02`` asks whether B is worse
+    than A by *more than* two points (the rollback guard's question).
+    Equal to statsmodels ``proportions_ztest([successes_b, successes_a], [n_b, n_a], value=null_diff,
+    alternative=...)`` (which keeps the pooled variance for a non-zero offset too).
     Raises :class:`StatisticsError` when every outcome is the same (all or no successes
     in both arms): the variance is zero and there is nothing to test yet.
     """
@@ -55,7 +58,7 @@ def two_proportion_ztest(
         raise StatisticsError(
             "both arms have only successes or only failures, so the pooled variance is 0; collect more data"
         )
-    z = (successes_b / n_b - successes_a / n_a) / math.sqrt(var)
+    z = (successes_b / n_b - successes_a / n_a - null_diff) / math.sqrt(var)
     if alternative == "larger":
         return float(z), float(_sps.norm.sf(z))
     if alternative == "smaller":
