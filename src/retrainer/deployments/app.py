@@ -30,23 +30,38 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
 
 from retrainer.config import FeatureSpec, RetrainerConfig
 from retrainer.deployments.metrics import CONTENT_TYPE
 from retrainer.deployments.serving import NotReady, PredictionService
 from retrainer.deployments.writer import Commit, LogWriteFailed
+from retrainer.errors import ValidationError
 
 _ID = Annotated[str, Field(min_length=1, max_length=200)]
 
 
-def instance_model(features: Sequence[FeatureSpec]) -> type[BaseModel]:
+def _not_a_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    return value
+
+
+def number_type(coerce_strings: bool = False) -> Any:
+    """A finite JSON number. Strict by default: ``"3.5"`` and ``true`` are refused (422 naming the
+    field) rather than silently read as 3.5 and 1.0; ``serving.coerce_numeric_strings`` lets
+    strings through, booleans never."""
+    if not coerce_strings:
+        return Annotated[float, Field(strict=True, allow_inf_nan=False)]
+    return Annotated[float, BeforeValidator(_not_a_bool), Field(allow_inf_nan=False)]
+
+
+def instance_model(features: Sequence[FeatureSpec], coerce_strings: bool = False) -> type[BaseModel]:
     """A pydantic model of one instance: the configured features, typed, nothing else."""
     fields: dict[str, Any] = {}
+    number = number_type(coerce_strings)
     for i, f in enumerate(features):
-        base: Any = (
-            Annotated[float, Field(allow_inf_nan=False)] if f.type == "numeric" else Annotated[str, Field(max_length=1000)]
-        )
+        base: Any = number if f.type == "numeric" else Annotated[str, Field(max_length=1000)]
         # Internal names avoid clashes between feature names and BaseModel attributes.
         fields[f"f{i}"] = (base | None, Field(None, alias=f.name)) if f.nullable else (base, Field(alias=f.name))
     return create_model(  # type: ignore[call-overload,no-any-return]
@@ -54,8 +69,11 @@ def instance_model(features: Sequence[FeatureSpec]) -> type[BaseModel]:
     )
 
 
-def request_models(features: Sequence[FeatureSpec], max_batch: int, max_labels: int) -> tuple[type[BaseModel], type[BaseModel]]:
-    Instance = instance_model(features)
+def request_models(
+    features: Sequence[FeatureSpec], max_batch: int, max_labels: int, coerce_strings: bool = False
+) -> tuple[type[BaseModel], type[BaseModel]]:
+    Instance = instance_model(features, coerce_strings)
+    number = number_type(coerce_strings)
 
     class PredictRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -73,13 +91,13 @@ def request_models(features: Sequence[FeatureSpec], max_batch: int, max_labels: 
     class Label(BaseModel):
         model_config = ConfigDict(extra="forbid")
         request_id: _ID
-        label: Annotated[float, Field(allow_inf_nan=False)]
+        label: number  # type: ignore[valid-type]
         ts: datetime | None = None
 
     class FeedbackRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
         request_id: _ID | None = None
-        label: Annotated[float, Field(allow_inf_nan=False)] | None = None
+        label: number | None = None  # type: ignore[valid-type]
         ts: datetime | None = None
         labels: Annotated[list[Label], Field(min_length=1, max_length=max_labels)] | None = None
 
@@ -181,7 +199,8 @@ def create_app(service: PredictionService, *, manage_lifecycle: bool = True) -> 
     """The FastAPI app; with ``manage_lifecycle`` it starts and stops ``service`` in its lifespan."""
     cfg = service.cfg
     token = cfg.serving.api_token
-    PredictRequest, FeedbackRequest = request_models(cfg.data.features, cfg.serving.max_batch, cfg.store.max_batch)
+    PredictRequest, FeedbackRequest = request_models(cfg.data.features, cfg.serving.max_batch, cfg.store.max_batch,
+                                                   cfg.serving.coerce_numeric_strings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -264,7 +283,11 @@ def create_app(service: PredictionService, *, manage_lifecycle: bool = True) -> 
             labels = [(x.request_id, x.label, x.ts) for x in body.labels]  # type: ignore[attr-defined]
         else:
             labels = [(body.request_id, body.label, body.ts)]  # type: ignore[attr-defined]
-        result = await run_in_threadpool(service.feedback, labels)
+        try:
+            result = await run_in_threadpool(service.feedback, labels)
+        except ValidationError as exc:  # a label that is not a class, a time far in the future
+            metrics.count_request("feedback", "invalid")
+            return _json({"detail": "invalid request: " + "; ".join(exc.problems), "errors": exc.problems}, 422)
         metrics.count_request("feedback", "ok")
         return _json({"written": result.written, "unknown_request_ids": result.unknown_request_ids})
 

@@ -52,6 +52,11 @@ class ServedModel:
     def __repr__(self) -> str:
         return f"ServedModel(version={self.version!r})"
 
+    @property
+    def classes(self) -> np.ndarray | None:
+        """The classifier's classes (labels must be one of them); None when not a classifier."""
+        return self._classes
+
     def frame(self, columns: Mapping[str, list[Any]]) -> pd.DataFrame:
         data: dict[str, Any] = {}
         for name in self.input_names:

@@ -39,7 +39,12 @@ from retrainer.store.records import (
 )
 from retrainer.store.schema import DATA_TABLES, metadata
 from retrainer.store.schema import predictions as predictions_table
-from retrainer.store.validation import batch_from_frame, batch_from_records, labels_from_records
+from retrainer.store.validation import (
+    DEFAULT_LABEL_CLOCK_SKEW,
+    batch_from_frame,
+    batch_from_records,
+    labels_from_records,
+)
 from retrainer.windows import LabelDelay, RetrainRecord
 
 
@@ -70,14 +75,17 @@ def _label_delays(conn: sa.Connection, models: Sequence[str], lookback: timedelt
 class Store:
     """Inference log, labels, audit trail, runs, ledger, A/B, shadow and reference profiles."""
 
-    def __init__(self, engine: Engine, *, max_batch: int = 50_000) -> None:
+    def __init__(self, engine: Engine, *, max_batch: int = 50_000,
+                 max_label_clock_skew: timedelta = DEFAULT_LABEL_CLOCK_SKEW) -> None:
         self.engine = engine
         self.max_batch = max_batch
+        self.max_label_clock_skew = max_label_clock_skew
 
     @classmethod
-    def open(cls, url: str, *, max_batch: int = 50_000) -> Store:
+    def open(cls, url: str, *, max_batch: int = 50_000,
+             max_label_clock_skew: timedelta = DEFAULT_LABEL_CLOCK_SKEW) -> Store:
         """Connect (lazily) to ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
-        return cls(create_store_engine(url), max_batch=max_batch)
+        return cls(create_store_engine(url), max_batch=max_batch, max_label_clock_skew=max_label_clock_skew)
 
     @classmethod
     def from_config(cls, cfg: RetrainerConfig) -> Store:
@@ -85,7 +93,8 @@ class Store:
 
         ``with Store.from_config(cfg) as store:`` closes it however the block ends.
         """
-        store = cls.open(cfg.store.url, max_batch=cfg.store.max_batch)
+        store = cls.open(cfg.store.url, max_batch=cfg.store.max_batch,
+                         max_label_clock_skew=cfg.store.max_label_clock_skew)
         try:
             store.check_schema()
         except BaseException:
@@ -183,9 +192,13 @@ class Store:
         with write_tx(self.engine) as conn:
             return predictions.write_batch(conn, batch)
 
-    def log_labels(self, records: Sequence[LabelRecord]) -> LabelWriteResult:
-        """Upsert labels (latest label time wins); unknown request ids are kept and counted."""
-        batch = labels_from_records(records, self.max_batch)
+    def log_labels(self, records: Sequence[LabelRecord], *, received_at: datetime | None = None) -> LabelWriteResult:
+        """Upsert labels (latest label time wins); unknown request ids are kept and counted.
+
+        A label time after ``received_at`` (default now; a replay passes its clock) is stored as
+        ``received_at``, or refused beyond ``max_label_clock_skew``."""
+        batch = labels_from_records(records, self.max_batch, received_at=received_at,
+                                    max_skew=self.max_label_clock_skew)
         if not batch.request_id:
             return LabelWriteResult(0, 0)
         with write_tx(self.engine) as conn:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -338,7 +339,20 @@ class LabelBatch:
     ts: np.ndarray
 
 
-def labels_from_records(records: Sequence[LabelRecord], max_batch: int) -> LabelBatch:
+# How far ahead of its receive time a label's time may be (``store.max_label_clock_skew``).
+DEFAULT_LABEL_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def labels_from_records(
+    records: Sequence[LabelRecord],
+    max_batch: int,
+    *,
+    received_at: datetime | None = None,
+    max_skew: timedelta = DEFAULT_LABEL_CLOCK_SKEW,
+) -> LabelBatch:
+    """Checked label columns. Label times are bounded by the receive time (default: now):
+    the latest label time wins a conflict, so one from a wrong clock (year 2999) would outrank
+    every later correction. Beyond ``max_skew`` it is refused; within it, stored as received."""
     what = "label batch"
     check_size(len(records), max_batch, what)
     problems: list[str] = []
@@ -354,5 +368,32 @@ def labels_from_records(records: Sequence[LabelRecord], max_batch: int) -> Label
         label=numbers_column("label", values, nullable=False, problems=problems),
         ts=times_column("ts", times, problems),
     )
+    received = time.time() if received_at is None else to_epoch(received_at)
+    clamp_label_times(batch.ts, received, max_skew.total_seconds(), problems)
     raise_if(problems, what)
     return batch
+
+
+def check_label_classes(labels: Sequence[float], classes: Sequence[Any] | None, problems: list[str]) -> None:
+    """A classifier's label must be one of its classes (0.5, 7 or -1e300 are not a class of a 0/1
+    model: stored, they would poison every metric). ``classes`` None or not numeric: no check."""
+    if classes is None or len(classes) == 0:
+        return
+    try:
+        known = {float(c) for c in classes}
+    except (TypeError, ValueError):
+        return  # string classes: the store's float labels cannot name them, nothing to compare
+    shown = ", ".join(f"{c:g}" for c in sorted(known))
+    for i, label in enumerate(labels):
+        if label not in known:
+            problems.append(_row(i, "label", f"{label!r} is not a class of the model ({shown})"))
+
+
+def clamp_label_times(ts: np.ndarray, received: float, max_skew: float, problems: list[str]) -> None:
+    """In place: a time ahead of ``received`` by at most ``max_skew`` becomes ``received``; beyond, a problem."""
+    ahead = ts - received
+    for i in np.flatnonzero(ahead > max_skew):
+        when = datetime.fromtimestamp(float(ts[i]), timezone.utc).isoformat()
+        problems.append(_row(int(i), "ts", f"{when} is {ahead[i] / 60:.0f} min after the label was received; "
+                             f"more than the allowed clock skew of {max_skew / 60:g} min (fix the sender's clock)"))
+    np.minimum(ts, received, out=ts, where=ahead > 0)

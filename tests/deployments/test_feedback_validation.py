@@ -1,0 +1,60 @@
+"""Inputs that must not corrupt the loop, through the real app: labels must be a class of the
+champion, numbers sent as strings or booleans are refused (unless coercion is configured), a
+label time far in the future is refused (422 naming the field) and a correction wins."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import sqlalchemy as sa
+from serving_env import Env, running
+
+from retrainer.deployments.app import create_app
+from retrainer.deployments.serving import PredictionService
+
+
+def _service(env: Env, store, **overrides) -> PredictionService:
+    cfg = env.config(str(store.engine.url), **overrides)
+    return PredictionService.from_config(cfg, store=store, registry=env.registry, reload_interval=0.2)
+
+
+def _stored_label(store, rid: str):
+    with store.engine.connect() as conn:
+        return conn.execute(sa.text("SELECT label FROM labels WHERE request_id = :r"), {"r": rid}).scalar()
+
+
+def test_labels_must_be_a_class_and_in_time(env: Env, store) -> None:
+    with running(create_app(_service(env, store))) as url:
+        rid = httpx.post(url + "/predict", json={"features": {"x1": 1.0, "x2": 0.0}, "request_id": "r1"}).json()["request_id"]
+        for bad in (0.5, 7, -1e300):
+            r = httpx.post(url + "/feedback", json={"request_id": rid, "label": bad})
+            assert r.status_code == 422 and "label" in r.json()["detail"] and "not a class of the model (0, 1)" in r.json()["detail"]
+        batch = httpx.post(url + "/feedback", json={"labels": [{"request_id": rid, "label": 1}, {"request_id": "r2", "label": 2}]})
+        assert batch.status_code == 422 and "row 1: label: 2.0" in batch.json()["detail"]
+        assert _stored_label(store, rid) is None  # nothing written from a rejected batch
+
+        future = httpx.post(url + "/feedback", json={"request_id": rid, "label": 1, "ts": "2999-01-01T00:00:00Z"})
+        assert future.status_code == 422 and "ts: 2999-01-01" in future.json()["detail"]
+        assert httpx.post(url + "/feedback", json={"request_id": rid, "label": 1}).status_code == 200
+        assert httpx.post(url + "/feedback", json={"request_id": rid, "label": 0}).status_code == 200  # the correction
+        assert _stored_label(store, rid) == 0.0
+        for as_text in ("1", True):
+            r = httpx.post(url + "/feedback", json={"request_id": rid, "label": as_text})
+            assert r.status_code == 422 and "label" in r.json()["detail"]
+
+
+def test_numbers_as_strings_or_booleans_are_refused_unless_coercion_is_on(env: Env, store) -> None:
+    with running(create_app(_service(env, store))) as url:
+        for value in ("1.5", True):
+            r = httpx.post(url + "/predict", json={"features": {"x1": value, "x2": 0.0}})
+            assert r.status_code == 422 and "features.x1" in r.json()["detail"], r.text
+        ok = httpx.post(url + "/predict", json={"features": {"x1": 1, "x2": 0.0}})  # a JSON integer is a number
+        assert ok.status_code == 200
+    with running(create_app(_service(env, store, serving={"coerce_numeric_strings": True}))) as url:
+        r = httpx.post(url + "/predict", json={"features": {"x1": "1.5", "x2": 0.0}, "request_id": "coerced"})
+        assert r.status_code == 200
+        flag = httpx.post(url + "/predict", json={"features": {"x1": True, "x2": 0.0}})
+        assert flag.status_code == 422 and "features.x1" in flag.json()["detail"]
+        assert httpx.post(url + "/feedback", json={"request_id": "coerced", "label": "1"}).status_code == 200
+    assert _stored_label(store, "coerced") == 1.0
