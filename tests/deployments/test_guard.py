@@ -283,3 +283,25 @@ def test_dispersion_is_pearson_chi2_over_df():
     chi2 = sum((k - n * p) ** 2 / (n * p * (1 - p)) for n, k in days)
     assert dispersion(days) == pytest.approx(chi2 / 2)
     assert dispersion([[100, 10]]) == 1.0  # one day: not estimable
+
+
+def test_a_rollback_is_announced_by_event_and_notification_block(registry, store, monkeypatch):
+    import retrainer.tasks.guard as guard_task
+
+    sent: list[tuple] = []
+    monkeypatch.setattr(guard_task, "emit", lambda event, model, payload: sent.append((event, model, payload)) or "ev-1")
+    monkeypatch.setattr(guard_task, "send_notification",
+                        lambda block, *, subject, body: sent.append((block, subject, body)) or True)
+    rng = np.random.default_rng(6)
+    name = registry.model_name
+    cfg = config(name).model_copy(update={"notifications": config(name).notifications.model_copy(update={"block": "slack/ops"})})
+    promoted(store, registry, rng, old_error=0.10)
+    log(store, name, "2", T0, 3, 900, 0.30, rng)
+
+    out = guard_task.guard_and_rollback(cfg, store, registry, T0 + timedelta(days=3))
+
+    assert out is not None and out.action == "rolled_back"
+    (event, model, payload), (block, subject, body) = sent
+    assert (event, model, payload["rolled_back"], payload["champion"]) == ("retrainer.rollback.performed", name, "2", "1")
+    assert "realized_error" in payload["explanation"] and payload["evidence"]["rollback"] is True
+    assert (block, subject) == ("slack/ops", f"retrainer: {name} rolled back") and "from version 2 to 1" in body

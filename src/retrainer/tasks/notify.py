@@ -46,15 +46,21 @@ def notify_failure(block_name: str | None, *, model_name: str, error: str) -> bo
     ``block_name`` is ``<block-type-slug>/<block-name>`` as Prefect's ``Block.load`` expects.
     A broken block must not mask the original failure, so its own error is logged, not raised.
     """
+    return send_notification(block_name, subject="retrainer: retrain failed",
+                             body=f"retrainer: retraining {model_name!r} failed: {error}")
+
+
+def send_notification(block_name: str | None, *, subject: str, body: str) -> bool:
+    """Send ``body`` through the named notification block; False when none is configured or it failed
+    (logged, never raised: an alert must not mask what it reports)."""
     if not block_name:
         return False
     from prefect.blocks.core import Block
 
     try:
-        block = Block.load(block_name)
-        block.notify(body=f"retrainer: retraining {model_name!r} failed: {error}", subject="retrainer: retrain failed")
+        Block.load(block_name).notify(body=body, subject=subject)
     except Exception as exc:  # noqa: BLE001 - see docstring
-        log.error("notification block %r could not send the failure alert: %s", block_name, exc)
+        log.error("notification block %r could not send %r: %s", block_name, subject, exc)
         return False
     return True
 
