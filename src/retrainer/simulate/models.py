@@ -4,7 +4,7 @@ Every policy and the oracle ask this one cache, so a candidate trained at a step
 whoever asks (``always`` and the oracle need one per step; the others reuse those). Training is
 the real thing: :func:`retrainer.tasks.load.split_training_data` (time holdout) and
 :func:`retrainer.tasks.train.train_model` with the configured estimator; the gate is the one
-:func:`gate` every decision uses, on the candidate's holdout with the champion scored by the same
+:func:`retrainer.metrics.gate` every decision uses, on the candidate's holdout with the champion scored by the same
 :func:`retrainer.tasks.evaluate.evaluate_model`.
 """
 
@@ -21,13 +21,12 @@ import numpy as np
 
 from retrainer.config import RetrainerConfig
 from retrainer.errors import InsufficientDataError
+from retrainer.metrics import GateResult, classification_metrics, gate
 from retrainer.profiles import build_reference_profile, profile_arrays
 from retrainer.simulate.history import History, StepGrid
 from retrainer.tasks.evaluate import evaluate_model
-from retrainer.tasks.gate import GateResult, gate
 from retrainer.tasks.load import TrainingData, split_training_data
 from retrainer.tasks.train import train_model
-from retrainer.triggers.performance import classification_metrics
 
 
 @dataclass(frozen=True, eq=False)
