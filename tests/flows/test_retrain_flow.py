@@ -67,7 +67,11 @@ def test_shadow_rollout_stages_the_challenger_and_keeps_the_champion(make_world)
     assert (out["status"], out["version"], out["rollout"]) == ("success", "2", "shadow")
     reg = world.registry()
     assert reg.alias_version(CHAMPION) == "1" and reg.alias_version(CHALLENGER) == "2"
-    assert [e.action for e in world.store().ledger(reg.model_name)] == ["promote", "shadow_start"]
+    # The retrain flow hands over to the rollout flow: a rollout row, staged, then in shadow.
+    assert [e.action for e in world.store().ledger(reg.model_name)] == [
+        "promote", "rollout_start", "shadow_start", "rollout_advance"]
+    [rollout] = world.store().rollouts(reg.model_name)
+    assert (rollout.version, rollout.champion_version, rollout.stage) == ("2", "1", "shadow")
 
 
 def test_ab_rollout_opens_an_ab_test(make_world):

@@ -24,6 +24,7 @@ from retrainer.deployments.analysis import analyze
 from retrainer.deployments.promotion import promote, reject, resolve_champion
 from retrainer.deployments.rollout import shadow_state, start_ab, start_shadow, stop_ab, stop_shadow
 from retrainer.deployments.rollout_evidence import StageVerdict, judge_shadow
+from retrainer.deployments.shadow import shadow_target
 from retrainer.errors import RolloutError
 from retrainer.registry import CHALLENGER
 
@@ -156,7 +157,7 @@ def _enter(cfg: RetrainerConfig, store: Store, registry: Registry, r: Rollout, s
     """staged -> shadow | ab: switch the traffic on first (idempotently), then record the move."""
     ab_test_id = None
     if stage == "shadow":
-        if shadow_state(cfg, store, registry).version != r.version:
+        if _explicit_shadow(store, r.model_name) != r.version:
             start_shadow(cfg, store, registry, version=r.version, actor=actor, run_id=r.run_id, at=now)
         why = f"version {r.version} shadows champion {r.champion_version}"
     else:
@@ -167,6 +168,12 @@ def _enter(cfg: RetrainerConfig, store: Store, registry: Registry, r: Rollout, s
     if moved is None:
         return _step(r, "waiting", "the rollout was moved by someone else meanwhile", before=r.stage)
     return _step(moved, "started" if r.stage in ("staged", "queued") else "advanced", why, before=r.stage)
+
+
+def _explicit_shadow(store: Store, model_name: str) -> str | None:
+    """The version the ledger switched shadowing on for, ignoring ``rollout.mode: shadow``'s
+    fallback to the challenger alias: a rollout's shadow is always an explicit ledger row."""
+    return shadow_target(store.ledger(model_name), rollout_mode="direct", challenger=None, default_sample=1.0)[0]
 
 
 def _ensure_ab(cfg: RetrainerConfig, store: Store, registry: Registry, r: Rollout, *, now: datetime, actor: str) -> int:
