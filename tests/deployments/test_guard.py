@@ -147,6 +147,13 @@ def test_champion_as_good_as_the_one_it_replaced_is_watched_not_rolled_back(regi
     assert baseline["version"] == "1" and baseline["as_of"] == T0.isoformat()
     assert 0 < baseline["labelled"] < baseline["predictions"] == 1500
     assert len(store.ledger(name)) == rows_before  # a look that does not move writes no ledger row
+    # ... but it is audited like a trigger check: one row per guard check and the verdict.
+    audit = {e.trigger: e for e in store.evaluations(name, role="guard")}
+    assert set(audit) == {"guard", "guard:realized_error", "guard:estimated_accuracy", "guard:serving_errors",
+                          "guard:latency_p99"}
+    assert audit["guard"].fired is False and audit["guard:realized_error"].status == "ok"
+    assert audit["guard:serving_errors"].status == "insufficient_data"
+    assert store.evaluations(name, role="policy") == []  # never mistaken for the policy's rows
 
 
 def test_guard_watches_only_within_its_window_and_only_the_current_champion(registry, store):

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from retrainer.store.rollouts import Rollout
 
 ACTOR = "rollout-guard"
+AUDIT_ROLE = "guard"  # evidence["role"] of the guard's rows in the trigger-evaluation audit table
 POSITIVE = 1.0  # the class CBPE's probabilities are of (binary classifiers: labels 0/1)
 
 
@@ -397,6 +398,21 @@ def evaluate(cfg: RetrainerConfig, store: Store, r: Rollout, now: datetime, *,
     return verdict, baseline
 
 
+def audit_rows(r: Rollout, verdict: GuardVerdict, now: datetime) -> list[dict[str, Any]]:
+    """The look as rows of the trigger-evaluation audit (like a check's): one per guard check and
+    a ``guard`` row whose ``fired`` is the rollback; ``evidence.role`` keeps them apart from policy rows."""
+    check_id = f"guard-{r.id}-{now.isoformat()}"
+    common = {"role": AUDIT_ROLE, "rollout_id": r.id, "version": r.version, "replaced": r.champion_version}
+    rows = [{"check_id": check_id, "trigger": f"guard:{c.name}", "fired": c.breached,
+             "status": ("fired" if c.breached else "ok") if c.judged else "insufficient_data",
+             "value": c.p_value if c.p_value is not None else c.champion, "threshold": c.alpha if c.p_value is not None else None,
+             "reason": c.reason, "evidence": {**common, **asdict(c)}} for c in verdict.checks]
+    rows.append({"check_id": check_id, "trigger": "guard", "fired": verdict.rollback,
+                 "status": "fired" if verdict.rollback else "ok", "reason": verdict.reason,
+                 "evidence": {**common, "breached": verdict.breached, "looks": verdict.facts.get("looks")}})
+    return rows
+
+
 def guard_rollout(
     cfg: RetrainerConfig, store: Store, registry: Registry, now: datetime, *, actor: str = ACTOR,
     serving: ServingStatsSource | None = None,
@@ -406,6 +422,7 @@ def guard_rollout(
     if r is None:
         return None
     verdict, baseline = evaluate(cfg, store, r, now, serving=serving)
+    store.record_evaluations(cfg.model.name, now, audit_rows(r, verdict, now))
     promoted = r.started("champion")
     until = (promoted + cfg.rollout.guard.window).isoformat() if promoted else None
     evidence = {"guard": {"baseline": baseline.to_dict(), "until": until, "verdict": verdict.to_dict()}}
@@ -428,7 +445,7 @@ def guard_rollout(
 
 
 __all__ = [
-    "ACTOR", "Figures", "GuardCheck", "GuardOutcome", "GuardVerdict", "ServingFigures", "ServingStatsSource",
-    "baseline_for", "dispersion", "estimate_drop_test", "evaluate", "guard_rollout", "guarded_rollout", "judge", "margin_test",
+    "ACTOR", "AUDIT_ROLE", "Figures", "GuardCheck", "GuardOutcome", "GuardVerdict", "ServingFigures", "ServingStatsSource",
+    "audit_rows", "baseline_for", "dispersion", "estimate_drop_test", "evaluate", "guard_rollout", "guarded_rollout", "judge", "margin_test",
     "measure",
 ]
