@@ -128,8 +128,9 @@ def test_slow_and_failing_shadow_leave_production_untouched(env: Env, store, iso
         elapsed = time.perf_counter() - t0
         assert [r.json()["prediction"] for r in responses] == expected
         assert {r.json()["model_version"] for r in responses} == {env.versions[0]}
-        # 150 requests against a 1 s shadow model: had anything waited on it, this took 150 s.
-        assert elapsed < 10, elapsed
+        # 150 requests against a 1 s shadow model: had anything waited on it, this took 150 s. Compared
+        # with that counterfactual, not a fixed budget (the group commit per request is slow on a busy host).
+        assert elapsed < 0.25 * len(bodies) * 1.0, elapsed
         status = httpx.get(url + "/admin/status").json()["shadow"]
         assert status["dropped"] > 100
         metrics = httpx.get(url + "/metrics").text
@@ -188,6 +189,26 @@ def test_reload_when_the_alias_moves_without_failing_requests(env: Env, store) -
             assert versions[0] == env.versions[0] and versions[-1] == env.versions[2]
     finally:
         env.registry.set_alias(CHAMPION, env.versions[0])
+
+
+def test_serving_loads_the_stores_champion_when_the_alias_lags_and_repairs_the_alias(env: Env, store) -> None:
+    name = env.registry.model_name
+    # The store moved to version 2 but MLflow's alias still says version 1 (the alias move failed).
+    store.swap_champion(name, expected=None, new=env.versions[1], action="promote", actor="test", reason="lag")
+    assert env.registry.alias_version(CHAMPION) == env.versions[0]
+    svc = service(env, store)
+    svc.start()
+    try:
+        assert svc.router.routing is not None and svc.router.routing.champion.version == env.versions[1]
+        assert env.registry.alias_version(CHAMPION) == env.versions[1]
+        # A later move of the store's pointer alone reaches serving on the next reload, alias in tow.
+        store.swap_champion(name, expected=env.versions[1], new=env.versions[2], action="promote",
+                            actor="test", reason="next")
+        assert svc.router.refresh() and svc.router.routing.champion.version == env.versions[2]
+        assert env.registry.alias_version(CHAMPION) == env.versions[2]
+    finally:
+        svc.stop()
+        env.registry.set_alias(CHAMPION, env.versions[0])  # the registry is shared by the session
 
 
 def test_auth_limits_validation_and_probes(env: Env, store, monkeypatch) -> None:

@@ -89,7 +89,9 @@ def test_check_reads_the_store_and_writes_one_audit_row_per_trigger(tmp_path, st
     assert "children" not in policy[0].evidence
     payload = json.loads(result.to_json())
     assert set(payload) == {"should_retrain", "reasons", "checks"}
-    assert set(payload["checks"]["drift"]) == {"fired", "status", "value", "threshold", "reason"}
+    drift = payload["checks"]["drift"]
+    assert set(drift) == {"fired", "status", "value", "threshold", "reason", "evidence"}
+    assert drift["evidence"] and drift["evidence"] == checks["drift"].to_dict()["evidence"]  # each check carries its evidence
 
 
 def test_before_the_drift_the_drift_trigger_is_quiet(tmp_path, store):
