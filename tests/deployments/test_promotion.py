@@ -236,3 +236,52 @@ def test_resolve_champion_trusts_the_store_and_repairs_a_lagging_alias(registry,
 
     registry.set_alias(CHAMPION, "1")
     assert champion_version(None, store, registry) == "2" and registry.alias_version(CHAMPION) == "2"
+
+
+def _race(store_url: str, n: int, call) -> tuple[dict[int, object], list[BaseException]]:
+    """Run ``call(store, i)`` in ``n`` threads released together, each with its own Store (engine)."""
+    barrier = threading.Barrier(n)
+    results: dict[int, object] = {}
+    errors: list[BaseException] = []
+
+    def contender(i: int) -> None:
+        try:
+            with Store.open(store_url) as own:
+                barrier.wait()
+                results[i] = call(own, i)
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=contender, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results, errors
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_concurrent_rollbacks_for_one_incident_move_one_step(registry, store_url, attempt):
+    with Store.open(store_url) as setup:
+        for expected, version in ((None, "1"), ("1", "2"), ("2", "3")):
+            promote(registry, setup, version=version, expected_champion=expected, actor="setup", reason="base")
+    # Two on-call engineers roll back champion 3 at the same moment.
+    results, errors = _race(store_url, 2, lambda own, i: rollback(
+        registry, own, actor=f"oncall-{i}", reason="incident", expected_champion="3"))
+    assert not errors, errors
+    assert sorted(r.status for r in results.values()) == ["rolled_back", "superseded"]
+    with Store.open(store_url) as check:
+        assert check.champion(registry.model_name) == "2"  # one step, not two
+        rows = actions(check, registry)
+    assert [r for r in rows if r[0] == "rollback"] == [("rollback", "3", "2")]
+    assert [r for r in rows if r[0] == "superseded"] == [("superseded", "3", "2")]
+    assert registry.alias_version(CHAMPION) == "2"
+
+
+def test_a_rollback_expecting_a_moved_champion_changes_nothing(registry, store):
+    for expected, version in ((None, "1"), ("1", "2"), ("2", "3")):
+        promote(registry, store, version=version, expected_champion=expected, actor="a", reason="r")
+    assert rollback(registry, store, actor="first", reason="r", expected_champion="3").to_version == "2"
+    late = rollback(registry, store, actor="second", reason="r", expected_champion="3")
+    assert (late.status, late.from_version, late.to_version, late.champion) == ("superseded", "3", "2", "2")
+    assert store.champion(registry.model_name) == "2"

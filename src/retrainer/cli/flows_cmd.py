@@ -116,8 +116,10 @@ def history_cmd(
                                 help="Recompute the ledger's hash chain; exit 1 and name the first bad row if it is broken."),
     as_json: bool = JsonOption,
 ) -> None:
-    """The promotion ledger (append-only) and the latest retrain runs."""
+    """The promotion ledger (append-only), the rollouts with their stages, the guard's looks and the latest retrain runs."""
     from dataclasses import asdict
+
+    from retrainer.deployments.guard import AUDIT_ROLE
 
     from rich.table import Table
 
@@ -131,6 +133,9 @@ def history_cmd(
         "champion": store.champion(name),
         "ledger": [asdict(e) for e in store.ledger(name)],
         "runs": [asdict(r) for r in store.runs(name, limit)],
+        "rollouts": [r.to_dict() for r in store.rollouts(name)],
+        # The guard's verdict rows (one per look; its per-check rows are in the evidence audit too).
+        "guard": [asdict(e) for e in store.evaluations(name, role=AUDIT_ROLE, limit=limit) if e.trigger == "guard"],
     }
 
     def render(d: dict[str, Any]) -> None:
@@ -140,6 +145,19 @@ def history_cmd(
             ledger.add_row(e["at"].isoformat(timespec="seconds"), e["action"], fmt(e["from_version"]),
                            fmt(e["to_version"]), e["actor"], e["reason"])
         console.print(ledger)
+        if d["rollouts"]:
+            rollouts = Table("id", "version", "vs", "stage", "stages", "last decision", title="rollouts", title_justify="left")
+            for r in d["rollouts"]:
+                stages = " → ".join(f"{s['stage']} {s['at'][:16]}" for s in r["stages"])
+                rollouts.add_row(str(r["id"]), r["version"], fmt(r["champion"]), r["stage"], stages,
+                                 f"{fmt(r['decision'])}: {fmt(r['explanation'])}")
+            console.print(rollouts)
+        if d["guard"]:
+            guard = Table("at", "rollout", "version", "rollback", "reason", title="guard looks", title_justify="left")
+            for e in d["guard"]:
+                guard.add_row(e["evaluated_at"].isoformat(timespec="seconds"), str(e["evidence"].get("rollout_id")),
+                              fmt(e["evidence"].get("version")), "yes" if e["fired"] else "no", e["reason"])
+            console.print(guard)
         runs = Table("id", "started", "status", "version", "reasons", title="retrain runs", title_justify="left")
         for r in d["runs"]:
             runs.add_row(str(r["id"]), r["started_at"].isoformat(timespec="seconds"), r["status"],
@@ -202,15 +220,21 @@ def promote_cmd(
 def rollback_cmd(
     config: Path = ConfigOption,
     reason: str = typer.Option("manual rollback", help="Recorded in the ledger."),
+    expected: str | None = typer.Option(
+        None, "--expected", metavar="<version>",
+        help="Roll back only if VERSION is still the champion (two rollbacks for one incident move one step).",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Put the previous champion back, in one step."""
+    """Put the previous champion back, in one step (compare-and-set; superseded exits 1)."""
     from dataclasses import asdict
 
     from retrainer.deployments.promotion import rollback
 
     _, store, registry = open_config_store_registry(config)
-    result = rollback(registry, store, actor=actor(), reason=reason)
-    emit(asdict(result), as_json, lambda r: console.print(f"{r['status']}: champion {r['from_version']} → {r['to_version']}"))
+    result = rollback(registry, store, actor=actor(), reason=reason, expected_champion=expected)
+    emit(asdict(result), as_json, lambda r: console.print(
+        f"{r['status']}: champion {r['from_version']} → {r['to_version']}" if r["status"] == "rolled_back"
+        else f"{r['status']}: champion is {r['champion']}, not {r['from_version']}: nothing rolled back"))
     if result.status != "rolled_back":
         raise typer.Exit(1)

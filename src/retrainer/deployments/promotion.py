@@ -183,12 +183,25 @@ def rollback(
     reason: str,
     run_id: Any = None,
     at: datetime | None = None,
+    expected_champion: str | None = None,
 ) -> PromotionResult:
-    """Put the previous champion back, in one step (compare-and-set against the current one)."""
+    """Put the previous champion back, in one step (compare-and-set against the current one).
+
+    ``expected_champion`` is the champion the caller saw (e.g. the one an operator's alert was
+    about): if another rollback or promotion moved it meanwhile, this one is ``superseded`` and
+    changes nothing, so two rollbacks sent for the same incident move one step, not two.
+    Without it, the champion read now is the expectation (still one compare-and-set).
+    """
     model = registry.model_name
     current = sync_champion_alias(registry, store)
     if current is None:
         raise RegistryError(f"{model!r} has no champion: there is nothing to roll back")
+    if expected_champion is not None and str(expected_champion) != current:
+        # What it would have restored: the champion before ``expected`` was last promoted.
+        below = [r.from_version for r in store.ledger(model) if r.action == "promote" and r.to_version == str(expected_champion)]
+        target = below[-1] if below and below[-1] is not None else str(expected_champion)
+        return _superseded(registry, store, str(expected_champion), target, actor, run_id, at,
+                           f"rollback not applied: champion is {{actual!r}}, expected {expected_champion!r} ({reason})")
     history = champion_history(store.ledger(model))
     if len(history) < 2 or history[-1] != current:
         raise RegistryError(
