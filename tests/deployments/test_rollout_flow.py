@@ -181,7 +181,12 @@ def test_a_good_challenger_goes_shadow_ab_champion_without_a_human(setup) -> Non
     assert [e.action for e in moves] == ["rollout_start"] + ["rollout_advance"] * 3
     assert moves[-1].details["to_stage"] == "champion" and moves[-1].details["evidence"]["verdict"] == "promote_challenger"
     assert [e.action for e in store.ledger(name)].count("promote") == 2  # setup + this one, by the compare-and-set
-    assert advance(cfg, store, registry, T0 + timedelta(days=2)).action == "idle"
+    # Then the guard window watches the new champion (deployments/guard.py): nothing to judge yet.
+    guarded = advance(cfg, store, registry, T0 + timedelta(days=1, hours=4))
+    assert (guarded.action, guarded.stage, guarded.version) == ("waiting", "champion", v["good"])
+    assert guarded.explanation.startswith(f"guarding version {v['good']} until ")
+    after = advance(cfg, store, registry, T0 + timedelta(days=9))  # guard.window (7d) is over
+    assert after.action == "idle" and store.champion(name) == v["good"]
 
 
 def test_a_challenger_that_disagrees_in_shadow_is_rejected_naming_the_check(setup) -> None:

@@ -97,12 +97,15 @@ def admit_challenger(
 def advance(cfg: RetrainerConfig, store: Store, registry: Registry, now: datetime, *, actor: str = ACTOR) -> RolloutStep:
     """Move the model's rollout one step if the evidence allows; otherwise say what it waits for."""
     name = cfg.model.name
+    # A champion that breaks in its guard window goes first: a rollback outranks any graduation.
+    guarded = guard_champion(cfg, store, registry, now, actor=actor)
+    if guarded is not None and guarded.action == "rolled_back":
+        return guarded
     current = store.rollout_in_flight(name)
     if current is None:
         queued = store.rollouts(name, stages=["queued"])
         if queued:
             return _start_queued(cfg, store, registry, queued[0], now=now, actor=actor)
-        guarded = guard_champion(cfg, store, registry, now, actor=actor)
         if guarded is not None:
             return guarded
         return RolloutStep(name, "idle", f"no rollout of {name!r} is in flight or queued")
@@ -126,11 +129,24 @@ def abort(
 def guard_champion(
     cfg: RetrainerConfig, store: Store, registry: Registry, now: datetime, *, actor: str = ACTOR,
 ) -> RolloutStep | None:
-    """The guard window after a promotion: the call site for ``deployments/guard.py`` (helper H12b).
+    """One look at the champion a rollout promoted, during ``rollout.guard.window``
+    (:func:`retrainer.deployments.guard.guard_rollout`); None when nothing is guarded at ``now``."""
+    from retrainer.deployments.guard import guard_rollout
 
-    Until that module provides its evaluation, a promoted rollout is left alone (None).
-    """
-    return None
+    outcome = guard_rollout(cfg, store, registry, now, actor=actor)
+    if outcome is None:
+        return None
+    r = store.rollout(outcome.rollout_id)
+    if outcome.action == "rolled_back":
+        return RolloutStep(cfg.model.name, "rolled_back", outcome.explanation, rollout_id=outcome.rollout_id,
+                           version=outcome.version, stage_before="champion", stage="rolled_back",
+                           evidence=outcome.verdict.to_dict())
+    until = ((r.evidence or {}).get("guard") or {}).get("until") if r is not None else None
+    return RolloutStep(cfg.model.name, "waiting", f"guarding version {outcome.version}"
+                       + (f" until {until}" if until else "") + f": {outcome.explanation}",
+                       rollout_id=outcome.rollout_id, version=outcome.version, stage_before="champion",
+                       stage="champion", waiting_for=[f"guard.window{' until ' + until if until else ''}"],
+                       evidence=outcome.verdict.to_dict())
 
 
 # -- stages --------------------------------------------------------------------------------------

@@ -22,11 +22,12 @@ if TYPE_CHECKING:
 ROLLOUT_ADVANCED = "retrainer.rollout.advanced"
 ROLLOUT_REJECTED = "retrainer.rollout.rejected"
 ROLLOUT_PROMOTED = "retrainer.rollout.promoted"
+ROLLBACK_PERFORMED = "retrainer.rollback.performed"
 
 # Which event a step announces; waiting and idle steps announce nothing.
 _EVENTS = {
     "started": ROLLOUT_ADVANCED, "queued": ROLLOUT_ADVANCED, "advanced": ROLLOUT_ADVANCED, "aborted": ROLLOUT_ADVANCED,
-    "rejected": ROLLOUT_REJECTED, "promoted": ROLLOUT_PROMOTED,
+    "rejected": ROLLOUT_REJECTED, "promoted": ROLLOUT_PROMOTED, "rolled_back": ROLLBACK_PERFORMED,
 }
 
 
@@ -50,7 +51,8 @@ def step_markdown(step: dict[str, Any], now: datetime) -> str:
                   f"{step.get('stage_before') or '-'} -> {step.get('stage') or '-'}"]
     lines += [f"- waiting for: {w}" for w in step.get("waiting_for") or []]
     for check in (step.get("evidence") or {}).get("checks") or []:
-        mark = "pass" if check["passed"] else "**fail**"
+        ok = check["passed"] if "passed" in check else not check.get("breached")  # stage checks | guard checks
+        mark = "pass" if ok else "**fail**"
         lines.append(f"- {check['name']}: {mark} ({check['reason']})")
     return "\n".join(lines)
 
@@ -84,4 +86,4 @@ def rollout(config_path: str, now: datetime | None = None) -> dict[str, Any]:
     return {"checked_at": at.isoformat(), **step}
 
 
-__all__ = ["ROLLOUT_ADVANCED", "ROLLOUT_PROMOTED", "ROLLOUT_REJECTED", "advance_model", "emit_step", "rollout"]
+__all__ = ["ROLLBACK_PERFORMED", "ROLLOUT_ADVANCED", "ROLLOUT_PROMOTED", "ROLLOUT_REJECTED", "advance_model", "emit_step", "rollout"]
