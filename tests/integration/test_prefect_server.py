@@ -164,3 +164,59 @@ def test_a_worker_runs_the_monitor_deployment_to_completion(server, tmp_path, ml
         audit = store.evaluations(name)
     assert {e.trigger for e in audit} >= {"schedule"}
     assert datetime.now(timezone.utc) - audit[-1].evaluated_at < timedelta(minutes=10)
+
+
+def test_the_rollout_deployment_runs_every_15_minutes_and_on_the_retrain_and_rollout_events(server):
+    deployments = _deployments(server)
+    rollout = deployments["rollout-every-15m"]
+    assert [s.schedule.interval for s in rollout.schedules] == [timedelta(minutes=15)]
+    with server.client() as client:
+        automations = client.read_automations()
+    [automation] = [a for a in automations if a.name.startswith("rollout-every-15m")]
+    assert automation.trigger.expect == {"retrainer.retrain.succeeded", "retrainer.rollout.advanced"}
+    [action] = automation.actions
+    assert action.deployment_id == rollout.id
+
+
+def test_a_worker_runs_the_rollout_deployment_and_the_rollout_advances(server, tmp_path, mlflow_db_template,
+                                                                        tiny_model_source):
+    """A challenger handed over (staged) is moved into shadow by a flow run of the deployment."""
+    import yaml
+    from mlflow import MlflowClient
+
+    from retrainer.deployments.promotion import promote
+    from retrainer.registry import Registry
+
+    workdir = tmp_path / "model"
+    workdir.mkdir()
+    shutil.copy(mlflow_db_template, workdir / "mlflow.db")
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    name = f"rollout-{uuid.uuid4().hex[:6]}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model(name)
+    for _ in range(2):
+        client.create_model_version(name, source=str(tiny_model_source))
+    config = workdir / "retrainer.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"name": name}, "store": {"url": "sqlite:///retrainer.db"}, "mlflow": {"tracking_uri": uri},
+        "data": {"source": {"table": "t"}, "features": [{"name": "x1"}]}, "rollout": {"mode": "shadow"},
+    }))
+    with Store.open(f"sqlite:///{workdir / 'retrainer.db'}") as store:
+        store.init()
+        promote(Registry(uri, model_name=name), store, version="1", expected_champion=None, actor="test", reason="first")
+        staged = store.create_rollout(name, version="2", champion_version="1", mode="shadow", stage="staged",
+                                      at=datetime.now(timezone.utc), actor="test", reason="handed over")
+
+    started = server.cli("deployment", "run", "rollout/rollout-every-15m", "--param", f"config_path={config}")
+    run_id = next(w for w in started.stdout.split() if w.count("-") == 4)
+    worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "retrainer", "--run-once"],
+                              cwd=REPO, env=server.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output, _ = worker.communicate(timeout=300)
+    with server.client() as client:
+        state = client.read_flow_run(uuid.UUID(run_id)).state
+    assert state.is_completed(), f"rollout run ended {state.name}: {state.message}\n{output[-3000:]}"
+    with Store.open(f"sqlite:///{workdir / 'retrainer.db'}") as store:
+        moved = store.rollout(staged.id)
+        ledger = [e.action for e in store.ledger(name)]
+    assert [s["stage"] for s in moved.stages] == ["staged", "shadow"] and moved.decision == "advanced"
+    assert ledger[-2:] == ["shadow_start", "rollout_advance"]

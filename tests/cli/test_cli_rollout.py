@@ -1,0 +1,81 @@
+"""``retrainer rollout status|advance|abort`` against a real store and MLflow registry."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from retrainer.cli import main
+from retrainer.config import load_config
+from retrainer.deployments.advance import admit_challenger
+from retrainer.deployments.promotion import promote
+from retrainer.deployments.rollout import shadow_state
+from retrainer.registry import CHALLENGER, Registry
+from retrainer.store import Store
+
+T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+pytestmark = pytest.mark.slow  # a real MLflow registry and store per test
+
+
+@pytest.fixture
+def setup(tmp_path: Path, mlflow_db_template: Path, tiny_model_source: Path):
+    shutil.copy(mlflow_db_template, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    name = "cli-rollout-model"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model(name)
+    for _ in range(2):
+        client.create_model_version(name, source=str(tiny_model_source))
+    path = tmp_path / "retrainer.yaml"
+    path.write_text(yaml.safe_dump({
+        "model": {"name": name}, "store": {"url": "sqlite:///store.db"}, "mlflow": {"tracking_uri": uri},
+        "data": {"source": {"table": "t"}, "features": [{"name": "x1"}]},
+        "rollout": {"mode": "shadow", "shadow": {"duration": "1d", "min_comparisons": 10}},
+    }))
+    store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    store.init()
+    registry = Registry(uri, model_name=name)
+    promote(registry, store, version="1", expected_champion=None, actor="test", reason="first", at=T0)
+    yield path, store, registry
+    store.close()
+
+
+def test_status_advance_abort(setup, capsys) -> None:
+    path, store, registry = setup
+    cfg = load_config(path)
+    assert main(["rollout", "status", "--json", "-c", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"model": cfg.model.name, "in_flight": None, "rollouts": []}
+
+    admit_challenger(cfg, store, registry, version="2", now=T0)
+    assert main(["rollout", "advance", "--json", "--at", "2026-03-02T12:00Z", "-c", str(path)]) == 0
+    step = json.loads(capsys.readouterr().out)
+    assert (step["action"], step["stage"], step["version"]) == ("waiting", "shadow", "2")
+    assert step["waiting_for"] == ["shadow.duration: 21h0m more (of 1d0h)",
+                                   "shadow.min_comparisons: 0 of 10 requests compared"]
+
+    assert main(["rollout", "status", "--json", "-c", str(path)]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["in_flight"]["stage"] == "shadow" and status["in_flight"]["decision"] == "waiting"
+    assert [s["stage"] for s in status["rollouts"][0]["stages"]] == ["staged", "shadow"]
+
+    assert main(["rollout", "abort", "--reason", "not today", "--json", "-c", str(path)]) == 0
+    aborted = json.loads(capsys.readouterr().out)
+    assert (aborted["action"], aborted["stage"], aborted["explanation"]) == ("aborted", "aborted", "not today")
+    assert shadow_state(cfg, store, registry).version is None and registry.alias_version(CHALLENGER) is None
+    assert store.ledger(cfg.model.name)[-1].action == "rollout_abort"
+
+
+def test_errors_are_one_line_and_exit_2(setup, capsys) -> None:
+    path, _, _ = setup
+    assert main(["rollout", "abort", "-c", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no rollout of 'cli-rollout-model' is in flight" in err
+    assert main(["rollout", "advance", "--at", "yesterday", "-c", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--at 'yesterday' is not an ISO-8601" in err
