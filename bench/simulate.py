@@ -43,15 +43,17 @@ FOUR = ["never", "periodic:90d", "always", "oracle"]
 SIX = ["never", "periodic:90d", "periodic:30d", "configured", "always", "oracle"]
 
 
-def setup(estimator: str):
+def setup(estimator: str | dict, triggers: list | None = None):
+    """Weather as retrainer sees it: (config, history with labels 1 day late, end of the data).
+    Shared with bench/simulate_policies.py."""
     frame = pd.read_csv(WEATHER)
     features = [c for c in frame.columns if c not in ("day", "rain")]
     cfg = parse_config({
         "model": {"name": "weather"},
         "data": {"source": {"table": "weather"}, "timestamp_column": "day", "label_column": "rain",
                  "features": [{"name": f} for f in features], "window": "1826d", "min_rows": 300},
-        "estimator": ESTIMATORS[estimator],
-        "triggers": [{"type": "performance", "window": "90d", "min_labels": 60}],
+        "estimator": ESTIMATORS[estimator] if isinstance(estimator, str) else estimator,
+        "triggers": triggers or [{"type": "performance", "window": "90d", "min_labels": 60}],
         "policy": {"cooldown": "30d"},
     }, base_dir=tempfile.gettempdir())
     history = History.from_frame(frame, cfg.data, label_delay=timedelta(days=1))

@@ -26,17 +26,14 @@ import json
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 
 from retrainer.config import parse_config
 from retrainer.simulate import Costs, History, SimulationSettings, model_cache, simulate
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-WEATHER = DATA / "weather" / "weather.csv.gz"
 
 # Threshold policy with the library's default thresholds (performance: accuracy 0.85 / f1 0.70;
 # drift: PSI 0.25), its windows widened to what a one-row-a-day stream can fill.
@@ -52,23 +49,13 @@ DEMO_PERIODIC = ("periodic:7d", "periodic:14d", "periodic:30d")
 
 
 def weather_case() -> tuple[Any, History, SimulationSettings, str]:
-    frame = pd.read_csv(WEATHER)
-    features = [c for c in frame.columns if c not in ("day", "rain")]
-    cfg = parse_config({
-        "model": {"name": "weather"},
-        "data": {"source": {"table": "weather"}, "timestamp_column": "day", "label_column": "rain",
-                 "features": [{"name": f} for f in features], "window": "1826d", "min_rows": 300},
-        "estimator": {"class": "sklearn.ensemble.HistGradientBoostingClassifier", "params": {"max_iter": 100}},
-        "triggers": WEATHER_THRESHOLD,
-        "policy": {"cooldown": "30d"},
-    }, base_dir=tempfile.gettempdir())
-    delay = timedelta(days=1)
-    history = History.from_frame(frame, cfg.data, label_delay=delay)
-    last = datetime.fromtimestamp(float(history.ts[-1]), timezone.utc) + timedelta(days=1)
+    from simulate import setup  # bench/simulate.py: the same weather config (bench/ is on sys.path)
+
+    cfg, history, last = setup("hgb", WEATHER_THRESHOLD)
     start = last.replace(year=last.year - 40)
     policies = ["never", *WEATHER_PERIODIC, "configured", WEATHER_COST_BENEFIT, "oracle"]
     settings = SimulationSettings(start=start, end=last, every=timedelta(days=30), policies=policies,
-                                  label_delay=delay)
+                                  label_delay=timedelta(days=1))
     return cfg, history, settings, "weather: 30-day steps, last 40 years, trailing 5-year window, labels 1 day late"
 
 
