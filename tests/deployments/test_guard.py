@@ -312,3 +312,27 @@ def test_a_rollback_is_announced_by_event_and_notification_block(registry, store
     assert (event, model, payload["rolled_back"], payload["champion"]) == ("retrainer.rollback.performed", name, "2", "1")
     assert "realized_error" in payload["explanation"] and payload["evidence"]["rollback"] is True
     assert (block, subject) == ("slack/ops", f"retrainer: {name} rolled back") and "from version 2 to 1" in body
+
+
+def test_rollback_is_compare_and_set_against_the_judged_champion(registry, store, monkeypatch):
+    """Someone promotes version 3 while the guard judges version 2: the guard's rollback is
+    superseded (ledger row), version 3 stays, the rollout is not marked rolled back."""
+    import retrainer.deployments.guard as guard_module
+
+    rng = np.random.default_rng(8)
+    name = registry.model_name
+    r = promoted(store, registry, rng, old_error=0.10)
+    log(store, name, "2", T0, 3, 900, 0.30, rng)
+    judged = guard_module.evaluate
+
+    def racing(*args, **kwargs):
+        out = judged(*args, **kwargs)
+        promote(registry, store, version="3", expected_champion="2", actor="someone", reason="meanwhile",
+                at=T0 + timedelta(days=3))
+        return out
+
+    monkeypatch.setattr(guard_module, "evaluate", racing)
+    out = guard_rollout(config(name), store, registry, T0 + timedelta(days=3))
+    assert out is not None and out.action == "superseded" and out.verdict.rollback and out.restored == "3"
+    assert store.champion(name) == "3" and store.rollout(r.id).stage == "champion"
+    assert store.ledger(name)[-1].action == "superseded"

@@ -431,10 +431,8 @@ def guard_rollout(
                            evidence=evidence)
         return GuardOutcome("watching", r.id, r.version, None, verdict, verdict.reason)
     why = f"rollout {r.id}: version {r.version} rolled back: {verdict.reason}"
-    if store.champion(cfg.model.name) != r.version:  # moved since guarded_rollout looked: leave it be
-        return GuardOutcome("superseded", r.id, r.version, store.champion(cfg.model.name), verdict,
-                            f"{verdict.reason}; but the champion moved meanwhile, nothing rolled back")
-    result = rollback(registry, store, actor=actor, reason=why, run_id=r.run_id, at=now)
+    # Compare-and-set against the version judged: if anyone moved the champion since, nothing rolls back.
+    result = rollback(registry, store, actor=actor, reason=why, run_id=r.run_id, at=now, expected_champion=r.version)
     if result.status != "rolled_back":
         return GuardOutcome("superseded", r.id, r.version, result.champion, verdict,
                             f"{verdict.reason}; but the champion moved to {result.champion} meanwhile (compare-and-set lost)")
