@@ -36,7 +36,7 @@ from retrainer.config import FeatureSpec, RetrainerConfig
 from retrainer.deployments.metrics import CONTENT_TYPE
 from retrainer.deployments.serving import NotReady, PredictionService
 from retrainer.deployments.writer import Commit, LogWriteFailed
-from retrainer.errors import ValidationError
+from retrainer.errors import ConfigError, ValidationError
 
 _ID = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -324,11 +324,38 @@ def create_app(service: PredictionService, *, manage_lifecycle: bool = True) -> 
     return app
 
 
-def run_server(cfg: RetrainerConfig, *, host: str | None = None, port: int | None = None, log_level: str = "warning") -> None:
+def check_exposure(host: str, token: str | None, *, insecure: bool = False) -> None:
+    """Refuse to serve predict, feedback and admin without a token on an address others can reach.
+
+    Anyone who can reach /feedback can rewrite the labels the triggers judge, and /admin/reload
+    moves traffic: off loopback that needs ``serving.api_token`` (or ``RETRAINER_API_TOKEN``),
+    or an explicit ``insecure`` (e.g. a private network behind an authenticating proxy).
+    """
+    import ipaddress
+
+    if token or insecure:
+        return
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise ConfigError(
+            f"serving.host {host!r} is not loopback and no API token is set: set RETRAINER_API_TOKEN "
+            "(or serving.api_token), bind 127.0.0.1, or pass --insecure if something else authenticates"
+        )
+
+
+def run_server(
+    cfg: RetrainerConfig, *, host: str | None = None, port: int | None = None, log_level: str = "warning",
+    insecure: bool = False,
+) -> None:
     """``retrainer serve``: one uvicorn process (bind loopback unless told otherwise)."""
     import sys
 
     import uvicorn
+
+    check_exposure(host or cfg.serving.host, cfg.serving.api_token, insecure=insecure)
 
     # Background threads (log writer, shadow dispatch) hold the GIL for up to the switch interval
     # (5 ms by default) before the event loop gets it back; 1 ms bounds that wait on requests.
@@ -347,4 +374,4 @@ def run_server(cfg: RetrainerConfig, *, host: str | None = None, port: int | Non
     uvicorn.Server(config).run()
 
 
-__all__ = ["BodyLimit", "create_app", "instance_model", "request_models", "run_server"]
+__all__ = ["BodyLimit", "check_exposure", "create_app", "instance_model", "request_models", "run_server"]
