@@ -16,7 +16,7 @@ from retrainer.deployments.ab import arm_for
 from retrainer.deployments.app import create_app
 from retrainer.deployments.router import registry_loader
 from retrainer.deployments.serving import PredictionService
-from retrainer.deployments.shadow import ShadowModelSource
+from retrainer.deployments.shadow_worker import ShadowModelSource
 from retrainer.registry import CHAMPION
 
 

@@ -10,13 +10,10 @@ from datetime import UTC, datetime
 import numpy as np
 
 from retrainer.config import FeatureSpec
-from retrainer.deployments.shadow import (
-    ShadowJob,
-    ShadowModelSource,
-    ShadowRunner,
-    shadow_target,
-    summarize,
-)
+from retrainer.deployments.rollout import shadow_target
+from retrainer.deployments.shadow_queue import ShadowJob, ShadowRunner
+from retrainer.deployments.shadow_report import summarize
+from retrainer.deployments.shadow_worker import ShadowModelSource
 from retrainer.deployments.writer import Assignment, InferenceLogWriter
 from retrainer.errors import ValidationError
 from retrainer.store.records import PredictionRecord, ShadowRecord, WriteResult

@@ -74,7 +74,7 @@ def report(
     from datetime import datetime, timedelta
 
     from retrainer.deployments.rollout import shadow_state
-    from retrainer.deployments.shadow import summarize
+    from retrainer.deployments.shadow_report import summarize
 
     cfg, store, registry = open_all(config)
     state = shadow_state(cfg, store, registry)

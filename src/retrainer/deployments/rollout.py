@@ -7,6 +7,8 @@ target) from the store and the registry and pick changes up on their next reload
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -14,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from retrainer.config import RetrainerConfig
 from retrainer.deployments.ab import new_salt
 from retrainer.deployments.promotion import resolve_champion
-from retrainer.deployments.shadow import shadow_target
 from retrainer.errors import RolloutError
 from retrainer.registry import CHALLENGER
 
@@ -28,6 +29,47 @@ class ShadowState:
     version: str | None  # the version answering a copy of the traffic, or None
     sample: float
     champion: str | None
+
+
+# -- the shadow switch, kept in the promotion ledger ---------------------------------------------
+#
+# ``shadow_start`` (to_version = the shadow version) turns shadowing on, ``shadow_stop`` off;
+# the latest of the two wins. The sampling share is the entry's ``details["sample"]``; without
+# it, ``rollout.shadow.sample`` applies. Rows written before revision 0004 carried the share in
+# the reason as ``[sample=0.25]``; that is still read.
+
+SHADOW_ACTIONS = ("shadow_start", "shadow_stop")
+
+
+def _valid_sample(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if 0.0 < v <= 1.0 else None
+
+
+def _legacy_sample(reason: str) -> float | None:
+    m = re.search(r"\[sample=([0-9]*\.?[0-9]+(?:e-?\d+)?)\]", reason or "")
+    return _valid_sample(m.group(1)) if m else None
+
+
+def shadow_target(
+    entries: Sequence[Any], *, rollout_mode: str, challenger: str | None, default_sample: float
+) -> tuple[str | None, float]:
+    """(shadow version or None, sample share) from ledger entries (oldest first).
+
+    With no shadow entry at all and ``rollout.mode: shadow``, the ``challenger`` alias is shadowed.
+    """
+    last = next((e for e in reversed(entries) if e.action in SHADOW_ACTIONS), None)
+    if last is None:
+        return (challenger, default_sample) if rollout_mode == "shadow" and challenger else (None, default_sample)
+    if last.action == "shadow_stop":
+        return None, default_sample
+    version = last.to_version or challenger
+    details = getattr(last, "details", None) or {}
+    sample = _valid_sample(details.get("sample")) if "sample" in details else _legacy_sample(last.reason)
+    return version, default_sample if sample is None else sample
 
 
 def champion_version(cfg: RetrainerConfig, store: Store, registry: Registry) -> str | None:
@@ -150,10 +192,12 @@ def _close(store: Store, test: Any, why: str, verdict: str, action: str, actor: 
 
 __all__ = [
     "ABStop",
+    "SHADOW_ACTIONS",
     "ShadowState",
     "champion_version",
     "running_ab_test",
     "shadow_state",
+    "shadow_target",
     "start_ab",
     "start_shadow",
     "stop_ab",

@@ -3,7 +3,7 @@
 :class:`PredictionService` is what the FastAPI app (:mod:`retrainer.deployments.app`) calls.
 It owns the :class:`~retrainer.deployments.router.ModelRouter` (which model answers), the
 :class:`~retrainer.deployments.writer.InferenceLogWriter` (every prediction and its features
-reach the store, off the request path) and the :class:`~retrainer.deployments.shadow.ShadowRunner`.
+reach the store, off the request path) and the :class:`~retrainer.deployments.shadow_queue.ShadowRunner`.
 
 The request path does no I/O: it picks the arm by hashing the unit, predicts, and hands the
 log rows and the shadow job to queues. When the log queue is full the rows come back as
@@ -25,13 +25,15 @@ from retrainer.config import RetrainerConfig
 from retrainer.deployments.ab import CHALLENGER_ARM, CHAMPION_ARM, bucket
 from retrainer.deployments.metrics import ServiceMetrics
 from retrainer.deployments.promotion import resolve_champion
+from retrainer.deployments.rollout import shadow_target
 from retrainer.deployments.router import (
     ModelRouter,
     ServedModel,
     WantedState,
     registry_loader,
 )
-from retrainer.deployments.shadow import ShadowJob, ShadowModelSource, ShadowRunner, shadow_target
+from retrainer.deployments.shadow_queue import ShadowJob, ShadowRunner
+from retrainer.deployments.shadow_worker import ShadowModelSource
 from retrainer.deployments.writer import COMMIT_LINGER, Assignment, Commit, InferenceLogWriter
 from retrainer.errors import RetrainerError
 from retrainer.registry import CHALLENGER
