@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from retrainer.config import ABConfig, RetrainerConfig
 from retrainer.deployments.analysis import analyze
 from retrainer.deployments.promotion import promote, reject, resolve_champion
-from retrainer.deployments.rollout import shadow_state, start_ab, start_shadow, stop_ab, stop_shadow
+from retrainer.deployments.rollout import shadow_state, shadow_target, start_ab, start_shadow, stop_ab, stop_shadow
 from retrainer.deployments.rollout_evidence import StageVerdict, judge_shadow
-from retrainer.deployments.shadow import shadow_target
 from retrainer.errors import RolloutError
 from retrainer.registry import CHALLENGER
 
