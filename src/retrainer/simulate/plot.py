@@ -25,6 +25,11 @@ def _rolling(values: np.ndarray, n: int) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+def _short(name: str, width: int = 32) -> str:
+    """Policy specs can be long (``cost_benefit:metric=...;window=...``): keep the plot's width for the data."""
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
 def plot_simulation(result: SimulationResult, path: str | Path | None = None, *, smooth: int | None = None) -> Any:
     """Render ``result``; save it to ``path`` when given (format by suffix). Returns the Figure."""
     import matplotlib.dates as mdates
@@ -39,7 +44,7 @@ def plot_simulation(result: SimulationResult, path: str | Path | None = None, *,
     at = list(result.grid.instants)
     for i, (run, color) in enumerate(zip(runs, colors)):
         values = np.array([s.metrics.get(result.metric, np.nan) for s in run.steps], dtype=float)
-        top.plot(at, _rolling(values, smooth), color=color, lw=1.4, label=run.name)
+        top.plot(at, _rolling(values, smooth), color=color, lw=1.4, label=_short(run.name))
         done = [s.at for s in run.steps if s.accepted]
         rejected = [s.at for s in run.steps if s.retrained and not s.accepted]
         bottom.scatter(done, [i] * len(done), marker="|", s=120, color=color)
@@ -47,7 +52,7 @@ def plot_simulation(result: SimulationResult, path: str | Path | None = None, *,
     top.set_ylabel(f"{result.metric} (mean of {smooth} step{'s' if smooth != 1 else ''})")
     top.grid(alpha=0.3)
     top.legend(loc="lower left", fontsize=8, ncols=min(4, len(runs)), frameon=False)
-    bottom.set_yticks(range(len(runs)), [r.name for r in runs], fontsize=8)
+    bottom.set_yticks(range(len(runs)), [_short(r.name) for r in runs], fontsize=8)
     bottom.set_ylim(-0.6, len(runs) - 0.4)
     bottom.invert_yaxis()
     bottom.set_xlabel("retrains: | deployed, o rejected by the gate")

@@ -42,7 +42,10 @@ def rich_table(result: SimulationResult) -> Any:
                   f"{st.to_dict()['every']}, retrain cost {st.costs.retrain_cost:g}, error cost {st.costs.error_cost:g}",
                   title_justify="left")
     for i, h in enumerate(headers(result)):
-        table.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)
+        if i == 0:  # long specs fold; the figures never do
+            table.add_column(h, overflow="fold")
+        else:
+            table.add_column(h, justify="right", no_wrap=True, min_width=len(h))
     for row in summary_rows(result):
         table.add_row(*row)
     return table
