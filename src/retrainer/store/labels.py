@@ -114,7 +114,7 @@ def label_delay(
 
     Selected by arrival, not by prediction time, so recent predictions still waiting for a slow
     label do not bias the delay down (see :class:`~retrainer.windows.LabelDelay`). One range
-    scan of ``ix_predictions_label_arrival`` (revision 0006) plus two counts over the window index.
+    scan of ``ix_predictions_label_arrival`` (revision 0006) plus one counting pass over the window index.
     """
     p = predictions
     hi = to_epoch(as_of)
@@ -125,8 +125,10 @@ def label_delay(
         .order_by(p.c.label_ts.desc())
         .limit(limit)
     ).scalars().all()
-    made = [p.c.model_name == model_name, p.c.ts >= lo, p.c.ts < hi]
-    n_made = conn.execute(sa.select(sa.func.count()).select_from(p).where(*made)).scalar_one()
-    n_labelled = conn.execute(sa.select(sa.func.count()).select_from(p).where(*made, p.c.label_ts <= hi)).scalar_one()
+    # Both counts in one pass over the window index (label_ts is in it: no table lookups).
+    labelled = sa.func.coalesce(sa.func.sum(sa.case((p.c.label_ts <= hi, 1), else_=0)), 0)
+    n_made, n_labelled = conn.execute(
+        sa.select(sa.func.count(), labelled).where(p.c.model_name == model_name, p.c.ts >= lo, p.c.ts < hi)
+    ).one()
     return LabelDelay.from_delays(np.asarray(rows, dtype=np.float64), as_of=as_of, lookback=lookback,
                                   n_predictions=int(n_made), n_labelled=int(n_labelled))
