@@ -14,8 +14,9 @@ registered scikit-learn model (logistic regression on 8 numeric features). One l
   (versions 1 vs 2, 50/50, sticky units), every prediction and its features logged to SQLite
 * ``retrainer-buffered`` — a second server, same model, A/B test and a copy of the store, with
   ``serving.durability: buffered`` (answers first, logs from a queue)
-* ``retrainer+shadow`` — the committed server with version 3 shadowing 100% of the traffic (in
-  its own process unless ``--isolation thread``)
+* ``retrainer+shadow`` — a third server like ``retrainer`` with version 3 shadowing 100% of the
+  traffic (in its own process unless ``--isolation thread``); separate, so a shadow still busy
+  after its phase does not slow the others down
 
 Phases alternate over ``--rounds`` (the order rotates each round) and the medians are
 reported, so a noisy neighbour hurts all of them alike; the figures to read are the ratios.
@@ -65,8 +66,8 @@ def wait_http(url: str, timeout: float = 300.0) -> None:
     raise RuntimeError(f"{url} did not come up in {timeout:.0f}s")
 
 
-def server_config(root: Path, durability: str, store: str) -> Path:
-    path = root / f"retrainer-{durability}.yaml"
+def server_config(root: Path, name: str, durability: str, store: str) -> Path:
+    path = root / f"{name}.yaml"
     path.write_text(json.dumps({
         "model": {"name": "bench-model"},
         "store": {"url": f"sqlite:///{store}"},
@@ -89,7 +90,7 @@ def setup(root: Path) -> tuple[Path, str, str]:
     from retrainer.store import Store
     from retrainer.tasks.register import register_candidate
 
-    cfg_path = server_config(root, "committed", "store.db")
+    cfg_path = server_config(root, "retrainer", "committed", "store.db")
     cfg = load_config(cfg_path)
     registry = Registry.from_config(cfg)
     rng = np.random.default_rng(0)
@@ -111,15 +112,20 @@ def setup(root: Path) -> tuple[Path, str, str]:
     store.append_ledger(cfg.model.name, action="shadow_start", from_version=versions[0], to_version=versions[2],
                         actor="bench", reason="bench", details={"sample": 1.0})
     store.close()
-    # The buffered server gets the same state in its own store file (no shadow: it is the baseline).
-    for suffix in ("", "-wal"):  # a WAL left behind holds committed pages too
-        if (root / f"store.db{suffix}").exists():
-            shutil.copy(root / f"store.db{suffix}", root / f"store-buffered.db{suffix}")
-    store = Store.open(f"sqlite:///{root / 'store-buffered.db'}")
-    store.append_ledger(cfg.model.name, action="shadow_stop", from_version=versions[0], to_version=versions[2],
-                        actor="bench", reason="bench", details={"sample": 1.0})
-    store.close()
-    server_config(root, "buffered", "store-buffered.db")
+    # Three servers, each with the same state in its own store file: the shadow one keeps the
+    # shadow on (a separate server, so a shadow process still busy after its phase cannot slow
+    # the committed/buffered comparison), the other two switch it off.
+    for copy in ("store-buffered.db", "store-shadow.db"):
+        for suffix in ("", "-wal"):  # a WAL left behind holds committed pages too
+            if (root / f"store.db{suffix}").exists():
+                shutil.copy(root / f"store.db{suffix}", root / f"{copy}{suffix}")
+    for db in ("store.db", "store-buffered.db"):
+        store = Store.open(f"sqlite:///{root / db}")
+        store.append_ledger(cfg.model.name, action="shadow_stop", from_version=versions[0], to_version=versions[2],
+                            actor="bench", reason="bench", details={"sample": 1.0})
+        store.close()
+    server_config(root, "retrainer-buffered", "buffered", "store-buffered.db")
+    server_config(root, "retrainer-shadow", "committed", "store-shadow.db")
     return cfg_path, cfg.mlflow.tracking_uri, versions[0]
 
 
@@ -127,6 +133,7 @@ async def drive(url: str, make_body, seconds: float, concurrency: int, warmup: f
     import aiohttp
 
     latencies: list[float] = []
+    answered = 0  # warm-up included: the CPU figure covers the whole drive
     errors = 0
     stop_at = 0.0
     counter = 0
@@ -134,7 +141,7 @@ async def drive(url: str, make_body, seconds: float, concurrency: int, warmup: f
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def worker(measure: bool) -> None:
-            nonlocal errors, counter
+            nonlocal errors, counter, answered
             while time.perf_counter() < stop_at:
                 counter += 1
                 body = make_body(counter)
@@ -142,6 +149,7 @@ async def drive(url: str, make_body, seconds: float, concurrency: int, warmup: f
                 async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
                     await r.read()
                     ok = r.status == 200
+                answered += ok
                 if measure:
                     if ok:
                         latencies.append(time.perf_counter() - t0)
@@ -156,7 +164,23 @@ async def drive(url: str, make_body, seconds: float, concurrency: int, warmup: f
         elapsed = time.perf_counter() - start
     lat = np.array(latencies) * 1000.0
     return {"rps": len(latencies) / elapsed, "p50_ms": float(np.percentile(lat, 50)),
-            "p99_ms": float(np.percentile(lat, 99)), "errors": errors, "n": len(latencies)}
+            "p99_ms": float(np.percentile(lat, 99)), "errors": errors, "n": len(latencies), "answered": answered}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a server and its children (mlflow execs uvicorn in a child; the
+    shadow runs in one): what a request costs, whatever else the machine is doing."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def main() -> None:
@@ -195,88 +219,89 @@ def main() -> None:
         # The peer: MLflow 3 refuses to deserialize sklearn models (even skops) unless allowed; the
         # bench registered these itself. retrainer's servers keep the switch off (they check skops types).
         mlflow_env = {**env, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"}
-        p_ml, p_rt, p_buf = free_port(), free_port(), free_port()
+        ports = {name: free_port() for name in ("mlflow", "retrainer", "retrainer-buffered", "retrainer+shadow")}
+        configs = {"retrainer": cfg_path, "retrainer-buffered": root / "retrainer-buffered.yaml",
+                   "retrainer+shadow": root / "retrainer-shadow.yaml"}
 
-        def retrainer(config: Path, port: int, log: str) -> subprocess.Popen[bytes]:
-            return subprocess.Popen([str(bin_dir / "retrainer"), "serve", "--config", str(config), "--port", str(port)],
-                                    env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / log, "wb"))  # noqa: SIM115 - closed with the process
+        def retrainer(name: str) -> subprocess.Popen[bytes]:
+            return subprocess.Popen([str(bin_dir / "retrainer"), "serve", "--config", str(configs[name]),
+                                     "--port", str(ports[name])],
+                                    env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / f"{name}.log", "wb"))  # noqa: SIM115 - closed with the process
 
-        procs = [
-            subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", f"models:/bench-model/{v1}",
-                              "--env-manager", "local", "-h", "127.0.0.1", "-p", str(p_ml), "-w", "1"],
-                             env=mlflow_env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / "mlflow.log", "wb")),  # noqa: SIM115 - closed with the process
-            retrainer(cfg_path, p_rt, "retrainer.log"),
-            retrainer(root / "retrainer-buffered.yaml", p_buf, "retrainer-buffered.log"),
-        ]
+        procs = {
+            "mlflow": subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", f"models:/bench-model/{v1}",
+                                        "--env-manager", "local", "-h", "127.0.0.1", "-p", str(ports["mlflow"]), "-w", "1"],
+                                       env=mlflow_env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / "mlflow.log", "wb")),  # noqa: SIM115 - closed with the process
+            **{name: retrainer(name) for name in configs},
+        }
+        base = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         try:
             print("starting servers ...", file=sys.stderr)
             try:
-                wait_http(f"http://127.0.0.1:{p_ml}/ping")
-                wait_http(f"http://127.0.0.1:{p_rt}/ready")
-                wait_http(f"http://127.0.0.1:{p_buf}/ready")
+                for name in procs:
+                    wait_http(base[name] + ("/ping" if name == "mlflow" else "/ready"))
             except RuntimeError:
-                for log in ("mlflow.log", "retrainer.log", "retrainer-buffered.log"):
-                    print(f"--- {log}\n" + (root / log).read_text(errors="replace")[-3000:], file=sys.stderr)
+                for name in procs:
+                    print(f"--- {name}.log\n" + (root / f"{name}.log").read_text(errors="replace")[-3000:], file=sys.stderr)
                 raise
             import httpx
 
-            from retrainer.config import load_config
-            from retrainer.store import Store
-
-            cfg = load_config(cfg_path)
-            store = Store.open(cfg.store.url)
-
-            def set_shadow(on: bool) -> None:
-                action = "shadow_start" if on else "shadow_stop"
-                store.append_ledger(cfg.model.name, action=action, from_version=v1, to_version="3",
-                                    actor="bench", reason="bench", details={"sample": 1.0})
-                routing = httpx.post(f"http://127.0.0.1:{p_rt}/admin/reload", timeout=60).json()["routing"]
-                assert (routing["shadow"] is not None) == on, routing
-
-            routing = httpx.post(f"http://127.0.0.1:{p_buf}/admin/reload", timeout=60).json()["routing"]
-            assert routing["shadow"] is None, routing
+            for name in configs:
+                routing = httpx.post(base[name] + "/admin/reload", timeout=60).json()["routing"]
+                assert (routing["shadow"] is not None) == (name == "retrainer+shadow"), (name, routing)
             names = ["mlflow", "retrainer", "retrainer-buffered", "retrainer+shadow"]
             results: dict[str, list[dict[str, float]]] = {n: [] for n in names}
             for r in range(args.rounds):
                 for name in names[r % len(names):] + names[: r % len(names)]:  # rotate: no phase always goes first
-                    if name == "mlflow":
-                        url, bodies = f"http://127.0.0.1:{p_ml}/invocations", mlflow_bodies
-                    elif name == "retrainer-buffered":
-                        url, bodies = f"http://127.0.0.1:{p_buf}/predict", retrainer_bodies
-                    else:
-                        set_shadow(name == "retrainer+shadow")
-                        url, bodies = f"http://127.0.0.1:{p_rt}/predict", retrainer_bodies
+                    url, bodies = (base[name] + "/invocations", mlflow_bodies) if name == "mlflow" else \
+                        (base[name] + "/predict", retrainer_bodies)
+                    pid = procs[name].pid
+                    cpu0 = cpu_seconds(pid)
                     res = asyncio.run(drive(url, lambda i, b=bodies: b[i % len(b)], args.seconds, args.concurrency))
+                    res["cpu_ms"] = (cpu_seconds(pid) - cpu0) * 1000.0 / max(1, res["answered"])
                     results[name].append(res)
                     print(f"round {r + 1} {name:18s} {res['rps']:8.0f} req/s  p50 {res['p50_ms']:6.2f} ms  "
-                          f"p99 {res['p99_ms']:6.2f} ms  errors {res['errors']}", file=sys.stderr)
-            status = httpx.get(f"http://127.0.0.1:{p_rt}/admin/status").json()
-            status_buf = httpx.get(f"http://127.0.0.1:{p_buf}/admin/status").json()
+                          f"p99 {res['p99_ms']:6.2f} ms  server CPU {res['cpu_ms']:5.2f} ms/req  errors {res['errors']}",
+                          file=sys.stderr)
+            status = httpx.get(base["retrainer"] + "/admin/status").json()
+            status_buf = httpx.get(base["retrainer-buffered"] + "/admin/status").json()
+            status_shadow = httpx.get(base["retrainer+shadow"] + "/admin/status").json()
         finally:
-            for p in procs:
+            for p in procs.values():
                 p.terminate()
-            for p in procs:
+            for p in procs.values():
                 try:
                     p.wait(60)
                 except subprocess.TimeoutExpired:
                     p.kill()
+        from retrainer.store import Store
+
+        store = Store.open(f"sqlite:///{root / 'store.db'}")
         logged = store.stats()["rows"]
+        store.close()
+        store = Store.open(f"sqlite:///{root / 'store-shadow.db'}")
+        logged_shadow = store.stats()["rows"]
         store.close()
         os.chdir("/")
 
-    med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50_ms", "p99_ms")} for k, v in results.items()}
+    med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50_ms", "p99_ms", "cpu_ms")}
+           for k, v in results.items()}
     committed, buffered, mlflow = med["retrainer"], med["retrainer-buffered"], med["mlflow"]
     print(f"\nserving benchmark (shadow isolation: {args.isolation}): {args.concurrency} concurrent clients, "
           f"{args.seconds:.0f}s x {args.rounds} rounds, single-instance requests, loopback, {os.cpu_count()} CPUs (medians)")
-    print(f"{'server':28s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s}")
+    print(f"{'server':28s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'CPU ms/req':>11s}")
     labels = {"mlflow": "mlflow", "retrainer": "retrainer (committed)", "retrainer-buffered": "retrainer (buffered)",
               "retrainer+shadow": "retrainer (committed)+shadow"}
     for name in ("mlflow", "retrainer", "retrainer-buffered", "retrainer+shadow"):
         m = med[name]
-        print(f"{labels[name]:28s} {m['rps']:9.0f} {m['p50_ms']:8.2f} {m['p99_ms']:8.2f}")
+        print(f"{labels[name]:28s} {m['rps']:9.0f} {m['p50_ms']:8.2f} {m['p99_ms']:8.2f} {m['cpu_ms']:11.2f}")
     print(f"\nthroughput committed / buffered: {committed['rps'] / buffered['rps']:.2f} (goal >= 0.90); "
           f"p50 {committed['p50_ms'] / buffered['p50_ms']:.2f}x, p99 {committed['p99_ms'] / buffered['p99_ms']:.2f}x")
     print(f"throughput retrainer(committed, A/B+log) / mlflow: {committed['rps'] / mlflow['rps']:.2f}x (goal >= 1.5)")
+    # Server CPU per request does not depend on what the neighbours do: on a saturated server the
+    # throughput ratio tends to the inverse CPU ratio.
+    print(f"CPU-bound throughput (inverse server CPU per request): committed / buffered "
+          f"{buffered['cpu_ms'] / committed['cpu_ms']:.2f}, committed / mlflow {mlflow['cpu_ms'] / committed['cpu_ms']:.2f}x")
     print(f"throughput retrainer(committed, A/B+log+shadow) / mlflow: {med['retrainer+shadow']['rps'] / mlflow['rps']:.2f}x")
     print(f"p99 added by shadow: {med['retrainer+shadow']['p99_ms'] - committed['p99_ms']:+.2f} ms")
     print(f"bucket(): {per_call * 1e6:.2f} us per call")
@@ -284,8 +309,9 @@ def main() -> None:
     print(f"committed server: logged {logged['predictions']} predictions, {w['commits']} requests acknowledged after "
           f"commit ({w['commit_failures']} failed) in {w['transactions']} transactions "
           f"({w['commits'] / max(1, w['transactions']):.1f} requests each), {logged['ab_assignments']} A/B units, "
-          f"{logged['shadow_comparisons']} shadow comparisons; shadow dropped {status['shadow']['dropped']}, "
           f"log backpressure waits {w['backpressure_waits']}")
+    print(f"shadow server: {logged_shadow['predictions']} predictions, {logged_shadow['shadow_comparisons']} shadow "
+          f"comparisons stored, {status_shadow['shadow']['dropped']} dropped (shadow queue full)")
     wb = status_buf["log_writer"]
     print(f"buffered server: logged {wb['predictions_written']} predictions in {wb['transactions']} transactions "
           f"({wb['predictions_written'] / max(1, wb['transactions']):.1f} rows each), "
