@@ -15,7 +15,7 @@ def test_each_entrypoint_loads_its_flow_from_a_directory_outside_the_repo(tmp_pa
     (tmp_path / "retrainer.yaml").write_text("# the user's config lives here\n")
     monkeypatch.chdir(tmp_path)
     deployments = yaml.safe_load((tmp_path / "prefect.yaml").read_text())["deployments"]
-    assert {d["name"] for d in deployments} == {"monitor-nightly", "retrain-on-request", "fleet-nightly"}
+    assert {d["name"] for d in deployments} == {"monitor-nightly", "retrain-on-request", "fleet-nightly", "rollout-every-15m"}
     for deployment in deployments:
         entrypoint = deployment["entrypoint"]
         flow = load_flow_from_entrypoint(entrypoint, use_placeholder_flow=False)
