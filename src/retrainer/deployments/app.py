@@ -240,14 +240,30 @@ def create_app(service: PredictionService, *, manage_lifecycle: bool = True) -> 
         summary = "; ".join(f"{x['field']}: {x['message']}" for x in errors[:10])
         return _json({"detail": f"invalid request: {summary}", "errors": errors}, 422)
 
-    async def committed(commit: Commit) -> Response | None:
-        """Wait (without blocking the loop) until the writer stored the rows; a 503 if it could not."""
+    async def committed(commit: Commit) -> Response | frozenset[str]:
+        """Wait (without blocking the loop) until the writer stored the rows; a 503 if it could not.
+        Otherwise the request ids that were already stored (a re-sent request)."""
         try:
-            await asyncio.wrap_future(commit.done)
+            return await asyncio.wrap_future(commit.done)
         except LogWriteFailed as exc:
             metrics.count_request("predict", "not_stored")
             return _json({"detail": f"prediction not stored: {exc}"}, 503)
-        return None
+
+    async def answer_as_stored(out: dict[str, Any], duplicates: frozenset[str]) -> dict[str, Any]:
+        """A re-sent request id gets the answer stored the first time, flagged, not a new one."""
+        stored = await run_in_threadpool(service.store.stored_answers, service.model_name, sorted(duplicates))
+        out = {**out, "predictions": list(out["predictions"]),
+               "scores": None if out["scores"] is None else list(out["scores"])}
+        for i, rid in enumerate(out["request_ids"]):
+            if rid in stored:
+                out["predictions"][i] = stored[rid]["prediction"]
+                if out["scores"] is not None:
+                    out["scores"][i] = stored[rid]["score"]
+        first = stored.get(out["request_ids"][0])
+        if first is not None:
+            out["model_version"], out["arm"] = first["model_version"], first["arm"]
+        metrics.count_request("predict", "duplicate")
+        return {**out, "duplicate": True, "duplicate_request_ids": sorted(stored)}
 
     @app.post("/predict")
     async def predict(body: PredictRequest, request: Request) -> Response:  # type: ignore[valid-type]
@@ -264,14 +280,18 @@ def create_app(service: PredictionService, *, manage_lifecycle: bool = True) -> 
         if overflow is not None:
             # The log is behind: wait for room off the event loop (backpressure, rows kept).
             await run_in_threadpool(service.writer.put, overflow)
-        if commit is not None and (failed := await committed(commit)) is not None:
-            return failed
+        if commit is not None:
+            outcome = await committed(commit)
+            if isinstance(outcome, Response):
+                return outcome
+            if outcome:
+                out = await answer_as_stored(out, outcome)
         if single:
             scores = out["scores"]
             return _json({
                 "request_id": out["request_ids"][0], "prediction": out["predictions"][0],
                 "score": None if scores is None else scores[0], "model_version": out["model_version"],
-                "arm": out["arm"],
+                "arm": out["arm"], **({"duplicate": True} if out.get("duplicate") else {}),
             })
         return _json(out)
 

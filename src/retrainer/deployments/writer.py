@@ -50,7 +50,8 @@ class Commit:
     """One request's log rows and the future its response waits on (group commit)."""
 
     rows: list[Any]
-    done: Future[None] = field(default_factory=Future)
+    # Resolved with the request ids of these rows that were already stored (a re-sent request).
+    done: Future[frozenset[str]] = field(default_factory=Future)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -244,8 +245,9 @@ class InferenceLogWriter:
         """One attempt to store the predictions of every waiting request (one transaction per
         ``store.max_batch`` rows), then wake each request with its outcome."""
         preds = [row for c in commits for row in c.rows if isinstance(row, PredictionRecord)]
+        duplicates: set[str] = set()
         try:
-            rejected = self._write_predictions(preds) if preds else set()
+            rejected = self._write_predictions(preds, duplicates) if preds else set()
         except Exception as exc:  # noqa: BLE001 - the store is down: these requests answer 503, not 200
             self.stats.write_errors += 1
             self.stats.last_error = f"predictions: {type(exc).__name__}: {exc}"
@@ -258,22 +260,25 @@ class InferenceLogWriter:
             return
         self.stats.batches += 1
         for c in commits:
-            bad = [r.request_id for r in c.rows if isinstance(r, PredictionRecord) and r.request_id in rejected]
+            ids = [r.request_id for r in c.rows if isinstance(r, PredictionRecord)]
+            bad = [rid for rid in ids if rid in rejected]
             if bad:
                 self.stats.commit_failures += 1
                 _resolve(c.done, LogWriteFailed(f"the store rejected request ids {bad[:5]}: see the server log"))
             else:
                 self.stats.commits += 1
-                _resolve(c.done, None)
+                _resolve(c.done, frozenset(rid for rid in ids if rid in duplicates))
 
-    def _write_predictions(self, rows: list[PredictionRecord]) -> set[str]:
-        """Write ``rows``; returns the request ids the store rejected as invalid."""
+    def _write_predictions(self, rows: list[PredictionRecord], duplicates: set[str] | None = None) -> set[str]:
+        """Write ``rows``; returns the request ids the store rejected as invalid (``duplicates``
+        collects those it already had)."""
         rejected: set[str] = set()
+        dups = set() if duplicates is None else duplicates
         for start in range(0, len(rows), self.store.max_batch):
-            self._write_chunk(rows[start : start + self.store.max_batch], rejected)
+            self._write_chunk(rows[start : start + self.store.max_batch], rejected, dups)
         return rejected
 
-    def _write_chunk(self, rows: list[PredictionRecord], rejected: set[str]) -> None:
+    def _write_chunk(self, rows: list[PredictionRecord], rejected: set[str], duplicates: set[str]) -> None:
         try:
             result = self.store.log_predictions(self.model_name, rows, self.features)
         except ValidationError as exc:
@@ -283,20 +288,21 @@ class InferenceLogWriter:
                 log.error("prediction %s rejected by the store: %s", rows[0].request_id, exc)
                 return
             mid = len(rows) // 2
-            self._write_chunk(rows[:mid], rejected)
-            self._write_chunk(rows[mid:], rejected)
+            self._write_chunk(rows[:mid], rejected, duplicates)
+            self._write_chunk(rows[mid:], rejected, duplicates)
             return
         self.stats.predictions_written += result.inserted
         self.stats.duplicates += result.duplicates
+        duplicates.update(result.duplicate_ids)
 
 
-def _resolve(done: Future[None], error: BaseException | None) -> None:
+def _resolve(done: Future[frozenset[str]], outcome: BaseException | frozenset[str]) -> None:
     """Wake the waiting request; one that went away (cancelled future) has nobody to tell."""
     try:
-        if error is None:
-            done.set_result(None)
+        if isinstance(outcome, BaseException):
+            done.set_exception(outcome)
         else:
-            done.set_exception(error)
+            done.set_result(outcome)
     except InvalidStateError:
         pass
 

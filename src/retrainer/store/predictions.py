@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from functools import lru_cache
 from itertools import chain
+from typing import Any
 from datetime import datetime
 
 import numpy as np
@@ -127,7 +128,7 @@ def write_batch(conn: Connection, batch: PredictionBatch) -> WriteResult:
     )
     inserted = _insert_predictions(conn, rows)
     if not inserted:
-        return WriteResult(inserted=0, duplicates=n)
+        return WriteResult(inserted=0, duplicates=n, duplicate_ids=tuple(batch.request_id))
     # A label may have arrived before its prediction: copy it onto the new row now.
     sync_predictions(conn, [rid for _, rid in inserted])
 
@@ -161,7 +162,18 @@ def write_batch(conn: Connection, batch: PredictionBatch) -> WriteResult:
         columns.append({"chunk_id": chunk_id, "feature": name, "encoding": encoding, "data": data})
     if columns:
         conn.execute(sa.insert(feature_chunk_columns), columns)
-    return WriteResult(inserted=len(pos), duplicates=n - len(pos))
+    written = set(pos.tolist())
+    dup_ids = tuple(rid for i, rid in enumerate(batch.request_id) if i not in written) if len(pos) < n else ()
+    return WriteResult(inserted=len(pos), duplicates=n - len(pos), duplicate_ids=dup_ids)
+
+
+def stored_answers(conn: Connection, model_name: str, request_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """What was answered for these request ids when they were first stored (prediction, score, version, arm)."""
+    q = sa.select(predictions.c.request_id, predictions.c.prediction, predictions.c.score,
+                  predictions.c.model_version, predictions.c.arm).where(
+        predictions.c.model_name == model_name, predictions.c.request_id.in_(list(request_ids)))
+    return {r.request_id: {"prediction": r.prediction, "score": r.score, "model_version": r.model_version, "arm": r.arm}
+            for r in conn.execute(q)}
 
 
 # -- reads ----------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ class LabelRecord:
 class WriteResult:
     inserted: int
     duplicates: int
+    duplicate_ids: tuple[str, ...] = ()  # request ids already stored (or repeated in the batch): not written
 
 
 @dataclass(frozen=True, slots=True)

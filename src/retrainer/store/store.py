@@ -183,6 +183,11 @@ class Store:
         with write_tx(self.engine) as conn:
             return predictions.write_batch(conn, batch)
 
+    def stored_answers(self, model_name: str, request_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored prediction, score, version and arm of each request id that is in the log."""
+        with read_tx(self.engine) as conn:
+            return predictions.stored_answers(conn, model_name, request_ids)
+
     def log_prediction_frame(self, model_name: str, frame: pd.DataFrame, features: Sequence[FeatureSpec]) -> WriteResult:
         """Same as :meth:`log_predictions` for a DataFrame with columns request_id, ts,
         prediction, [score, model_version, unit_id, arm, ab_test_id] and the features."""
