@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import threading
 import uuid
 
 import pytest
+from thread_race import race
 
 from retrainer.deployments.promotion import (
     champion_history,
@@ -80,26 +80,12 @@ def test_stale_expectation_is_superseded_not_overwritten(registry, store):
 def test_cas_race_has_exactly_one_winner(registry, store_url, attempt):
     with Store.open(store_url) as setup:
         promote(registry, setup, version="1", expected_champion=None, actor="setup", reason="base")
-    barrier = threading.Barrier(2)
-    results: dict[str, object] = {}
-    errors: list[BaseException] = []
-
-    def contender(version: str) -> None:
-        # Each thread has its own Store (engine), as two worker processes would.
-        try:
-            with Store.open(store_url) as own:
-                barrier.wait()
-                results[version] = promote(
-                    registry, own, version=version, expected_champion="1", actor=f"worker-{version}", reason="race"
-                )
-        except BaseException as exc:  # noqa: BLE001 - surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=contender, args=(v,)) for v in ("2", "3")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    contenders = ("2", "3")
+    # Each thread has its own Store (engine), as two worker processes would.
+    by_index, errors = race(2, lambda own, i: promote(
+        registry, own, version=contenders[i], expected_champion="1", actor=f"worker-{contenders[i]}", reason="race",
+    ), each=lambda: Store.open(store_url))
+    results = {contenders[i]: r for i, r in by_index.items()}
     assert not errors, errors
     statuses = sorted(r.status for r in results.values())
     assert statuses == ["promoted", "superseded"]
@@ -238,36 +224,14 @@ def test_resolve_champion_trusts_the_store_and_repairs_a_lagging_alias(registry,
     assert champion_version(None, store, registry) == "2" and registry.alias_version(CHAMPION) == "2"
 
 
-def _race(store_url: str, n: int, call) -> tuple[dict[int, object], list[BaseException]]:
-    """Run ``call(store, i)`` in ``n`` threads released together, each with its own Store (engine)."""
-    barrier = threading.Barrier(n)
-    results: dict[int, object] = {}
-    errors: list[BaseException] = []
-
-    def contender(i: int) -> None:
-        try:
-            with Store.open(store_url) as own:
-                barrier.wait()
-                results[i] = call(own, i)
-        except BaseException as exc:  # noqa: BLE001 - surfaced by the caller
-            errors.append(exc)
-
-    threads = [threading.Thread(target=contender, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results, errors
-
-
 @pytest.mark.parametrize("attempt", range(3))
 def test_concurrent_rollbacks_for_one_incident_move_one_step(registry, store_url, attempt):
     with Store.open(store_url) as setup:
         for expected, version in ((None, "1"), ("1", "2"), ("2", "3")):
             promote(registry, setup, version=version, expected_champion=expected, actor="setup", reason="base")
     # Two on-call engineers roll back champion 3 at the same moment.
-    results, errors = _race(store_url, 2, lambda own, i: rollback(
-        registry, own, actor=f"oncall-{i}", reason="incident", expected_champion="3"))
+    results, errors = race(2, lambda own, i: rollback(
+        registry, own, actor=f"oncall-{i}", reason="incident", expected_champion="3"), each=lambda: Store.open(store_url))
     assert not errors, errors
     assert sorted(r.status for r in results.values()) == ["rolled_back", "superseded"]
     with Store.open(store_url) as check:

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import numpy as np
+from serving_env import Threshold
 
 from retrainer.config import FeatureSpec
 from retrainer.deployments.rollout import shadow_target
@@ -21,19 +21,6 @@ from retrainer.store.records import PredictionRecord, ShadowRecord, WriteResult
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 
 
-class Model:
-    def __init__(self, version: str, *, delay: float = 0.0, fail: bool = False) -> None:
-        self.version, self.delay, self.fail = version, delay, fail
-
-    def predict(self, columns):
-        if self.fail:
-            raise RuntimeError("shadow model exploded")
-        if self.delay:
-            time.sleep(self.delay)
-        x = np.asarray(columns["x1"], dtype=float)
-        return (x > 0).astype(float), 1 / (1 + np.exp(-x))
-
-
 def job(model, i: int = 0) -> ShadowJob:
     return ShadowJob(model, {"x1": [0.5]}, [f"r{i}"], "1", [1.0], [0.6], 0.3, NOW)
 
@@ -42,7 +29,7 @@ def test_slow_shadow_never_blocks_and_drops_are_counted() -> None:
     sink: list[ShadowRecord] = []
     runner = ShadowRunner("m", sink=sink.extend, queue_size=2, workers=1)
     runner.start()
-    slow = Model("2", delay=0.5)
+    slow = Threshold("2", delay=0.5)
     t0 = time.perf_counter()
     accepted = [runner.offer(job(slow, i)) for i in range(50)]
     elapsed = time.perf_counter() - t0
@@ -57,7 +44,7 @@ def test_failing_shadow_is_counted_not_raised() -> None:
     runner = ShadowRunner("m", sink=sink.extend, queue_size=100, workers=2)
     runner.start()
     for i in range(20):
-        assert runner.offer(job(Model("2", fail=True), i))
+        assert runner.offer(job(Threshold("2", fail=True), i))
     assert runner.wait_idle(5)
     assert runner.stats.errors == 20
     # Every failed request is stored as an error row: no prediction, the error, the champion's latency.
@@ -75,7 +62,7 @@ def test_shadow_records_and_summary() -> None:
     runner = ShadowRunner("m", sink=sink.extend, queue_size=100, workers=1)
     runner.start()
     for i in range(10):
-        runner.offer(ShadowJob(Model("3"), {"x1": [i - 4.5]}, [f"r{i}"], "1", [1.0], [0.5], 0.2, NOW))
+        runner.offer(ShadowJob(Threshold("3"), {"x1": [i - 4.5]}, [f"r{i}"], "1", [1.0], [0.5], 0.2, NOW))
     assert runner.wait_idle(5)
     runner.close()
     assert len(sink) == 10 and {r.shadow_version for r in sink} == {"3"}
@@ -104,7 +91,7 @@ def test_sampling() -> None:
     import random
 
     runner = ShadowRunner("m", sink=lambda rows: None, queue_size=10_000, workers=1, rng=random.Random(0))
-    taken = sum(runner.offer(job(Model("2"), i), sample=0.25) for i in range(4000))
+    taken = sum(runner.offer(job(Threshold("2"), i), sample=0.25) for i in range(4000))
     assert 900 < taken < 1100 and runner.stats.sampled_out == 4000 - taken
 
 
@@ -125,18 +112,18 @@ def test_process_shadow_answers_never_blocks_and_counts_errors_and_deaths() -> N
     runner = process_runner(sink, queue_size=5, delay=0.3)
     fail, die = process_runner(failing, fail=True), process_runner(dying, die=True)
     for i in range(5):  # queued before the workers start: one batch each
-        assert fail.offer(job(Model("2"), i)) and die.offer(job(Model("2"), i))
+        assert fail.offer(job(Threshold("2"), i)) and die.offer(job(Threshold("2"), i))
     for r in (runner, fail, die):
         r.start()
     runner.warm("3")
     try:
-        assert runner.offer(ShadowJob(Model("3"), {"x1": [2.0, -1.0]}, ["a", "b"], "1", [1.0, 1.0], [0.9, 0.8], 0.4, NOW))
+        assert runner.offer(ShadowJob(Threshold("3"), {"x1": [2.0, -1.0]}, ["a", "b"], "1", [1.0, 1.0], [0.9, 0.8], 0.4, NOW))
         assert runner.wait_idle(60)
         assert [(r.request_id, r.shadow_prediction, r.error) for r in sink] == [("a", 1.0, None), ("b", 0.0, None)]
         assert sink[0].latency_ms >= 300 and sink[0].champion_latency_ms == 0.4 and sink[0].shadow_version == "3"
         # 50 offers against a 0.3 s shadow: nothing waits, the overflow is dropped and counted.
         t0 = time.perf_counter()
-        accepted = [runner.offer(job(Model("3"), i)) for i in range(50)]
+        accepted = [runner.offer(job(Threshold("3"), i)) for i in range(50)]
         assert time.perf_counter() - t0 < 0.05
         assert runner.stats.dropped == 50 - sum(accepted) >= 40
         assert all(r.wait_idle(60) for r in (runner, fail, die))

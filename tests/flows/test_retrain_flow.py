@@ -11,6 +11,7 @@ from retrainer.flows.retrain import retrain
 from retrainer.registry import CHALLENGER, CHAMPION, Registry
 
 from flow_world import NOW
+from thread_race import race
 
 DUMMY = {"class": "sklearn.dummy.DummyClassifier", "params": {"strategy": "most_frequent"}}  # majority: no default -> f1 0
 
@@ -161,20 +162,9 @@ def test_racing_retrains_promote_exactly_once(make_world, monkeypatch):
         return real_swap(self, *args, **kwargs)
 
     monkeypatch.setattr(Store, "swap_champion", swap_together)
-    results: list[dict] = []
-    errors: list[BaseException] = []
-
-    def run(reason: str) -> None:
-        try:
-            results.append(retrain(str(world.config_path), reasons=[reason], now=NOW))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(r,)) for r in ("drift", "performance")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
+    reasons = ("drift", "performance")
+    by_index, errors = race(2, lambda _, i: retrain(str(world.config_path), reasons=[reasons[i]], now=NOW), timeout=300)
+    results = list(by_index.values())
     assert not errors, errors
     assert sorted(r["status"] for r in results) == ["success", "superseded"]
     winner = next(r for r in results if r["status"] == "success")["version"]

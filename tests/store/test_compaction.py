@@ -10,6 +10,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from thread_race import race
 
 from retrainer.config import FeatureSpec
 from retrainer.store import LabelRecord, Store
@@ -194,22 +195,8 @@ def test_two_compactors_at_once_produce_no_duplicates(store_url: str) -> None:
     for start in range(0, 600, 3):
         setup.log_predictions("m", [record(i) for i in range(start, start + 3)], SPECS)
     before = snapshot(setup)
-    barrier = threading.Barrier(2)
-    results, errors = [], []
-
-    def compact() -> None:
-        try:
-            with Store.open(store_url) as s:
-                barrier.wait()
-                results.append(s.compact_chunks("m", target_rows=30))
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=compact) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    by_index, errors = race(2, lambda s, _: s.compact_chunks("m", target_rows=30), each=lambda: Store.open(store_url))
+    results = list(by_index.values())
     assert not errors and len(results) == 2
     assert sum(r.groups for r in results) == 20  # each group merged exactly once
     assert setup.count_chunks("m") == 20
