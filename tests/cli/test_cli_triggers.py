@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,15 @@ _spec.loader.exec_module(demo)
 
 
 @pytest.fixture(scope="module")
-def config_file(tmp_path_factory):
+def config_file(tmp_path_factory, mlflow_db_template):
     root = tmp_path_factory.mktemp("cli")
     demo.demo_store(f"sqlite:///{root / 'r.db'}").close()
     cfg = demo.config(root).model_dump(mode="json", by_alias=True, exclude={"base_dir"})
     cfg["store"]["url"] = "sqlite:///r.db"  # relative to the config file
+    # check asks MLflow who the champion is (the store's answer wins; this registry is empty).
+    shutil.copy(mlflow_db_template, root / "mlflow.db")
+    cfg["mlflow"] = {**cfg.get("mlflow", {}), "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+                     "artifact_location": str(root / "artifacts")}
     path = root / "retrainer.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path

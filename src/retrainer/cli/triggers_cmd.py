@@ -29,11 +29,15 @@ def check(
     """Evaluate the triggers once: should the model be retrained now? Writes an audit row per trigger."""
     from rich.table import Table
 
+    from retrainer.deployments.promotion import resolved_champion_info
+    from retrainer.registry import Registry
     from retrainer.triggers.check import run_check
 
     cfg, store = open_config_and_store(config)
     now = parse_instant(at, "--at") if at else None
-    result = run_check(cfg, store=store, now=now, write_audit=not no_audit)
+    # The one answer to "who is the champion": store first, a lagging alias repaired.
+    champion = resolved_champion_info(Registry.from_config(cfg), store)
+    result = run_check(cfg, store=store, now=now, write_audit=not no_audit, champion=champion)
 
     def render(_: Any) -> None:
         table = Table(title=f"check of {cfg.model.name} at {result.evaluated_at.isoformat()}", title_justify="left")

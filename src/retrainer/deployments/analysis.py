@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -39,6 +39,10 @@ from retrainer.stats.proportions import (
     srm_test,
     two_proportion_ztest,
 )
+
+if TYPE_CHECKING:
+    from retrainer.store import Store
+    from retrainer.store.records import ABTest
 
 Verdict = Literal["promote_challenger", "keep_champion", "keep_collecting"]
 DAY = 86_400.0
@@ -217,7 +221,9 @@ def _metrics(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray, gate_met
     return values["f1"], None if math.isnan(g) else g
 
 
-def analyze(store: Any, test: Any, *, gate: GateConfig, cfg: ABConfig | None = None, as_of: datetime | None = None) -> ABAnalysis:
+def analyze(
+    store: Store, test: ABTest, *, gate: GateConfig, cfg: ABConfig | None = None, as_of: datetime | None = None
+) -> ABAnalysis:
     """Analyse A/B test ``test`` (a :class:`retrainer.store.records.ABTest`) from the store.
 
     ``cfg`` defaults to the ABConfig the test was started with (``test.config``), so a

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from retrainer.champion_info import ChampionInfo
 from retrainer.errors import RegistryError
 from retrainer.registry import CHALLENGER, CHAMPION, Registry
 
@@ -99,8 +100,19 @@ def resolve_champion(registry: Registry, store: PromotionStore) -> str | None:
     if alias != truth:
         _log.warning("champion alias of %s points at %s but the store says %s: repairing the alias",
                      registry.model_name, alias, truth)
-        registry.set_alias(CHAMPION, truth)
+        try:
+            registry.set_alias(CHAMPION, truth)
+        except RegistryError as exc:  # the answer stands (the store is the truth); the next call retries
+            _log.warning("could not repair the champion alias of %s: %s", registry.model_name, exc)
     return truth
+
+
+def resolved_champion_info(registry: Registry, store: PromotionStore) -> ChampionInfo | None:
+    """:func:`resolve_champion`'s answer as the triggers' :class:`ChampionInfo` (version only:
+    ``run_check`` dates it from its reference profile, as the store path does)."""
+    version = resolve_champion(registry, store)
+    return None if version is None else ChampionInfo(version)
+
 
 def promote(
     registry: Registry,
@@ -268,6 +280,8 @@ __all__ = [
     "champion_history",
     "promote",
     "reject",
+    "resolve_champion",
+    "resolved_champion_info",
     "rollback",
     "sync_champion_alias",
 ]

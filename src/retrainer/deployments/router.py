@@ -17,13 +17,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from retrainer.config import FeatureSpec
 from retrainer.deployments.ab import threshold
+
+if TYPE_CHECKING:
+    from retrainer.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +100,7 @@ def _signature_names(pyfunc: Any) -> list[str] | None:
         return None
 
 
-def registry_loader(registry: Any, features: Sequence[FeatureSpec]) -> Callable[[str], ServedModel]:
+def registry_loader(registry: Registry, features: Sequence[FeatureSpec]) -> Callable[[str], ServedModel]:
     """Load versions from the configured registry (``models:/<name>/<version>`` only)."""
 
     def load(version: str) -> ServedModel:

@@ -26,6 +26,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from retrainer.deployments.shadow_queue import ShadowRunner
+    from retrainer.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class ShadowModelSource:
     loader_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_registry(cls, registry: Any, features: Sequence[Any], **kw: Any) -> ShadowModelSource:
+    def from_registry(cls, registry: Registry, features: Sequence[Any], **kw: Any) -> ShadowModelSource:
         return cls(registry.tracking_uri, registry.registry_uri, registry.model_name, tuple(features),
                    getattr(registry, "artifact_location", None), **kw)
 

@@ -69,11 +69,14 @@ verify_ledger_task = task(verify_ledger, name="verify-ledger", retries=2, retry_
 
 def check_model(cfg: RetrainerConfig, *, now: datetime) -> dict[str, Any]:
     """Run the policy for one model and write its audit rows; JSON-able result."""
+    from retrainer.deployments.promotion import resolved_champion_info
+    from retrainer.registry import Registry
     from retrainer.store import Store
     from retrainer.triggers.check import run_check
 
     with Store.from_config(cfg) as store:
-        return run_check(cfg, store=store, now=now).to_dict()
+        champion = resolved_champion_info(Registry.from_config(cfg), store)  # store first, alias repaired
+        return run_check(cfg, store=store, now=now, champion=champion).to_dict()
 
 
 # Reads the store; a locked or briefly unreachable database is worth a couple of retries.

@@ -25,7 +25,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as current_flow_run
 
 from retrainer.config import RetrainerConfig, load_config
-from retrainer.deployments.promotion import resolve_champion
+from retrainer.deployments.promotion import resolve_champion, resolved_champion_info
 
 if TYPE_CHECKING:
     from retrainer.registry import Registry
@@ -102,7 +102,8 @@ def _run_with(cfg: RetrainerConfig, store: Store, *, reasons: list[str], force: 
     if not reasons and not force:
         from retrainer.triggers.check import run_check
 
-        check = run_check(cfg, store=store, now=now)
+        champion = resolved_champion_info(Registry.from_config(cfg), store)  # store first, alias repaired
+        check = run_check(cfg, store=store, now=now, champion=champion)
         if not check.should_retrain:
             return RetrainResult(status="skipped", model=cfg.model.name, reasons=[])
         reasons = list(check.reasons)

@@ -27,10 +27,11 @@ from retrainer.store.runs import RETRAINED_STATUSES
 from retrainer.config import RetrainerConfig
 from retrainer.profiles import profile_arrays
 from retrainer.frozen import deep_freeze
-from retrainer.triggers.check import champion_from_store
+from retrainer.triggers.check import ChampionSource, champion_from_store
 from retrainer.triggers.context import ChampionInfo, TriggerContext
 from retrainer.triggers.decision import Decision
 from retrainer.triggers.policy import Combination, Policy, build_policy
+from retrainer.windows import WindowSource
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def quality_series(steps: Sequence[BacktestStep], kinds: Mapping[str, str]) -> Q
     )
 
 
-def _initial_last_retrain(store: Any, model: str, start: datetime) -> datetime | None:
+def _initial_last_retrain(store: WindowSource, model: str, start: datetime) -> datetime | None:
     runs = getattr(store, "runs", None)
     if runs is None:
         return None
@@ -193,7 +194,7 @@ def _initial_last_retrain(store: Any, model: str, start: datetime) -> datetime |
 def backtest(
     cfg: RetrainerConfig,
     *,
-    store: Any,
+    store: WindowSource,
     start: datetime,
     end: datetime,
     every: timedelta,
@@ -213,7 +214,7 @@ def backtest(
         raise ValueError(f"end {end.isoformat()} is before start {start.isoformat()}")
     model = cfg.model.name
     policy = policy or build_policy(cfg)
-    if champion is None and reference is None and hasattr(store, "champion"):
+    if champion is None and reference is None and isinstance(store, ChampionSource):
         champion, reference = champion_from_store(store, model)
     if reference is not None:
         reference = deep_freeze(profile_arrays(reference))  # frozen once, shared by every step

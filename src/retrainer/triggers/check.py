@@ -4,9 +4,10 @@ This is the plain function behind ``retrainer check`` and the monitor flow. It i
 neither Prefect nor MLflow, so a check costs what its queries cost.
 
 1. build the :class:`TriggerContext` at ``now``: the store is the window source, the last
-   retrain is the latest successful run, the champion is given (the flow knows it from the
-   MLflow registry) or read from the store's champion pointer, with the creation time taken
-   from its reference profile's ``registered_at``; the reference is that version's profile;
+   retrain is the latest successful run, the champion is given (``retrainer check`` and the
+   flows pass ``resolve_champion``'s answer: that needs MLflow, a layer above) or read from the
+   store's champion pointer, with the creation time taken from its reference profile's
+   ``registered_at``; the reference is that version's profile;
 2. read the hysteresis history: earlier *raw* policy outcomes, kept in the audit table as the
    policy row's ``evidence["raw_fired"]``;
 3. evaluate the policy (every trigger, then cooldown/hysteresis);
@@ -19,7 +20,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from retrainer.config import RetrainerConfig
 from retrainer.profiles import profile_arrays
@@ -27,7 +28,19 @@ from retrainer.triggers.context import ChampionInfo, TriggerContext
 from retrainer.triggers.decision import Decision
 from retrainer.triggers.policy import CheckResult, Policy, build_policy
 
+if TYPE_CHECKING:
+    from retrainer.store import Store
+
 POLICY_ROLE = "policy"
+
+
+@runtime_checkable
+class ChampionSource(Protocol):
+    """Where the champion pointer and its reference profile are read (the SQL store)."""
+
+    def champion(self, model_name: str) -> str | None: ...
+
+    def reference_profile(self, model_name: str, version: str) -> dict[str, Any] | None: ...
 
 
 @dataclass(frozen=True)
@@ -38,7 +51,7 @@ class CheckRun(CheckResult):
     evaluated_at: datetime | None = None
 
 
-def champion_from_store(store: Any, model_name: str) -> tuple[ChampionInfo | None, dict[str, Any] | None]:
+def champion_from_store(store: ChampionSource, model_name: str) -> tuple[ChampionInfo | None, dict[str, Any] | None]:
     """The store's champion pointer and its reference profile (``created_at`` = profile's ``registered_at``)."""
     version = store.champion(model_name)
     if version is None:
@@ -55,7 +68,7 @@ def registered_at(profile: dict[str, Any] | None) -> datetime | None:
     return created.replace(tzinfo=timezone.utc) if created.tzinfo is None else created
 
 
-def raw_history(store: Any, model_name: str, until: datetime, *, keep: int) -> list[bool]:
+def raw_history(store: Store, model_name: str, until: datetime, *, keep: int) -> list[bool]:
     """The last ``keep`` raw policy outcomes recorded before ``until``, oldest first."""
     if keep <= 0:
         return []
@@ -79,7 +92,7 @@ def audit_rows(result: CheckResult, check_id: str) -> list[dict[str, Any]]:
 def run_check(
     cfg: RetrainerConfig,
     *,
-    store: Any,
+    store: Store,
     now: datetime | None = None,
     policy: Policy | None = None,
     write_audit: bool = True,
@@ -88,8 +101,10 @@ def run_check(
 ) -> CheckRun:
     """Evaluate ``cfg``'s policy for ``cfg.model.name`` at ``now`` (default: the current time).
 
-    ``champion`` overrides the store's pointer (the flow passes the registry's); ``history``
-    overrides the raw outcomes read from the audit table.
+    ``champion``: who the champion is, as the layers above answer it (``retrainer check`` and the
+    monitor flow pass :func:`retrainer.deployments.promotion.resolve_champion`'s version); its
+    ``created_at`` defaults to the reference profile's ``registered_at``. Without it, the store's
+    pointer. ``history`` overrides the raw outcomes read from the audit table.
     """
     now = now or datetime.now(timezone.utc)
     model = cfg.model.name
@@ -114,4 +129,4 @@ def run_check(
     return CheckRun(result.decision, result.raw, result.children, result.counted, check_id=check_id, evaluated_at=now)
 
 
-__all__ = ["CheckRun", "POLICY_ROLE", "audit_rows", "champion_from_store", "raw_history", "run_check"]
+__all__ = ["ChampionSource", "CheckRun", "POLICY_ROLE", "audit_rows", "champion_from_store", "raw_history", "run_check"]
