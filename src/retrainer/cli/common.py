@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from retrainer.config import RetrainerConfig
+    from retrainer.registry import Registry
+    from retrainer.store import Store
 
 ConfigOption = typer.Option(Path("retrainer.yaml"), "--config", "-c", help="Path to retrainer.yaml.")
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
@@ -23,7 +28,7 @@ def parse_instant(value: str, what: str) -> datetime:
     return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
 
 
-def open_config_and_store(config: Path) -> tuple[Any, Any]:
+def open_config_and_store(config: Path) -> tuple[RetrainerConfig, Store]:
     """The validated config and its store (schema checked: a clear error says to upgrade)."""
     from retrainer.config import load_config
     from retrainer.store import Store
@@ -32,7 +37,7 @@ def open_config_and_store(config: Path) -> tuple[Any, Any]:
     return cfg, Store.from_config(cfg)
 
 
-def open_config_store_registry(config: Path) -> tuple[Any, Any, Any]:
+def open_config_store_registry(config: Path) -> tuple[RetrainerConfig, Store, Registry]:
     """(config, store, registry) for commands that move models."""
     from retrainer.registry import Registry
 
