@@ -191,18 +191,24 @@ def _translate(exc: sa.exc.DBAPIError) -> Exception | None:
 
 
 @contextmanager
-def write_tx(engine: Engine) -> Iterator[Connection]:
-    """A transaction that will write: BEGIN IMMEDIATE on SQLite, committed on success."""
+def _schema_errors_named() -> Iterator[None]:
+    """A missing table becomes a SchemaError that says what to run; other errors pass unchanged."""
     try:
-        with engine.connect() as conn:
-            conn.execution_options(**{_WRITE: True})
-            with conn.begin():
-                yield conn
+        yield
     except sa.exc.DBAPIError as exc:
         better = _translate(exc)
         if better is not None:
             raise better from exc
         raise
+
+
+@contextmanager
+def write_tx(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: BEGIN IMMEDIATE on SQLite, committed on success."""
+    with _schema_errors_named(), engine.connect() as conn:
+        conn.execution_options(**{_WRITE: True})
+        with conn.begin():
+            yield conn
 
 
 @contextmanager
@@ -214,17 +220,11 @@ def read_tx(engine: Engine) -> Iterator[Connection]:
     straddle a chunk compaction's commit. A read-only REPEATABLE READ transaction never
     fails with a serialization error. SQLite's deferred BEGIN already reads one snapshot.
     """
-    try:
-        with engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                yield conn
-    except sa.exc.DBAPIError as exc:
-        better = _translate(exc)
-        if better is not None:
-            raise better from exc
-        raise
+    with _schema_errors_named(), engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
 
 
 def dialect_insert(conn: Connection, table: sa.Table) -> Any:
