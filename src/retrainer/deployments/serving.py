@@ -36,7 +36,8 @@ from retrainer.deployments.shadow_queue import ShadowJob, ShadowRunner
 from retrainer.deployments.shadow_worker import ShadowModelSource
 from retrainer.deployments.writer import COMMIT_LINGER, Assignment, Commit, InferenceLogWriter
 from retrainer.errors import RetrainerError
-from retrainer.registry import CHALLENGER
+from retrainer.registry import CHALLENGER, Registry
+from retrainer.store import Store
 from retrainer.store.records import LabelRecord, LabelWriteResult, PredictionRecord
 from retrainer.store.validation import check_label_classes, raise_if
 
@@ -50,7 +51,7 @@ class NotReady(RetrainerError):
     """No model is loaded yet (no champion alias, or it failed to load)."""
 
 
-def read_wanted_state(cfg: RetrainerConfig, registry: Any, store: Any) -> WantedState:
+def read_wanted_state(cfg: RetrainerConfig, registry: Registry, store: Store) -> WantedState:
     """What should be served now: the champion (store first, alias repaired), A/B test, shadow switch."""
     name = cfg.model.name
     champion = resolve_champion(registry, store)
@@ -76,7 +77,7 @@ class PredictionService:
         self,
         cfg: RetrainerConfig,
         *,
-        store: Any,
+        store: Store,
         router: ModelRouter,
         writer: InferenceLogWriter,
         shadow: ShadowRunner,
@@ -97,6 +98,7 @@ class PredictionService:
         self.metrics = metrics or ServiceMetrics(self.model_name)
         self._seen_units: set[tuple[int, str]] = set()
         self._started = False
+        self._owned_store: Store | None = None  # from_config opened it, stop() closes it
         if router.on_change is None:  # the shadow process loads a new shadow version before its first job
             router.on_change = lambda routing: shadow.warm(None if routing.shadow is None else routing.shadow.version)
         self._register_gauges()
@@ -106,8 +108,8 @@ class PredictionService:
         cls,
         cfg: RetrainerConfig,
         *,
-        store: Any | None = None,
-        registry: Any | None = None,
+        store: Store | None = None,
+        registry: Registry | None = None,
         loader: Callable[[str], ServedModel] | None = None,
         reload_interval: float = 5.0,
         log_queue: int = 10_000,
@@ -117,11 +119,8 @@ class PredictionService:
         """Wire the service from ``cfg``. ``loader`` replaces how the server process loads models
         (tests); with ``rollout.shadow.isolation: process`` the shadow process loads its model from
         ``shadow_source`` (default: the same registry, by version)."""
-        from retrainer.registry import Registry
-        from retrainer.store import Store
-
-        store = store or Store.open(cfg.store.url, max_batch=cfg.store.max_batch,
-                                    max_label_clock_skew=cfg.store.max_label_clock_skew)
+        owned = store is None
+        store = store or Store.from_config(cfg)  # schema checked: a clear error says what to run
         registry = registry or Registry.from_config(cfg)
         loader = loader or registry_loader(registry, cfg.data.features)
         router = ModelRouter(loader, lambda: read_wanted_state(cfg, registry, store), interval=reload_interval)
@@ -134,13 +133,14 @@ class PredictionService:
             shadow_source = ShadowModelSource.from_registry(registry, cfg.data.features)
         shadow = ShadowRunner(cfg.model.name, sink=writer.submit, queue_size=sc.queue_size, workers=sc.workers,
                               isolation=sc.isolation, source=shadow_source, nice=sc.nice)
-        return cls(cfg, store=store, router=router, writer=writer, shadow=shadow, clock=clock)
+        service = cls(cfg, store=store, router=router, writer=writer, shadow=shadow, clock=clock)
+        service._owned_store = store if owned else None
+        return service
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Check the store, load the models, start the writer, shadow workers and reloader."""
-        self.store.check_schema()
+        """Load the models, start the writer, shadow workers and reloader."""
         self.writer.start()
         self.shadow.start()
         self.router.refresh()
@@ -148,10 +148,12 @@ class PredictionService:
         self._started = True
 
     def stop(self) -> None:
-        """Stop reloading, stop the shadow, then write every queued row."""
+        """Stop reloading, stop the shadow, write every queued row, then close a store opened here."""
         self.router.stop()
         self.shadow.close()
         self.writer.close()
+        if self._owned_store is not None:
+            self._owned_store.close()  # its engine reconnects if the service is started again
         self._started = False
 
     @property
