@@ -14,7 +14,7 @@ from retrainer.config import RetrainerConfig
 from retrainer.deployments.analysis import analyze
 from retrainer.deployments.promotion import reject
 from retrainer.deployments.rollout import shadow_state, start_ab, stop_ab, stop_shadow
-from retrainer.deployments.shadow import summarize
+from retrainer.deployments.shadow_report import summarize
 from retrainer.registry import Registry
 
 if TYPE_CHECKING:
