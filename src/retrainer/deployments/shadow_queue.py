@@ -262,7 +262,12 @@ class ShadowRunner:
         records: list[ShadowRecord] = []
         agree = 0
         at = 0
-        for job in jobs:
+        # One predict served the whole batch: each request is charged its share of it, so the
+        # shadow's latency compares with the champion's per-request latency like for like
+        # (charging every request the batch's time made a batch of 20 look 20x slower).
+        total_rows = sum(len(job.request_ids) for job in jobs) or 1
+        shares = [None if latency is None else latency * len(job.request_ids) / total_rows for job in jobs]
+        for job, share in zip(jobs, shares, strict=True):
             cs = job.champion_score
             for i, rid in enumerate(job.request_ids):
                 cp = float(job.champion_prediction[i])
@@ -273,7 +278,7 @@ class ShadowRunner:
                     shadow_version=version, champion_prediction=cp, shadow_prediction=sp, ts=job.ts,
                     champion_score=None if cs is None else float(cs[i]),
                     shadow_score=None if error is not None or score is None else float(score[at]),
-                    latency_ms=latency, champion_latency_ms=job.champion_latency_ms, error=error,
+                    latency_ms=share, champion_latency_ms=job.champion_latency_ms, error=error,
                 ))
                 at += 1
         with self._lock:
@@ -282,8 +287,7 @@ class ShadowRunner:
                 s.completed += len(jobs)
                 s.rows += len(records)
                 s.agreements += agree
-                if latency is not None:
-                    s.shadow_latency_ms.extend([latency] * len(jobs))
+                s.shadow_latency_ms.extend(x for x in shares if x is not None)
             else:
                 s.errors += len(jobs)
                 s.last_error = error

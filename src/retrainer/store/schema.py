@@ -190,7 +190,7 @@ shadow_comparisons = sa.Table(
     sa.Column("shadow_prediction", sa.Double),
     sa.Column("champion_score", sa.Double),
     sa.Column("shadow_score", sa.Double),
-    sa.Column("latency_ms", sa.Double),  # the shadow call (batched: the batch's)
+    sa.Column("latency_ms", sa.Double),  # the shadow call (batched: this request's share of the batch)
     sa.Column("ts", Time, nullable=False),
     sa.Column("champion_latency_ms", sa.Double),  # revision 4
     sa.Column("error", sa.Text),  # revision 4
