@@ -11,9 +11,11 @@ impossible) is split in halves until the bad rows are isolated; those are logged
 the rest are written.
 
 Group commit (``serving.durability: committed``): a request hands its rows over as a
-:class:`Commit` and waits on its future. The thread takes everything queued (lingering at most
-``linger``, 2 ms in that mode), writes the predictions of all waiting requests in one
-transaction, then resolves every future: the request answers only once its rows are stored.
+:class:`Commit` and waits on its future. The thread takes everything queued, i.e. all that
+arrived while the previous transaction ran, writes the predictions and A/B assignments of all
+waiting requests in one transaction, then resolves every future: the request answers only once
+its rows are stored. It lingers (at most ``linger``, 2 ms in that mode) for more requests only
+when the previous group had company: a lone request on an idle server is written at once.
 A failed write is not retried for them: their futures fail and the requests answer 503, never
 200 for a row that is not stored. Plain lists (``buffered`` mode, shadow rows) keep the
 retry-until-written path.
@@ -77,6 +79,7 @@ class WriterStats:
     write_errors: int = 0
     batches: int = 0
     commits: int = 0  # requests acknowledged after their rows were stored
+    commit_groups: int = 0  # group-commit transactions: commits / commit_groups = requests per transaction
     commit_failures: int = 0  # requests answered 503 because their rows could not be stored
     lost_at_shutdown: int = 0
     last_error: str | None = field(default=None)
@@ -112,6 +115,7 @@ class InferenceLogWriter:
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
         self._lock = threading.Lock()
+        self._last_group = 1  # requests in the previous group commit: >1 means concurrent clients
 
     # -- producer side ----------------------------------------------------------------------
 
@@ -182,7 +186,10 @@ class InferenceLogWriter:
                 continue
             items = [first]
             rows = len(first) if first is not _STOP else 0
-            deadline = time.monotonic() + self.linger
+            # Committed requests wait for this transaction: linger only when others are likely to
+            # join (something queued, or the last group had company); buffered rows always linger.
+            lone = isinstance(first, Commit) and self._last_group <= 1 and not self._q.qsize()
+            deadline = time.monotonic() + (0.0 if lone else self.linger)
             # Gather what arrives within `linger` (or is already queued): one transaction per batch.
             while rows < self.batch_rows:
                 try:
@@ -218,7 +225,9 @@ class InferenceLogWriter:
                     shadows.append(row)
         # Predictions first: an assignment or a shadow row never refers to an unlogged request.
         if commits:
-            self._commit(commits)
+            self._last_group = len(commits)
+            if self._commit(commits, assigns):
+                assigns = {}
         if preds:
             self._retry(lambda: self._write_predictions(preds), "predictions")
             self.stats.batches += 1
@@ -241,13 +250,15 @@ class InferenceLogWriter:
                 time.sleep(delay)
                 delay = min(self.retry_max, delay * 2)
 
-    def _commit(self, commits: list[Commit]) -> None:
+    def _commit(self, commits: list[Commit], assigns: dict[int, list[tuple[str, str]]]) -> bool:
         """One attempt to store the predictions of every waiting request (one transaction per
-        ``store.max_batch`` rows), then wake each request with its outcome."""
+        ``store.max_batch`` rows, the A/B ``assigns`` in the first), then wake each request
+        with its outcome. True when ``assigns`` were stored with them (else the caller writes them)."""
         preds = [row for c in commits for row in c.rows if isinstance(row, PredictionRecord)]
         duplicates: set[str] = set()
+        self.stats.commit_groups += 1
         try:
-            rejected = self._write_predictions(preds, duplicates) if preds else set()
+            rejected, assigned = self._write_predictions(preds, duplicates, assigns) if preds else (set(), False)
         except Exception as exc:  # noqa: BLE001 - the store is down: these requests answer 503, not 200
             self.stats.write_errors += 1
             self.stats.last_error = f"predictions: {type(exc).__name__}: {exc}"
@@ -257,7 +268,7 @@ class InferenceLogWriter:
             for c in commits:
                 _resolve(c.done, failure)
             self.stats.commit_failures += len(commits)
-            return
+            return False
         self.stats.batches += 1
         for c in commits:
             ids = [r.request_id for r in c.rows if isinstance(r, PredictionRecord)]
@@ -268,32 +279,49 @@ class InferenceLogWriter:
             else:
                 self.stats.commits += 1
                 _resolve(c.done, frozenset(rid for rid in ids if rid in duplicates))
+        return assigned
 
-    def _write_predictions(self, rows: list[PredictionRecord], duplicates: set[str] | None = None) -> set[str]:
-        """Write ``rows``; returns the request ids the store rejected as invalid (``duplicates``
-        collects those it already had)."""
+    def _write_predictions(
+        self, rows: list[PredictionRecord], duplicates: set[str] | None = None,
+        assigns: dict[int, list[tuple[str, str]]] | None = None,
+    ) -> tuple[set[str], bool]:
+        """Write ``rows`` (``assigns`` in the first chunk's transaction); returns the request ids
+        the store rejected as invalid and whether ``assigns`` were stored (``duplicates``
+        collects the ids it already had)."""
         rejected: set[str] = set()
         dups = set() if duplicates is None else duplicates
+        assigned = False
         for start in range(0, len(rows), self.store.max_batch):
-            self._write_chunk(rows[start : start + self.store.max_batch], rejected, dups)
-        return rejected
+            with_assigns = assigns if assigns and not assigned else None
+            assigned |= self._write_chunk(rows[start : start + self.store.max_batch], rejected, dups, with_assigns)
+        return rejected, assigned
 
-    def _write_chunk(self, rows: list[PredictionRecord], rejected: set[str], duplicates: set[str]) -> None:
+    def _write_chunk(
+        self, rows: list[PredictionRecord], rejected: set[str], duplicates: set[str],
+        assigns: dict[int, list[tuple[str, str]]] | None = None,
+    ) -> bool:
+        """True when ``assigns`` were stored in the same transaction (a rejected chunk is split
+        without them: the caller then writes them on their own)."""
         try:
-            result = self.store.log_predictions(self.model_name, rows, self.features)
+            if assigns:
+                result = self.store.log_predictions(self.model_name, rows, self.features, assignments=assigns)
+            else:
+                result = self.store.log_predictions(self.model_name, rows, self.features)
         except ValidationError as exc:
             if len(rows) == 1:
                 self.stats.rejected += 1
                 rejected.add(rows[0].request_id)
                 log.error("prediction %s rejected by the store: %s", rows[0].request_id, exc)
-                return
+                return False
             mid = len(rows) // 2
             self._write_chunk(rows[:mid], rejected, duplicates)
             self._write_chunk(rows[mid:], rejected, duplicates)
-            return
+            return False
         self.stats.predictions_written += result.inserted
         self.stats.duplicates += result.duplicates
         duplicates.update(result.duplicate_ids)
+        self.stats.assignments_written += result.new_assignments
+        return bool(assigns)
 
 
 def _resolve(done: Future[frozenset[str]], outcome: BaseException | frozenset[str]) -> None:

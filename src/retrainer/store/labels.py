@@ -74,24 +74,32 @@ def lock_label_matching(conn: Connection, *, shared: bool = False) -> None:
         conn.exec_driver_sql(f"SELECT {fn}({_LABEL_MATCH_LOCK})")
 
 
+# Built once (expanding IN parameter): compiled once, then reused from SQLAlchemy's cache.
+_LABELLED_IDS = sa.select(labels.c.request_id).where(labels.c.request_id.in_(sa.bindparam("ids", expanding=True)))
+_SYNC = (
+    sa.update(predictions)
+    .values(label=labels.c.label, label_ts=labels.c.ts)
+    .where(
+        predictions.c.request_id == labels.c.request_id,
+        labels.c.request_id.in_(sa.bindparam("ids", expanding=True)),
+        sa.or_(predictions.c.label_ts.is_distinct_from(labels.c.ts), predictions.c.label.is_distinct_from(labels.c.label)),
+    )
+)
+
+
 def sync_predictions(conn: Connection, request_ids: list[str]) -> None:
     """Copy the stored label (and its time) of these request ids onto their prediction rows.
 
     Copies from ``labels`` rather than from the batch, so the prediction row always mirrors
     the source of truth (latest label time wins there). Rows already in step are not written.
+    After a prediction write almost no id has a label yet: one primary-key lookup finds the
+    few that do, and the UPDATE runs only for them (none: no UPDATE at all).
     """
-    p, lab = predictions, labels
     for i in range(0, len(request_ids), _IN_CHUNK):
         part = request_ids[i : i + _IN_CHUNK]
-        conn.execute(
-            sa.update(p)
-            .values(label=lab.c.label, label_ts=lab.c.ts)
-            .where(
-                p.c.request_id == lab.c.request_id,
-                lab.c.request_id.in_(part),
-                sa.or_(p.c.label_ts.is_distinct_from(lab.c.ts), p.c.label.is_distinct_from(lab.c.label)),
-            )
-        )
+        labelled = conn.execute(_LABELLED_IDS, {"ids": part}).scalars().all()
+        if labelled:
+            conn.execute(_SYNC, {"ids": labelled})
 
 
 def unmatched_labels(conn: Connection) -> int:

@@ -50,6 +50,7 @@ class WriteResult:
     inserted: int
     duplicates: int
     duplicate_ids: tuple[str, ...] = ()  # request ids already stored (or repeated in the batch): not written
+    new_assignments: int = 0  # A/B units new to their test, when assignments were written in the same transaction
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ batch never touches the database.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -174,14 +175,23 @@ class Store:
     # -- inference log ----------------------------------------------------------------------
 
     def log_predictions(
-        self, model_name: str, records: Sequence[PredictionRecord], features: Sequence[FeatureSpec]
+        self, model_name: str, records: Sequence[PredictionRecord], features: Sequence[FeatureSpec],
+        *, assignments: Mapping[int, Sequence[tuple[str, str]]] | None = None,
     ) -> WriteResult:
-        """Store a batch; request ids already stored are skipped (counted as duplicates)."""
+        """Store a batch; request ids already stored are skipped (counted as duplicates).
+
+        ``assignments`` ({ab_test_id: [(unit_id, arm), ...]}) are recorded in the same
+        transaction (the group commit's one transaction per group); ``new_assignments`` counts
+        the units new to their test."""
         batch = batch_from_records(model_name, records, features, self.max_batch)
-        if not len(batch):
+        if not len(batch) and not assignments:
             return WriteResult(0, 0)
         with write_tx(self.engine) as conn:
-            return predictions.write_batch(conn, batch)
+            result = predictions.write_batch(conn, batch)
+            if not assignments:
+                return result
+            new = sum(ab.record_assignments(conn, test_id, pairs, None) for test_id, pairs in assignments.items())
+            return dataclasses.replace(result, new_assignments=new)
 
     def stored_answers(self, model_name: str, request_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The stored prediction, score, version and arm of each request id that is in the log."""
