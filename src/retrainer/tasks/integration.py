@@ -25,6 +25,9 @@ from prefect.cache_policies import NO_CACHE
 from retrainer.errors import RegistryError
 from retrainer.registry import Registry
 
+_LATENCY_ROUNDS = 3
+
+
 @dataclass(frozen=True)
 class LatencyRule:
     """Challenger p95 <= ``ratio`` x champion p95 + ``slack_ms``; ``budget_ms`` (absolute) only if set."""
@@ -138,12 +141,17 @@ def _check_latency(
             return IntegrationCheck("latency", True, f"p95 single-row predict {p95:.2f} ms (no champion to compare with, no budget set)")
         ok = p95 <= rule.budget_ms
         return IntegrationCheck("latency", ok, f"p95 {p95:.2f} ms {'<=' if ok else '>'} budget {rule.budget_ms:g} ms ({repeats} calls)")
-    p95, champ = _p95_interleaved([model, champion], rows)
-    bound = rule.ratio * champ + rule.slack_ms
-    ok = p95 <= bound
+    # A slower model is slower in every round; a busy spell (a neighbour, another retrain's
+    # thread) rarely hits the same model in three rounds running: fail only when all rounds do.
+    for attempt in range(1, _LATENCY_ROUNDS + 1):
+        p95, champ = _p95_interleaved([model, champion], rows)
+        bound = rule.ratio * champ + rule.slack_ms
+        ok = p95 <= bound
+        if ok:
+            break
     detail = (
         f"p95 {p95:.2f} ms {'<=' if ok else '>'} {rule.ratio:g} x champion {champ:.2f} ms + {rule.slack_ms:g} ms "
-        f"= {bound:.2f} ms ({repeats} interleaved calls each)"
+        f"= {bound:.2f} ms ({repeats} interleaved calls each, round {attempt} of {_LATENCY_ROUNDS})"
     )
     if rule.budget_ms is not None and p95 > rule.budget_ms:
         ok, detail = False, detail + f"; over the absolute budget {rule.budget_ms:g} ms"
