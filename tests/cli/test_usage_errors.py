@@ -154,3 +154,19 @@ def _one_line_exit_2_tail(capfd, argv: list[str]) -> str:
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, err
     return errors[0]
+
+
+def test_an_unexpected_failure_is_one_line_not_a_traceback(monkeypatch, capsys) -> None:
+    """Whatever breaks inside (a library's RuntimeError), the user sees one line and exit 2."""
+    from retrainer.cli import config_cmd, main
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server.\nmore")
+
+    monkeypatch.delenv("RETRAINER_DEBUG", raising=False)
+    monkeypatch.setattr(config_cmd, "load_config", boom, raising=False)
+    monkeypatch.setattr("retrainer.config.load_config", boom)
+    code = main(["config", "validate", "nowhere.yaml"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("error: unexpected RuntimeError: Timed out") and "RETRAINER_DEBUG" in err

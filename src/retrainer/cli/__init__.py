@@ -13,6 +13,9 @@ import sys
 # The temporary Prefect server a flow command starts would try to send telemetry; offline that
 # prints "Failed to send telemetry". Set before anything imports prefect; a user's choice wins.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# The temporary server must not fail a nightly run because the machine is busy when it starts
+# (the default 20 s timed out under load): wait longer, a user's choice still wins.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import typer  # noqa: E402
 
@@ -118,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except _usage_errors() as exc:
         _print_error(_one_line(exc))
+        return 2
+    except Exception as exc:  # noqa: BLE001 - users see one line, not our internals
+        if os.environ.get("RETRAINER_DEBUG"):
+            raise
+        message = " ".join(str(exc).split()) or "no message"
+        _print_error(f"error: unexpected {type(exc).__name__}: {message} (set RETRAINER_DEBUG=1 for the traceback)")
         return 2
     return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
