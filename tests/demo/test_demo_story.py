@@ -48,6 +48,26 @@ def test_a_new_version_is_registered_shadowed_ab_tested_and_promoted(demo):
     assert "promote_challenger" in demo["ab_verdicts"].values(), demo["ab_verdicts"]
 
 
+def test_the_rollout_flow_moved_each_challenger_and_the_summary_lists_its_stages_with_dates(demo):
+    rollouts = demo["rollouts"]
+    assert rollouts, demo["ledger"]
+    for r in rollouts:
+        stages = [s["stage"] for s in r["stages"]]
+        assert stages[:2] == ["staged", "shadow"], r  # rollout.mode: shadow, started by the retrain flow
+        assert [s["at"] for s in r["stages"]] == sorted(s["at"] for s in r["stages"])
+        assert all(DRIFT_DAY <= s["day"] <= 36 for s in r["stages"]), r  # day 36 = the end of the last day
+    graduated = [r for r in rollouts if [s["stage"] for s in r["stages"]][:4] == ["staged", "shadow", "ab", "champion"]]
+    assert graduated, [[s["stage"] for s in r["stages"]] for r in rollouts]
+    # The ledger's promotions after the first model are exactly the rollouts that reached champion.
+    promoted = [m for m in demo["champion_moves"] if m["action"] == "promote"][1:]
+    assert [m["to"] for m in promoted] == [r["version"] for r in rollouts if "champion" in [s["stage"] for s in r["stages"]]]
+    summary = open(demo["reports"]["summary"], encoding="utf-8").read()
+    first = graduated[0]
+    assert "## Rollouts" in summary
+    for s in first["stages"]:
+        assert f"{s['stage']} (day {s['day']}, {s['at'][:10]})" in summary
+
+
 def test_the_report_files_exist_and_the_png_is_a_valid_image(demo):
     reports = demo["reports"]
     with Image.open(reports["timeline"]) as png:

@@ -76,6 +76,9 @@ def demo_summary(result: Any) -> dict[str, Any]:
         "versions_promoted": [e.to_version for e in ledger if e.action == "promote"],
         # The last look at each A/B test: the verdict it ended with (or has so far).
         "ab_verdicts": {str(a["ab_test_id"]): a["verdict"] for a in result.ab},
+        # Each rollout's stages with their dates and demo days; every promotion and rollback.
+        "rollouts": result.rollouts,
+        "champion_moves": result.champion_moves,
         # The day the label-free estimate crossed vs the day matured labels confirmed it.
         "lead_time": lead_time(result),
         "ledger": [{"action": e.action, "from": e.from_version, "to": e.to_version, "at": e.at.isoformat()} for e in ledger],

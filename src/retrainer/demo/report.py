@@ -72,9 +72,14 @@ def write_drift_report(stream: pd.DataFrame, window: tuple[pd.Timestamp, pd.Time
     evidently_drift_report(reference, current, path)
 
 
+# How the timeline marks the champion's moves (retrains are the backtest plot's red lines).
+CHAMPION_MARKS = {"promote": ("tab:green", "-", "promotion"), "rollback": ("black", ":", "rollback")}
+
+
 def plot_timeline(result: Any, path: Path, kinds: dict[str, str] | None = None) -> None:
-    """Each trigger's statistic against its threshold, day by day, with the retrain points;
-    estimated and realized performance share one panel (``kinds``: trigger label -> type)."""
+    """Each trigger's statistic against its threshold, day by day, with the retrain points and the
+    promotions / rollbacks; estimated and realized performance share one panel (``kinds``: trigger
+    label -> type)."""
     from retrainer.triggers.backtest import BacktestResult, BacktestStep
     from retrainer.triggers.decision import Decision
 
@@ -96,8 +101,22 @@ def plot_timeline(result: Any, path: Path, kinds: dict[str, str] | None = None) 
     from retrainer.triggers.plot import plot_backtest
 
     drift_day = result.spec.drift_day
-    plot_backtest(timeline, path, title=f"retrainer demo: trigger statistics per day (drift begins on day {drift_day}); "
-                                        f"red lines = retrains")
+    fig = plot_backtest(timeline, title=f"retrainer demo: trigger statistics per day (drift begins on day {drift_day}); "
+                                        "red lines = retrains, green = promotions, black dotted = rollbacks")
+    moves = [m for m in getattr(result, "champion_moves", []) if m["action"] in CHAMPION_MARKS
+             and result.days and result.days[0].at <= pd.Timestamp(m["at"]).to_pydatetime() <= result.days[-1].at]
+    for ax in fig.axes:
+        for m in moves:
+            color, style, _ = CHAMPION_MARKS[m["action"]]
+            ax.axvline(pd.Timestamp(m["at"]).to_pydatetime(), color=color, ls=style, lw=1.8, alpha=0.8)
+    if moves and fig.axes:
+        from matplotlib.lines import Line2D
+
+        shown = dict.fromkeys(m["action"] for m in moves)
+        fig.axes[-1].legend(handles=[Line2D([], [], color=CHAMPION_MARKS[a][0], ls=CHAMPION_MARKS[a][1],
+                                            label=f"{CHAMPION_MARKS[a][2]}") for a in shown],
+                            loc="lower left", fontsize=7, frameon=False)
+    fig.savefig(path, dpi=110)
 
 
 def _lead_lines(lead: dict[str, Any]) -> list[str]:
@@ -136,14 +155,21 @@ def summary_markdown(result: Any, drift_window: tuple[pd.Timestamp, pd.Timestamp
         champ = (r.get("champion_metrics") or {}).get("f1")
         lines.append(f"| {r['day']} | {', '.join(r['reasons'])} | {r['status']} | {r.get('version') or ''} | "
                      f"{'' if cand is None else f'{cand:.3f}'} | {'' if champ is None else f'{champ:.3f}'} |")
-    lines += ["", "## Rollout", ""]
+    lines += ["", "## Rollouts", "", "Each challenger's stages (rollout flow), with the day each began:", ""]
+    for r in getattr(result, "rollouts", []):
+        stages = " → ".join(f"{st['stage']} (day {st['day']}, {st['at'][:10]})" for st in r["stages"])
+        lines.append(f"- rollout {r['id']}, version {r['version']} against champion {r['champion']}: {stages}")
+    for m in getattr(result, "champion_moves", []):
+        lines.append(f"- day {m['day']}: {m['action']} {m['from'] or '(none)'} → {m['to']}")
+    lines.append("")
     for s in result.shadow:
         lines.append(f"- shadow of version {s['version']}: {s['n']} comparisons, agreement "
                      f"{s['agreement_rate'] if s['agreement_rate'] is None else format(s['agreement_rate'], '.1%')}")
     if result.ab:
         last = result.ab[-1]
         arms = last["arms"]
-        lines.append(f"- A/B test {last['ab_test_id']}: verdict **{last['verdict']}** — {last['decision']['reason']}")
+        reason = last["decision"]["reason"] if "decision" in last else last.get("reason", "")
+        lines.append(f"- A/B test {last['ab_test_id']}: verdict **{last['verdict']}** — {reason}")
         for arm in arms.values():
             acc = arm["accuracy"]
             lines.append(f"  - {arm['arm']} (version {arm['version']}): {arm['n']} labelled predictions, accuracy "

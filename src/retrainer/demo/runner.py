@@ -4,9 +4,10 @@ A simulated calendar drives the real components: traffic goes through the predic
 HTTP app (router, inference log, shadow, A/B), labels come back through ``/feedback`` days
 later, the warehouse receives the rows whose labels have matured, and at the end of every day
 the monitor flow decides; when it fires, the retrain flow trains, gates, registers and stages a
-challenger, which is shadowed, then A/B-tested, then promoted — the same code paths as
-``retrainer serve``, ``retrainer monitor``, ``retrainer retrain``, ``retrainer shadow`` and
-``retrainer ab``. Nothing is mocked; only the clock is simulated.
+challenger, and the rollout flow (the one ``prefect.yaml`` runs every 15 minutes) moves it on
+each day: shadow, then an A/B test, then promotion and the guard window — the same code paths as
+``retrainer serve``, ``retrainer monitor``, ``retrainer retrain`` and ``retrainer rollout advance``.
+Nothing is mocked; only the clock is simulated.
 """
 
 from __future__ import annotations
@@ -40,19 +41,21 @@ class DemoSpec:
     drift_day: int = 22
     history_days: int = 14  # labelled history the first model is trained on
     seed: int = 7
-    max_ab_days: int = 8
+    max_ab_days: int = 8  # rollout.ab.duration: after it, an A/B test without a verdict keeps the champion
 
     def stream(self) -> StreamSpec:
         return StreamSpec(days=self.days, rows_per_day=self.rows_per_day, drift_day=self.drift_day, seed=self.seed)
 
 
-def demo_settings() -> dict[str, Any]:
+def demo_settings(spec: DemoSpec = DemoSpec()) -> dict[str, Any]:
     """The demo's retrainer.yaml: shadow first, then an A/B test, then promotion."""
     return demo_config(
         rollout={
             "mode": "shadow",
-            "shadow": {"sample": 1.0, "duration": "1d", "min_agreement": 0.6},
-            "ab": {"split": 0.5, "min_detectable_effect": 0.05, "sequential": True, "salt": "demo"},
+            "shadow": {"sample": 1.0, "duration": "1d", "min_agreement": 0.6,
+                       "min_comparisons": max(spec.rows_per_day // 2, 1)},
+            "ab": {"split": 0.5, "min_detectable_effect": 0.05, "sequential": True, "salt": "demo",
+                   "duration": f"{spec.max_ab_days}d"},
         },
         # Drift alone is a reason to look, not to retrain: wait until a second signal
         # (performance on the labels that have come back) agrees, three checks in a row, so the
@@ -82,6 +85,8 @@ class DemoResult:
     retrains: list[dict[str, Any]] = field(default_factory=list)
     ab: list[dict[str, Any]] = field(default_factory=list)
     shadow: list[dict[str, Any]] = field(default_factory=list)
+    rollouts: list[dict[str, Any]] = field(default_factory=list)  # each rollout: stages with dates and days
+    champion_moves: list[dict[str, Any]] = field(default_factory=list)  # promote / rollback ledger rows, with days
     reports: dict[str, str] = field(default_factory=dict)
 
     def fires(self) -> dict[str, list[int]]:
@@ -143,13 +148,13 @@ def run_demo(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> DemoResult:
     """Run the story in ``workdir`` and write its report there."""
-    from retrainer.demo.rollout import Rollout
     from retrainer.flows.monitor import monitor
     from retrainer.flows.retrain import retrain
+    from retrainer.flows.rollout import rollout as rollout_flow
     from retrainer.store import Store
 
     prepare_workdir(workdir)
-    config_path = write_config(workdir, demo_settings())
+    config_path = write_config(workdir, demo_settings(spec))
     cfg = load_config(config_path)
     result = DemoResult(workdir=workdir, config_path=config_path, spec=spec)
     stream = generate_stream(spec.stream())
@@ -170,7 +175,6 @@ def run_demo(
 
     clock = SimulatedClock(t0)
     store = Store.open(cfg.store.url)
-    rollout = Rollout(cfg, store, config_path)
     with _service(cfg, clock) as (service, client):
         for day in range(spec.history_days, spec.days):
             step("simulating days", day - spec.history_days, spec.days - spec.history_days)
@@ -183,23 +187,24 @@ def run_demo(
             service.shadow.wait_idle()
             service.writer.flush()  # the shadow's comparisons, handed to the writer while we waited
             now = clock.now
-            # Decide the rollout in flight first: the check then sees the champion that serves tomorrow.
-            events = rollout.advance(now, spec.max_ab_days, result)
+            # Move the rollout first: the check then sees the champion that serves tomorrow.
+            events = _rollout_step(rollout_flow(config_path=str(config_path), now=now), now, result)
             service.router.refresh()
             checked = monitor(config_path=str(config_path), now=now)
             record = DayRecord(day=day, at=now, monitor=checked, events=events)
-            if checked["should_retrain"] and rollout.active():
+            if checked["should_retrain"] and store.rollout_in_flight(cfg.model.name) is not None:
                 record.events.append("retrain wanted, but a challenger is still in rollout")
             elif checked["should_retrain"]:
                 out = retrain(config_path=str(config_path), reasons=list(checked["reasons"]), now=now)
                 result.retrains.append({"day": day, **out})
                 record.events.append(f"retrain ({', '.join(checked['reasons'])}) -> {out['status']}"
                                      + (f", version {out['version']}" if out.get("version") else ""))
-                if out["status"] == "success":
-                    record.events += rollout.begin_shadow(now, out["version"])
+                if out["status"] == "success" and (r := store.rollout_in_flight(cfg.model.name)) is not None:
+                    record.events.append(f"version {r.version} {r.stage} (rollout {r.id})")
             service.router.refresh()
             result.days.append(record)
         step("simulating days", spec.days - spec.history_days, spec.days - spec.history_days)
+    _record_rollouts(store, cfg.model.name, start, result)
     store.close()
 
     from retrainer.demo.report import write_report
@@ -208,6 +213,38 @@ def run_demo(
     result.reports = write_report(result, stream, cfg)
     step("writing the report", 1, 1)
     return result
+
+
+def _day(at: datetime | str, start: datetime) -> int:
+    when = datetime.fromisoformat(at) if isinstance(at, str) else at
+    return int((when - start).total_seconds() // 86400)
+
+
+def _rollout_step(step: dict[str, Any], now: datetime, result: DemoResult) -> list[str]:
+    """What one run of the rollout flow did, as the day's event; shadow and A/B judgments kept for the report."""
+    evidence = step.get("evidence") or {}
+    facts = evidence.get("facts", evidence)  # a wait carries the stage's figures as its facts
+    if step.get("stage_before") == "ab" and "verdict" in facts and "ab_test_id" in facts:
+        result.ab.append({"at": now.isoformat(), **facts})
+    if step.get("stage_before") == "shadow" and step["action"] != "waiting" and "comparisons" in facts:
+        agreement = next((c["value"] for c in evidence.get("checks", []) if c["name"] == "agreement"), None)
+        result.shadow.append({"version": step["version"], "at": now.isoformat(), "n": facts["comparisons"],
+                              "agreement_rate": agreement, "outcome": step["action"]})
+    if step["action"] in ("idle", "waiting"):
+        return []
+    return [f"rollout {step['rollout_id']} (version {step['version']}): {step['action']} — {step['explanation']}"]
+
+
+def _record_rollouts(store: Any, name: str, start: datetime, result: DemoResult) -> None:
+    """Every rollout's stages with their dates and demo days, and every promotion / rollback."""
+    for r in store.rollouts(name):
+        d = r.to_dict()
+        result.rollouts.append({k: d[k] for k in ("id", "version", "champion", "stage", "decision", "explanation")}
+                               | {"stages": [{**s, "day": _day(s["at"], start)} for s in d["stages"]]})
+    result.champion_moves = [
+        {"action": e.action, "from": e.from_version, "to": e.to_version, "at": e.at.isoformat(), "day": _day(e.at, start)}
+        for e in store.ledger(name) if e.action in ("promote", "rollback")
+    ]
 
 
 def _traffic(client: Any, clock: SimulatedClock, rows: pd.DataFrame) -> None:
