@@ -15,7 +15,8 @@ Group commit (``serving.durability: committed``): a request hands its rows over 
 arrived while the previous transaction ran, writes the predictions and A/B assignments of all
 waiting requests in one transaction, then resolves every future: the request answers only once
 its rows are stored. It lingers (at most ``linger``, 2 ms in that mode) for more requests only
-when the previous group had company: a lone request on an idle server is written at once.
+when the server is busy (the previous write ended less than ``linger`` ago): a request to an
+idle server is written at once.
 A failed write is not retried for them: their futures fail and the requests answer 503, never
 200 for a row that is not stored. Plain lists (``buffered`` mode, shadow rows) keep the
 retry-until-written path.
@@ -115,7 +116,7 @@ class InferenceLogWriter:
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
         self._lock = threading.Lock()
-        self._last_group = 1  # requests in the previous group commit: >1 means concurrent clients
+        self._last_write_end = 0.0  # monotonic time the previous write finished
 
     # -- producer side ----------------------------------------------------------------------
 
@@ -187,8 +188,10 @@ class InferenceLogWriter:
             items = [first]
             rows = len(first) if first is not _STOP else 0
             # Committed requests wait for this transaction: linger only when others are likely to
-            # join (something queued, or the last group had company); buffered rows always linger.
-            lone = isinstance(first, Commit) and self._last_group <= 1 and not self._q.qsize()
+            # join (something queued, or the previous write ended under `linger` ago: the server
+            # is busy); a request to an idle server is written at once. Buffered rows always linger.
+            lone = (isinstance(first, Commit) and not self._q.qsize()
+                    and time.monotonic() - self._last_write_end > self.linger)
             deadline = time.monotonic() + (0.0 if lone else self.linger)
             # Gather what arrives within `linger` (or is already queued): one transaction per batch.
             while rows < self.batch_rows:
@@ -203,6 +206,7 @@ class InferenceLogWriter:
             stop = any(i is _STOP for i in items)
             try:
                 self._write([i for i in items if i is not _STOP])
+                self._last_write_end = time.monotonic()
             finally:
                 for _ in items:
                     self._q.task_done()
@@ -225,7 +229,6 @@ class InferenceLogWriter:
                     shadows.append(row)
         # Predictions first: an assignment or a shadow row never refers to an unlogged request.
         if commits:
-            self._last_group = len(commits)
             if self._commit(commits, assigns):
                 assigns = {}
         if preds:
