@@ -154,7 +154,9 @@ def test_slow_and_failing_shadow_leave_production_untouched(env: Env, store, iso
     rows = store.shadow_rows(name)
     slow_rows = [r for r in rows if r.shadow_version == slow_v]
     error_rows = [r for r in rows if r.shadow_version == broken_v]
-    assert slow_rows and all(r.error is None and r.latency_ms >= 1000 and r.champion_latency_ms < 1000 for r in slow_rows)
+    # Each request carries its share of a batched 1 s shadow call: the shares add up to whole seconds.
+    assert slow_rows and all(r.error is None and r.latency_ms > 0 and r.champion_latency_ms < 1000 for r in slow_rows)
+    assert sum(r.latency_ms for r in slow_rows) >= 1000
     assert error_rows and all(r.shadow_prediction is None and "broken" in r.error for r in error_rows)
     store.append_ledger(name, action="shadow_stop", from_version=None, to_version=broken_v, actor="test", reason="done")
 
