@@ -1,10 +1,13 @@
 """A synthetic credit-default stream: numeric and categorical features, a drift onset part-way
 through, and labels that arrive days after the prediction. Nothing is downloaded.
 
-The drift is both covariate shift (incomes fall, debt ratios rise, the regional mix moves) and
-concept drift (after the onset, debt matters less, one product turns risky, and age and the number of
-credit lines reverse their effects), so a model trained
-before the onset measurably loses accuracy after it, and retraining on fresh data wins it back.
+The drift is both covariate shift and concept drift. Covariate shift: after the onset half the
+applicants come through a broker, with lower incomes and debt ratios right at an affordability limit
+that tracks income, where the rules' debt and income terms cancel; the regional mix moves too.
+These applicants are borderline, so a calibrated model's own scores already show its f1 falling
+(what ``estimated_performance`` sees before any label is back). Concept drift: after the onset one
+product (the card) turns risky, which only matured labels show. A model trained before the onset
+measurably loses accuracy after it, and retraining on fresh data wins part of it back.
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ FEATURES: tuple[FeatureSpec, ...] = (
 )
 REGIONS = ("north", "south", "east", "west")
 PRODUCTS = ("card", "loan", "mortgage")
+# After the onset: the share of brokered applicants, their mean log income (others: 10.8), and where
+# their debt ratio puts them on the old rules' logit (0: the debt and income terms cancel).
+BROKERED_SHARE = 0.5
+BROKERED_LOG_INCOME = 10.3
+BROKERED_LOGIT = 0.0
+CARD_RISK_AFTER_ONSET = 2.0  # the concept drift: the card's added log-odds of default
 
 
 @dataclass(frozen=True)
@@ -41,13 +50,18 @@ class StreamSpec:
 
 
 def _features(rng: np.random.Generator, n: int, drifted: np.ndarray) -> pd.DataFrame:
-    income = rng.lognormal(mean=np.where(drifted, 10.55, 10.8), sigma=0.45, size=n)
-    debt_ratio = np.clip(rng.beta(2.0, 5.0, size=n) + np.where(drifted, 0.12, 0.0), 0, 1.5)
+    brokered = drifted & (rng.random(n) < BROKERED_SHARE)
+    income = rng.lognormal(mean=np.where(brokered, BROKERED_LOG_INCOME, 10.8), sigma=0.45, size=n)
+    # A broker lends up to an affordability limit that rises with income; it sits where the old
+    # rules' debt and income terms cancel (P(y | x) itself is unchanged): borderline applicants.
+    limit = 0.3 + (BROKERED_LOGIT + 7.0 * (np.log(income) - 10.8)) / 24.0
+    debt_ratio = np.where(brokered, limit + rng.normal(0.0, 0.03, size=n), rng.beta(2.0, 5.0, size=n))
+    debt_ratio = np.clip(debt_ratio, 0, 1.5)
     age = np.clip(rng.normal(42, 12, size=n), 18, 90).round()
     credit_lines = rng.poisson(4, size=n).astype(float)
     months_employed = rng.gamma(2.0, 30.0, size=n).round()
     months_employed[rng.random(n) < 0.05] = np.nan  # optional field, sometimes missing
-    region_p = np.where(drifted[:, None], [0.15, 0.45, 0.2, 0.2], [0.3, 0.2, 0.25, 0.25])
+    region_p = np.where(drifted[:, None], [0.1, 0.5, 0.2, 0.2], [0.3, 0.2, 0.25, 0.25])
     region = np.array(REGIONS)[(rng.random(n)[:, None] > np.cumsum(region_p, axis=1)).sum(axis=1)]
     product = rng.choice(PRODUCTS, size=n, p=[0.5, 0.35, 0.15])
     return pd.DataFrame(
@@ -64,14 +78,17 @@ def _features(rng: np.random.Generator, n: int, drifted: np.ndarray) -> pd.DataF
 
 
 def _default_probability(x: pd.DataFrame, drifted: np.ndarray) -> np.ndarray:
+    # The concept drift is one product turning risky; it stays mild on purpose: a stronger one (debt
+    # mattering less, age and credit lines reversing) made the brokered applicants' new labels
+    # contradict the old model so often that a good challenger failed the shadow's agreement floor.
     logit = (
         -0.6
-        + np.where(drifted, 8.0, 24.0) * (x["debt_ratio"].to_numpy() - 0.3)
+        + 24.0 * (x["debt_ratio"].to_numpy() - 0.3)
         - 7.0 * (np.log(x["income"].to_numpy()) - 10.8)
-        + np.where(drifted, 0.12, -0.05) * (x["age"].to_numpy() - 40)
-        + np.where(drifted, -0.9, 0.5) * (x["credit_lines"].to_numpy() - 4)
+        - 0.05 * (x["age"].to_numpy() - 40)
+        + 0.5 * (x["credit_lines"].to_numpy() - 4)
         - 0.01 * np.nan_to_num(x["months_employed"].to_numpy(), nan=60.0)
-        + np.where((x["product"].to_numpy() == "card") & drifted, 3.0, 0.0)
+        + np.where((x["product"].to_numpy() == "card") & drifted, CARD_RISK_AFTER_ONSET, 0.0)
         + np.where(x["region"].to_numpy() == "south", 1.0, 0.0)
     )
     return 1.0 / (1.0 + np.exp(-logit))
