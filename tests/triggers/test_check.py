@@ -55,7 +55,7 @@ def config(tmp_path, **policy):
             {"type": "data_volume", "min_samples": 100000, "lookback": "30d"},
         ],
         "policy": {"cooldown": "1d", **policy},
-    })
+    }, base_dir=tmp_path)  # relative paths (MLflow's default sqlite:///mlflow.db) land in tmp_path, not the repo
 
 
 @pytest.fixture(scope="module")
