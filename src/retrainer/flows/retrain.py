@@ -100,6 +100,7 @@ def run_retrain(
 
 def _run_with(cfg: RetrainerConfig, store: Store, *, reasons: list[str], force: bool, now: datetime) -> RetrainResult:
     if not reasons and not force:
+        from retrainer.registry import Registry
         from retrainer.triggers.check import run_check
 
         champion = resolved_champion_info(Registry.from_config(cfg), store)  # store first, alias repaired
