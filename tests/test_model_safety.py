@@ -59,11 +59,11 @@ def world(new_mlflow_dir, tmp_path_factory):
     evil = EvilModel().fit(X, y)
     odd = TrustedLookingScaler().fit(X, y)
     with registry.activated():
-        registry.ensure_experiment()
-        with mlflow.start_run():
+        experiment = registry.ensure_experiment()  # its artifacts in the temp dir, never ./mlruns
+        with mlflow.start_run(experiment_id=experiment):
             mlflow.sklearn.log_model(evil, name="model", serialization_format="pickle",
                                      registered_model_name=name)
-        with mlflow.start_run():
+        with mlflow.start_run(experiment_id=experiment):
             mlflow.sklearn.log_model(odd, name="model", serialization_format="skops",
                                      skops_trusted_types=[f"{__name__}.TrustedLookingScaler"],
                                      registered_model_name=name)
