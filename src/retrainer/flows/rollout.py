@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from prefect import flow
 
 from retrainer.config import RetrainerConfig, load_config
+from retrainer.tasks.guard import ROLLBACK_PERFORMED, announce_rollback
 
 if TYPE_CHECKING:
     from retrainer.deployments.advance import RolloutStep
@@ -22,12 +23,12 @@ if TYPE_CHECKING:
 ROLLOUT_ADVANCED = "retrainer.rollout.advanced"
 ROLLOUT_REJECTED = "retrainer.rollout.rejected"
 ROLLOUT_PROMOTED = "retrainer.rollout.promoted"
-ROLLBACK_PERFORMED = "retrainer.rollback.performed"
 
-# Which event a step announces; waiting and idle steps announce nothing.
+# Which event a step announces; waiting and idle steps announce nothing, and a rollback is
+# announced by the guard's own announce_rollback (event AND notification block).
 _EVENTS = {
     "started": ROLLOUT_ADVANCED, "queued": ROLLOUT_ADVANCED, "advanced": ROLLOUT_ADVANCED, "aborted": ROLLOUT_ADVANCED,
-    "rejected": ROLLOUT_REJECTED, "promoted": ROLLOUT_PROMOTED, "rolled_back": ROLLBACK_PERFORMED,
+    "rejected": ROLLOUT_REJECTED, "promoted": ROLLOUT_PROMOTED,
 }
 
 
@@ -69,7 +70,12 @@ def advance_model(cfg: RetrainerConfig, *, now: datetime) -> dict[str, Any]:
 
     with Store.from_config(cfg) as store:
         step = advance(cfg, store, Registry.from_config(cfg), now)
-    emit_step(cfg, step)
+        restored = store.champion(cfg.model.name) if step.action == "rolled_back" else None
+    if step.action == "rolled_back":
+        announce_rollback(cfg, rollout_id=step.rollout_id, version=step.version, restored=restored,
+                          explanation=step.explanation, evidence=step.evidence)
+    else:
+        emit_step(cfg, step)
     return step.to_dict()
 
 
