@@ -37,6 +37,19 @@ from retrainer.windows import (
 )
 
 
+def _clamped(raw: LabelledWindow, end: datetime, *, n_predictions: int | None = None) -> LabelledWindow:
+    """``raw`` without rows at or after ``end`` (a source may over-return), as read-only arrays;
+    ``n_predictions`` defaults to the rows kept."""
+    keep = _before(raw.ts, end)
+    return LabelledWindow(
+        ts=readonly_array(np.asarray(raw.ts)[keep]),
+        y_true=readonly_array(np.asarray(raw.y_true)[keep]),
+        y_pred=readonly_array(np.asarray(raw.y_pred)[keep]),
+        score=readonly_array(np.asarray(raw.score)[keep]),
+        n_predictions=int(np.count_nonzero(keep)) if n_predictions is None else n_predictions,
+    )
+
+
 def _before(ts: np.ndarray, end: datetime) -> np.ndarray:
     """Mask of rows strictly before ``end``: guards against a source that ignores ``end``.
 
@@ -117,14 +130,7 @@ class TriggerContext:
             raw = self._source().labelled_window(
                 self.model_name, start, end, as_of=self.now, model_version=model_version
             )
-            keep = _before(raw.ts, end)
-            return LabelledWindow(
-                ts=readonly_array(np.asarray(raw.ts)[keep]),
-                y_true=readonly_array(np.asarray(raw.y_true)[keep]),
-                y_pred=readonly_array(np.asarray(raw.y_pred)[keep]),
-                score=readonly_array(np.asarray(raw.score)[keep]),
-                n_predictions=int(raw.n_predictions),
-            )
+            return _clamped(raw, end, n_predictions=int(raw.n_predictions))
 
         return self._memo(("labelled", window, model_version, lag), load)
 
@@ -142,14 +148,7 @@ class TriggerContext:
             if not isinstance(source, ScoredWindowSource):
                 return None
             raw = source.scored_window(self.model_name, start, self.now, as_of=self.now, model_version=model_version)
-            keep = _before(raw.ts, self.now)
-            return LabelledWindow(
-                ts=readonly_array(np.asarray(raw.ts)[keep]),
-                y_true=readonly_array(np.asarray(raw.y_true)[keep]),
-                y_pred=readonly_array(np.asarray(raw.y_pred)[keep]),
-                score=readonly_array(np.asarray(raw.score)[keep]),
-                n_predictions=int(np.count_nonzero(keep)),
-            )
+            return _clamped(raw, self.now)
 
         return self._memo(("scored", window, model_version), load)
 
