@@ -46,7 +46,8 @@ def test_update_delete_and_replace_are_refused(store: Store) -> None:
     ids = _fill(store)
     _refused(store, "UPDATE promotion_ledger SET reason = 'x' WHERE id = :i", {"i": ids[0]})
     _refused(store, "DELETE FROM promotion_ledger WHERE id = :i", {"i": ids[-1]})
-    head = store.engine.connect().execute(sa.text("SELECT row_hash FROM promotion_ledger ORDER BY id DESC LIMIT 1")).scalar()
+    with store.engine.connect() as conn:  # closed: an open read would make TRUNCATE wait for its lock
+        head = conn.execute(sa.text("SELECT row_hash FROM promotion_ledger ORDER BY id DESC LIMIT 1")).scalar()
     cols = "(id, model_name, action, actor, reason, at, prev_hash, row_hash)"
     if store.engine.dialect.name == "sqlite":
         # REPLACE's implicit delete fires no DELETE trigger: the insert guard must refuse it.

@@ -186,7 +186,9 @@ def test_sqlite_is_wal_with_busy_timeout_and_begin_immediate_for_writes(tmp_path
     s = Store.open(f"sqlite:///{tmp_path / 's.db'}")
     s.init()
     seen: list[str] = []
-    sa.event.listen(s.engine, "before_cursor_execute", lambda c, cur, stmt, *a: seen.append(stmt))
+    # What SQLite itself runs (BEGIN goes straight to the driver, past SQLAlchemy's events).
+    s.engine.dispose()
+    sa.event.listen(s.engine, "connect", lambda dbapi_conn, _rec: dbapi_conn.set_trace_callback(seen.append))
     with s.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000

@@ -104,16 +104,11 @@ def record_assignments(conn: Connection, ab_test_id: int, pairs: Iterable[tuple[
     rows = [{"ab_test_id": ab_test_id, "unit_id": u, "arm": a, "assigned_at": at} for u, a in pairs]
     if not rows:
         return 0
-    stmt = dialect_insert(conn, ab_assignments).on_conflict_do_nothing(index_elements=["ab_test_id", "unit_id"])
-    before = _count(conn, ab_test_id)
-    conn.execute(stmt, rows)
-    return _count(conn, ab_test_id) - before
-
-
-def _count(conn: Connection, ab_test_id: int) -> int:
-    return int(
-        conn.execute(sa.select(sa.func.count()).select_from(ab_assignments).where(ab_assignments.c.ab_test_id == ab_test_id)).scalar_one()
-    )
+    # Only inserted rows come back: the new units, counted without scanning the test's assignments.
+    stmt = (dialect_insert(conn, ab_assignments)
+            .on_conflict_do_nothing(index_elements=["ab_test_id", "unit_id"])
+            .returning(ab_assignments.c.unit_id))
+    return len(conn.execute(stmt, rows).all())
 
 
 def assignment_counts(conn: Connection, ab_test_id: int) -> dict[str, int]:

@@ -14,13 +14,14 @@ keeps the copy in step from both sides: after a label write, and after a predict
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from datetime import datetime, timedelta
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from retrainer.store.engine import dialect_insert
+from retrainer.store.engine import dialect_insert, driver_execute
 from retrainer.store.records import LabelWriteResult, to_epoch
 from retrainer.store.schema import labels, predictions
 from retrainer.store.validation import LabelBatch
@@ -74,8 +75,13 @@ def lock_label_matching(conn: Connection, *, shared: bool = False) -> None:
         conn.exec_driver_sql(f"SELECT {fn}({_LABEL_MATCH_LOCK})")
 
 
+@lru_cache(maxsize=64)
+def _labelled_ids_sql(n: int) -> str:
+    """Which of n request ids have a label: run after every prediction write (driver_execute)."""
+    return f"SELECT request_id FROM labels WHERE request_id IN ({', '.join(['?'] * n)})"
+
+
 # Built once (expanding IN parameter): compiled once, then reused from SQLAlchemy's cache.
-_LABELLED_IDS = sa.select(labels.c.request_id).where(labels.c.request_id.in_(sa.bindparam("ids", expanding=True)))
 _SYNC = (
     sa.update(predictions)
     .values(label=labels.c.label, label_ts=labels.c.ts)
@@ -97,7 +103,7 @@ def sync_predictions(conn: Connection, request_ids: list[str]) -> None:
     """
     for i in range(0, len(request_ids), _IN_CHUNK):
         part = request_ids[i : i + _IN_CHUNK]
-        labelled = conn.execute(_LABELLED_IDS, {"ids": part}).scalars().all()
+        labelled = [rid for (rid,) in driver_execute(conn, _labelled_ids_sql(len(part)), part)]
         if labelled:
             conn.execute(_SYNC, {"ids": labelled})
 

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from retrainer.identifiers import validate_identifier
+from retrainer.store.engine import driver_execute
 from retrainer.store.records import FeatureWindow, LabelledWindow, WriteResult, to_epoch
 from retrainer.store.labels import lock_label_matching, sync_predictions
 from retrainer.store.schema import ab_tests, feature_chunk_columns, feature_chunks, predictions
@@ -37,12 +38,18 @@ _I8 = np.dtype("<i8")
 # of rebuilding and re-hashing a new statement per write; that fixed cost dominated small
 # (group-commit sized) batches.
 _KNOWN_AB_TESTS = sa.select(ab_tests.c.id).where(ab_tests.c.id.in_(sa.bindparam("ids", expanding=True)))
-_INSERT_CHUNK = sa.insert(feature_chunks).returning(feature_chunks.c.id)
-_INSERT_CHUNK_COLUMNS = sa.insert(feature_chunk_columns)
+# Fixed SQL on the driver's cursor (see driver_execute): the per-transaction statements of a write.
+_INSERT_CHUNK = ("INSERT INTO feature_chunks (model_name, ts_min, ts_max, n_rows, prediction_ids, ts, created_at) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id")
+_INSERT_CHUNK_COLUMNS = "INSERT INTO feature_chunk_columns (chunk_id, feature, encoding, data) VALUES (?, ?, ?, ?)"
 
 
-def _check_ab_tests(conn: Connection, batch: PredictionBatch) -> None:
-    wanted = {i for i in batch.ab_test_id if i is not None}
+def _check_ab_tests(conn: Connection, batch: PredictionBatch, seen: set[int]) -> None:
+    """Every ab_test_id names a stored A/B test (a clear error, before the foreign key's).
+
+    ``seen`` holds ids already found: A/B tests are never deleted, so a served batch (one
+    test id, found on the first write) costs no query; the foreign key still guards."""
+    wanted = {i for i in batch.ab_test_id if i is not None} - seen
     if not wanted:
         return
     known = set(conn.execute(_KNOWN_AB_TESTS, {"ids": sorted(wanted)}).scalars())
@@ -50,6 +57,7 @@ def _check_ab_tests(conn: Connection, batch: PredictionBatch) -> None:
         f"row {i}: ab_test_id: no A/B test with id {v}" for i, v in enumerate(batch.ab_test_id) if v is not None and v not in known
     ]
     raise_if(problems, "prediction batch")  # raised inside the transaction: it rolls back
+    seen.update(known)
 
 
 def _encode(values: np.ndarray, kind: str) -> tuple[str, bytes]:
@@ -111,13 +119,14 @@ def _insert_predictions(conn: Connection, rows: list[tuple[object, ...]]) -> lis
         cursor.close()
 
 
-def write_batch(conn: Connection, batch: PredictionBatch) -> WriteResult:
+def write_batch(conn: Connection, batch: PredictionBatch, known_ab_tests: set[int] | None = None) -> WriteResult:
     """Insert new predictions, skip request ids already stored, and store the features of the
-    rows actually inserted as one chunk. Runs inside the caller's (write) transaction."""
+    rows actually inserted as one chunk. Runs inside the caller's (write) transaction.
+    ``known_ab_tests``: A/B test ids already found to exist (see _check_ab_tests); grows."""
     n = len(batch)
     if n == 0:
         return WriteResult(inserted=0, duplicates=0)
-    _check_ab_tests(conn, batch)
+    _check_ab_tests(conn, batch, set() if known_ab_tests is None else known_ab_tests)
     lock_label_matching(conn, shared=True)
     score = [None if s != s else float(s) for s in batch.score.tolist()]  # NaN -> NULL
     rows = list(
@@ -151,24 +160,13 @@ def write_batch(conn: Connection, batch: PredictionBatch) -> WriteResult:
     pos, ids = pos[order], ids[order]
     ts = batch.ts[pos]
 
-    chunk_id = conn.execute(
-        _INSERT_CHUNK,
-        {
-            "model_name": batch.model_name,
-            "ts_min": float(ts.min()),
-            "ts_max": float(ts.max()),
-            "n_rows": len(pos),
-            "prediction_ids": ids.tobytes(),
-            "ts": np.ascontiguousarray(ts, dtype=_F8).tobytes(),
-            "created_at": time.time(),
-        },
-    ).scalar_one()
-    columns = []
-    for name, values in batch.features.items():
-        encoding, data = _encode(values[pos], batch.kinds[name])
-        columns.append({"chunk_id": chunk_id, "feature": name, "encoding": encoding, "data": data})
+    ((chunk_id,),) = driver_execute(conn, _INSERT_CHUNK, (
+        batch.model_name, float(ts.min()), float(ts.max()), len(pos), ids.tobytes(),
+        np.ascontiguousarray(ts, dtype=_F8).tobytes(), time.time(),
+    ))
+    columns = [(chunk_id, name, *_encode(values[pos], batch.kinds[name])) for name, values in batch.features.items()]
     if columns:
-        conn.execute(_INSERT_CHUNK_COLUMNS, columns)
+        driver_execute(conn, _INSERT_CHUNK_COLUMNS, columns, many=True)
     written = set(pos.tolist())
     dup_ids = tuple(rid for i, rid in enumerate(batch.request_id) if i not in written) if len(pos) < n else ()
     return WriteResult(inserted=len(pos), duplicates=n - len(pos), duplicate_ids=dup_ids)

@@ -81,6 +81,7 @@ class Store:
         self.engine = engine
         self.max_batch = max_batch
         self.max_label_clock_skew = max_label_clock_skew
+        self._known_ab_tests: set[int] = set()  # A/B test ids seen to exist (never deleted)
 
     @classmethod
     def open(cls, url: str, *, max_batch: int = 50_000,
@@ -187,7 +188,7 @@ class Store:
         if not len(batch) and not assignments:
             return WriteResult(0, 0)
         with write_tx(self.engine) as conn:
-            result = predictions.write_batch(conn, batch)
+            result = predictions.write_batch(conn, batch, self._known_ab_tests)
             if not assignments:
                 return result
             new = sum(ab.record_assignments(conn, test_id, pairs, None) for test_id, pairs in assignments.items())
@@ -205,7 +206,7 @@ class Store:
         if not len(batch):
             return WriteResult(0, 0)
         with write_tx(self.engine) as conn:
-            return predictions.write_batch(conn, batch)
+            return predictions.write_batch(conn, batch, self._known_ab_tests)
 
     def log_labels(self, records: Sequence[LabelRecord], *, received_at: datetime | None = None) -> LabelWriteResult:
         """Upsert labels (latest label time wins); unknown request ids are kept and counted.
