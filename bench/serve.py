@@ -1,6 +1,6 @@
 """Serving benchmark: `mlflow models serve` vs `retrainer serve` (both durability modes) on the same model.
 
-    .venv/bin/python bench/serve.py [--seconds 10] [--concurrency 8] [--rounds 3] [--isolation process|thread]
+    .venv/bin/python bench/serve.py [--seconds 5] [--concurrency 8] [--rounds 6] [--isolation process|thread]
 
 Needs aiohttp (``pip install -e '.[bench]'``).
 
@@ -18,8 +18,9 @@ registered scikit-learn model (logistic regression on 8 numeric features). One l
   traffic (in its own process unless ``--isolation thread``); separate, so a shadow still busy
   after its phase does not slow the others down
 
-Phases alternate over ``--rounds`` (the order rotates each round) and the medians are
-reported, so a noisy neighbour hurts all of them alike; the figures to read are the ratios.
+Phases alternate over ``--rounds`` (forward, then backward: compared servers run back to
+back, each first in half the rounds). The ratios are medians of per-round ratios, so a machine
+whose speed drifts (a shared VM) moves both sides of each alike; they are the figures to read.
 Also reported: ``bucket()`` per call. Everything lives in a temp dir.
 """
 
@@ -185,9 +186,9 @@ def cpu_seconds(pid: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--isolation", choices=["process", "thread"], default="process",
                     help="rollout.shadow.isolation of the retrainer server (default: process)")
     args = ap.parse_args()
@@ -252,7 +253,9 @@ def main() -> None:
             names = ["mlflow", "retrainer", "retrainer-buffered", "retrainer+shadow"]
             results: dict[str, list[dict[str, float]]] = {n: [] for n in names}
             for r in range(args.rounds):
-                for name in names[r % len(names):] + names[: r % len(names)]:  # rotate: no phase always goes first
+                # Forward, then backward: the committed/buffered pair and the committed/mlflow pair always
+                # run back to back, each side first in half of the rounds (ratios per round, below).
+                for name in names if r % 2 == 0 else names[::-1]:
                     url, bodies = (base[name] + "/invocations", mlflow_bodies) if name == "mlflow" else \
                         (base[name] + "/predict", retrainer_bodies)
                     pid = procs[name].pid
@@ -295,13 +298,19 @@ def main() -> None:
     for name in ("mlflow", "retrainer", "retrainer-buffered", "retrainer+shadow"):
         m = med[name]
         print(f"{labels[name]:28s} {m['rps']:9.0f} {m['p50_ms']:8.2f} {m['p99_ms']:8.2f} {m['cpu_ms']:11.2f}")
-    print(f"\nthroughput committed / buffered: {committed['rps'] / buffered['rps']:.2f} (goal >= 0.90); "
+    def per_round(a: str, b: str, metric: str = "rps") -> str:
+        """Median (min-max) over rounds of a/b measured back to back: a machine whose speed
+        drifts between phases moves both sides of each ratio alike."""
+        ratios = [x[metric] / y[metric] for x, y in zip(results[a], results[b], strict=True)]
+        return f"{statistics.median(ratios):.2f} (rounds {min(ratios):.2f}-{max(ratios):.2f})"
+
+    print(f"\nthroughput committed / buffered: {per_round('retrainer', 'retrainer-buffered')} (goal >= 0.90); "
           f"p50 {committed['p50_ms'] / buffered['p50_ms']:.2f}x, p99 {committed['p99_ms'] / buffered['p99_ms']:.2f}x")
-    print(f"throughput retrainer(committed, A/B+log) / mlflow: {committed['rps'] / mlflow['rps']:.2f}x (goal >= 1.5)")
+    print(f"throughput retrainer(committed, A/B+log) / mlflow: {per_round('retrainer', 'mlflow')}x (goal >= 1.5)")
     # Server CPU per request does not depend on what the neighbours do: on a saturated server the
     # throughput ratio tends to the inverse CPU ratio.
     print(f"CPU-bound throughput (inverse server CPU per request): committed / buffered "
-          f"{buffered['cpu_ms'] / committed['cpu_ms']:.2f}, committed / mlflow {mlflow['cpu_ms'] / committed['cpu_ms']:.2f}x")
+          f"{per_round('retrainer-buffered', 'retrainer', 'cpu_ms')}, committed / mlflow {per_round('mlflow', 'retrainer', 'cpu_ms')}x")
     print(f"throughput retrainer(committed, A/B+log+shadow) / mlflow: {med['retrainer+shadow']['rps'] / mlflow['rps']:.2f}x")
     print(f"p99 added by shadow: {med['retrainer+shadow']['p99_ms'] - committed['p99_ms']:+.2f} ms")
     print(f"bucket(): {per_call * 1e6:.2f} us per call")

@@ -18,7 +18,6 @@ invalid ones a 422 whose ``detail`` names each offending field (``instances[3].i
 # No `from __future__ import annotations`: FastAPI must see the request models defined in
 # create_app as real classes, not as strings to resolve in module globals.
 
-import asyncio
 import hmac
 import json
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from retrainer.config import FeatureSpec, RetrainerConfig
 from retrainer.deployments.metrics import CONTENT_TYPE
 from retrainer.deployments.serving import NotReady, PredictionService
-from retrainer.deployments.writer import Commit, LogWriteFailed
+from retrainer.deployments.writer import Commit, LogWriteFailed, committed as wait_committed
 from retrainer.errors import ConfigError, ValidationError
 
 _ID = Annotated[str, Field(min_length=1, max_length=200)]
@@ -244,7 +243,7 @@ def create_app(service: PredictionService, *, manage_lifecycle: bool = True) -> 
         """Wait (without blocking the loop) until the writer stored the rows; a 503 if it could not.
         Otherwise the request ids that were already stored (a re-sent request)."""
         try:
-            return await asyncio.wrap_future(commit.done)
+            return await wait_committed(commit)
         except LogWriteFailed as exc:
             metrics.count_request("predict", "not_stored")
             return _json({"detail": f"prediction not stored: {exc}"}, 503)

@@ -24,6 +24,7 @@ retry-until-written path.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 from concurrent.futures import Future, InvalidStateError
@@ -48,16 +49,58 @@ class LogWriteFailed(RetrainerError):
     """The rows of a committed request could not be stored; the request must not be acknowledged."""
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 @dataclass(slots=True)
 class Commit:
-    """One request's log rows and the future its response waits on (group commit)."""
+    """One request's log rows and the future its response waits on (group commit).
+
+    Made on an event loop (a request handler), it also carries ``waiter``, an asyncio future on
+    that loop: the writer wakes all the waiters of a group with one ``call_soon_threadsafe``
+    instead of one cross-thread wake-up per request (``asyncio.wrap_future``). Await
+    :func:`committed`."""
 
     rows: list[Any]
     # Resolved with the request ids of these rows that were already stored (a re-sent request).
     done: Future[frozenset[str]] = field(default_factory=Future)
+    waiter: asyncio.Future[None] | None = field(
+        default_factory=lambda: None if (loop := _running_loop()) is None else loop.create_future())
 
     def __len__(self) -> int:
         return len(self.rows)
+
+
+async def committed(commit: Commit) -> frozenset[str]:
+    """The commit's outcome, awaited without blocking the loop: the request ids that were already
+    stored, or LogWriteFailed."""
+    if commit.waiter is None:
+        return await asyncio.wrap_future(commit.done)
+    await commit.waiter
+    return commit.done.result()
+
+
+def _wake(waiters: list[asyncio.Future[None]]) -> None:
+    for w in waiters:
+        if not w.done():  # a request that went away was cancelled
+            w.set_result(None)
+
+
+def _wake_group(commits: list[Commit]) -> None:
+    """After their futures are resolved: one wake-up per event loop for the whole group."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for c in commits:
+        if c.waiter is not None:
+            by_loop.setdefault(c.waiter.get_loop(), []).append(c.waiter)
+    for loop, waiters in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_wake, waiters)
+        except RuntimeError:  # that loop is closed: nobody is waiting there any more
+            pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +313,7 @@ class InferenceLogWriter:
                                      "retry the request with the same request_id")
             for c in commits:
                 _resolve(c.done, failure)
+            _wake_group(commits)
             self.stats.commit_failures += len(commits)
             return False
         self.stats.batches += 1
@@ -282,6 +326,7 @@ class InferenceLogWriter:
             else:
                 self.stats.commits += 1
                 _resolve(c.done, frozenset(rid for rid in ids if rid in duplicates))
+        _wake_group(commits)
         return assigned
 
     def _write_predictions(
@@ -338,4 +383,4 @@ def _resolve(done: Future[frozenset[str]], outcome: BaseException | frozenset[st
         pass
 
 
-__all__ = ["COMMIT_LINGER", "Assignment", "Commit", "InferenceLogWriter", "LogWriteFailed", "WriterStats"]
+__all__ = ["COMMIT_LINGER", "Assignment", "Commit", "committed", "InferenceLogWriter", "LogWriteFailed", "WriterStats"]

@@ -163,9 +163,9 @@ def create_store_engine(url: str | URL) -> Engine:
                     f"the store file {str(path)!r} (store.url {mask_url(parsed)}) is not an SQLite "
                     f"database ({exc}): fix store.url, or move the file away and run `retrainer store init`"
                 ) from None
-            # Only takes effect when the file is new: 16 KiB pages hold the feature blobs in
-            # fewer overflow pages (measured: ~30% faster ingest than the 4 KiB default).
-            cur.execute("PRAGMA page_size = 16384")
+            # Page size stays SQLite's default (4 KiB): a small group-commit transaction writes its
+            # few dirty pages whole to the WAL, and at 16 KiB it cost ~1.5x the time while bulk
+            # ingest measured the same (docs/store-layout.md, "SQLite settings").
             cur.execute("PRAGMA journal_mode = WAL")
             cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
@@ -235,7 +235,7 @@ def _paramstyle(sql: str, dialect: str) -> str:
     return sql.replace("?", "%s") if dialect == "postgresql" else sql
 
 
-def driver_execute(conn: Connection, sql: str, params: Sequence[Any] = (), *, many: bool = False) -> list[Any]:
+def driver_execute(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
     """Run fixed SQL text (``?`` placeholders; no name in it comes from input) on the driver's own
     cursor, inside the transaction ``conn`` began; returns the rows it produced.
 
@@ -244,11 +244,7 @@ def driver_execute(conn: Connection, sql: str, params: Sequence[Any] = (), *, ma
     event loop needs (docs/serving.md, "Durability")."""
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        text = _paramstyle(sql, conn.dialect.name)
-        if many:
-            cursor.executemany(text, params)
-            return []
-        cursor.execute(text, params)
+        cursor.execute(_paramstyle(sql, conn.dialect.name), params)
         return cursor.fetchall() if cursor.description else []
     finally:
         cursor.close()

@@ -41,7 +41,11 @@ _KNOWN_AB_TESTS = sa.select(ab_tests.c.id).where(ab_tests.c.id.in_(sa.bindparam(
 # Fixed SQL on the driver's cursor (see driver_execute): the per-transaction statements of a write.
 _INSERT_CHUNK = ("INSERT INTO feature_chunks (model_name, ts_min, ts_max, n_rows, prediction_ids, ts, created_at) "
                  "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id")
-_INSERT_CHUNK_COLUMNS = "INSERT INTO feature_chunk_columns (chunk_id, feature, encoding, data) VALUES (?, ?, ?, ?)"
+
+
+@lru_cache(maxsize=16)
+def _insert_chunk_columns_sql(n: int) -> str:
+    return f"INSERT INTO feature_chunk_columns (chunk_id, feature, encoding, data) VALUES {', '.join(['(?, ?, ?, ?)'] * n)}"
 
 
 def _check_ab_tests(conn: Connection, batch: PredictionBatch, seen: set[int]) -> None:
@@ -165,8 +169,8 @@ def write_batch(conn: Connection, batch: PredictionBatch, known_ab_tests: set[in
         np.ascontiguousarray(ts, dtype=_F8).tobytes(), time.time(),
     ))
     columns = [(chunk_id, name, *_encode(values[pos], batch.kinds[name])) for name, values in batch.features.items()]
-    if columns:
-        driver_execute(conn, _INSERT_CHUNK_COLUMNS, columns, many=True)
+    if columns:  # one multi-row statement: executemany steps (and releases the GIL) once per feature
+        driver_execute(conn, _insert_chunk_columns_sql(len(columns)), tuple(chain.from_iterable(columns)))
     written = set(pos.tolist())
     dup_ids = tuple(rid for i, rid in enumerate(batch.request_id) if i not in written) if len(pos) < n else ()
     return WriteResult(inserted=len(pos), duplicates=n - len(pos), duplicate_ids=dup_ids)
