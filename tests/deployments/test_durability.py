@@ -254,3 +254,51 @@ def test_predict_answers_503_not_200_when_the_rows_cannot_be_stored(env: Env, st
         assert again.status_code == 200
     with store.engine.connect() as conn:
         assert set(conn.execute(sa.select(predictions.c.request_id)).scalars()) == {"stored-1", "lost-0", "lost-1"}
+
+
+def test_a_group_made_on_an_event_loop_is_woken_with_one_call_and_each_request_gets_its_outcome() -> None:
+    import asyncio
+
+    from retrainer.deployments.writer import committed
+
+    async def scenario() -> tuple[list[Any], int]:
+        loop = asyncio.get_running_loop()
+        wakes = 0
+        real = loop.call_soon_threadsafe
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal wakes
+            wakes += 1
+            return real(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        store = CountingStore()
+        writer = InferenceLogWriter(store, "m", [FeatureSpec(name="x1")], linger=0.002)
+        commits = [Commit([rec(f"r{i}")]) for i in range(5)] + [Commit([rec("r6"), rec("bad-7")])]
+        assert all(c.waiter is not None and c.waiter.get_loop() is loop for c in commits)
+        for c in commits:  # queued before the thread starts: one group
+            assert writer.offer(c)
+        writer.start()
+        outcomes = await asyncio.gather(*(committed(c) for c in commits), return_exceptions=True)
+        writer.close()
+        return outcomes, wakes
+
+    outcomes, wakes = asyncio.run(scenario())
+    assert outcomes[:5] == [frozenset()] * 5
+    assert isinstance(outcomes[5], LogWriteFailed) and "bad-7" in str(outcomes[5])
+    assert wakes == 1  # one wake-up for the six requests, not one each
+
+
+def test_a_commit_made_off_any_loop_is_still_awaitable() -> None:
+    import asyncio
+
+    from retrainer.deployments.writer import committed
+
+    store = CountingStore()
+    writer = InferenceLogWriter(store, "m", [FeatureSpec(name="x1")], linger=0.002)
+    c = Commit([rec("r1")])  # a worker thread's commit: no loop, no waiter
+    assert c.waiter is None
+    writer.start()
+    writer.offer(c)
+    assert asyncio.run(committed(c)) == frozenset()
+    writer.close()
