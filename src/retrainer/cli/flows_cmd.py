@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -22,6 +22,9 @@ from retrainer.cli.common import (
 )
 from retrainer.cli.output import console, emit, kv_table
 from retrainer.cli.prefect_console import quiet_console_tracebacks
+
+if TYPE_CHECKING:
+    from retrainer.store import Store
 
 
 # The top-level loop commands (monitor, retrain, history, promote, rollback). Joined into the root app by retrainer.cli.
@@ -167,7 +170,7 @@ def history_cmd(
     emit(data, as_json, render)
 
 
-def _verify_ledger(store: Any, name: str, as_json: bool) -> None:
+def _verify_ledger(store: Store, name: str, as_json: bool) -> None:
     """The chain's verdict; a broken chain is a verdict, not a usage error: exit 1 (not 2)."""
     from dataclasses import asdict
 

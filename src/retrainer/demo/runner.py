@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -26,6 +26,9 @@ from retrainer.config import RetrainerConfig, load_config
 from retrainer.demo.data import FEATURES, StreamSpec, generate_stream
 from retrainer.demo.world import DEFAULT_TRIGGERS, demo_config, write_config, write_warehouse
 from retrainer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from retrainer.store import Store
 
 MARKER = ".retrainer-demo"
 # What a previous demo run leaves behind; only these are removed when the workdir is reused.
@@ -235,7 +238,7 @@ def _rollout_step(step: dict[str, Any], now: datetime, result: DemoResult) -> li
     return [f"rollout {step['rollout_id']} (version {step['version']}): {step['action']} — {step['explanation']}"]
 
 
-def _record_rollouts(store: Any, name: str, start: datetime, result: DemoResult) -> None:
+def _record_rollouts(store: Store, name: str, start: datetime, result: DemoResult) -> None:
     """Every rollout's stages with their dates and demo days, and every promotion / rollback."""
     for r in store.rollouts(name):
         d = r.to_dict()

@@ -32,11 +32,14 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retrainer.config import FeatureSpec
 from retrainer.errors import RetrainerError, ValidationError
 from retrainer.store.records import PredictionRecord, ShadowRecord
+
+if TYPE_CHECKING:
+    from retrainer.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +142,7 @@ class InferenceLogWriter:
 
     def __init__(
         self,
-        store: Any,
+        store: Store,
         model_name: str,
         features: Sequence[FeatureSpec],
         *,
