@@ -79,7 +79,7 @@ ROLLOUT = {
     "latency_slack_ms": 50.0,  # tiny models on a shared test host: the latency check is not what is tested here
     "shadow": {"isolation": "thread", "duration": "1d", "min_comparisons": 200, "min_agreement": 0.85,
                "max_latency_ratio": 20.0, "queue_size": 5000},
-    "ab": {"split": 0.5, "duration": "7d"},
+    "ab": {"split": 0.5, "duration": "7d", "salt": "rollout-tests"},  # fixed: the same arms every run (a verdict test must not depend on a random split)
 }
 
 
