@@ -74,6 +74,34 @@ def test_register_twice_with_one_key_gives_one_version(registry, fitted):
     assert registry.version_for_key("key-2") is None
 
 
+def test_registering_shows_no_unsafe_loading_advice(registry, fitted):
+    """MLflow validates the input example by loading the model, which retrainer refuses (pickle
+    off); its warning would tell the user to allow unsafe loading. It is not shown; the example
+    is still stored with the version."""
+    import logging
+
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    handler = Collect(logging.WARNING)
+    logger = logging.getLogger("mlflow.models.model")
+    logger.addHandler(handler)
+    try:
+        model, X = fitted
+        rv = _register(registry, model, X, "key-quiet")
+    finally:
+        logger.removeHandler(handler)
+    assert not [m for m in seen if "serving input example" in m or "PICKLE" in m], seen
+    from mlflow.models import Model
+
+    with registry.activated():
+        info = Model.load(f"models:/{registry.model_name}/{rv.version}")
+    assert info.saved_input_example_info is not None  # the example is kept
+
+
 def test_different_keys_give_two_versions_with_tags(registry, fitted, tmp_path):
     model, X = fitted
     notes = tmp_path / "notes.txt"

@@ -17,8 +17,10 @@ per key (Prefect flow-run id), which is what the key is derived from.
 from __future__ import annotations
 
 import json
+import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -222,7 +224,7 @@ def _log_run(
                 client.log_artifacts(run_id, str(p), artifact_path=name)
             else:
                 client.log_artifact(run_id, str(p), artifact_path=name)
-        with registry.activated(), mlflow.start_run(run_id=run_id):
+        with registry.activated(), mlflow.start_run(run_id=run_id), _quiet_example_validation():
             info = mlflow.sklearn.log_model(
                 model,
                 name=MODEL_ARTIFACT_NAME,
@@ -239,6 +241,27 @@ def _log_run(
         client.set_terminated(run_id, "FAILED")
         raise
     return run_id, info.model_id
+
+
+class _ExampleValidationFilter(logging.Filter):
+    """Drops MLflow's "Failed to validate serving input example" warning. MLflow checks the
+    example by loading the model it just logged, which this process refuses by design (pickle
+    deserialization is off in every retrainer process): the warning would tell a user to allow
+    unsafe loading. The example is still stored; serving loads through retrainer's allow-list."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to validate serving input example")
+
+
+@contextmanager
+def _quiet_example_validation() -> Iterator[None]:
+    logger = logging.getLogger("mlflow.models.model")
+    quiet = _ExampleValidationFilter()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def holdout_calibration(model: Any, X: pd.DataFrame, y: Any) -> dict[str, Any] | None:
