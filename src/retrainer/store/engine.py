@@ -240,8 +240,7 @@ def driver_execute(conn: Connection, sql: str, params: Sequence[Any] = ()) -> li
     cursor, inside the transaction ``conn`` began; returns the rows it produced.
 
     For the statements of the serving path's small group-commit transactions: SQLAlchemy's
-    per-statement cost there was several times the database's own, and it holds the GIL the
-    event loop needs (docs/serving.md, "Durability")."""
+    per-statement cost there was several times the database's own (docs/serving.md)."""
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(_paramstyle(sql, conn.dialect.name), params)
