@@ -107,6 +107,27 @@ def tiny_model_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return src
 
 
+@pytest.fixture
+def tiny_registry(mlflow_db_template: Path, tiny_model_source: Path) -> Callable[[Path, str, int], str]:
+    """Factory: ``(directory, model_name, versions)`` -> the tracking URI of ``directory/mlflow.db``
+    (a copy of the migrated template unless the directory already holds one) where ``model_name``
+    is registered with ``versions`` versions of the tiny model, all alike. A client of its own:
+    never MLflow's process-global default."""
+
+    def make(directory: Path, name: str, versions: int) -> str:
+        db = directory / "mlflow.db"
+        if not db.exists():
+            shutil.copy(mlflow_db_template, db)
+        uri = f"sqlite:///{db}"
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.create_registered_model(name)
+        for _ in range(versions):
+            client.create_model_version(name, source=str(tiny_model_source))
+        return uri
+
+    return make
+
+
 # The flow/CLI tests' world (tests/flow_world.py): shared by tests/flows and tests/cli.
 @pytest.fixture(scope="session")
 def stream():

@@ -3,7 +3,6 @@ unread on every path that loads or stages a model, and the payload's marker neve
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
-from mlflow import MlflowClient
 
 from retrainer.cli import main
 from retrainer.config import load_config
@@ -24,14 +22,9 @@ pytestmark = pytest.mark.slow  # a real MLflow registry and store per test
 
 
 @pytest.fixture
-def setup(tmp_path: Path, mlflow_db_template: Path, tiny_model_source: Path):
-    shutil.copy(mlflow_db_template, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def setup(tmp_path: Path, tiny_registry):
     name = "cli-rollout-model"
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.create_registered_model(name)
-    for _ in range(2):
-        client.create_model_version(name, source=str(tiny_model_source))
+    uri = tiny_registry(tmp_path, name, 2)
     path = tmp_path / "retrainer.yaml"
     path.write_text(yaml.safe_dump({
         "model": {"name": name}, "store": {"url": "sqlite:///store.db"}, "mlflow": {"tracking_uri": uri},

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from mlflow import MlflowClient
 
 from retrainer.cli import main
 from retrainer.config import FeatureSpec
@@ -21,14 +19,9 @@ from retrainer.store import LabelRecord, PredictionRecord, Store
 
 
 @pytest.fixture
-def setup(tmp_path: Path, mlflow_db_template: Path, tiny_model_source: Path):
-    shutil.copy(mlflow_db_template, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def setup(tmp_path: Path, tiny_registry):
     name = "cli-model"
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # never MLflow's process-global default
-    client.create_registered_model(name)
-    for _ in range(3):  # promote/shadow/ab refuse versions they would not load: a real tiny model
-        client.create_model_version(name, source=str(tiny_model_source))
+    uri = tiny_registry(tmp_path, name, 3)  # promote/shadow/ab refuse versions they would not load: a real tiny model
     registry = Registry(uri, model_name=name)
     cfg = {
         "model": {"name": name},

@@ -4,8 +4,6 @@ label time far in the future is refused (422 naming the field) and a correction 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import httpx
 import sqlalchemy as sa
 from serving_env import Env, running

@@ -42,12 +42,9 @@ def mlflow_dir(new_mlflow_dir):
 
 
 @pytest.fixture
-def registry(mlflow_dir, tiny_model_source):
-    reg = Registry(f"sqlite:///{mlflow_dir / 'mlflow.db'}", model_name=f"g-{uuid.uuid4().hex[:8]}")
-    reg.ensure_registered_model()
-    for _ in range(3):
-        reg.client.create_model_version(reg.model_name, source=str(tiny_model_source))
-    return reg
+def registry(mlflow_dir, tiny_registry):
+    name = f"g-{uuid.uuid4().hex[:8]}"
+    return Registry(tiny_registry(mlflow_dir, name, 3), model_name=name)
 
 
 @pytest.fixture

@@ -28,12 +28,9 @@ def mlflow_dir(new_mlflow_dir):
 
 
 @pytest.fixture
-def registry(mlflow_dir, tiny_model_source):
-    reg = Registry(f"sqlite:///{mlflow_dir / 'mlflow.db'}", model_name=f"p-{uuid.uuid4().hex[:8]}")
-    reg.ensure_registered_model()
-    for _ in range(4):  # versions 1..4, all the same small model
-        reg.client.create_model_version(reg.model_name, source=str(tiny_model_source))
-    return reg
+def registry(mlflow_dir, tiny_registry):
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    return Registry(tiny_registry(mlflow_dir, name, 4), model_name=name)  # versions 1..4, all the same small model
 
 
 @pytest.fixture

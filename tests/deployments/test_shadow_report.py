@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
-from mlflow import MlflowClient
 
 from retrainer.cli import main
 from retrainer.deployments.promotion import promote
@@ -19,13 +17,8 @@ from retrainer.store import ShadowRecord, Store
 
 
 @pytest.fixture
-def world(tmp_path: Path, mlflow_db_template: Path, tiny_model_source: Path):
-    shutil.copy(mlflow_db_template, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.create_registered_model("rep-model")
-    for _ in range(2):
-        client.create_model_version("rep-model", source=str(tiny_model_source))
+def world(tmp_path: Path, tiny_registry):
+    uri = tiny_registry(tmp_path, "rep-model", 2)
     cfg = {
         "model": {"name": "rep-model"},
         "store": {"url": "sqlite:///store.db"},

@@ -141,6 +141,18 @@ def test_a_retrain_request_event_starts_a_retrain_run_with_the_event_payload(ser
     assert runs[0].parameters == {"config_path": "/srv/models/credit/retrainer.yaml", "reasons": ["drift", "performance"]}
 
 
+def _run_once(server: Server, deployment: str, config: Path) -> None:
+    """Start a run of ``deployment`` on ``config``, let one worker pick it up; it must complete."""
+    started = server.cli("deployment", "run", deployment, "--param", f"config_path={config}")
+    run_id = next(w for w in started.stdout.split() if w.count("-") == 4)  # the UUID in "UUID: ..."
+    worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "retrainer", "--run-once"],
+                              cwd=REPO, env=server.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output, _ = worker.communicate(timeout=300)
+    with server.client() as client:
+        state = client.read_flow_run(uuid.UUID(run_id)).state
+    assert state.is_completed(), f"{deployment} run ended {state.name}: {state.message}\n{output[-3000:]}"
+
+
 def test_a_worker_runs_the_monitor_deployment_to_completion(server, tmp_path, mlflow_db_template):
     # A model with history: the walkthrough's retrainer.yaml.
     workdir = tmp_path / "model"
@@ -152,14 +164,7 @@ def test_a_worker_runs_the_monitor_deployment_to_completion(server, tmp_path, ml
     with Store.open(f"sqlite:///{workdir / 'retrainer.db'}") as store:
         store.init()
 
-    started = server.cli("deployment", "run", "monitor/monitor-nightly", "--param", f"config_path={config}")
-    run_id = next(w for w in started.stdout.split() if w.count("-") == 4)  # the UUID in "UUID: ..."
-    worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "retrainer", "--run-once"],
-                              cwd=REPO, env=server.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output, _ = worker.communicate(timeout=300)
-    with server.client() as client:
-        state = client.read_flow_run(uuid.UUID(run_id)).state
-    assert state.is_completed(), f"monitor run ended {state.name}: {state.message}\n{output[-3000:]}"
+    _run_once(server, "monitor/monitor-nightly", config)
     with Store.open(f"sqlite:///{workdir / 'retrainer.db'}") as store:
         audit = store.evaluations(name)
     assert {e.trigger for e in audit} >= {"schedule"}
@@ -178,24 +183,17 @@ def test_the_rollout_deployment_runs_every_15_minutes_and_on_the_retrain_and_rol
     assert action.deployment_id == rollout.id
 
 
-def test_a_worker_runs_the_rollout_deployment_and_the_rollout_advances(server, tmp_path, mlflow_db_template,
-                                                                        tiny_model_source):
+def test_a_worker_runs_the_rollout_deployment_and_the_rollout_advances(server, tmp_path, tiny_registry):
     """A challenger handed over (staged) is moved into shadow by a flow run of the deployment."""
     import yaml
-    from mlflow import MlflowClient
 
     from retrainer.deployments.promotion import promote
     from retrainer.registry import Registry
 
     workdir = tmp_path / "model"
     workdir.mkdir()
-    shutil.copy(mlflow_db_template, workdir / "mlflow.db")
-    uri = f"sqlite:///{workdir / 'mlflow.db'}"
     name = f"rollout-{uuid.uuid4().hex[:6]}"
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.create_registered_model(name)
-    for _ in range(2):
-        client.create_model_version(name, source=str(tiny_model_source))
+    uri = tiny_registry(workdir, name, 2)
     config = workdir / "retrainer.yaml"
     config.write_text(yaml.safe_dump({
         "model": {"name": name}, "store": {"url": "sqlite:///retrainer.db"}, "mlflow": {"tracking_uri": uri},
@@ -207,14 +205,7 @@ def test_a_worker_runs_the_rollout_deployment_and_the_rollout_advances(server, t
         staged = store.create_rollout(name, version="2", champion_version="1", mode="shadow", stage="staged",
                                       at=datetime.now(timezone.utc), actor="test", reason="handed over")
 
-    started = server.cli("deployment", "run", "rollout/rollout-every-15m", "--param", f"config_path={config}")
-    run_id = next(w for w in started.stdout.split() if w.count("-") == 4)
-    worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "retrainer", "--run-once"],
-                              cwd=REPO, env=server.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output, _ = worker.communicate(timeout=300)
-    with server.client() as client:
-        state = client.read_flow_run(uuid.UUID(run_id)).state
-    assert state.is_completed(), f"rollout run ended {state.name}: {state.message}\n{output[-3000:]}"
+    _run_once(server, "rollout/rollout-every-15m", config)
     with Store.open(f"sqlite:///{workdir / 'retrainer.db'}") as store:
         moved = store.rollout(staged.id)
         ledger = [e.action for e in store.ledger(name)]
