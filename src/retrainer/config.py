@@ -325,8 +325,20 @@ class ServingConfig(_Model):
     max_batch: int = Field(1000, ge=1, description="Most instances one /predict call may carry.")
     durability: Literal["committed", "buffered"] = Field(
         "committed",
-        description="committed: /predict answers after its rows are stored (group commit, <= 2 ms wait); "
+        description="committed: /predict answers after its rows are durable (see `commit`); "
         "buffered: answers first, logs from a queue (may lose the last queue on a crash).",
+    )
+    commit: Literal["spool", "store"] = Field(
+        "spool",
+        description="With durability: committed, where a row is durable before the answer: spool = an fsync'd "
+        "append-only file on local disk, stored in big batches and replayed by the next start after a crash "
+        "(fastest); store = a group commit into the store itself (acknowledged = visible to triggers; use it "
+        "when the server's disk does not outlive it, e.g. a pod without a persistent volume).",
+    )
+    spool_dir: str | None = Field(
+        None,
+        description="Directory of the prediction spool (commit: spool). Default: beside a SQLite store "
+        "(<store file>-spool), else retrainer-spool next to the config. Local disk that survives the server.",
     )
     coerce_numeric_strings: bool = Field(
         False,
@@ -537,6 +549,9 @@ def parse_config(
         ),
         "data": cfg.data.model_copy(
             update={"source": cfg.data.source.model_copy(update={"url": _resolve_sqlite(cfg.data.source.url, base)})}
+        ),
+        "serving": cfg.serving.model_copy(
+            update={"spool_dir": _resolve_path(cfg.serving.spool_dir, base) if cfg.serving.spool_dir else None}
         ),
         "base_dir": base,
     }

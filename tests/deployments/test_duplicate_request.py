@@ -4,6 +4,7 @@ never a silent new answer; the stored row is unchanged."""
 from __future__ import annotations
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from serving_env import Env, running
 
@@ -16,10 +17,11 @@ def _stored(store, rid: str):
         return conn.execute(sa.text("SELECT prediction, score FROM predictions WHERE request_id = :r"), {"r": rid}).one()
 
 
-def test_a_resent_request_id_gets_the_stored_answer(env: Env, store) -> None:
-    cfg = env.config(str(store.engine.url))  # durability: committed (the default)
-    service = PredictionService.from_config(cfg, store=store, registry=env.registry, reload_interval=0.2)
-    with running(create_app(service)) as url:
+@pytest.mark.parametrize("commit", ["spool", "store"])
+def test_a_resent_request_id_gets_the_stored_answer(env: Env, store, commit: str) -> None:
+    cfg = env.config(str(store.engine.url), serving={"commit": commit})  # durability: committed (the default)
+    svc = PredictionService.from_config(cfg, store=store, registry=env.registry, reload_interval=0.2)
+    with running(create_app(svc)) as url:
         first = httpx.post(url + "/predict", json={"features": {"x1": 3.0, "x2": 3.0}, "request_id": "dup-1"}).json()
         assert "duplicate" not in first
         # The same id with features that would be answered differently.
@@ -35,4 +37,11 @@ def test_a_resent_request_id_gets_the_stored_answer(env: Env, store) -> None:
         rerun = httpx.post(url + "/predict", json={"instances": [{"x1": 3.0, "x2": 3.0}] * 2, "request_id": "b"}).json()
         assert rerun["duplicate"] is True and rerun["predictions"] == batch["predictions"]
         assert rerun["duplicate_request_ids"] == batch["request_ids"]
+        if commit == "spool":
+            # Answered before the rows reached the store: a duplicate found in the store (this
+            # process no longer remembers the id) gets the stored answer too.
+            assert svc.writer.flush(30)
+            svc._recent.clear()
+            third = httpx.post(url + "/predict", json={"features": {"x1": -3.0, "x2": -3.0}, "request_id": "dup-1"}).json()
+            assert third["duplicate"] is True and third["prediction"] == first["prediction"]
     assert tuple(_stored(store, "dup-1")) == (first["prediction"], first["score"])

@@ -2,9 +2,11 @@
 
 A server process (the CLI, as an operator runs it) serves while 8 client threads send single rows
 and 50-row batches with unique request ids; every request id answered 200 is recorded. Once
-enough were acknowledged the server's process group gets SIGKILL mid-stream. Then the store is
-opened directly: with ``serving.durability: committed`` every acknowledged id must be in it, on
-SQLite and PostgreSQL. ``buffered`` runs the same crash and only reports what it lost (it is
+enough were acknowledged the server's process group gets SIGKILL mid-stream. A new server is
+started on the same config (with the default ``serving.commit: spool`` it stores what the dead
+one left in the spool) and stopped with SIGTERM, then the store is opened directly: with
+``serving.durability: committed`` (spool, and ``commit: store``, the group commit) every
+acknowledged id must be in it, on SQLite and PostgreSQL. ``buffered`` runs the same crash and only reports what it lost (it is
 documented as "may lose the last queue on a crash").
 
 The counts are printed (``pytest -s``) as one line per run for the release notes.
@@ -92,8 +94,46 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
     raise AssertionError(f"retrainer serve not ready in {timeout:.0f}s:\n{log.read_text()[-3000:]}")
 
 
+def start_server(root: Path, cfg: Path, env: Env, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    with free_socket() as sock:
+        port = sock.getsockname()[1]
+    env_vars = {**os.environ, "MLFLOW_TRACKING_URI": env.tracking_uri, "PYTHONWARNINGS": "ignore"}
+    exe = Path(sys.executable).parent / "retrainer"
+    with log.open("ab") as out:
+        proc = subprocess.Popen([str(exe), "serve", "--config", str(cfg), "--port", str(port)], cwd=root,
+                                env=env_vars, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stored_request_ids(store_url: str) -> set[str]:
+    store = Store.open(store_url)
+    try:
+        with store.engine.connect() as conn:
+            return set(conn.execute(sa.select(predictions.c.request_id)).scalars())
+    finally:
+        store.close()
+
+
+def restart_and_stop(root: Path, cfg: Path, env: Env, log: Path) -> dict[str, Any] | None:
+    """Start a server on the crashed one's config (it stores what the spool holds), then SIGTERM it
+    (it drains): returns its spool status."""
+    proc, url = start_server(root, cfg, env, log)
+    try:
+        wait_ready(url, proc, log)
+        spool = httpx.get(url + "/admin/status", timeout=30).json()["spool"]
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn re-raises the signal once it has shut down cleanly (and the writer drained).
+        assert proc.wait(120) in (0, -signal.SIGTERM), log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+    return spool
+
+
 def crash_under_load(env: Env, root: Path, store_url: str, durability: str) -> dict[str, Any]:
-    """Serve, load, SIGKILL, then count acknowledged vs stored request ids."""
+    """Serve, load, SIGKILL, restart and stop, then count acknowledged vs stored request ids.
+    ``durability``: buffered, committed (spool) or committed-store (group commit)."""
     store = Store.open(store_url)
     store.init()
     store.close()
@@ -103,17 +143,11 @@ def crash_under_load(env: Env, root: Path, store_url: str, durability: str) -> d
         "store": {"url": store_url},
         "mlflow": {"tracking_uri": env.tracking_uri, "artifact_location": str(env.root / "artifacts")},
         "data": {"source": {"url": "sqlite:///unused.db", "table": "t"}, "features": FEATURES},
-        "serving": {"durability": durability},
+        "serving": {"durability": durability.split("-")[0],
+                    "commit": "store" if durability == "committed-store" else "spool"},
     }))
-    with free_socket() as sock:
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
     log = root / "serve.log"
-    env_vars = {**os.environ, "MLFLOW_TRACKING_URI": env.tracking_uri, "PYTHONWARNINGS": "ignore"}
-    exe = Path(sys.executable).parent / "retrainer"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(exe), "serve", "--config", str(cfg), "--port", str(port)], cwd=root,
-                                env=env_vars, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc, url = start_server(root, cfg, env, log)
     stop = threading.Event()
     traffic = Traffic()
     threads = [threading.Thread(target=client, args=(url, w, stop, traffic), daemon=True) for w in range(CLIENTS)]
@@ -135,38 +169,41 @@ def crash_under_load(env: Env, root: Path, store_url: str, durability: str) -> d
             t.join(60)
     assert proc.returncode == -signal.SIGKILL
     assert traffic.acked_requests >= ACKS_BEFORE_KILL, f"only {traffic.acked_requests} requests answered 200"
-
-    store = Store.open(store_url)  # after a crash: SQLite recovers its WAL on open
-    try:
-        with store.engine.connect() as conn:
-            stored = set(conn.execute(sa.select(predictions.c.request_id)).scalars())
-    finally:
-        store.close()
+    at_kill = stored_request_ids(store_url)  # after a crash: SQLite recovers its WAL on open
+    spool = restart_and_stop(root, cfg, env, log)
+    stored = stored_request_ids(store_url)
     lost = sorted(traffic.acked_ids - stored)
     counts = {"durability": durability, "backend": store_url.split(":")[0].split("+")[0],
               "acknowledged_requests": traffic.acked_requests, "acknowledged_rows": len(traffic.acked_ids),
-              "stored_rows": len(stored), "lost_rows": len(lost),
+              "acknowledged_rows_in_store_at_kill": len(traffic.acked_ids & at_kill), "stored_rows": len(stored), "lost_rows": len(lost),
               "lost_requests": len({rid.rsplit("-", 1)[0] if rid.count("-") == 2 else rid for rid in lost}),
-              "refused": traffic.refused}
+              "refused": traffic.refused,
+              "replayed_groups": None if spool is None else spool["replayed_groups"]}
     print(f"\nkill -9 under {CLIENTS} clients: {json.dumps(counts)}")
-    return {**counts, "lost": lost}
+    return {**counts, "lost": lost, "spool": spool}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("durability", ["committed", "buffered"])
+@pytest.mark.parametrize("durability", ["committed", "committed-store", "buffered"])
 def test_kill9_sqlite(env: Env, tmp_path: Path, durability: str) -> None:
     result = crash_under_load(env, tmp_path, f"sqlite:///{tmp_path / 'store.db'}", durability)
     if durability == "committed":
+        assert result["spool"]["replayed_segments"] >= 1  # the dead server's segment was found and stored
+        assert not list((tmp_path / "store.db-spool").iterdir())  # and deleted, as was the new server's
+    if durability.startswith("committed"):
         assert result["lost"] == [], f"{len(result['lost'])} acknowledged predictions lost: {result['lost'][:10]}"
         assert result["refused"] == {}
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.parametrize("durability", ["committed", "buffered"])
+@pytest.mark.parametrize("durability", ["committed", "committed-store", "buffered"])
 def test_kill9_postgres(env: Env, tmp_path: Path, postgresql_url: str, durability: str) -> None:
     result = crash_under_load(env, tmp_path, postgresql_url, durability)
     if durability == "committed":
+        assert result["spool"]["replayed_segments"] >= 1
+        assert not list((tmp_path / "retrainer-spool").iterdir())
+    if durability.startswith("committed"):
         assert result["lost"] == [], f"{len(result['lost'])} acknowledged predictions lost: {result['lost'][:10]}"
         assert result["refused"] == {}
 
@@ -233,8 +270,8 @@ def test_failed_write_fails_the_waiting_requests_instead_of_acknowledging() -> N
     assert writer.stats.commit_failures == 2 and writer.stats.commits == 1 and writer.stats.write_errors == 1
 
 
-def test_predict_answers_503_not_200_when_the_rows_cannot_be_stored(env: Env, store: Store) -> None:
-    cfg = env.config(str(store.engine.url))
+def test_group_commit_answers_503_not_200_when_the_rows_cannot_be_stored(env: Env, store: Store) -> None:
+    cfg = env.config(str(store.engine.url), serving={"commit": "store"})
     assert cfg.serving.durability == "committed"  # the default
     svc = PredictionService.from_config(cfg, store=store, registry=env.registry, reload_interval=60)
     with running(create_app(svc)) as url:

@@ -18,6 +18,7 @@ invalid ones a 422 whose ``detail`` names each offending field (``instances[3].i
 # No `from __future__ import annotations`: FastAPI must see the request models defined in
 # create_app as real classes, not as strings to resolve in module globals.
 
+import asyncio
 import hmac
 import json
 from collections.abc import Sequence
@@ -33,7 +34,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from retrainer.config import FeatureSpec, RetrainerConfig
 from retrainer.deployments.metrics import CONTENT_TYPE
-from retrainer.deployments.serving import NotReady, PredictionService
+from retrainer.deployments.serving import NotReady, PredictionService, request_ids, with_stored_answers
 from retrainer.deployments.writer import Commit, LogWriteFailed, committed as wait_committed
 from retrainer.errors import ConfigError, ValidationError
 
@@ -239,30 +240,24 @@ def create_app(service: PredictionService, *, manage_lifecycle: bool = True) -> 
         summary = "; ".join(f"{x['field']}: {x['message']}" for x in errors[:10])
         return _json({"detail": f"invalid request: {summary}", "errors": errors}, 422)
 
-    async def committed(commit: Commit) -> Response | frozenset[str]:
-        """Wait (without blocking the loop) until the writer stored the rows; a 503 if it could not.
-        Otherwise the request ids that were already stored (a re-sent request)."""
+    async def committed(ticket: Commit | list[asyncio.Future[None]]) -> Response | frozenset[str]:
+        """Wait (without blocking the loop) until the rows are durable: the spool's flushes, or the
+        writer's group commit; a 503 if they could not be. Otherwise the request ids the group
+        commit found already stored (a re-sent request; the spool path answered those itself)."""
         try:
-            return await wait_committed(commit)
+            if isinstance(ticket, Commit):
+                return await wait_committed(ticket)
+            for ack in ticket:
+                await ack
+            return frozenset()
         except LogWriteFailed as exc:
             metrics.count_request("predict", "not_stored")
             return _json({"detail": f"prediction not stored: {exc}"}, 503)
 
     async def answer_as_stored(out: dict[str, Any], duplicates: frozenset[str]) -> dict[str, Any]:
         """A re-sent request id gets the answer stored the first time, flagged, not a new one."""
-        stored = await run_in_threadpool(service.store.stored_answers, service.model_name, sorted(duplicates))
-        out = {**out, "predictions": list(out["predictions"]),
-               "scores": None if out["scores"] is None else list(out["scores"])}
-        for i, rid in enumerate(out["request_ids"]):
-            if rid in stored:
-                out["predictions"][i] = stored[rid]["prediction"]
-                if out["scores"] is not None:
-                    out["scores"][i] = stored[rid]["score"]
-        first = stored.get(out["request_ids"][0])
-        if first is not None:
-            out["model_version"], out["arm"] = first["model_version"], first["arm"]
-        metrics.count_request("predict", "duplicate")
-        return {**out, "duplicate": True, "duplicate_request_ids": sorted(stored)}
+        stored = await run_in_threadpool(service.stored_answers, sorted(duplicates))
+        return with_stored_answers(out, stored)
 
     @app.post("/predict")
     async def predict(body: PredictRequest, request: Request) -> Response:  # type: ignore[valid-type]
@@ -271,11 +266,19 @@ def create_app(service: PredictionService, *, manage_lifecycle: bool = True) -> 
         single = body.features is not None  # type: ignore[attr-defined]
         items = [body.features] if single else body.instances  # type: ignore[attr-defined]
         instances = [i.model_dump(by_alias=True) for i in items]
+        rid = body.request_id  # type: ignore[attr-defined]
+        stored = None
+        if rid is not None and service.spool is not None:
+            # Spooled rows reach the store after the answer: a re-sent id is looked up first.
+            stored = await run_in_threadpool(service.stored_answers, request_ids(len(instances), rid))
         try:
-            out, overflow, commit = service.predict(instances, unit_id=body.unit_id, request_id=body.request_id)  # type: ignore[attr-defined]
+            out, overflow, commit = service.predict(instances, unit_id=body.unit_id, request_id=rid, stored=stored)  # type: ignore[attr-defined]
         except NotReady as exc:
             metrics.count_request("predict", "not_ready")
             return _json({"detail": f"not ready: {exc}"}, 503)
+        except LogWriteFailed as exc:  # the spool is closed: the server is stopping
+            metrics.count_request("predict", "not_stored")
+            return _json({"detail": f"prediction not stored: {exc}"}, 503)
         if overflow is not None:
             # The log is behind: wait for room off the event loop (backpressure, rows kept).
             await run_in_threadpool(service.writer.put, overflow)
@@ -285,6 +288,8 @@ def create_app(service: PredictionService, *, manage_lifecycle: bool = True) -> 
                 return outcome
             if outcome:
                 out = await answer_as_stored(out, outcome)
+        if out.get("duplicate"):
+            metrics.count_request("predict", "duplicate")
         if single:
             scores = out["scores"]
             return _json({

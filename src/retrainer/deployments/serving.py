@@ -8,15 +8,18 @@ reach the store, off the request path) and the :class:`~retrainer.deployments.sh
 The request path does no I/O: it picks the arm by hashing the unit, predicts, and hands the
 log rows and the shadow job to queues. When the log queue is full the rows come back as
 ``overflow`` for the caller to enqueue off the event loop (backpressure, never loss). With
-``serving.durability: committed`` the rows travel as a :class:`~retrainer.deployments.writer.Commit`
-whose future the caller awaits before answering (group commit: acknowledged = stored).
+``serving.durability: committed`` the caller awaits a ticket before answering: the
+:class:`~retrainer.deployments.spool.PredictionSpool`'s fsync (``serving.commit: spool``, the
+default) or a :class:`~retrainer.deployments.writer.Commit` (``store``: group commit).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +37,7 @@ from retrainer.deployments.router import (
 )
 from retrainer.deployments.shadow_queue import ShadowJob, ShadowRunner
 from retrainer.deployments.shadow_worker import ShadowModelSource
+from retrainer.deployments.spool import PredictionSpool, spool_directory
 from retrainer.deployments.writer import COMMIT_LINGER, Assignment, Commit, InferenceLogWriter
 from retrainer.errors import RetrainerError
 from retrainer.registry import CHALLENGER, Registry
@@ -45,6 +49,35 @@ log = logging.getLogger(__name__)
 
 _UTC = UTC
 _SEEN_UNITS_MAX = 200_000  # assignments already queued, per process; duplicates are harmless anyway
+# Client request ids answered by this process, newest last, with the answer and its spool flush:
+# a re-sent id is recognised before its rows reach the store (they are stored ~50 ms later; an
+# id this far back is long stored and found there).
+_RECENT_ANSWERS_MAX = 100_000
+
+Answer = dict[str, Any]  # prediction, score, model_version, arm: what a request id was answered
+
+
+def with_stored_answers(out: dict[str, Any], answers: Mapping[str, Answer]) -> dict[str, Any]:
+    """``out`` (a /predict body) with the first answers of the re-sent request ids in ``answers``,
+    flagged ``duplicate``: a re-sent request gets what was stored, never a silent new answer."""
+    out = {**out, "predictions": list(out["predictions"]),
+           "scores": None if out["scores"] is None else list(out["scores"])}
+    for i, rid in enumerate(out["request_ids"]):
+        if rid in answers:
+            out["predictions"][i] = answers[rid]["prediction"]
+            if out["scores"] is not None:
+                out["scores"][i] = answers[rid]["score"]
+    first = answers.get(out["request_ids"][0])
+    if first is not None:
+        out["model_version"], out["arm"] = first["model_version"], first["arm"]
+    return {**out, "duplicate": True, "duplicate_request_ids": sorted(answers)}
+
+
+def request_ids(n: int, request_id: str | None) -> list[str]:
+    """The ids of a request's rows: the client's id (``<id>-<i>`` in a batch), else fresh uuids."""
+    if request_id is None:
+        return [uuid.uuid4().hex for _ in range(n)]
+    return [request_id] if n == 1 else [f"{request_id}-{i}" for i in range(n)]
 
 
 class NotReady(RetrainerError):
@@ -83,6 +116,7 @@ class PredictionService:
         shadow: ShadowRunner,
         metrics: ServiceMetrics | None = None,
         clock: Callable[[], datetime] | None = None,
+        spool: PredictionSpool | None = None,
     ) -> None:
         self.cfg = cfg
         # Event time of predictions and default time of labels. Replays and the demo's simulated
@@ -95,8 +129,10 @@ class PredictionService:
         self.router = router
         self.writer = writer
         self.shadow = shadow
+        self.spool = spool
         self.metrics = metrics or ServiceMetrics(self.model_name)
         self._seen_units: set[tuple[int, str]] = set()
+        self._recent: OrderedDict[str, tuple[Answer, asyncio.Future[None] | None]] = OrderedDict()
         self._started = False
         self._owned_store: Store | None = None  # from_config opened it, stop() closes it
         if router.on_change is None:  # the shadow process loads a new shadow version before its first job
@@ -124,24 +160,32 @@ class PredictionService:
         registry = registry or Registry.from_config(cfg)
         loader = loader or registry_loader(registry, cfg.data.features)
         router = ModelRouter(loader, lambda: read_wanted_state(cfg, registry, store), interval=reload_interval)
-        # committed: requests wait for the flush, so linger briefly (group commit); buffered: nobody
-        # waits, so gather for longer and write bigger batches.
-        linger = COMMIT_LINGER if cfg.serving.durability == "committed" else 0.05
+        # Group commit: requests wait for the transaction, so linger briefly. Buffered or spooled:
+        # nobody waits for the store, so gather for longer and write bigger batches.
+        committed = cfg.serving.durability == "committed"
+        group_commit = committed and cfg.serving.commit == "store"
+        linger = COMMIT_LINGER if group_commit else 0.05
         writer = InferenceLogWriter(store, cfg.model.name, cfg.data.features, max_queue=log_queue, linger=linger)
+        spool = PredictionSpool(spool_directory(cfg), cfg.model.name) if committed and not group_commit else None
         sc = cfg.rollout.shadow
         if sc.isolation == "process" and shadow_source is None:
             shadow_source = ShadowModelSource.from_registry(registry, cfg.data.features)
         shadow = ShadowRunner(cfg.model.name, sink=writer.submit, queue_size=sc.queue_size, workers=sc.workers,
                               isolation=sc.isolation, source=shadow_source, nice=sc.nice)
-        service = cls(cfg, store=store, router=router, writer=writer, shadow=shadow, clock=clock)
+        service = cls(cfg, store=store, router=router, writer=writer, shadow=shadow, clock=clock, spool=spool)
         service._owned_store = store if owned else None
         return service
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Load the models, start the writer, shadow workers and reloader."""
+        """Open the spool, start the writer (it first stores what a crashed server left in the
+        spool), load the models, start the shadow workers and reloader."""
+        if self.spool is not None:
+            self.spool.open()
         self.writer.start()
+        if self.spool is not None:
+            self.spool.replay(self.writer.submit)
         self.shadow.start()
         self.router.refresh()
         self.router.start()
@@ -152,6 +196,8 @@ class PredictionService:
         self.router.stop()
         self.shadow.close()
         self.writer.close()
+        if self.spool is not None:
+            self.spool.close()  # deleted when all its rows were stored, else kept for the next start
         if self._owned_store is not None:
             self._owned_store.close()  # its engine reconnects if the service is started again
         self._started = False
@@ -163,24 +209,22 @@ class PredictionService:
     # -- predict ------------------------------------------------------------------------------
 
     def predict(
-        self, instances: Sequence[Mapping[str, Any]], *, unit_id: str | None = None, request_id: str | None = None
-    ) -> tuple[dict[str, Any], list[Any] | Commit | None, Commit | None]:
-        """Answer a batch of validated instances; returns (body, overflow, commit).
+        self, instances: Sequence[Mapping[str, Any]], *, unit_id: str | None = None, request_id: str | None = None,
+        stored: Mapping[str, Answer] | None = None,
+    ) -> tuple[dict[str, Any], list[Any] | Commit | None, Commit | list[asyncio.Future[None]] | None]:
+        """Answer a batch of validated instances; returns (body, overflow, ticket).
 
         ``overflow``: the log item to enqueue off the event loop when the queue was full, else None.
-        ``commit``: with ``serving.durability: committed``, the group-commit ticket whose future
-        must resolve before the answer is sent (acknowledged = stored); None when buffered."""
+        ``ticket``: with ``serving.durability: committed``, what must resolve before the answer is
+        sent: the spool flushes to await (``commit: spool``; call it on the event loop) or the
+        group-commit :class:`Commit` (``store``); None when buffered. With the spool, ``stored``
+        are the answers the store already has for these request ids (:meth:`stored_answers`)."""
         routing = self.router.routing
         if routing is None:
             raise NotReady(self.router.stats.last_error or "models are still loading")
         t0 = time.perf_counter()
         n = len(instances)
-        if request_id is None:
-            rids = [uuid.uuid4().hex for _ in range(n)]
-        elif n == 1:
-            rids = [request_id]
-        else:
-            rids = [f"{request_id}-{i}" for i in range(n)]
+        rids = request_ids(n, request_id)
 
         ab = routing.ab
         test_id = None
@@ -214,9 +258,17 @@ class PredictionService:
                     self._seen_units.clear()
                 self._seen_units.add(key)
                 rows.append(Assignment(test_id, unit, arm))
-        commit = Commit(rows) if self.cfg.serving.durability == "committed" else None
-        item = rows if commit is None else commit
-        overflow = None if self.writer.offer(item) else item
+        body = {
+            "request_ids": rids, "predictions": preds, "scores": scores,
+            "model_version": version, "arm": arm, "ab_test_id": test_id,
+        }
+        ticket: Commit | list[asyncio.Future[None]] | None = None
+        item: list[Any] | Commit | None = rows
+        if self.spool is not None:
+            body, item, ticket = self._spool(body, rows, (stored or {}) if request_id is not None else None)
+        elif self.cfg.serving.durability == "committed":
+            item = ticket = Commit(rows)
+        overflow = None if item is None or self.writer.offer(item) else item
 
         shadow = routing.shadow
         if shadow is not None and shadow is not model:
@@ -225,11 +277,49 @@ class PredictionService:
                 routing.shadow_sample,
             )
         self.metrics.observe_prediction(arm, time.perf_counter() - t0, n)
-        body = {
-            "request_ids": rids, "predictions": preds, "scores": scores,
-            "model_version": version, "arm": arm, "ab_test_id": test_id,
-        }
-        return body, overflow, commit
+        return body, overflow, ticket
+
+    def _spool(
+        self, body: dict[str, Any], rows: list[Any], stored: Mapping[str, Answer] | None,
+    ) -> tuple[dict[str, Any], list[Any] | None, list[asyncio.Future[None]]]:
+        """Append a request's rows to the spool: (body, log item, flushes to await). A client id
+        answered before (by this process, or found in the store: ``stored``) is answered as it was
+        and not logged again; its first answer's flush is awaited too, so it is never acknowledged
+        before it is durable. ``stored`` None: server-made ids, which cannot repeat."""
+        assert self.spool is not None
+        earlier: dict[str, Answer] = {}
+        acks: list[asyncio.Future[None]] = []
+        if stored is not None:
+            for rid in body["request_ids"]:
+                if (seen := self._recent.get(rid)) is not None:
+                    earlier[rid] = seen[0]
+                    if seen[1] is not None and not seen[1].done():
+                        acks.append(seen[1])
+                elif rid in stored:
+                    earlier[rid] = dict(stored[rid])
+        fresh = [r for r in rows if not (isinstance(r, PredictionRecord) and r.request_id in earlier)]
+        item: list[Any] | None = None
+        if fresh:
+            ack, item = self.spool.append(fresh)
+            acks.append(ack)
+            if stored is not None:
+                self._remember(fresh, body, ack)
+        if earlier:
+            body = with_stored_answers(body, earlier)
+        return body, item, acks
+
+    def _remember(self, rows: list[Any], body: dict[str, Any], ack: asyncio.Future[None]) -> None:
+        for r in rows:
+            if isinstance(r, PredictionRecord):
+                self._recent[r.request_id] = (
+                    {"prediction": r.prediction, "score": r.score, "model_version": body["model_version"],
+                     "arm": body["arm"]}, ack)
+        while len(self._recent) > _RECENT_ANSWERS_MAX:
+            self._recent.popitem(last=False)
+
+    def stored_answers(self, request_ids: Sequence[str]) -> dict[str, Answer]:
+        """What the store has for these request ids (blocking: call it off the event loop)."""
+        return self.store.stored_answers(self.model_name, request_ids)
 
     # -- feedback -----------------------------------------------------------------------------
 
@@ -264,6 +354,7 @@ class PredictionService:
                 "durability": self.cfg.serving.durability, "commits": w.commits, "commit_failures": w.commit_failures,
                 "transactions": w.batches,
             },
+            "spool": None if self.spool is None else self.spool.status(),
             "shadow": self.shadow.live(),
         }
 
@@ -287,4 +378,4 @@ class PredictionService:
                 lambda: r.stats.reload_errors, "counter")
 
 
-__all__ = ["NotReady", "PredictionService", "read_wanted_state"]
+__all__ = ["NotReady", "PredictionService", "read_wanted_state", "request_ids", "with_stored_answers"]

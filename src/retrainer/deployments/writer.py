@@ -10,7 +10,12 @@ A batch the store rejects as invalid (which the service's own validation should 
 impossible) is split in halves until the bad rows are isolated; those are logged and counted,
 the rest are written.
 
-Group commit (``serving.durability: committed``): a request hands its rows over as a
+Spooled rows (``serving.durability: committed``, the default ``serving.commit: spool``) are
+already durable in the prediction spool (:mod:`retrainer.deployments.spool`) when they arrive:
+they are written like buffered rows, and once stored the spool is told (``Spooled.on_stored``)
+so it can delete the segment.
+
+Group commit (``serving.commit: store``): a request hands its rows over as a
 :class:`Commit` and waits on its future. The thread takes everything queued, i.e. all that
 arrived while the previous transaction ran, writes the predictions and A/B assignments of all
 waiting requests in one transaction, then resolves every future: the request answers only once
@@ -18,8 +23,8 @@ its rows are stored. It lingers (at most ``linger``, 2 ms in that mode) for more
 when the server is busy (the previous write ended less than ``linger`` ago): a request to an
 idle server is written at once.
 A failed write is not retried for them: their futures fail and the requests answer 503, never
-200 for a row that is not stored. Plain lists (``buffered`` mode, shadow rows) keep the
-retry-until-written path.
+200 for a row that is not stored. Plain lists (``buffered`` mode, shadow rows) and spooled rows
+keep the retry-until-written path.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import queue
 from concurrent.futures import Future, InvalidStateError
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +109,15 @@ def _wake_group(commits: list[Commit]) -> None:
             loop.call_soon_threadsafe(_wake, waiters)
         except RuntimeError:  # that loop is closed: nobody is waiting there any more
             pass
+
+
+class Spooled(list[Any]):
+    """Log rows already durable in the prediction spool (``serving.commit: spool``): written like
+    buffered rows, then ``on_stored`` tells the spool they are in the store."""
+
+    def __init__(self, rows: list[Any], on_stored: Callable[[], None]) -> None:
+        super().__init__(rows)
+        self.on_stored = on_stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +267,9 @@ class InferenceLogWriter:
             try:
                 self._write([i for i in items if i is not _STOP])
                 self._last_write_end = time.monotonic()
+                for item in items:
+                    if isinstance(item, Spooled):
+                        item.on_stored()
             finally:
                 for _ in items:
                     self._q.task_done()
@@ -386,4 +403,4 @@ def _resolve(done: Future[frozenset[str]], outcome: BaseException | frozenset[st
         pass
 
 
-__all__ = ["COMMIT_LINGER", "Assignment", "Commit", "committed", "InferenceLogWriter", "LogWriteFailed", "WriterStats"]
+__all__ = ["COMMIT_LINGER", "Assignment", "Commit", "committed", "InferenceLogWriter", "LogWriteFailed", "Spooled", "WriterStats"]

@@ -1,0 +1,162 @@
+"""The prediction spool (``serving.commit: spool``): frames survive a torn tail, a crashed
+server's segment is stored by the next one and deleted, full segments go once stored, a failed
+fsync answers 503, and nothing is left behind by a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from serving_env import FEATURES, Env, running
+
+import retrainer.deployments.spool as spool_mod
+from retrainer.config import FeatureSpec
+from retrainer.deployments.app import create_app
+from retrainer.deployments.serving import PredictionService
+from retrainer.deployments.spool import PredictionSpool, decode_frames, encode_group, spool_directory
+from retrainer.deployments.writer import Assignment, InferenceLogWriter, LogWriteFailed
+from retrainer.store import Store
+from retrainer.store.records import PredictionRecord
+from retrainer.store.schema import predictions
+
+TS = datetime(2025, 6, 1, 12, 30, 15, 123456, tzinfo=UTC)
+
+
+def rec(rid: str, x1: float = 1.5, **kw: Any) -> PredictionRecord:
+    return PredictionRecord(rid, {"x1": x1, "x2": -2.0, "colour": "red"}, 1.0, TS, "3", **kw)
+
+
+def stored_ids(store: Store) -> set[str]:
+    with store.engine.connect() as conn:
+        return set(conn.execute(sa.select(predictions.c.request_id)).scalars())
+
+
+def test_frames_round_trip_and_a_torn_or_corrupt_tail_ends_the_segment() -> None:
+    g1 = [rec("a", unit_id="u1", arm="challenger", score=0.25, ab_test_id=7), Assignment(7, "u1", "challenger")]
+    g2 = [rec("b", x1=float("nan")), rec("c")]
+    data = encode_group(g1) + encode_group(g2)
+    groups, torn = decode_frames(data)
+    assert torn == 0 and groups[0] == g1
+    assert [r.request_id for r in groups[1]] == ["b", "c"] and groups[1][0].features["x1"] != groups[1][0].features["x1"]
+    assert groups[0][0].ts == TS  # microseconds and UTC kept
+    # A write the crash cut short: only whole frames count.
+    cut = data + encode_group([rec("d")])[:-3]
+    groups, torn = decode_frames(cut)
+    assert len(groups) == 2 and torn == len(encode_group([rec("d")])) - 3
+    # A flipped byte in the second frame's payload: its checksum fails, it and what follows are not read.
+    bad = bytearray(data)
+    bad[-5] ^= 0xFF
+    groups, torn = decode_frames(bytes(bad))
+    assert len(groups) == 1 and torn == len(encode_group(g2))
+
+
+async def _append(spool: PredictionSpool, groups: list[list[Any]]) -> list[Any]:
+    """Each group acknowledged (one flush) before the next is appended."""
+    items = []
+    for rows in groups:
+        ack, item = spool.append(rows)
+        await ack
+        items.append(item)
+    return items
+
+
+def crashed_segment(directory: Path, model: str, groups: list[list[Any]]) -> Path:
+    """A spool whose server died after acknowledging ``groups`` and before storing them."""
+    spool = PredictionSpool(directory, model)
+    spool.open()
+    asyncio.run(_append(spool, groups))
+    seg = spool._segment
+    assert seg is not None
+    os.close(seg.fd)  # the process is gone: its lock with it, the file stays
+    return seg.path
+
+
+def test_the_next_server_stores_what_a_crashed_one_acknowledged_and_deletes_the_segment(env: Env, store: Store) -> None:
+    cfg = env.config(str(store.engine.url))
+    directory = spool_directory(cfg)
+    assert directory == Path(str(store.engine.url.database) + "-spool")  # beside the SQLite store
+    path = crashed_segment(directory, env.registry.model_name, [[rec("lost-1")], [rec("lost-2"), rec("lost-3")]])
+    # A live server's segment in the same directory is not touched.
+    live = PredictionSpool(directory, env.registry.model_name)
+    live.open()
+    other_model = crashed_segment(directory, "another-model", [[rec("not-ours")]])
+    svc = PredictionService.from_config(cfg, store=store, registry=env.registry, reload_interval=60)
+    with running(create_app(svc)):
+        pass  # start replays, stop drains
+    assert stored_ids(store) == {"lost-1", "lost-2", "lost-3"}
+    assert not path.exists() and other_model.exists()
+    assert live._segment is not None and live._segment.path.exists()
+    assert svc.spool is not None and svc.spool.stats.replayed_segments == 1 and svc.spool.stats.replayed_groups == 2
+    live.close()
+    assert sorted(p.name for p in directory.iterdir()) == [other_model.name]  # the server's own went on stop
+
+
+def test_full_segments_are_deleted_once_their_rows_are_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              store: Store) -> None:
+    monkeypatch.setattr(spool_mod, "SEGMENT_BYTES", 300)  # a couple of frames per segment
+    spool = PredictionSpool(tmp_path / "spool", "m")
+    spool.open()
+    writer = InferenceLogWriter(store, "m", [FeatureSpec(**f) for f in FEATURES], linger=0.01)
+    items = asyncio.run(_append(spool, [[rec(f"r{i}")] for i in range(12)]))
+    segments = list((tmp_path / "spool").iterdir())
+    assert len(segments) >= 4  # rotated while nothing was stored yet: every segment is kept
+    writer.start()
+    for item in items:
+        writer.submit(item)
+    assert writer.flush(30)
+    assert len(list((tmp_path / "spool").iterdir())) == 1  # only the one still appended to
+    writer.close()
+    spool.close()
+    assert list((tmp_path / "spool").iterdir()) == []
+    assert stored_ids(store) == {f"r{i}" for i in range(12)}
+
+
+def test_a_failed_spool_write_answers_503_and_the_spool_goes_on(env: Env, store: Store,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = env.config(str(store.engine.url))
+    svc = PredictionService.from_config(cfg, store=store, registry=env.registry, reload_interval=60)
+    real = os.fdatasync
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with running(create_app(svc)) as url:
+        monkeypatch.setattr(spool_mod.os, "fdatasync", full)
+        failed = httpx.post(url + "/predict", json={"features": {"x1": 1.0, "x2": 2.0}})
+        monkeypatch.setattr(spool_mod.os, "fdatasync", real)
+        assert failed.status_code == 503
+        assert failed.json()["detail"].startswith("prediction not stored: the prediction spool could not write")
+        ok = httpx.post(url + "/predict", json={"features": {"x1": 1.0, "x2": 2.0}, "request_id": "after"})
+        assert ok.status_code == 200
+        status = httpx.get(url + "/admin/status").json()["spool"]
+        assert status["failures"] == 1 and "No space left" in status["last_error"]
+    assert "after" in stored_ids(store)
+    # The failed write was cut back off the file: a replay would not stop at a torn frame.
+    assert svc.spool is not None and svc.spool.stats.torn_bytes == 0
+
+
+def test_an_unwritable_spool_directory_is_one_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    spool = PredictionSpool(blocker / "spool", "m")
+    with pytest.raises(LogWriteFailed, match="cannot open the prediction spool in .*set serving.spool_dir"):
+        spool.open()
+
+
+def test_spool_dir_is_resolved_next_to_the_config_and_defaults_beside_the_store(env: Env, tmp_path: Path) -> None:
+    from retrainer.config import parse_config
+
+    base = {"model": {"name": "m"}, "data": {"source": {"table": "t"}, "features": [{"name": "x1"}]}}
+    cfg = parse_config({**base, "serving": {"spool_dir": "spool-here"}}, base_dir=tmp_path, environ={})
+    assert spool_directory(cfg) == tmp_path / "spool-here"
+    cfg = parse_config(base, base_dir=tmp_path, environ={})
+    assert spool_directory(cfg) == tmp_path / "retrainer.db-spool"
+    cfg = parse_config({**base, "store": {"url": "postgresql+psycopg://u@h/db"}}, base_dir=tmp_path, environ={})
+    assert spool_directory(cfg) == tmp_path / "retrainer-spool"
