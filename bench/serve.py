@@ -10,10 +10,12 @@ registered scikit-learn model (logistic regression on 8 numeric features). One l
 
 * ``mlflow``          — ``mlflow models serve -m models:/<name>/1 --env-manager local``
 * ``retrainer``       — ``retrainer serve`` (``serving.durability: committed``, the default: a
-  request is answered once its row is committed, group commit) with an A/B test running
+  request is answered once its row is in the fsync'd prediction spool) with an A/B test running
   (versions 1 vs 2, 50/50, sticky units), every prediction and its features logged to SQLite
 * ``retrainer-buffered`` — a second server, same model, A/B test and a copy of the store, with
   ``serving.durability: buffered`` (answers first, logs from a queue)
+* ``retrainer-store`` — the same with ``serving.commit: store`` (committed by a group commit into
+  the store itself, no spool)
 * ``retrainer+shadow`` — a third server like ``retrainer`` with version 3 shadowing 100% of the
   traffic (in its own process unless ``--isolation thread``); separate, so a shadow still busy
   after its phase does not slow the others down
@@ -67,7 +69,7 @@ def wait_http(url: str, timeout: float = 300.0) -> None:
     raise RuntimeError(f"{url} did not come up in {timeout:.0f}s")
 
 
-def server_config(root: Path, name: str, durability: str, store: str) -> Path:
+def server_config(root: Path, name: str, durability: str, store: str, commit: str = "spool") -> Path:
     path = root / f"{name}.yaml"
     path.write_text(json.dumps({
         "model": {"name": "bench-model"},
@@ -75,7 +77,7 @@ def server_config(root: Path, name: str, durability: str, store: str) -> Path:
         "mlflow": {"tracking_uri": "sqlite:///mlflow.db"},
         "data": {"source": {"table": "t"}, "features": [{"name": n} for n in FEATURES]},
         "rollout": {"shadow": {"queue_size": 1000, "workers": 1, "isolation": ISOLATION}},
-        "serving": {"durability": durability},
+        "serving": {"durability": durability, "commit": commit},
     }))
     return path
 
@@ -116,16 +118,17 @@ def setup(root: Path) -> tuple[Path, str, str]:
     # Three servers, each with the same state in its own store file: the shadow one keeps the
     # shadow on (a separate server, so a shadow process still busy after its phase cannot slow
     # the committed/buffered comparison), the other two switch it off.
-    for copy in ("store-buffered.db", "store-shadow.db"):
+    for copy in ("store-buffered.db", "store-group.db", "store-shadow.db"):
         for suffix in ("", "-wal"):  # a WAL left behind holds committed pages too
             if (root / f"store.db{suffix}").exists():
                 shutil.copy(root / f"store.db{suffix}", root / f"{copy}{suffix}")
-    for db in ("store.db", "store-buffered.db"):
+    for db in ("store.db", "store-buffered.db", "store-group.db"):
         store = Store.open(f"sqlite:///{root / db}")
         store.append_ledger(cfg.model.name, action="shadow_stop", from_version=versions[0], to_version=versions[2],
                             actor="bench", reason="bench", details={"sample": 1.0})
         store.close()
     server_config(root, "retrainer-buffered", "buffered", "store-buffered.db")
+    server_config(root, "retrainer-store", "committed", "store-group.db", commit="store")
     server_config(root, "retrainer-shadow", "committed", "store-shadow.db")
     return cfg_path, cfg.mlflow.tracking_uri, versions[0]
 
@@ -220,8 +223,10 @@ def main() -> None:
         # The peer: MLflow 3 refuses to deserialize sklearn models (even skops) unless allowed; the
         # bench registered these itself. retrainer's servers keep the switch off (they check skops types).
         mlflow_env = {**env, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"}
-        ports = {name: free_port() for name in ("mlflow", "retrainer", "retrainer-buffered", "retrainer+shadow")}
+        ports = {name: free_port() for name in ("mlflow", "retrainer", "retrainer-buffered", "retrainer-store",
+                                                "retrainer+shadow")}
         configs = {"retrainer": cfg_path, "retrainer-buffered": root / "retrainer-buffered.yaml",
+                   "retrainer-store": root / "retrainer-store.yaml",
                    "retrainer+shadow": root / "retrainer-shadow.yaml"}
 
         def retrainer(name: str) -> subprocess.Popen[bytes]:
@@ -250,7 +255,7 @@ def main() -> None:
             for name in configs:
                 routing = httpx.post(base[name] + "/admin/reload", timeout=60).json()["routing"]
                 assert (routing["shadow"] is not None) == (name == "retrainer+shadow"), (name, routing)
-            names = ["mlflow", "retrainer", "retrainer-buffered", "retrainer+shadow"]
+            names = ["mlflow", "retrainer", "retrainer-buffered", "retrainer-store", "retrainer+shadow"]
             results: dict[str, list[dict[str, float]]] = {n: [] for n in names}
             for r in range(args.rounds):
                 # Forward, then backward: the committed/buffered pair and the committed/mlflow pair always
@@ -268,6 +273,7 @@ def main() -> None:
                           file=sys.stderr)
             status = httpx.get(base["retrainer"] + "/admin/status").json()
             status_buf = httpx.get(base["retrainer-buffered"] + "/admin/status").json()
+            status_group = httpx.get(base["retrainer-store"] + "/admin/status").json()
             status_shadow = httpx.get(base["retrainer+shadow"] + "/admin/status").json()
         finally:
             for p in procs.values():
@@ -294,8 +300,9 @@ def main() -> None:
           f"{args.seconds:.0f}s x {args.rounds} rounds, single-instance requests, loopback, {os.cpu_count()} CPUs (medians)")
     print(f"{'server':28s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'CPU ms/req':>11s}")
     labels = {"mlflow": "mlflow", "retrainer": "retrainer (committed)", "retrainer-buffered": "retrainer (buffered)",
+              "retrainer-store": "retrainer (commit: store)",
               "retrainer+shadow": "retrainer (committed)+shadow"}
-    for name in ("mlflow", "retrainer", "retrainer-buffered", "retrainer+shadow"):
+    for name in ("mlflow", "retrainer", "retrainer-buffered", "retrainer-store", "retrainer+shadow"):
         m = med[name]
         print(f"{labels[name]:28s} {m['rps']:9.0f} {m['p50_ms']:8.2f} {m['p99_ms']:8.2f} {m['cpu_ms']:11.2f}")
     def per_round(a: str, b: str, metric: str = "rps") -> str:
@@ -306,19 +313,24 @@ def main() -> None:
 
     print(f"\nthroughput committed / buffered: {per_round('retrainer', 'retrainer-buffered')} (goal >= 0.90); "
           f"p50 {committed['p50_ms'] / buffered['p50_ms']:.2f}x, p99 {committed['p99_ms'] / buffered['p99_ms']:.2f}x")
+    print(f"throughput commit: store (group commit) / buffered: {per_round('retrainer-store', 'retrainer-buffered')}")
     print(f"throughput retrainer(committed, A/B+log) / mlflow: {per_round('retrainer', 'mlflow')}x (goal >= 1.5)")
     # Server CPU per request does not depend on what the neighbours do: on a saturated server the
     # throughput ratio tends to the inverse CPU ratio.
     print(f"CPU-bound throughput (inverse server CPU per request): committed / buffered "
-          f"{per_round('retrainer-buffered', 'retrainer', 'cpu_ms')}, committed / mlflow {per_round('mlflow', 'retrainer', 'cpu_ms')}x")
+          f"{per_round('retrainer-buffered', 'retrainer', 'cpu_ms')}, commit: store / buffered "
+          f"{per_round('retrainer-buffered', 'retrainer-store', 'cpu_ms')}, committed / mlflow {per_round('mlflow', 'retrainer', 'cpu_ms')}x")
     print(f"throughput retrainer(committed, A/B+log+shadow) / mlflow: {med['retrainer+shadow']['rps'] / mlflow['rps']:.2f}x")
     print(f"p99 added by shadow: {med['retrainer+shadow']['p99_ms'] - committed['p99_ms']:+.2f} ms")
     print(f"bucket(): {per_call * 1e6:.2f} us per call")
-    w = status["log_writer"]
-    print(f"committed server: logged {logged['predictions']} predictions, {w['commits']} requests acknowledged after "
-          f"commit ({w['commit_failures']} failed) in {w['transactions']} transactions "
-          f"({w['commits'] / max(1, w['transactions']):.1f} requests each), {logged['ab_assignments']} A/B units, "
+    w, sp = status["log_writer"], status["spool"]
+    print(f"committed server: logged {logged['predictions']} predictions, {sp['requests']} requests acknowledged after "
+          f"{sp['fsyncs']} spool fsyncs ({sp['requests_per_fsync']} requests each, {sp['failures']} failed), stored in "
+          f"{w['transactions']} transactions, {logged['ab_assignments']} A/B units, "
           f"log backpressure waits {w['backpressure_waits']}")
+    wg = status_group["log_writer"]
+    print(f"commit: store server: {wg['commits']} requests acknowledged after commit ({wg['commit_failures']} failed) "
+          f"in {wg['transactions']} transactions ({wg['commits'] / max(1, wg['transactions']):.1f} requests each)")
     print(f"shadow server: {logged_shadow['predictions']} predictions, {logged_shadow['shadow_comparisons']} shadow "
           f"comparisons stored, {status_shadow['shadow']['dropped']} dropped (shadow queue full)")
     wb = status_buf["log_writer"]
