@@ -64,3 +64,22 @@ def test_other_addresses_need_a_token(host: str) -> None:
         check_exposure(host, None)
     check_exposure(host, "token")
     check_exposure(host, None, insecure=True)
+
+
+def test_an_unusable_spool_directory_is_one_line_before_the_server_starts(tmp_path: Path, capsys, monkeypatch) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: pytest.fail("uvicorn started"))
+    Store.open(f"sqlite:///{tmp_path / 'store.db'}").init()
+    (tmp_path / "afile").write_text("not a directory")
+    path = tmp_path / "retrainer.yaml"
+    path.write_text(yaml.safe_dump({
+        "model": {"name": "m"}, "store": {"url": "sqlite:///store.db"},
+        "mlflow": {"tracking_uri": "sqlite:///mlflow.db"},
+        "data": {"source": {"table": "t"}, "features": [{"name": "x1"}]},
+        "serving": {"spool_dir": "afile/spool"},
+    }))
+    assert main(["serve", "--config", str(path)]) == 2
+    # (MLflow logs that it created its fresh database: its own lines, not the failure.)
+    lines = [x for x in capsys.readouterr().err.splitlines() if "mlflow.store.db.utils" not in x]
+    assert len(lines) == 1 and "cannot open the prediction spool in" in lines[0] and "serving.spool_dir" in lines[0]

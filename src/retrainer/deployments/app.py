@@ -385,6 +385,8 @@ def run_server(
     # (5 ms by default) before the event loop gets it back; 1 ms bounds that wait on requests.
     sys.setswitchinterval(0.001)
     service = PredictionService.from_config(cfg)
+    if service.spool is not None:
+        service.spool.open()  # an unusable spool directory is one line before uvicorn starts, not a traceback
     app = create_app(service)
     config = uvicorn.Config(
         app,

@@ -129,7 +129,10 @@ class PredictionSpool:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Create the directory (owner-only: it holds features) and this server's first segment."""
+        """Create the directory (owner-only: it holds features) and this server's first segment
+        (once: a second call does nothing)."""
+        if self._segment is not None:
+            return
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._segment = self._new_segment()
