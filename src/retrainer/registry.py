@@ -12,6 +12,7 @@ points them at this registry for the duration of a call, under a lock, and resto
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -45,6 +46,10 @@ _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,249}$")
 
 # Fluent MLflow calls use process-global URIs; serialise our use of them.
 _FLUENT_LOCK = threading.RLock()
+
+# A fresh sqlite:/// registry makes MLflow log "Creating initial MLflow database tables..." and
+# "Updating database tables" at INFO on stderr: MLflow's housekeeping, not the user's model.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
 
 def _not_found(exc: MlflowException) -> bool:
