@@ -240,6 +240,10 @@ def create_app(service: PredictionService, *, manage_lifecycle: bool = True) -> 
         summary = "; ".join(f"{x['field']}: {x['message']}" for x in errors[:10])
         return _json({"detail": f"invalid request: {summary}", "errors": errors}, 422)
 
+    def not_stored(exc: LogWriteFailed) -> Response:
+        metrics.count_request("predict", "not_stored")
+        return _json({"detail": f"prediction not stored: {exc}"}, 503)
+
     async def committed(ticket: Commit | list[asyncio.Future[None]]) -> Response | frozenset[str]:
         """Wait (without blocking the loop) until the rows are durable: the spool's flushes, or the
         writer's group commit; a 503 if they could not be. Otherwise the request ids the group
@@ -251,8 +255,7 @@ def create_app(service: PredictionService, *, manage_lifecycle: bool = True) -> 
                 await ack
             return frozenset()
         except LogWriteFailed as exc:
-            metrics.count_request("predict", "not_stored")
-            return _json({"detail": f"prediction not stored: {exc}"}, 503)
+            return not_stored(exc)
 
     async def answer_as_stored(out: dict[str, Any], duplicates: frozenset[str]) -> dict[str, Any]:
         """A re-sent request id gets the answer stored the first time, flagged, not a new one."""
@@ -277,8 +280,7 @@ def create_app(service: PredictionService, *, manage_lifecycle: bool = True) -> 
             metrics.count_request("predict", "not_ready")
             return _json({"detail": f"not ready: {exc}"}, 503)
         except LogWriteFailed as exc:  # the spool is closed: the server is stopping
-            metrics.count_request("predict", "not_stored")
-            return _json({"detail": f"prediction not stored: {exc}"}, 503)
+            return not_stored(exc)
         if overflow is not None:
             # The log is behind: wait for room off the event loop (backpressure, rows kept).
             await run_in_threadpool(service.writer.put, overflow)

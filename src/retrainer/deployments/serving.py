@@ -296,7 +296,7 @@ class PredictionService:
                     if seen[1] is not None and not seen[1].done():
                         acks.append(seen[1])
                 elif rid in stored:
-                    earlier[rid] = dict(stored[rid])
+                    earlier[rid] = stored[rid]
         fresh = [r for r in rows if not (isinstance(r, PredictionRecord) and r.request_id in earlier)]
         item: list[Any] | None = None
         if fresh:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from retrainer.deployments.writer import Assignment, LogWriteFailed, Spooled
+from retrainer.deployments.writer import Assignment, LogWriteFailed, Spooled, settle_waiters
 from retrainer.store.records import PredictionRecord, from_epoch, to_epoch
 
 if TYPE_CHECKING:
@@ -124,7 +124,6 @@ class PredictionSpool:
         self._segment: _Segment | None = None
         self._frames: list[bytes] = []
         self._waiters: list[asyncio.Future[None]] = []
-        self._requests = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -194,13 +193,8 @@ class PredictionSpool:
     def close(self) -> None:
         """Stop appending; the segment is deleted if its rows are all stored (else kept for replay)."""
         seg, self._segment = self._segment, None
-        if seg is None:
-            return
-        with self._lock:
-            seg.closed = True
-            done = seg.pending == 0
-        if done:
-            self._delete(seg)
+        if seg is not None:
+            self._retire(seg)
 
     # -- the request path (event loop) ------------------------------------------------------------
 
@@ -246,12 +240,7 @@ class PredictionSpool:
                 self.stats.bytes += len(data)
                 if seg.size >= SEGMENT_BYTES:
                     self._rotate()
-        for w in waiters:
-            if not w.done():  # a request that went away was cancelled
-                if outcome is None:
-                    w.set_result(None)
-                else:
-                    w.set_exception(outcome)
+        settle_waiters(waiters, outcome)
 
     def _rotate(self) -> None:
         old = self._segment
@@ -261,11 +250,16 @@ class PredictionSpool:
             log.error("prediction spool: cannot start a new segment (%s); the current one keeps growing", exc)
             return
         if old is not None:
-            with self._lock:
-                old.closed = True
-                done = old.pending == 0
-            if done:
-                self._delete(old)
+            self._retire(old)
+
+    def _retire(self, seg: _Segment) -> None:
+        """Nothing more is appended to ``seg``: deleted now if all its rows are stored, else by the
+        writer's last release (or, if the server dies first, by the next start's replay)."""
+        with self._lock:
+            seg.closed = True
+            done = seg.pending == 0
+        if done:
+            self._delete(seg)
 
     # -- the writer side ---------------------------------------------------------------------------
 
@@ -290,7 +284,8 @@ class PredictionSpool:
         return {"directory": str(self.directory), "fsyncs": s.groups, "requests": s.requests,
                 "requests_per_fsync": round(s.requests / s.groups, 2) if s.groups else None, "bytes": s.bytes,
                 "failures": s.failures, "last_error": s.last_error, "replayed_segments": s.replayed_segments,
-                "replayed_groups": s.replayed_groups, "torn_bytes": s.torn_bytes}
+                "replayed_groups": s.replayed_groups, "torn_bytes": s.torn_bytes,
+                "segments_deleted": s.segments_deleted}
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -92,10 +92,14 @@ async def committed(commit: Commit) -> frozenset[str]:
     return commit.done.result()
 
 
-def _wake(waiters: list[asyncio.Future[None]]) -> None:
+def settle_waiters(waiters: list[asyncio.Future[None]], failure: BaseException | None = None) -> None:
+    """Wake requests waiting on the loop (this must run on it): all succeed, or all fail with ``failure``."""
     for w in waiters:
         if not w.done():  # a request that went away was cancelled
-            w.set_result(None)
+            if failure is None:
+                w.set_result(None)
+            else:
+                w.set_exception(failure)
 
 
 def _wake_group(commits: list[Commit]) -> None:
@@ -106,7 +110,7 @@ def _wake_group(commits: list[Commit]) -> None:
             by_loop.setdefault(c.waiter.get_loop(), []).append(c.waiter)
     for loop, waiters in by_loop.items():
         try:
-            loop.call_soon_threadsafe(_wake, waiters)
+            loop.call_soon_threadsafe(settle_waiters, waiters)
         except RuntimeError:  # that loop is closed: nobody is waiting there any more
             pass
 
@@ -403,4 +407,5 @@ def _resolve(done: Future[frozenset[str]], outcome: BaseException | frozenset[st
         pass
 
 
-__all__ = ["COMMIT_LINGER", "Assignment", "Commit", "committed", "InferenceLogWriter", "LogWriteFailed", "Spooled", "WriterStats"]
+__all__ = ["COMMIT_LINGER", "Assignment", "Commit", "committed", "InferenceLogWriter", "LogWriteFailed", "Spooled", "WriterStats",
+           "settle_waiters"]
