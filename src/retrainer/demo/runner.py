@@ -32,7 +32,10 @@ if TYPE_CHECKING:
 
 MARKER = ".retrainer-demo"
 # What a previous demo run leaves behind; only these are removed when the workdir is reused.
-_OWN_FILES = ("retrainer.yaml", "retrainer.db", "mlflow.db", "warehouse.db", "mlartifacts", "report", MARKER)
+# The store's prediction spool goes too: a crashed run's segments would otherwise be replayed
+# into the next run's fresh store.
+_OWN_FILES = ("retrainer.yaml", "retrainer.db", "retrainer.db-spool", "mlflow.db", "warehouse.db", "mlartifacts",
+              "report", MARKER)
 
 
 @dataclass(frozen=True)
