@@ -1,12 +1,17 @@
 """The prediction spool (``serving.commit: spool``): frames survive a torn tail, a crashed
 server's segment is stored by the next one and deleted, full segments go once stored, a failed
-fsync answers 503, and nothing is left behind by a clean stop."""
+write or fsync answers 503, the fsync process answers in order and follows rotations, its death
+falls back to syncing on the loop, and nothing (file or process) is left behind by a clean stop."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
 import os
+import socket
+import subprocess
+import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +23,7 @@ from serving_env import FEATURES, Env, running
 
 import retrainer.deployments.spool as spool_mod
 from retrainer.config import FeatureSpec
+from retrainer.deployments import fsync_worker
 from retrainer.deployments.app import create_app
 from retrainer.deployments.serving import PredictionService
 from retrainer.deployments.spool import PredictionSpool, decode_frames, encode_group, spool_directory
@@ -73,8 +79,10 @@ def crashed_segment(directory: Path, model: str, groups: list[list[Any]]) -> Pat
     spool.open()
     asyncio.run(_append(spool, groups))
     seg = spool._segment
-    assert seg is not None
-    os.close(seg.fd)  # the process is gone: its lock with it, the file stays
+    assert seg is not None and spool._syncer is not None
+    spool._syncer.kill()  # the process is gone (its fsync process sees that and exits) ...
+    spool._syncer.wait()
+    os.close(seg.fd)  # ... and its lock with it; the file stays
     return seg.path
 
 
@@ -122,15 +130,16 @@ def test_a_failed_spool_write_answers_503_and_the_spool_goes_on(env: Env, store:
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = env.config(str(store.engine.url))
     svc = PredictionService.from_config(cfg, store=store, registry=env.registry, reload_interval=60)
-    real = os.fdatasync
+    real = spool_mod._write_all
 
-    def full(fd: int) -> None:
+    def full(fd: int, data: bytes) -> None:
+        os.write(fd, data[: len(data) // 2])  # a torn frame, then the disk is full
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with running(create_app(svc)) as url:
-        monkeypatch.setattr(spool_mod.os, "fdatasync", full)
+        monkeypatch.setattr(spool_mod, "_write_all", full)
         failed = httpx.post(url + "/predict", json={"features": {"x1": 1.0, "x2": 2.0}})
-        monkeypatch.setattr(spool_mod.os, "fdatasync", real)
+        monkeypatch.setattr(spool_mod, "_write_all", real)
         assert failed.status_code == 503
         assert failed.json()["detail"].startswith("prediction not stored: the prediction spool could not write")
         ok = httpx.post(url + "/predict", json={"features": {"x1": 1.0, "x2": 2.0}, "request_id": "after"})
@@ -160,3 +169,115 @@ def test_spool_dir_is_resolved_next_to_the_config_and_defaults_beside_the_store(
     assert spool_directory(cfg) == tmp_path / "retrainer.db-spool"
     cfg = parse_config({**base, "store": {"url": "postgresql+psycopg://u@h/db"}}, base_dir=tmp_path, environ={})
     assert spool_directory(cfg) == tmp_path / "retrainer-spool"
+
+
+# -- the fsync process -------------------------------------------------------------------------
+
+
+def spawn_worker(fd: int) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    proc = subprocess.Popen([sys.executable, "-I", "-S", fsync_worker.__file__, str(theirs.fileno()), str(fd)],
+                            pass_fds=(theirs.fileno(), fd))
+    theirs.close()
+    ours.settimeout(10)
+    return ours, proc
+
+
+def answers(sock: socket.socket, requests: int) -> list[tuple[int, int]]:
+    """Read (count, errno) answers until they cover ``requests`` sync requests."""
+    out: list[tuple[int, int]] = []
+    while sum(c for c, _ in out) < requests:
+        out.append(fsync_worker.REPLY.unpack(sock.recv(fsync_worker.REPLY.size)))
+    return out
+
+
+def test_the_fsync_process_answers_in_order_follows_a_new_file_reports_errors_and_exits_with_the_server(
+        tmp_path: Path) -> None:
+    first = os.open(tmp_path / "a", os.O_WRONLY | os.O_CREAT, 0o600)
+    sock, proc = spawn_worker(first)
+    for _ in range(3):
+        sock.send(fsync_worker.SYNC)
+    got = answers(sock, 3)
+    assert sum(c for c, _ in got) == 3 and all(err == 0 for _, err in got)  # queued requests may share a flush
+    # A new file (the spool rotated): then fdatasync on a pipe fails with EINVAL, and says so.
+    r, w = os.pipe()
+    sock.send(fsync_worker.SYNC)
+    socket.send_fds(sock, [fsync_worker.NEXT_FILE], [r])
+    sock.send(fsync_worker.SYNC)
+    assert answers(sock, 2) == [(1, 0), (1, errno.EINVAL)]  # the old file's request first, then the pipe's
+    sock.close()  # the server stops (or dies): the worker ends on its own
+    assert proc.wait(10) == 0
+    for fd in (first, r, w):
+        os.close(fd)
+
+
+def test_a_failed_fsync_answers_503_and_later_requests_are_acknowledged(tmp_path: Path) -> None:
+    spool = PredictionSpool(tmp_path / "spool", "m")
+    spool.open()
+    spool._stop_syncer()  # replaced by the same protocol served in a thread whose first fdatasync fails
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setblocking(False)
+    spool._sock = ours
+    calls: list[int] = []
+
+    def failing_once(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(errno.EIO, "Input/output error")
+        os.fdatasync(fd)
+
+    assert spool._segment is not None
+    worker = threading.Thread(target=fsync_worker.serve, args=(theirs, spool._segment.fd, failing_once), daemon=True)
+    worker.start()
+
+    async def scenario() -> None:
+        ack, _ = spool.append([rec("fails")])
+        with pytest.raises(LogWriteFailed, match="could not write .*Input/output error.*same request_id"):
+            await ack
+        ack, _ = spool.append([rec("ok")])
+        await ack
+
+    asyncio.run(scenario())
+    assert spool.stats.failures == 1 and "Input/output error" in (spool.stats.last_error or "")
+    assert spool.stats.groups == 1 and spool.stats.requests == 1
+    spool._sock = None
+    ours.close()
+    worker.join(10)
+    assert not worker.is_alive()
+    spool.close()
+
+
+def test_if_the_fsync_process_dies_the_loop_syncs_and_nothing_waits_forever(tmp_path: Path,
+                                                                             caplog: pytest.LogCaptureFixture) -> None:
+    spool = PredictionSpool(tmp_path / "spool", "m")
+    spool.open()
+    proc = spool._syncer
+    assert proc is not None
+
+    async def scenario() -> None:
+        ack, _ = spool.append([rec("before")])
+        await asyncio.wait_for(ack, 10)
+        proc.kill()
+        proc.wait()
+        ack, _ = spool.append([rec("after")])  # asked of a dead process: answered by the loop instead
+        await asyncio.wait_for(ack, 10)
+        ack, _ = spool.append([rec("later")])
+        await asyncio.wait_for(ack, 10)
+
+    asyncio.run(scenario())
+    assert spool._syncer is None and spool.stats.requests == 3 and spool.stats.failures == 0
+    assert "the fsync process stopped answering" in caplog.text
+    segment = spool._segment
+    assert segment is not None
+    groups, torn = decode_frames(segment.path.read_bytes())
+    assert [g[0].request_id for g in groups] == ["before", "after", "later"] and torn == 0
+    spool.close()
+
+
+def test_a_stopped_spool_leaves_no_fsync_process(tmp_path: Path) -> None:
+    spool = PredictionSpool(tmp_path / "spool", "m")
+    spool.open()
+    proc = spool._syncer
+    assert proc is not None and proc.poll() is None
+    spool.close()
+    assert proc.poll() == 0
