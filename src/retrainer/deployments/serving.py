@@ -38,7 +38,7 @@ from retrainer.deployments.router import (
 from retrainer.deployments.shadow_queue import ShadowJob, ShadowRunner
 from retrainer.deployments.shadow_worker import ShadowModelSource
 from retrainer.deployments.spool import PredictionSpool, spool_directory
-from retrainer.deployments.writer import COMMIT_LINGER, Assignment, Commit, InferenceLogWriter
+from retrainer.deployments.writer import BUFFERED_LINGER, COMMIT_LINGER, SPOOL_LINGER, Assignment, Commit, InferenceLogWriter
 from retrainer.errors import RetrainerError
 from retrainer.registry import CHALLENGER, Registry
 from retrainer.store import Store
@@ -164,7 +164,7 @@ class PredictionService:
         # nobody waits for the store, so gather for longer and write bigger batches.
         committed = cfg.serving.durability == "committed"
         group_commit = committed and cfg.serving.commit == "store"
-        linger = COMMIT_LINGER if group_commit else 0.05
+        linger = COMMIT_LINGER if group_commit else SPOOL_LINGER if committed else BUFFERED_LINGER
         writer = InferenceLogWriter(store, cfg.model.name, cfg.data.features, max_queue=log_queue, linger=linger)
         spool = PredictionSpool(spool_directory(cfg), cfg.model.name) if committed and not group_commit else None
         sc = cfg.rollout.shadow

