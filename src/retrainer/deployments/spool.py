@@ -238,7 +238,10 @@ class PredictionSpool:
     def _stop_syncer(self) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:
-            sock.shutdown(socket.SHUT_RDWR)  # the process sees the end now, from any thread
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # the process sees the end now, from any thread
+            except OSError:
+                pass  # it is gone already
             loop = self._loop
             if loop is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(self._unwatch, loop, sock)  # the loop's selector is the loop's to change
