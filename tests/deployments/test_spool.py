@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -191,10 +192,16 @@ def answers(sock: socket.socket, requests: int) -> list[tuple[int, int]]:
     return out
 
 
-def test_the_fsync_process_answers_in_order_follows_a_new_file_reports_errors_and_exits_with_the_server(
+def test_the_fsync_process_answers_in_order_follows_a_new_file_reports_errors_and_ends_with_the_server(
         tmp_path: Path) -> None:
     first = os.open(tmp_path / "a", os.O_WRONLY | os.O_CREAT, 0o600)
     sock, proc = spawn_worker(first)
+    sock.send(fsync_worker.SYNC)
+    assert answers(sock, 1) == [(1, 0)]  # started and serving
+    # Ctrl-C or a service manager's SIGTERM reaches the whole process group: the server still
+    # drains its requests, so the worker stays until the server closes the socket.
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)
     for _ in range(3):
         sock.send(fsync_worker.SYNC)
     got = answers(sock, 3)

@@ -85,7 +85,10 @@ def _reply(sock: socket.socket, count: int, err: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which then closes us
+    # Ctrl-C, or a service manager's SIGTERM to the whole group, stops the server, which drains
+    # its requests (they still need us) and then closes the socket: that is when we end.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sock = socket.socket(fileno=int(argv[1]))
     try:
         serve(sock, int(argv[2]))
