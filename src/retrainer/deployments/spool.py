@@ -377,17 +377,17 @@ class PredictionSpool:
         settle_waiters(waiting, failure)
 
     def _rotate(self) -> None:
-        old = self._segment
         try:
-            self._segment = self._new_segment()
+            new = self._new_segment()
         except OSError as exc:  # keep appending to the full one rather than failing requests
             log.error("prediction spool: cannot start a new segment (%s); the current one keeps growing", exc)
             return
         if self._sock is not None:
             try:  # the fsync process syncs the old segment's last groups, then follows
-                socket.send_fds(self._sock, [fsync_worker.NEXT_FILE], [self._segment.fd])
+                socket.send_fds(self._sock, [fsync_worker.NEXT_FILE], [new.fd])
             except OSError as exc:
-                self._syncer_gone(str(exc))
+                self._syncer_gone(str(exc))  # syncs what waits, in the old segment: still current here
+        old, self._segment = self._segment, new
         if old is not None:
             self._retire(old)
 
