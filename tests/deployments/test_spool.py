@@ -147,6 +147,7 @@ def test_a_failed_spool_write_answers_503_and_the_spool_goes_on(env: Env, store:
         assert ok.status_code == 200
         status = httpx.get(url + "/admin/status").json()["spool"]
         assert status["failures"] == 1 and "No space left" in status["last_error"]
+        assert status["fsync_process"] == svc.spool._syncer.pid  # type: ignore[union-attr]
     assert "after" in stored_ids(store)
     # The failed write was cut back off the file: a replay would not stop at a torn frame.
     assert svc.spool is not None and svc.spool.stats.torn_bytes == 0
@@ -273,6 +274,7 @@ def test_if_the_fsync_process_dies_the_loop_syncs_and_nothing_waits_forever(tmp_
 
     asyncio.run(scenario())
     assert spool._syncer is None and spool.stats.requests == 3 and spool.stats.failures == 0
+    assert spool.status()["fsync_process"] is None  # an operator sees the fallback
     assert "the fsync process stopped answering" in caplog.text
     segment = spool._segment
     assert segment is not None

@@ -420,7 +420,10 @@ class PredictionSpool:
 
     def status(self) -> dict[str, Any]:
         s = self.stats
-        return {"directory": str(self.directory), "fsyncs": s.groups, "requests": s.requests,
+        return {"directory": str(self.directory),
+                # the pid of the fsync process; None: the event loop syncs itself (it could not start or died)
+                "fsync_process": None if self._syncer is None else self._syncer.pid,
+                "fsyncs": s.groups, "requests": s.requests,
                 "requests_per_fsync": round(s.requests / s.groups, 2) if s.groups else None, "bytes": s.bytes,
                 "failures": s.failures, "last_error": s.last_error, "replayed_segments": s.replayed_segments,
                 "replayed_groups": s.replayed_groups, "torn_bytes": s.torn_bytes,
