@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,10 +176,7 @@ def test_spool_dir_is_resolved_next_to_the_config_and_defaults_beside_the_store(
 
 
 def spawn_worker(fd: int) -> tuple[socket.socket, subprocess.Popen[bytes]]:
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    proc = subprocess.Popen([sys.executable, "-I", "-S", fsync_worker.__file__, str(theirs.fileno()), str(fd)],
-                            pass_fds=(theirs.fileno(), fd))
-    theirs.close()
+    ours, proc = fsync_worker.spawn(fd)  # the command line the spool uses
     ours.settimeout(10)
     return ours, proc
 

@@ -1,6 +1,6 @@
 """The prediction spool's fsync process: ``fdatasync`` off the serving process.
 
-Run as ``python -I -S fsync_worker.py <socket fd> <file fd>`` by
+Started by :func:`spawn` (``python -I -S fsync_worker.py <socket fd> <file fd>``) for
 :class:`~retrainer.deployments.spool.PredictionSpool` (standard library only, so it starts in
 milliseconds and never imports the user's model). Why a process and not a thread: a thread coming
 back from ``fdatasync`` must win the GIL from the busy event loop before it can wake anyone, which
@@ -27,11 +27,27 @@ import select
 import signal
 import socket
 import struct
+import subprocess
 import sys
 from collections.abc import Callable
 
 REPLY = struct.Struct("<II")
 SYNC, NEXT_FILE = b"s", b"n"
+
+
+def spawn(fd: int) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+    """Start a worker for the file ``fd``: our end of its socket, and the process."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        proc = subprocess.Popen([sys.executable, "-I", "-S", __file__, str(theirs.fileno()), str(fd)],
+                                pass_fds=(theirs.fileno(), fd), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return ours, proc
 
 
 def _flush(fd: int, fdatasync: Callable[[int], None]) -> int:

@@ -35,7 +35,6 @@ import re
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import uuid
 import zlib
@@ -45,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retrainer.deployments import fsync_worker
-from retrainer.deployments.writer import Assignment, LogWriteFailed, Spooled, settle_waiters
+from retrainer.deployments.writer import Assignment, LogWriteFailed, Spooled, running_loop, settle_waiters
 from retrainer.store.records import PredictionRecord, from_epoch, to_epoch
 
 if TYPE_CHECKING:
@@ -154,20 +153,12 @@ class PredictionSpool:
         self._start_syncer(self._segment.fd)
 
     def _start_syncer(self, fd: int) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            self._syncer = subprocess.Popen(
-                [sys.executable, "-I", "-S", fsync_worker.__file__, str(theirs.fileno()), str(fd)],
-                pass_fds=(theirs.fileno(), fd), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL)
+            self._sock, self._syncer = fsync_worker.spawn(fd)
         except OSError as exc:
-            ours.close()
             log.warning("prediction spool: no fsync process (%s); the event loop syncs the spool itself", exc)
             return
-        finally:
-            theirs.close()
-        ours.setblocking(False)
-        self._sock = ours
+        self._sock.setblocking(False)
 
     def _new_segment(self) -> _Segment:
         path = self.directory / f"{self.prefix}{os.getpid()}.{uuid.uuid4().hex[:12]}.spool"
@@ -225,9 +216,7 @@ class PredictionSpool:
         Requests still waiting for the fsync process are synced here (a stop drains requests first,
         so normally there are none)."""
         seg, self._segment = self._segment, None
-        waiting = [w for group in self._inflight for w in group]
-        self._inflight = []
-        self._stop_syncer()
+        waiting = self._stop_syncer()
         if seg is not None:
             if waiting:
                 failure = self._sync_here(seg.fd, len(waiting))
@@ -235,7 +224,11 @@ class PredictionSpool:
                     self._loop.call_soon_threadsafe(settle_waiters, waiting, failure)
             self._retire(seg)
 
-    def _stop_syncer(self) -> None:
+    def _stop_syncer(self, *, kill: bool = False) -> list[asyncio.Future[None]]:
+        """End the fsync process (from any thread; ``kill``: it misbehaved) and return the requests
+        still waiting for it, oldest first: the caller syncs and settles them."""
+        waiting = [w for group in self._inflight for w in group]
+        self._inflight = []
         sock, self._sock = self._sock, None
         if sock is not None:
             try:
@@ -243,17 +236,22 @@ class PredictionSpool:
             except OSError:
                 pass  # it is gone already
             loop = self._loop
-            if loop is not None and not loop.is_closed():
+            if loop is None or loop.is_closed():
+                sock.close()
+            elif loop.is_running() and loop is not running_loop():
                 loop.call_soon_threadsafe(self._unwatch, loop, sock)  # the loop's selector is the loop's to change
             else:
-                sock.close()
+                self._unwatch(loop, sock)
         if self._syncer is not None:
+            if kill:
+                self._syncer.kill()
             try:
                 self._syncer.wait(5)  # it exits when our end closes
             except subprocess.TimeoutExpired:
                 self._syncer.kill()
                 self._syncer.wait()
             self._syncer = None
+        return waiting
 
     # -- the request path (event loop) ------------------------------------------------------------
 
@@ -278,14 +276,14 @@ class PredictionSpool:
         self._frames, self._waiters = [], []
         seg = self._segment
         if seg is None:
-            settle_waiters(waiters, LogWriteFailed("the prediction spool closed before the write; retry the request"))
+            self._settle(waiters, LogWriteFailed("the prediction spool closed before the write; retry the request"))
             return
         data = b"".join(frames)
         try:
             _write_all(seg.fd, data)
         except OSError as exc:
             _truncate(seg.fd, seg.size)  # a torn frame must not sit in front of the next ones
-            settle_waiters(waiters, self._failed(exc, len(waiters)))
+            self._settle(waiters, self._failed(exc, len(waiters)))
             return
         seg.size += len(data)
         self.stats.bytes += len(data)
@@ -342,18 +340,7 @@ class PredictionSpool:
     def _syncer_gone(self, why: str) -> None:
         """The fsync process cannot be used: sync what it was asked for here, and from now on."""
         log.error("prediction spool: the fsync process stopped answering (%s); the event loop syncs the spool itself", why)
-        waiting = [w for group in self._inflight for w in group]
-        self._inflight = []
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            if self._loop is not None and not self._loop.is_closed():
-                self._unwatch(self._loop, sock)
-            else:
-                sock.close()
-        if self._syncer is not None:
-            self._syncer.kill()
-            self._syncer.wait()
-            self._syncer = None
+        waiting = self._stop_syncer(kill=True)
         if waiting and self._segment is not None:
             self._settle(waiting, self._sync_here(self._segment.fd, len(waiting)))
 

@@ -63,7 +63,7 @@ class LogWriteFailed(RetrainerError):
     """The rows of a committed request could not be stored; the request must not be acknowledged."""
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
+def running_loop() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
@@ -83,7 +83,7 @@ class Commit:
     # Resolved with the request ids of these rows that were already stored (a re-sent request).
     done: Future[frozenset[str]] = field(default_factory=Future)
     waiter: asyncio.Future[None] | None = field(
-        default_factory=lambda: None if (loop := _running_loop()) is None else loop.create_future())
+        default_factory=lambda: None if (loop := running_loop()) is None else loop.create_future())
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -413,5 +413,5 @@ def _resolve(done: Future[frozenset[str]], outcome: BaseException | frozenset[st
         pass
 
 
-__all__ = ["BUFFERED_LINGER", "COMMIT_LINGER", "SPOOL_LINGER", "Assignment", "Commit", "committed", "InferenceLogWriter", "LogWriteFailed", "Spooled", "WriterStats",
+__all__ = ["BUFFERED_LINGER", "COMMIT_LINGER", "SPOOL_LINGER", "running_loop", "Assignment", "Commit", "committed", "InferenceLogWriter", "LogWriteFailed", "Spooled", "WriterStats",
            "settle_waiters"]
