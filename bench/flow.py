@@ -43,7 +43,7 @@ def build_world(root: Path, days: int, rows_per_day: int) -> tuple[Path, datetim
 def plain_retrain(config_path: Path, now: datetime, key: str) -> str:
     """The retrain flow's steps as plain function calls: no Prefect at all."""
     from retrainer.config import load_config
-    from retrainer.deployments.promotion import promote
+    from retrainer.deployments.rollout.promotion import promote
     from retrainer.profiles import build_reference_profile
     from retrainer.registry import Registry
     from retrainer.store import Store

@@ -88,7 +88,7 @@ def setup(root: Path) -> tuple[Path, str, str]:
     from sklearn.linear_model import LogisticRegression
 
     from retrainer.config import load_config
-    from retrainer.deployments.promotion import promote
+    from retrainer.deployments.rollout.promotion import promote
     from retrainer.registry import CHALLENGER, Registry
     from retrainer.store import Store
     from retrainer.tasks.register import register_candidate
@@ -198,7 +198,7 @@ def main() -> None:
     global ISOLATION
     ISOLATION = args.isolation
 
-    from retrainer.deployments.ab import bucket
+    from retrainer.deployments.rollout.ab import bucket
 
     per_call = min(timeit.repeat(lambda: bucket("salt-1234", "user-1234567"), number=100_000, repeat=7)) / 100_000
 

@@ -22,7 +22,8 @@ LAYERS: list[set[str]] = [
     {"simulate"},  # replays history with the same train/evaluate/gate code as the flows
     {"flows"},
     {"tasks"},
-    {"deployments"},
+    {"deployments.serving"},  # the prediction service: reads who serves from the rollout side
+    {"deployments.rollout"},  # rollout decisions and promotion: never imports serving
     {"testing"},  # the kit for trigger-plugin authors: fakes over triggers and the store
     {"triggers"},
     {"registry", "store"},
@@ -34,11 +35,18 @@ LAYERS: list[set[str]] = [
 LAYER_OF = {name: depth for depth, names in enumerate(LAYERS) for name in names}
 
 
+# Packages split into layers of their own: their subpackages are the components.
+_SPLIT = {"deployments"}
+
+
 def _component(module: str) -> str | None:
-    """The layer component of a dotted module name (``retrainer.tasks.load`` -> ``tasks``)."""
+    """The layer component of a dotted module name (``retrainer.tasks.load`` -> ``tasks``,
+    ``retrainer.deployments.serving.app`` -> ``deployments.serving``)."""
     parts = module.split(".")
     if parts[0] != "retrainer" or len(parts) < 2:
         return None  # a third-party module, or the package root (a facade of base types)
+    if parts[1] in _SPLIT:
+        return ".".join(parts[1:3]) if len(parts) > 2 else None  # the bare package: a docstring only
     return parts[1]
 
 
@@ -110,14 +118,54 @@ def test_no_module_imports_a_higher_layer():
 
 def test_every_top_level_module_has_a_layer():
     names = {p.stem if p.is_file() else p.name for p in SRC.iterdir() if (p.suffix == ".py" or (p / "__init__.py").exists())}
-    assert names - {"__init__"} <= set(LAYER_OF)
+    names |= {f"{pkg}.{p.name}" for pkg in _SPLIT for p in (SRC / pkg).iterdir() if (p / "__init__.py").exists()}
+    assert names - {"__init__"} - _SPLIT <= set(LAYER_OF)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the retrainer modules it imports (module-level and lazy; TYPE_CHECKING included)."""
+    modules = {m for m, _, _ in _modules()}
+    graph: dict[str, set[str]] = {}
+    for module, path, pkg in _modules():
+        package = module if pkg else module.rsplit(".", 1)[0]
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skipped = {id(n) for top in tree.body if _is_main_guard(top) for n in ast.walk(top)}
+        targets = set()
+        for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
+            for target in _imported(node, package):
+                names = [target] + ([f"{target}.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom) else [])
+                targets |= {t for t in names if t in modules and t != module}
+        graph[module] = targets
+    return graph
+
+
+def test_no_import_circles():
+    """No module reaches itself through imports (a package's ``__init__`` importing its own
+    submodules is how a package exposes them, so edges into a parent package are skipped)."""
+    graph = _import_graph()
+    circles = []
+    for start in graph:
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph.get(node, ()):
+                if node.startswith(nxt + "."):
+                    continue
+                if nxt == start:
+                    circles.append(" -> ".join(path + [nxt]))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, path + [nxt]))
+    assert circles == [], "import circles:\n" + "\n".join(sorted(set(circles))[:20])
 
 
 @pytest.mark.parametrize(
     ("source", "module", "expected"),
     [
-        ("from retrainer.tasks import io_task\n", "retrainer.deployments.promotion",
-         ["retrainer.deployments.promotion -> retrainer.tasks"]),
+        ("from retrainer.tasks import io_task\n", "retrainer.deployments.rollout.promotion",
+         ["retrainer.deployments.rollout.promotion -> retrainer.tasks"]),
         ("def f():\n    from retrainer.triggers.context import ChampionInfo\n", "retrainer.registry",
          ["retrainer.registry -> retrainer.triggers.context"]),  # lazy imports count
         ("import retrainer.flows.retrain\n", "retrainer.stats.drift", ["retrainer.stats.drift -> retrainer.flows.retrain"]),

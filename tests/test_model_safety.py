@@ -15,8 +15,8 @@ import yaml
 from sklearn.linear_model import LogisticRegression
 
 from retrainer.config import RetrainerConfig
-from retrainer.deployments import promotion, rollout
-from retrainer.deployments.router import registry_loader
+from retrainer.deployments.rollout import promotion, stages as rollout
+from retrainer.deployments.serving.router import registry_loader
 from retrainer.errors import RegistryError, UnsafeModelError
 from retrainer.model_safety import TrustPolicy
 from retrainer.registry import CHAMPION, Registry

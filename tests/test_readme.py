@@ -11,7 +11,7 @@ import yaml
 
 from retrainer.cli import app
 from retrainer.config import RetrainerConfig
-from retrainer.deployments.app import request_models
+from retrainer.deployments.serving.app import request_models
 from retrainer.reference import SECTIONS, render_sections
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ def test_ci_runs_the_readmes_test_command():
 
 def test_generated_reference_sections_are_current():
     assert set(SECTIONS) == {"config-reference", "triggers-reference", "cli-reference"}
-    assert render_sections(REFERENCE, app) == REFERENCE, "run: python -m retrainer.reference docs/reference.md"
+    assert render_sections(REFERENCE, app) == REFERENCE, "run: python -m retrainer.cli.render_reference docs/reference.md"
 
 
 def test_the_config_reference_names_every_field():

@@ -2,7 +2,7 @@
 
 Every "is the challenger good enough" decision — the offline gate after training
 (``tasks/evaluate.py`` + ``tasks/gate.py``), the performance trigger and the A/B verdict
-(``deployments/analysis.py``) — scores with :func:`label_metrics` / :func:`roc_auc` and
+(``deployments/rollout/analysis.py``) — scores with :func:`label_metrics` / :func:`roc_auc` and
 decides with :func:`gate`, so the rules cannot drift apart.
 
 Rules:

@@ -3,7 +3,7 @@ configuration (pydantic models), the built-in triggers (their ``Params`` models)
 (the Typer app).
 
 docs/reference.md embeds each between ``<!-- NAME:start -->`` / ``<!-- NAME:end -->`` markers; a
-test keeps them equal, and ``python -m retrainer.reference docs/reference.md`` rewrites them in place.
+test keeps them equal, and ``python -m retrainer.cli.render_reference docs/reference.md`` rewrites them in place.
 """
 
 from __future__ import annotations
@@ -150,13 +150,3 @@ def render_sections(text: str, app: typer.Typer) -> str:
         _, tail = rest.split(end, 1)
         text = f"{head}{start}\n{make(app).rstrip()}\n{end}{tail}"
     return text
-
-
-if __name__ == "__main__":  # python -m retrainer.reference docs/reference.md
-    import sys
-    from pathlib import Path
-
-    from retrainer.cli import app as cli_app  # a program, above the CLI: the one place that may
-
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/reference.md")
-    target.write_text(render_sections(target.read_text(encoding="utf-8"), cli_app), encoding="utf-8")

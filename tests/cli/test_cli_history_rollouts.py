@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from retrainer.cli import main
 from retrainer.config import GuardConfig
-from retrainer.deployments.guard import Figures, audit_rows, judge
+from retrainer.deployments.rollout.guard import Figures, audit_rows, judge
 
 from flow_world import NOW
 

@@ -105,7 +105,7 @@ def test_at_in_the_future_is_refused(make_world, capsys, command):
 
 @pytest.mark.slow  # two real retrains to have two registered versions
 def test_a_superseded_promote_exits_non_zero(make_world, capsys, monkeypatch, prefect_harness):
-    import retrainer.deployments.promotion as promotion
+    import retrainer.deployments.rollout.promotion as promotion
 
     world = make_world()
     cfg = str(world.config_path)

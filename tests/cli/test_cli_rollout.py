@@ -11,9 +11,9 @@ import yaml
 
 from retrainer.cli import main
 from retrainer.config import load_config
-from retrainer.deployments.advance import admit_challenger
-from retrainer.deployments.promotion import promote
-from retrainer.deployments.rollout import shadow_state
+from retrainer.deployments.rollout.advance import admit_challenger
+from retrainer.deployments.rollout.promotion import promote
+from retrainer.deployments.rollout.stages import shadow_state
 from retrainer.registry import CHALLENGER, Registry
 from retrainer.store import Store
 

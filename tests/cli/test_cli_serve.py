@@ -12,8 +12,8 @@ import yaml
 
 from retrainer.cli import main
 from retrainer.config import FeatureSpec
-from retrainer.deployments.ab import arm_for
-from retrainer.deployments.promotion import promote
+from retrainer.deployments.rollout.ab import arm_for
+from retrainer.deployments.rollout.promotion import promote
 from retrainer.registry import CHALLENGER, CHAMPION, Registry
 from retrainer.store import LabelRecord, PredictionRecord, Store
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from retrainer.cli import main
-from retrainer.deployments.app import check_exposure
+from retrainer.deployments.serving.app import check_exposure
 from retrainer.errors import ConfigError
 from retrainer.store import Store
 
@@ -30,7 +30,7 @@ def config(tmp_path: Path, monkeypatch) -> Path:
 @pytest.fixture
 def started(monkeypatch) -> list[dict]:
     """run_server replaced: the tests check the decision to start, not uvicorn."""
-    import retrainer.deployments.app as app
+    import retrainer.deployments.serving.app as app
 
     calls: list[dict] = []
     monkeypatch.setattr(app, "run_server", lambda cfg, **kw: calls.append(kw))

@@ -145,7 +145,7 @@ def threshold_model(source: Any, version: str, **kw: Any) -> Threshold:
 
 def wrapped_registry_model(source: Any, version: str, *, slow: str = "", broken: str = "", delay: float = 1.0) -> Any:
     """The registry's model of ``version``, made slow or broken when the test says so."""
-    from retrainer.deployments.shadow_worker import load_registry_model
+    from retrainer.deployments.serving.shadow_worker import load_registry_model
 
     model = load_registry_model(source, version)
     return Slow(model, delay) if version == slow else Broken(model) if version == broken else model

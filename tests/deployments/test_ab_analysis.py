@@ -10,8 +10,8 @@ from scipy import stats
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 from retrainer.config import ABConfig, FeatureSpec, GateConfig
-from retrainer.deployments.ab import arm_for
-from retrainer.deployments.analysis import analyze, daily_looks, decide
+from retrainer.deployments.rollout.ab import arm_for
+from retrainer.deployments.rollout.analysis import analyze, daily_looks, decide
 from retrainer.store import LabelRecord, PredictionRecord, Store
 
 FIXED = ABConfig(sequential=False, alpha=0.05, min_detectable_effect=0.05)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from retrainer.deployments.ab import (
+from retrainer.deployments.rollout.ab import (
     BUCKETS,
     CHALLENGER_ARM,
     CHAMPION_ARM,
@@ -41,7 +41,7 @@ def test_golden_vectors(salt: str, unit: str, expected: int) -> None:
 
 def test_same_buckets_under_any_pythonhashseed() -> None:
     code = (
-        "import json; from retrainer.deployments.ab import bucket; "
+        "import json; from retrainer.deployments.rollout.ab import bucket; "
         "print(json.dumps([bucket(f's{i % 7}', f'user-{i}') for i in range(500)]))"
     )
     here = [bucket(f"s{i % 7}", f"user-{i}") for i in range(500)]

@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 from serving_env import Env, running
 
-from retrainer.deployments.app import create_app
-from retrainer.deployments.serving import PredictionService
+from retrainer.deployments.serving.app import create_app
+from retrainer.deployments.serving.serving import PredictionService
 
 
 def _stored(store, rid: str):

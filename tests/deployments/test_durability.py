@@ -32,9 +32,9 @@ import sqlalchemy as sa
 from serving_env import FEATURES, Env, free_socket, running
 
 from retrainer.config import FeatureSpec
-from retrainer.deployments.app import create_app
-from retrainer.deployments.serving import PredictionService
-from retrainer.deployments.writer import Commit, InferenceLogWriter, LogWriteFailed
+from retrainer.deployments.serving.app import create_app
+from retrainer.deployments.serving.serving import PredictionService
+from retrainer.deployments.serving.writer import Commit, InferenceLogWriter, LogWriteFailed
 from retrainer.errors import ValidationError
 from retrainer.store import Store
 from retrainer.store.records import PredictionRecord, WriteResult
@@ -296,7 +296,7 @@ def test_group_commit_answers_503_not_200_when_the_rows_cannot_be_stored(env: En
 def test_a_group_made_on_an_event_loop_is_woken_with_one_call_and_each_request_gets_its_outcome() -> None:
     import asyncio
 
-    from retrainer.deployments.writer import committed
+    from retrainer.deployments.serving.writer import committed
 
     async def scenario() -> tuple[list[Any], int]:
         loop = asyncio.get_running_loop()
@@ -329,7 +329,7 @@ def test_a_group_made_on_an_event_loop_is_woken_with_one_call_and_each_request_g
 def test_a_commit_made_off_any_loop_is_still_awaitable() -> None:
     import asyncio
 
-    from retrainer.deployments.writer import committed
+    from retrainer.deployments.serving.writer import committed
 
     store = CountingStore()
     writer = InferenceLogWriter(store, "m", [FeatureSpec(name="x1")], linger=0.002)

@@ -17,7 +17,7 @@ from scipy.stats import norm
 from statsmodels.stats.proportion import proportions_ztest
 
 from retrainer.config import FeatureSpec, GuardConfig, RetrainerConfig
-from retrainer.deployments.guard import (
+from retrainer.deployments.rollout.guard import (
     Figures,
     ServingFigures,
     dispersion,
@@ -27,7 +27,7 @@ from retrainer.deployments.guard import (
     judge,
     margin_test,
 )
-from retrainer.deployments.promotion import promote
+from retrainer.deployments.rollout.promotion import promote
 from retrainer.registry import CHAMPION, Registry
 from retrainer.store import Store
 from retrainer.store.records import LabelRecord
@@ -314,7 +314,7 @@ def test_a_rollback_is_announced_by_event_and_notification_block(registry, store
 def test_rollback_is_compare_and_set_against_the_judged_champion(registry, store, monkeypatch):
     """Someone promotes version 3 while the guard judges version 2: the guard's rollback is
     superseded (ledger row), version 3 stays, the rollout is not marked rolled back."""
-    import retrainer.deployments.guard as guard_module
+    import retrainer.deployments.rollout.guard as guard_module
 
     rng = np.random.default_rng(8)
     name = registry.model_name

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from thread_race import race
 
-from retrainer.deployments.promotion import (
+from retrainer.deployments.rollout.promotion import (
     champion_history,
     promote,
     reject,
@@ -210,12 +210,12 @@ def test_resolve_champion_trusts_the_store_and_repairs_a_lagging_alias(registry,
     promote(registry, store, version="1", expected_champion=None, actor="a", reason="first")
     promote(registry, store, version="2", expected_champion="1", actor="a", reason="better")
     registry.set_alias(CHAMPION, "1")  # the alias lags (e.g. a crash between the two writes)
-    with caplog.at_level("WARNING", logger="retrainer.deployments.promotion"):
+    with caplog.at_level("WARNING", logger="retrainer.deployments.rollout.promotion"):
         assert resolve_champion(registry, store) == "2"
     assert registry.alias_version(CHAMPION) == "2"
     assert "store says 2" in caplog.text
 
-    from retrainer.deployments.rollout import champion_version  # a caller: same answer
+    from retrainer.deployments.rollout.stages import champion_version  # a caller: same answer
 
     registry.set_alias(CHAMPION, "1")
     assert champion_version(None, store, registry) == "2" and registry.alias_version(CHAMPION) == "2"

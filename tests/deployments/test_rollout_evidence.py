@@ -10,7 +10,7 @@ import pytest
 from statsmodels.stats.proportion import proportions_ztest
 
 from retrainer.config import parse_config
-from retrainer.deployments.rollout_evidence import error_counts, judge_shadow
+from retrainer.deployments.rollout.evidence import error_counts, judge_shadow
 from retrainer.store import ShadowRecord
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)

@@ -19,9 +19,9 @@ import pytest
 import sqlalchemy as sa
 from serving_env import WINDOW, Env
 
-from retrainer.deployments.advance import abort, admit_challenger, advance
-from retrainer.deployments.promotion import promote
-from retrainer.deployments.rollout import shadow_state
+from retrainer.deployments.rollout.advance import abort, admit_challenger, advance
+from retrainer.deployments.rollout.promotion import promote
+from retrainer.deployments.rollout.stages import shadow_state
 from retrainer.errors import RolloutError
 from retrainer.registry import CHALLENGER, CHAMPION, Registry
 from retrainer.store import Store
@@ -106,8 +106,8 @@ class Traffic:
     def __init__(self, cfg: Any, store: Store, registry: Registry, clock: Clock) -> None:
         from fastapi.testclient import TestClient
 
-        from retrainer.deployments.app import create_app
-        from retrainer.deployments.serving import PredictionService
+        from retrainer.deployments.serving.app import create_app
+        from retrainer.deployments.serving.serving import PredictionService
 
         self.svc = PredictionService.from_config(cfg, store=store, registry=registry, clock=clock, reload_interval=3600)
         self.client = TestClient(create_app(self.svc))
@@ -181,7 +181,7 @@ def test_a_good_challenger_goes_shadow_ab_champion_without_a_human(setup) -> Non
     assert [e.action for e in moves] == ["rollout_start"] + ["rollout_advance"] * 3
     assert moves[-1].details["to_stage"] == "champion" and moves[-1].details["evidence"]["verdict"] == "promote_challenger"
     assert [e.action for e in store.ledger(name)].count("promote") == 2  # setup + this one, by the compare-and-set
-    # Then the guard window watches the new champion (deployments/guard.py): nothing to judge yet.
+    # Then the guard window watches the new champion (deployments/rollout/guard.py): nothing to judge yet.
     guarded = advance(cfg, store, registry, T0 + timedelta(days=1, hours=4))
     assert (guarded.action, guarded.stage, guarded.version) == ("waiting", "champion", v["good"])
     assert guarded.explanation.startswith(f"guarding version {v['good']} until ")

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from serving_env import Broken, Env, Slow, running
 
-from retrainer.deployments.ab import arm_for
-from retrainer.deployments.app import create_app
-from retrainer.deployments.router import registry_loader
-from retrainer.deployments.serving import PredictionService
-from retrainer.deployments.shadow_worker import ShadowModelSource
+from retrainer.deployments.rollout.ab import arm_for
+from retrainer.deployments.serving.app import create_app
+from retrainer.deployments.serving.router import registry_loader
+from retrainer.deployments.serving.serving import PredictionService
+from retrainer.deployments.serving.shadow_worker import ShadowModelSource
 from retrainer.registry import CHAMPION
 
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from retrainer.cli import main
-from retrainer.deployments.promotion import promote
-from retrainer.deployments.rollout import shadow_state, start_shadow
+from retrainer.deployments.rollout.promotion import promote
+from retrainer.deployments.rollout.stages import shadow_state, start_shadow
 from retrainer.registry import Registry
 from retrainer.store import ShadowRecord, Store
 

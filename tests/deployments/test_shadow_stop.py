@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import psutil
 
-from retrainer.deployments.shadow_queue import ShadowJob, ShadowRunner
-from retrainer.deployments.shadow_worker import ShadowModelSource
+from retrainer.deployments.serving.shadow_queue import ShadowJob, ShadowRunner
+from retrainer.deployments.serving.shadow_worker import ShadowModelSource
 from retrainer.store.records import ShadowRecord
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)

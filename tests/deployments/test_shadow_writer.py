@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 from serving_env import Threshold
 
 from retrainer.config import FeatureSpec
-from retrainer.deployments.rollout import shadow_target
-from retrainer.deployments.shadow_queue import ShadowJob, ShadowRunner
-from retrainer.deployments.shadow_report import summarize
-from retrainer.deployments.shadow_worker import ShadowModelSource
-from retrainer.deployments.writer import Assignment, InferenceLogWriter
+from retrainer.deployments.rollout.stages import shadow_target
+from retrainer.deployments.serving.shadow_queue import ShadowJob, ShadowRunner
+from retrainer.deployments.rollout.shadow_report import summarize
+from retrainer.deployments.serving.shadow_worker import ShadowModelSource
+from retrainer.deployments.serving.writer import Assignment, InferenceLogWriter
 from retrainer.errors import ValidationError
 from retrainer.store.records import PredictionRecord, ShadowRecord, WriteResult
 

@@ -21,13 +21,13 @@ import pytest
 import sqlalchemy as sa
 from serving_env import FEATURES, Env, running
 
-import retrainer.deployments.spool as spool_mod
+import retrainer.deployments.serving.spool as spool_mod
 from retrainer.config import FeatureSpec
-from retrainer.deployments import fsync_worker
-from retrainer.deployments.app import create_app
-from retrainer.deployments.serving import PredictionService
-from retrainer.deployments.spool import PredictionSpool, decode_frames, encode_group, spool_directory
-from retrainer.deployments.writer import Assignment, InferenceLogWriter, LogWriteFailed
+from retrainer.deployments.serving import fsync_worker
+from retrainer.deployments.serving.app import create_app
+from retrainer.deployments.serving.serving import PredictionService
+from retrainer.deployments.serving.spool import PredictionSpool, decode_frames, encode_group, spool_directory
+from retrainer.deployments.serving.writer import Assignment, InferenceLogWriter, LogWriteFailed
 from retrainer.store import Store
 from retrainer.store.records import PredictionRecord
 from retrainer.store.schema import predictions

@@ -187,7 +187,7 @@ def test_a_worker_runs_the_rollout_deployment_and_the_rollout_advances(server, t
     """A challenger handed over (staged) is moved into shadow by a flow run of the deployment."""
     import yaml
 
-    from retrainer.deployments.promotion import promote
+    from retrainer.deployments.rollout.promotion import promote
     from retrainer.registry import Registry
 
     workdir = tmp_path / "model"

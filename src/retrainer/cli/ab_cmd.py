@@ -32,7 +32,7 @@ def start(
     as_json: bool = JsonOption,
 ) -> None:
     """Start an A/B test: the champion alias vs version CHALLENGER (also set as the challenger alias)."""
-    from retrainer.deployments.rollout import start_ab
+    from retrainer.deployments.rollout.stages import start_ab
 
     cfg, store, registry = open_all(config)
     test = start_ab(cfg, store, registry, challenger=challenger, split=split, salt=salt, actor=actor())
@@ -87,8 +87,8 @@ def _render_analysis(d: dict[str, Any]) -> None:
 @ab_app.command("analyze")
 def analyze_cmd(config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
     """Per-arm metrics, the difference with its 95% CI, p-value, SRM check, verdict."""
-    from retrainer.deployments.analysis import analyze
-    from retrainer.deployments.rollout import running_ab_test
+    from retrainer.deployments.rollout.analysis import analyze
+    from retrainer.deployments.rollout.stages import running_ab_test
 
     cfg, store, _ = open_all(config)
     name = cfg.model.name
@@ -111,7 +111,7 @@ def stop(
     as_json: bool = JsonOption,
 ) -> None:
     """Stop the running A/B test, promoting the challenger or not."""
-    from retrainer.deployments.rollout import stop_ab
+    from retrainer.deployments.rollout.stages import stop_ab
     from retrainer.errors import RolloutError
 
     if promote == abort:

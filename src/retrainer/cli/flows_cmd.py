@@ -122,7 +122,7 @@ def history_cmd(
     """The promotion ledger (append-only), the rollouts with their stages, the guard's looks and the latest retrain runs."""
     from dataclasses import asdict
 
-    from retrainer.deployments.guard import AUDIT_ROLE
+    from retrainer.deployments.rollout.guard import AUDIT_ROLE
 
     from rich.table import Table
 
@@ -208,7 +208,7 @@ def promote_cmd(
     """Make VERSION the champion (compare-and-set against the current one; a ledger row either way)."""
     from dataclasses import asdict
 
-    from retrainer.deployments.promotion import promote
+    from retrainer.deployments.rollout.promotion import promote
 
     _, store, registry = open_config_store_registry(config)
     result = promote(registry, store, version=version, expected_champion=store.champion(registry.model_name),
@@ -232,7 +232,7 @@ def rollback_cmd(
     """Put the previous champion back, in one step (compare-and-set; superseded exits 1)."""
     from dataclasses import asdict
 
-    from retrainer.deployments.promotion import rollback
+    from retrainer.deployments.rollout.promotion import rollback
 
     _, store, registry = open_config_store_registry(config)
     result = rollback(registry, store, actor=actor(), reason=reason, expected_champion=expected)

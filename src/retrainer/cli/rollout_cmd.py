@@ -55,7 +55,7 @@ def advance_cmd(
     """Advance the rollout one step now (what the rollout flow does every 15 minutes)."""
     from datetime import datetime, timezone
 
-    from retrainer.deployments.advance import advance
+    from retrainer.deployments.rollout.advance import advance
 
     now = parse_instant(at, "--at") if at else datetime.now(timezone.utc)
     cfg, store, registry = open_all(config)
@@ -73,7 +73,7 @@ def abort_cmd(
     """Stop the rollout in flight: shadow off, A/B test aborted, challenger unstaged; the champion stays."""
     from datetime import datetime, timezone
 
-    from retrainer.deployments.advance import abort
+    from retrainer.deployments.rollout.advance import abort
 
     cfg, store, registry = open_all(config)
     with store:

@@ -29,7 +29,7 @@ def serve(
     GET /admin/status, POST /admin/reload. Set RETRAINER_API_TOKEN to require a bearer token; off
     loopback one is required unless --insecure.
     """
-    from retrainer.deployments.app import check_exposure, run_server
+    from retrainer.deployments.serving.app import check_exposure, run_server
 
     cfg, store = open_config_and_store(config)  # a missing store is one line before MLflow or uvicorn start
     store.close()

@@ -27,7 +27,7 @@ def start(
     as_json: bool = JsonOption,
 ) -> None:
     """Mirror live traffic to VERSION; running servers pick it up within seconds."""
-    from retrainer.deployments.rollout import start_shadow
+    from retrainer.deployments.rollout.stages import start_shadow
 
     cfg, store, registry = open_all(config)
     state = start_shadow(cfg, store, registry, version=version, sample=sample, actor=actor())
@@ -38,7 +38,7 @@ def start(
 @shadow_app.command("stop")
 def stop(config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
     """Stop mirroring traffic."""
-    from retrainer.deployments.rollout import stop_shadow
+    from retrainer.deployments.rollout.stages import stop_shadow
 
     cfg, store, registry = open_all(config)
     stopped = stop_shadow(cfg, store, registry, actor=actor(), reason="shadow stopped from the CLI")
@@ -73,8 +73,8 @@ def report(
     """
     from datetime import datetime, timedelta
 
-    from retrainer.deployments.rollout import shadow_state
-    from retrainer.deployments.shadow_report import summarize
+    from retrainer.deployments.rollout.stages import shadow_state
+    from retrainer.deployments.rollout.shadow_report import summarize
 
     cfg, store, registry = open_all(config)
     state = shadow_state(cfg, store, registry)

@@ -29,7 +29,7 @@ def check(
     """Evaluate the triggers once: should the model be retrained now? Writes an audit row per trigger."""
     from rich.table import Table
 
-    from retrainer.deployments.promotion import resolved_champion_info
+    from retrainer.deployments.rollout.promotion import resolved_champion_info
     from retrainer.registry import Registry
     from retrainer.triggers.check import run_check
 

@@ -138,8 +138,8 @@ def _service(cfg: RetrainerConfig, clock: SimulatedClock) -> Iterator[tuple[Any,
     """The real prediction service and its HTTP app, in process (no socket needed)."""
     from fastapi.testclient import TestClient
 
-    from retrainer.deployments.app import create_app
-    from retrainer.deployments.serving import PredictionService
+    from retrainer.deployments.serving.app import create_app
+    from retrainer.deployments.serving.serving import PredictionService
 
     service = PredictionService.from_config(cfg, reload_interval=3600, clock=clock)
     app = create_app(service)

@@ -69,7 +69,7 @@ verify_ledger_task = task(verify_ledger, name="verify-ledger", retries=2, retry_
 
 def check_model(cfg: RetrainerConfig, *, now: datetime) -> dict[str, Any]:
     """Run the policy for one model and write its audit rows; JSON-able result."""
-    from retrainer.deployments.promotion import resolved_champion_info
+    from retrainer.deployments.rollout.promotion import resolved_champion_info
     from retrainer.registry import Registry
     from retrainer.store import Store
     from retrainer.triggers.check import run_check

@@ -1,7 +1,7 @@
 """The retrain flow: load -> train -> evaluate both -> gate -> register -> challenger -> test -> roll out.
 
 It orchestrates the tasks in :mod:`retrainer.tasks` and the promotion in
-:mod:`retrainer.deployments.promotion`; the logic lives there. What this module owns is the
+:mod:`retrainer.deployments.rollout.promotion`; the logic lives there. What this module owns is the
 order of the steps, the outcome (:class:`RetrainResult`), and the bookkeeping around them: a
 retrain-run row in the store, the ledger, and the success/failure events.
 
@@ -25,7 +25,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as current_flow_run
 
 from retrainer.config import RetrainerConfig, load_config
-from retrainer.deployments.promotion import resolve_champion, resolved_champion_info
+from retrainer.deployments.rollout.promotion import resolve_champion, resolved_champion_info
 
 if TYPE_CHECKING:
     from retrainer.registry import Registry
@@ -243,7 +243,7 @@ def _roll_out(cfg: RetrainerConfig, store: Store, registry: Registry, result: Re
         return
     # shadow / ab: a rollout starts (or queues); the rollout flow moves it on from here, woken by
     # this event, and servers pick the traffic change up on reload.
-    from retrainer.deployments.advance import admit_challenger
+    from retrainer.deployments.rollout.advance import admit_challenger
     from retrainer.flows.rollout import emit_step
 
     step = admit_challenger(cfg, store, registry, version=version, now=now, actor=ACTOR, run_id=result.run_id)

@@ -1,6 +1,6 @@
 """The rollout flow: advance the model's rollout one step on the evidence, or say what it waits for.
 
-The decisions are :func:`retrainer.deployments.advance.advance` (a plain function, also behind
+The decisions are :func:`retrainer.deployments.rollout.advance.advance` (a plain function, also behind
 ``retrainer rollout advance``); this flow adds the Prefect side: an event per move
 (``retrainer.rollout.advanced`` / ``.rejected`` / ``.promoted``) and a markdown artifact. It runs
 every 15 minutes and on the events that mean something changed (prefect.yaml).
@@ -18,7 +18,7 @@ from retrainer.config import RetrainerConfig, load_config
 from retrainer.tasks.guard import ROLLBACK_PERFORMED, announce_rollback
 
 if TYPE_CHECKING:
-    from retrainer.deployments.advance import RolloutStep
+    from retrainer.deployments.rollout.advance import RolloutStep
 
 ROLLOUT_ADVANCED = "retrainer.rollout.advanced"
 ROLLOUT_REJECTED = "retrainer.rollout.rejected"
@@ -64,7 +64,7 @@ def artifact_key(model_name: str) -> str:
 
 def advance_model(cfg: RetrainerConfig, *, now: datetime) -> dict[str, Any]:
     """One step for the model of ``cfg`` against its store and registry; JSON-able."""
-    from retrainer.deployments.advance import advance
+    from retrainer.deployments.rollout.advance import advance
     from retrainer.registry import Registry
     from retrainer.store import Store
 

@@ -1,6 +1,6 @@
 """The guard's Prefect side: one look at the guarded champion and, on a rollback, the event and the alert.
 
-The decision is :func:`retrainer.deployments.guard.guard_rollout` (plain, injectable ``now``);
+The decision is :func:`retrainer.deployments.rollout.guard.guard_rollout` (plain, injectable ``now``);
 this adds what a rollback must tell the world: the ``retrainer.rollback.performed`` event on the
 model's resource and a message through ``notifications.block``.
 """
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from prefect import task
 
 from retrainer.config import RetrainerConfig
-from retrainer.deployments.guard import ACTOR, GuardOutcome, ServingStatsSource, guard_rollout
+from retrainer.deployments.rollout.guard import ACTOR, GuardOutcome, ServingStatsSource, guard_rollout
 from retrainer.tasks.notify import emit, send_notification
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Prefect tasks over promotion, rollback and rejection (the logic is in :mod:`retrainer.deployments.promotion`).
+"""Prefect tasks over promotion, rollback and rejection (the logic is in :mod:`retrainer.deployments.rollout.promotion`).
 
 Registry and store calls: a transient failure is worth a retry, and every step is safe to repeat
 (a retried promote that already went through finishes; a lost race ends superseded, never twice promoted).
@@ -6,7 +6,7 @@ Registry and store calls: a transient failure is worth a retry, and every step i
 
 from __future__ import annotations
 
-from retrainer.deployments.promotion import promote, reject, rollback
+from retrainer.deployments.rollout.promotion import promote, reject, rollback
 from retrainer.tasks._retry import io_task
 
 promote_task = io_task(promote, name="promote")

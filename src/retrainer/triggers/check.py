@@ -102,7 +102,7 @@ def run_check(
     """Evaluate ``cfg``'s policy for ``cfg.model.name`` at ``now`` (default: the current time).
 
     ``champion``: who the champion is, as the layers above answer it (``retrainer check`` and the
-    monitor flow pass :func:`retrainer.deployments.promotion.resolve_champion`'s version); its
+    monitor flow pass :func:`retrainer.deployments.rollout.promotion.resolve_champion`'s version); its
     ``created_at`` defaults to the reference profile's ``registered_at``. Without it, the store's
     pointer. ``history`` overrides the raw outcomes read from the audit table.
     """

@@ -1,4 +1,4 @@
-"""The HTTP face of :class:`~retrainer.deployments.serving.PredictionService` (FastAPI).
+"""The HTTP face of :class:`~retrainer.deployments.serving.serving.PredictionService` (FastAPI).
 
 Routes::
 
@@ -33,9 +33,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
 
 from retrainer.config import FeatureSpec, RetrainerConfig
-from retrainer.deployments.metrics import CONTENT_TYPE
-from retrainer.deployments.serving import NotReady, PredictionService, request_ids, with_stored_answers
-from retrainer.deployments.writer import Commit, LogWriteFailed, committed as wait_committed
+from retrainer.deployments.serving.metrics import CONTENT_TYPE
+from retrainer.deployments.serving.serving import NotReady, PredictionService, request_ids, with_stored_answers
+from retrainer.deployments.serving.writer import Commit, LogWriteFailed, committed as wait_committed
 from retrainer.errors import ConfigError, ValidationError
 
 _ID = Annotated[str, Field(min_length=1, max_length=200)]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from retrainer.config import ABConfig, GateConfig
-from retrainer.deployments.ab import CHALLENGER_ARM, CHAMPION_ARM
+from retrainer.deployments.rollout.ab import CHALLENGER_ARM, CHAMPION_ARM
 from retrainer.errors import StatisticsError
 from retrainer.metrics import gate as gate_rule
 from retrainer.metrics import label_metrics, resolve_classes, roc_auc

@@ -8,7 +8,7 @@ directory writes what is left into the store (idempotent on ``request_id``) befo
 
 How a group is made durable: the requests of one loop iteration share one ``write`` (the event
 loop does it: a page-cache copy, microseconds) and one sync request to a small fsync process
-(:mod:`retrainer.deployments.fsync_worker`), which calls ``fdatasync`` and answers on a socket
+(:mod:`retrainer.deployments.serving.fsync_worker`), which calls ``fdatasync`` and answers on a socket
 the loop watches; requests arriving while a flush runs share the next one. The loop never blocks
 on the disk and no thread has to win the GIL back to acknowledge. Measured side by side
 (docs/serving.md, *Durability*): ``fdatasync`` on the loop blocked it ~10% of the time under
@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from retrainer.deployments import fsync_worker
-from retrainer.deployments.writer import Assignment, LogWriteFailed, Spooled, running_loop, settle_waiters
+from retrainer.deployments.serving import fsync_worker
+from retrainer.deployments.serving.writer import Assignment, LogWriteFailed, Spooled, running_loop, settle_waiters
 from retrainer.store.records import PredictionRecord, from_epoch, to_epoch
 
 if TYPE_CHECKING:

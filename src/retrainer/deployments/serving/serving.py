@@ -1,16 +1,16 @@
 """The prediction service, without HTTP: route, predict, log, mirror.
 
-:class:`PredictionService` is what the FastAPI app (:mod:`retrainer.deployments.app`) calls.
-It owns the :class:`~retrainer.deployments.router.ModelRouter` (which model answers), the
-:class:`~retrainer.deployments.writer.InferenceLogWriter` (every prediction and its features
-reach the store, off the request path) and the :class:`~retrainer.deployments.shadow_queue.ShadowRunner`.
+:class:`PredictionService` is what the FastAPI app (:mod:`retrainer.deployments.serving.app`) calls.
+It owns the :class:`~retrainer.deployments.serving.router.ModelRouter` (which model answers), the
+:class:`~retrainer.deployments.serving.writer.InferenceLogWriter` (every prediction and its features
+reach the store, off the request path) and the :class:`~retrainer.deployments.serving.shadow_queue.ShadowRunner`.
 
 The request path does no I/O: it picks the arm by hashing the unit, predicts, and hands the
 log rows and the shadow job to queues. When the log queue is full the rows come back as
 ``overflow`` for the caller to enqueue off the event loop (backpressure, never loss). With
 ``serving.durability: committed`` the caller awaits a ticket before answering: the
-:class:`~retrainer.deployments.spool.PredictionSpool`'s fsync (``serving.commit: spool``, the
-default) or a :class:`~retrainer.deployments.writer.Commit` (``store``: group commit).
+:class:`~retrainer.deployments.serving.spool.PredictionSpool`'s fsync (``serving.commit: spool``, the
+default) or a :class:`~retrainer.deployments.serving.writer.Commit` (``store``: group commit).
 """
 
 from __future__ import annotations
@@ -25,20 +25,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from retrainer.config import RetrainerConfig
-from retrainer.deployments.ab import CHALLENGER_ARM, CHAMPION_ARM, bucket
-from retrainer.deployments.metrics import ServiceMetrics
-from retrainer.deployments.promotion import resolve_champion
-from retrainer.deployments.rollout import shadow_target
-from retrainer.deployments.router import (
+from retrainer.deployments.rollout.ab import CHALLENGER_ARM, CHAMPION_ARM, bucket
+from retrainer.deployments.serving.metrics import ServiceMetrics
+from retrainer.deployments.rollout.promotion import resolve_champion
+from retrainer.deployments.rollout.stages import shadow_target
+from retrainer.deployments.serving.router import (
     ModelRouter,
     ServedModel,
     WantedState,
     registry_loader,
 )
-from retrainer.deployments.shadow_queue import ShadowJob, ShadowRunner
-from retrainer.deployments.shadow_worker import ShadowModelSource
-from retrainer.deployments.spool import PredictionSpool, spool_directory
-from retrainer.deployments.writer import BUFFERED_LINGER, COMMIT_LINGER, SPOOL_LINGER, Assignment, Commit, InferenceLogWriter
+from retrainer.deployments.serving.shadow_queue import ShadowJob, ShadowRunner
+from retrainer.deployments.serving.shadow_worker import ShadowModelSource
+from retrainer.deployments.serving.spool import PredictionSpool, spool_directory
+from retrainer.deployments.serving.writer import BUFFERED_LINGER, COMMIT_LINGER, SPOOL_LINGER, Assignment, Commit, InferenceLogWriter
 from retrainer.errors import RetrainerError
 from retrainer.registry import CHALLENGER, Registry
 from retrainer.store import Store

@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from retrainer.config import RetrainerConfig
-from retrainer.deployments.ab import new_salt
-from retrainer.deployments.promotion import resolve_champion
+from retrainer.deployments.rollout.ab import new_salt
+from retrainer.deployments.rollout.promotion import resolve_champion
 from retrainer.errors import RolloutError
 from retrainer.registry import CHALLENGER
 
@@ -150,7 +150,7 @@ def running_ab_test(cfg: RetrainerConfig, store: Store) -> Any:
 class ABStop:
     status: Literal["aborted", "promoted", "superseded"]
     ab_test_id: int
-    analysis: Any  # retrainer.deployments.analysis.ABAnalysis
+    analysis: Any  # retrainer.deployments.rollout.analysis.ABAnalysis
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "ab_test_id": self.ab_test_id, "analysis": self.analysis.to_dict()}
@@ -162,8 +162,8 @@ def stop_ab(
 ) -> ABStop:
     """Stop the running test: promote the challenger (compare-and-set, refused while the sample
     ratio mismatches or, unless ``force``, while the verdict is not promote_challenger) or abort."""
-    from retrainer.deployments.analysis import analyze
-    from retrainer.deployments.promotion import promote as promote_version
+    from retrainer.deployments.rollout.analysis import analyze
+    from retrainer.deployments.rollout.promotion import promote as promote_version
 
     test = running_ab_test(cfg, store)
     analysis = analyze(store, test, gate=cfg.gate, as_of=at)

@@ -21,8 +21,8 @@ request) to a sink, the inference-log writer. Two isolations:
 A shadow model that raises is data (error rows, counted); one that takes seconds only fills the
 deque, and the overflow is dropped and counted.
 
-The worker-process protocol is :mod:`retrainer.deployments.shadow_worker`; the report from stored
-comparisons :mod:`retrainer.deployments.shadow_report`.
+The worker-process protocol is :mod:`retrainer.deployments.serving.shadow_worker`; the report from stored
+comparisons :mod:`retrainer.deployments.rollout.shadow_report`.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from retrainer.deployments.shadow_report import latency_percentiles
-from retrainer.deployments.shadow_worker import ProcessWorker, ShadowModelSource, ShuttingDown, WorkerDied
+from retrainer.deployments.rollout.shadow_report import latency_percentiles
+from retrainer.deployments.serving.shadow_worker import ProcessWorker, ShadowModelSource, ShuttingDown, WorkerDied
 from retrainer.store.records import ShadowRecord
 
 log = logging.getLogger(__name__)

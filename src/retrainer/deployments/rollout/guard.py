@@ -28,7 +28,7 @@ alpha, and both are corrected:
   days, the most distinct looks there can be.
 
 The rollback is the compare-and-set
-:func:`~retrainer.deployments.promotion.rollback` against the guarded version, then the rollout
+:func:`~retrainer.deployments.rollout.promotion.rollback` against the guarded version, then the rollout
 moves ``champion -> rolled_back`` with the verdict as its ledger evidence. Time is the caller's
 ``now``; nothing here reads a clock.
 """
@@ -44,7 +44,7 @@ import numpy as np
 from scipy import stats as _sps
 
 from retrainer.config import GuardConfig, RetrainerConfig
-from retrainer.deployments.promotion import rollback
+from retrainer.deployments.rollout.promotion import rollback
 from retrainer.errors import StatisticsError
 from retrainer.profiles import load_calibration
 from retrainer.stats.estimation import estimate_performance

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from retrainer.config import RetrainerConfig
-from retrainer.deployments.shadow_report import summarize
+from retrainer.deployments.rollout.shadow_report import summarize
 from retrainer.errors import StatisticsError
 from retrainer.stats.proportions import two_proportion_ztest
 

@@ -20,12 +20,11 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from retrainer.deployments.shadow_queue import ShadowRunner
     from retrainer.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ class ShadowModelSource:
     model_name: str
     features: tuple[Any, ...]  # FeatureSpec
     artifact_location: str | None = None
-    loader: str = "retrainer.deployments.shadow_worker:load_registry_model"
+    loader: str = "retrainer.deployments.serving.shadow_worker:load_registry_model"
     loader_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -59,7 +58,7 @@ class ShadowModelSource:
 
 def load_registry_model(source: ShadowModelSource, version: str) -> Any:
     """The default loader: ``models:/<name>/<version>`` from the configured registry."""
-    from retrainer.deployments.router import registry_loader
+    from retrainer.deployments.serving.router import registry_loader
     from retrainer.registry import Registry
 
     registry = Registry(source.tracking_uri, source.registry_uri, model_name=source.model_name,
@@ -75,10 +74,20 @@ class ShuttingDown(Exception):
     """The runner is closing: the batch in flight is dropped, not answered."""
 
 
+class WorkerHost(Protocol):
+    """What a worker needs of the runner that owns it (``ShadowRunner``); a protocol, so this module
+    does not import the queue that imports it."""
+
+    source: ShadowModelSource
+    nice: int
+    stats: Any
+    _lock: Any
+
+
 class ProcessWorker:
     """One shadow process, owned by one dispatcher thread: started lazily, restarted after a death."""
 
-    def __init__(self, runner: ShadowRunner, slot: int) -> None:
+    def __init__(self, runner: WorkerHost, slot: int) -> None:
         self.runner = runner
         self.slot = slot
         self.proc: Any = None

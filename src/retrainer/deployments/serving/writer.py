@@ -11,7 +11,7 @@ impossible) is split in halves until the bad rows are isolated; those are logged
 the rest are written.
 
 Spooled rows (``serving.durability: committed``, the default ``serving.commit: spool``) are
-already durable in the prediction spool (:mod:`retrainer.deployments.spool`) when they arrive:
+already durable in the prediction spool (:mod:`retrainer.deployments.serving.spool`) when they arrive:
 they are written like buffered rows, and once stored the spool is told (``Spooled.on_stored``)
 so it can delete the segment.
 

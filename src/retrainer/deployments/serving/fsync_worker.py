@@ -1,7 +1,7 @@
 """The prediction spool's fsync process: ``fdatasync`` off the serving process.
 
 Started by :func:`spawn` (``python -I -S fsync_worker.py <socket fd> <file fd>``) for
-:class:`~retrainer.deployments.spool.PredictionSpool` (standard library only, so it starts in
+:class:`~retrainer.deployments.serving.spool.PredictionSpool` (standard library only, so it starts in
 milliseconds and never imports the user's model). Why a process and not a thread: a thread coming
 back from ``fdatasync`` must win the GIL from the busy event loop before it can wake anyone, which
 cost more than the blocking call it replaced; a process answers on a socket the event loop

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from retrainer.config import FeatureSpec
-from retrainer.deployments.ab import threshold
+from retrainer.deployments.rollout.ab import threshold
 
 if TYPE_CHECKING:
     from retrainer.registry import Registry

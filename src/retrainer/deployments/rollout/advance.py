@@ -7,8 +7,8 @@ challenger, or the champion moved meanwhile). A newer challenger arriving mid-ro
 
 Every stage move is a compare-and-set on the stored rollout with its ledger row in the same
 transaction (``Store.transition_rollout``); the side effects around it (shadow switch, A/B
-test, promotion) are the functions of :mod:`retrainer.deployments.rollout` and
-:mod:`retrainer.deployments.promotion`, so a step here and the same step by hand cannot differ.
+test, promotion) are the functions of :mod:`retrainer.deployments.rollout.stages` and
+:mod:`retrainer.deployments.rollout.promotion`, so a step here and the same step by hand cannot differ.
 Side effects come first and are idempotent, so a step interrupted halfway is finished by the
 next call. Time is the caller's ``now``: nothing here reads a clock.
 """
@@ -20,10 +20,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from retrainer.config import ABConfig, RetrainerConfig
-from retrainer.deployments.analysis import analyze
-from retrainer.deployments.promotion import promote, reject, resolve_champion
-from retrainer.deployments.rollout import shadow_state, shadow_target, start_ab, start_shadow, stop_ab, stop_shadow
-from retrainer.deployments.rollout_evidence import StageVerdict, judge_shadow
+from retrainer.deployments.rollout.analysis import analyze
+from retrainer.deployments.rollout.promotion import promote, reject, resolve_champion
+from retrainer.deployments.rollout.stages import shadow_state, shadow_target, start_ab, start_shadow, stop_ab, stop_shadow
+from retrainer.deployments.rollout.evidence import StageVerdict, judge_shadow
 from retrainer.errors import RolloutError
 from retrainer.registry import CHALLENGER
 
@@ -129,8 +129,8 @@ def guard_champion(
     cfg: RetrainerConfig, store: Store, registry: Registry, now: datetime, *, actor: str = ACTOR,
 ) -> RolloutStep | None:
     """One look at the champion a rollout promoted, during ``rollout.guard.window``
-    (:func:`retrainer.deployments.guard.guard_rollout`); None when nothing is guarded at ``now``."""
-    from retrainer.deployments.guard import guard_rollout
+    (:func:`retrainer.deployments.rollout.guard.guard_rollout`); None when nothing is guarded at ``now``."""
+    from retrainer.deployments.rollout.guard import guard_rollout
 
     outcome = guard_rollout(cfg, store, registry, now, actor=actor)
     if outcome is None:

@@ -1,0 +1,1 @@
+"""Rollout decisions: state, evidence, the decision rule, A/B hashing, shadow reports, the guard, promotion."""
