@@ -229,7 +229,7 @@ def _steps(cfg: RetrainerConfig, store: Store, result: RetrainResult, *, now: da
 def _roll_out(cfg: RetrainerConfig, store: Store, registry: Registry, result: RetrainResult, *, now: datetime) -> None:
     from retrainer.tasks.promote import promote_task
 
-    mode = cfg.rollout.mode
+    mode = cfg.rollout.resolved_mode
     result.rollout = mode
     version = str(result.version)
     if mode == "direct" or result.champion_version is None:
