@@ -225,3 +225,12 @@ def test_days_to_decision_matches_deciding_day_by_day() -> None:
         est = Estimate(prior.mean, math.sqrt(0.12 / n), n) if n >= 2 else None
         action = decide(update(prior, est), RULE, n_labelled=n).action
         assert (action != "continue") == (t == day)
+
+
+def test_docstring_example() -> None:
+    import doctest
+
+    import retrainer.deployments.rollout.decision as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
