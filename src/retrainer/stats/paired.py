@@ -155,11 +155,19 @@ def ppi_lambda(labelled_diff: np.ndarray, labelled_proxy: np.ndarray, unlabelled
     n, big_n = labelled_diff.size, unlabelled_proxy.size
     if n < 2 or big_n == 0:
         return 0.0
-    var_f = float(np.concatenate([labelled_proxy, unlabelled_proxy]).var())
-    if var_f <= 0:
-        return 0.0
-    cov = float(np.mean((labelled_diff - labelled_diff.mean()) * (labelled_proxy - labelled_proxy.mean())))
-    return float(np.clip(cov / ((1.0 + n / big_n) * var_f), 0.0, 1.0))
+    cov = float(np.cov(labelled_diff, labelled_proxy)[0, 1])
+    pooled = float(np.concatenate([labelled_proxy, unlabelled_proxy]).var(ddof=1))
+    return float(_tuned_lambda(n, big_n, cov, pooled))
+
+
+def _tuned_lambda(n: ArrayLike, big_n: ArrayLike, cov_yf: ArrayLike, var_f_pooled: ArrayLike) -> np.ndarray:
+    """As ppi_py's ``_calc_lam_glm``: the covariance over n (``cov_yf`` comes with ddof 1), the
+    pooled proxy variance with ddof 1; 0 where undefined, clipped to [0, 1]."""
+    n = np.asarray(n, dtype=np.float64)
+    big_n = np.asarray(big_n, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tuned = np.asarray(cov_yf) * (n - 1) / n / ((1.0 + n / big_n) * np.asarray(var_f_pooled))
+    return np.clip(np.where(np.isfinite(tuned), tuned, 0.0), 0.0, 1.0)
 
 
 def ppi_paired_difference(
@@ -190,14 +198,41 @@ def ppi_paired_difference(
     if big_n == 0:
         mean, se = _mean_se(y)
         return Estimate(mean=mean, se=se, n=n, n_unlabelled=0, lam=0.0)
-    if lam is None:
-        lam = ppi_lambda(y, f, fu)
-    if not 0.0 <= lam <= 1.0:
+    if lam is not None and not 0.0 <= lam <= 1.0:
         raise StatisticsError(f"lam must be in [0, 1], got {lam}")
-    rect = y - lam * f
-    theta = lam * float(fu.mean()) + float(rect.mean())
-    var = lam**2 * float(fu.var(ddof=1) if big_n > 1 else 0.0) / big_n + float(rect.var(ddof=1)) / n
-    return Estimate(mean=theta, se=math.sqrt(var), n=n, n_unlabelled=big_n, lam=float(lam))
+    theta, se, lam_used = ppi_from_moments(
+        n, big_n, mean_y=y.mean(), mean_f=f.mean(), mean_fu=fu.mean(), var_y=y.var(ddof=1), var_f=f.var(ddof=1),
+        var_fu=fu.var(ddof=1) if big_n > 1 else 0.0, cov_yf=np.cov(y, f)[0, 1],
+        var_f_pooled=np.concatenate([f, fu]).var(ddof=1), lam=lam,
+    )
+    return Estimate(mean=float(theta), se=float(se), n=n, n_unlabelled=big_n, lam=float(lam_used))
+
+
+def ppi_from_moments(
+    n: ArrayLike, big_n: ArrayLike, *, mean_y: ArrayLike, mean_f: ArrayLike, mean_fu: ArrayLike, var_y: ArrayLike,
+    var_f: ArrayLike, var_fu: ArrayLike, cov_yf: ArrayLike, var_f_pooled: ArrayLike, lam: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The PPI++ estimate ``(theta, se, lam)`` from the samples' moments (arrays broadcast).
+
+    :func:`ppi_paired_difference` computes the moments from rows and calls this; a simulation
+    that draws the moments directly (bench/rollout_decisions.py) runs the same arithmetic.
+    ``var_*`` and ``cov_yf`` are sample (ddof=1) figures; ``var_f_pooled``: the proxy's variance
+    over labelled and unlabelled rows together, which sets the power-tuned weight (as ``ppi_py``).
+    """
+    n = np.asarray(n, dtype=np.float64)
+    big_n = np.asarray(big_n, dtype=np.float64)
+    var_f_rect = np.asarray(var_f, dtype=np.float64)
+    if lam is None:
+        lam_arr = _tuned_lambda(n, big_n, cov_yf, var_f_pooled)
+    else:
+        lam_arr = np.full(np.broadcast(n, big_n).shape, float(lam))
+    lam_arr = np.where(big_n > 0, lam_arr, 0.0)
+    theta = lam_arr * np.where(big_n > 0, mean_fu, 0.0) + np.asarray(mean_y) - lam_arr * np.asarray(mean_f)
+    var_rect = np.asarray(var_y) - 2 * lam_arr * np.asarray(cov_yf) + lam_arr**2 * var_f_rect
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = np.where(big_n > 0, lam_arr**2 * np.asarray(var_fu) / big_n, 0.0) + np.maximum(var_rect, 0.0) / n
+    se = np.where(n >= 2, np.sqrt(var), np.inf)
+    return theta, se, lam_arr
 
 
 def clustered_difference(values: ArrayLike, arm: ArrayLike, unit: ArrayLike, *, small_sample: bool = True) -> Estimate:
@@ -245,6 +280,7 @@ __all__ = [
     "clustered_difference",
     "paired_bootstrap",
     "paired_difference",
+    "ppi_from_moments",
     "ppi_lambda",
     "ppi_paired_difference",
 ]

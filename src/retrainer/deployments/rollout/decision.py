@@ -13,13 +13,21 @@ update::
 
 :func:`decide` then says, in this order:
 
-* **reject** when a guardrail failed (serving errors, latency, a broken model) or
-  ``P(Δ < 0) >= p_harm_reject``: the challenger is worse;
+* **reject** when a guardrail failed (serving errors, latency, a broken model);
+* **continue** while fewer than ``min_labelled`` labelled pairs are in: the offline result
+  alone already passed the gate, and a prior that transfers badly (offline better, online worse)
+  must not decide a rollout on its own;
+* **reject** when ``P(Δ < 0) >= p_harm_reject``: the challenger is worse;
 * **promote** when ``P(Δ < -margin) <= p_worse_max`` (not worse by more than the margin) *and* the
   expected loss ``E[max(0, -Δ)] <= max_expected_loss`` (what promoting costs if we are wrong,
   in accuracy points);
 * **continue** otherwise; at the rollout's ``max_duration`` the posterior mean decides (promote
-  when > 0, else reject, saying so): a rollout is never rejected *because* time ran out.
+  when > 0, else reject, saying so), whatever the count: a rollout is never rejected *because*
+  time ran out.
+
+The defaults (``margin`` 0.01, ``max_expected_loss`` 0.0002, ``min_labelled`` 500, ``kappa``
+0.5, ``tau`` 0.03, 42 days) were chosen with bench/rollout_decisions.py; docs/rollout.md has
+the figures.
 
 Pure: no store, no clock; :func:`days_to_decision` forecasts the day the rule decides for
 ``retrainer rollout plan``.
@@ -37,12 +45,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.stats import norm
 
 from retrainer.errors import StatisticsError
 from retrainer.stats.paired import Estimate
 
 Action = Literal["promote", "reject", "continue"]
+# Codes of rule_actions (arrays of verdicts in simulations).
+PROMOTE, CONTINUE, REJECT = 1, 0, -1
 
 DEFAULT_KAPPA = 0.5
 DEFAULT_TAU = 0.03
@@ -50,6 +61,10 @@ DEFAULT_TAU = 0.03
 # identical offline and online gains says little about the next one.
 MIN_TAU = 0.01
 MIN_ROLLOUTS_FOR_FIT = 5
+# The longest a rollout should run before the posterior mean decides: at 50 requests a day and a
+# week's label delay, 42 days give ~1,750 labelled pairs (se ~0.008), enough to tell +0.02 from
+# -0.02; at 200 a day and more most rollouts decide within two weeks (bench/rollout_decisions.py).
+DEFAULT_MAX_DURATION_DAYS = 42
 
 
 @dataclass(frozen=True)
@@ -141,10 +156,23 @@ def update(prior: Prior, estimate: Estimate | None) -> Posterior:
     """The conjugate normal-normal update; no estimate (or ``se = inf``) leaves the prior."""
     if estimate is None or not estimate.informative:
         return Posterior(prior.mean, prior.sd)
-    if estimate.se <= 0:
-        return Posterior(estimate.mean, 0.0 + 1e-12)  # an exact online figure overrides any prior
-    w0, w1 = 1.0 / prior.sd**2, 1.0 / estimate.se**2
-    return Posterior(mean=(w0 * prior.mean + w1 * estimate.mean) / (w0 + w1), sd=math.sqrt(1.0 / (w0 + w1)))
+    mean, sd = combine(prior.mean, prior.sd, estimate.mean, estimate.se)
+    return Posterior(float(mean), float(sd))
+
+
+def combine(prior_mean: ArrayLike, prior_sd: ArrayLike, est_mean: ArrayLike, est_se: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`update` on arrays (a simulation's many runs at once): ``(mean, sd)`` of the posterior.
+
+    ``est_se = inf`` leaves the prior; ``est_se = 0`` is an exact figure and overrides it.
+    """
+    m0, s0 = np.asarray(prior_mean, dtype=np.float64), np.asarray(prior_sd, dtype=np.float64)
+    m1, s1 = np.asarray(est_mean, dtype=np.float64), np.asarray(est_se, dtype=np.float64)
+    w0 = 1.0 / s0**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w1 = np.where(np.isfinite(s1) & np.isfinite(m1), 1.0 / s1**2, 0.0)
+        mean = np.where(np.isinf(w1), m1, (w0 * m0 + np.where(w1 > 0, w1 * m1, 0.0)) / (w0 + w1))
+        sd = np.where(np.isinf(w1), 1e-12, np.sqrt(1.0 / (w0 + w1)))
+    return mean, sd
 
 
 @dataclass(frozen=True)
@@ -155,12 +183,16 @@ class DecisionRule:
     ``p_worse_max``: promote only if ``P(Δ < -margin)`` is at most this.
     ``max_expected_loss``: and if ``E[max(0, -Δ)]`` is at most this (accuracy points).
     ``p_harm_reject``: reject once ``P(Δ < 0)`` reaches this.
+    ``min_labelled``: labelled pairs needed before the posterior may promote or reject (the
+    offline result alone already passed the gate; a rollout exists to check it online). Until
+    then it keeps collecting; at max duration the posterior mean decides whatever the count.
     """
 
     margin: float = 0.01
     p_worse_max: float = 0.05
-    max_expected_loss: float = 0.002
+    max_expected_loss: float = 0.0002
     p_harm_reject: float = 0.95
+    min_labelled: int = 500
 
     def __post_init__(self) -> None:
         if not 0 <= self.margin < 1:
@@ -171,6 +203,8 @@ class DecisionRule:
                 raise StatisticsError(f"{name} must be in (0, 1), got {v}")
         if self.max_expected_loss <= 0:
             raise StatisticsError(f"max_expected_loss must be > 0, got {self.max_expected_loss}")
+        if self.min_labelled < 0:
+            raise StatisticsError(f"min_labelled must be >= 0, got {self.min_labelled}")
 
 
 @dataclass(frozen=True)
@@ -194,7 +228,8 @@ def _evidence(posterior: Posterior, rule: DecisionRule, n_labelled: int, n_unlab
         "n_labelled": int(n_labelled),
         "n_unlabelled": int(n_unlabelled),
         "rule": {"margin": rule.margin, "p_worse_max": rule.p_worse_max,
-                 "max_expected_loss": rule.max_expected_loss, "p_harm_reject": rule.p_harm_reject},
+                 "max_expected_loss": rule.max_expected_loss, "p_harm_reject": rule.p_harm_reject,
+                 "min_labelled": rule.min_labelled},
     }
 
 
@@ -217,26 +252,57 @@ def decide(
     if guardrail_failure:
         ev["guardrail_failure"] = guardrail_failure
         return Verdict("reject", f"reject: guardrail failed ({guardrail_failure}); {figures}", ev)
-    if p_harm >= rule.p_harm_reject:
-        return Verdict("reject", f"reject: the challenger is worse, P(Δ < 0) = {p_harm:.3f} >= {rule.p_harm_reject}; "
-                       f"{figures}", ev)
-    if p_worse <= rule.p_worse_max and loss <= rule.max_expected_loss:
-        return Verdict("promote", f"promote: P(Δ < -{rule.margin:g}) = {p_worse:.3f} <= {rule.p_worse_max} and expected "
-                       f"loss {loss:.4f} <= {rule.max_expected_loss:g}; {figures}", ev)
-    if at_max_duration:
+    code = int(rule_actions(posterior.mean, posterior.sd, rule, at_max_duration=at_max_duration, n_labelled=n_labelled))
+    if at_max_duration and not _decisive(posterior, rule, n_labelled):
         ev["decided_by"] = "posterior_mean_at_max_duration"
-        if posterior.mean > 0:
+        if code == PROMOTE:
             return Verdict("promote", f"promote at max duration on the posterior mean: Δ more likely up than down "
                            f"(P(Δ < 0) = {p_harm:.3f}) though not yet sure; {figures}", ev)
         return Verdict("reject", f"reject at max duration on the posterior mean: Δ {posterior.mean:+.4f} <= 0 "
                        f"(P(Δ < 0) = {p_harm:.3f}), the challenger is not expected to be better; {figures}", ev)
+    if code == REJECT:
+        return Verdict("reject", f"reject: the challenger is worse, P(Δ < 0) = {p_harm:.3f} >= {rule.p_harm_reject}; "
+                       f"{figures}", ev)
+    if code == PROMOTE:
+        return Verdict("promote", f"promote: P(Δ < -{rule.margin:g}) = {p_worse:.3f} <= {rule.p_worse_max} and expected "
+                       f"loss {loss:.4f} <= {rule.max_expected_loss:g}; {figures}", ev)
     wants = []
+    if n_labelled < rule.min_labelled:
+        wants.append(f"{n_labelled:,} of the {rule.min_labelled:,} labelled pairs needed before a verdict")
     if p_worse > rule.p_worse_max:
         wants.append(f"P(Δ < -{rule.margin:g}) = {p_worse:.3f} > {rule.p_worse_max}")
     if loss > rule.max_expected_loss:
         wants.append(f"expected loss {loss:.4f} > {rule.max_expected_loss:g}")
-    return Verdict("continue", f"keep collecting: {' and '.join(wants)}, P(Δ < 0) = {p_harm:.3f} < "
-                   f"{rule.p_harm_reject}; {figures}", ev)
+    return Verdict("continue", f"keep collecting: {' and '.join(wants) or 'no verdict yet'}, P(Δ < 0) = "
+                   f"{p_harm:.3f}; {figures}", ev)
+
+
+def _decisive(posterior: Posterior, rule: DecisionRule, n_labelled: int) -> bool:
+    return int(rule_actions(posterior.mean, posterior.sd, rule, n_labelled=n_labelled)) != CONTINUE
+
+
+def rule_actions(
+    mean: ArrayLike, sd: ArrayLike, rule: DecisionRule, *, at_max_duration: bool | ArrayLike = False,
+    n_labelled: ArrayLike | None = None,
+) -> np.ndarray:
+    """The rule on arrays of posteriors: ``PROMOTE`` (1), ``REJECT`` (-1) or ``CONTINUE`` (0) each.
+
+    :func:`decide` calls this for its one posterior (and adds the guardrail and the reason), so a
+    simulation over many runs at once uses exactly the rule the rollout uses.
+    """
+    mean = np.asarray(mean, dtype=np.float64)
+    sd = np.asarray(sd, dtype=np.float64)
+    p_harm = norm.cdf(-mean / sd)
+    p_worse = norm.cdf((-rule.margin - mean) / sd)
+    z = mean / sd
+    loss = sd * norm.pdf(z) - mean * norm.cdf(-z)
+    out = np.where(p_harm >= rule.p_harm_reject, REJECT,
+                   np.where((p_worse <= rule.p_worse_max) & (loss <= rule.max_expected_loss), PROMOTE, CONTINUE))
+    if rule.min_labelled > 0:
+        enough = np.asarray(0 if n_labelled is None else n_labelled) >= rule.min_labelled
+        out = np.where(enough, out, CONTINUE)
+    timeout = np.asarray(at_max_duration, dtype=bool)
+    return np.where(timeout & (out == CONTINUE), np.where(mean > 0, PROMOTE, REJECT), out)
 
 
 def ppi_variance(n: float, big_n: float, pair_variance: float, proxy_residual_variance: float) -> float:
@@ -264,7 +330,7 @@ def days_to_decision(
     pair_variance: float,
     proxy_residual_variance: float | None = None,
     label_delay_days: float = 0.0,
-    max_days: int = 14,
+    max_days: int = DEFAULT_MAX_DURATION_DAYS,
     true_delta: float | None = None,
 ) -> int | None:
     """The first whole day on which :func:`decide` would promote or reject, or None within ``max_days``.
@@ -293,18 +359,24 @@ def days_to_decision(
 
 __all__ = [
     "DEFAULT_KAPPA",
+    "DEFAULT_MAX_DURATION_DAYS",
     "DEFAULT_TAU",
     "MIN_ROLLOUTS_FOR_FIT",
     "MIN_TAU",
+    "CONTINUE",
+    "PROMOTE",
+    "REJECT",
     "Action",
     "DecisionRule",
     "Posterior",
     "Prior",
     "Verdict",
     "days_to_decision",
+    "combine",
     "decide",
     "fit_prior",
     "ppi_variance",
     "prior_from_offline",
+    "rule_actions",
     "update",
 ]
