@@ -206,7 +206,9 @@ class ShadowConfig(_Model):
     """Shadow rollout: the challenger answers a copy of live traffic; only the champion's answer is returned."""
 
     sample: float = Field(1.0, gt=0, le=1, description="Share of requests mirrored to the shadow model.")
-    duration: Duration = Field(timedelta(days=1), description="How long shadow runs before review.")
+    duration: Duration = Field(
+        timedelta(days=1), description="Rollout flow: the shortest a shadow runs before it may promote (a reject needs no wait)."
+    )
     queue_size: int = Field(1000, ge=1, description="Bounded queue; overflow is dropped and counted.")
     isolation: Literal["process", "thread"] = Field(
         "process",
@@ -236,7 +238,8 @@ class ShadowConfig(_Model):
         "old files load; read as `agreement_floor` when that is not given.",
     )
     min_comparisons: int = Field(
-        200, ge=1, description="Rollout flow: stored comparisons needed (besides `duration`) before shadow is judged."
+        200, ge=1,
+        description="Rollout flow: stored comparisons needed before the guardrails are judged; no promotion before.",
     )
     max_latency_ratio: float = Field(
         2.0, ge=1,
@@ -245,8 +248,9 @@ class ShadowConfig(_Model):
     )
     error_alpha: float = Field(
         0.05, gt=0, lt=0.5,
-        description="Obsolete: the unpaired error-rate test is replaced by rollout.decision's paired rule. "
-        "Still accepted so old files load.",
+        description="Rollout flow: level of the one-sided two-proportion test that the challenger fails (serving "
+        "errors) on more of the shadowed requests than the champion, which answered them all: a guardrail. "
+        "Wrong answers are judged by rollout.decision's paired rule, not here.",
     )
     on_pass: Literal["ab", "promote"] = Field(
         "ab", description="Rollout flow: what a shadow that passes leads to: an A/B test, or promotion at once."
@@ -260,14 +264,14 @@ class ABConfig(_Model):
     salt: str | None = Field(None, description="Assignment salt (default: a fresh one per test).")
     alpha: float = Field(
         0.05, gt=0, lt=0.5,
-        description="Classic test report (`retrainer ab status`): its false-positive rate. The rollout decides by "
-        "rollout.decision.",
+        description="Obsolete: the A/B test decides by rollout.decision (a clustered estimate, no p-value). "
+        "Still accepted so old files load.",
     )
-    power: float = Field(0.8, gt=0, lt=1, description="Classic test report: power for its planned sample size.")
+    power: float = Field(0.8, gt=0, lt=1, description="Obsolete (see alpha); still accepted so old files load.")
     min_detectable_effect: float = Field(
-        0.02, gt=0, lt=1, description="Classic test report: absolute difference its sample size is planned for."
+        0.02, gt=0, lt=1, description="Obsolete (see alpha); still accepted so old files load."
     )
-    sequential: bool = Field(True, description="Classic test report: always-valid (mSPRT) p-values.")
+    sequential: bool = Field(True, description="Obsolete (see alpha); still accepted so old files load.")
     srm_alpha: float = Field(0.001, gt=0, lt=0.5, description="Sample-ratio-mismatch alarm level.")
     duration: Duration = Field(
         timedelta(days=14),
@@ -277,30 +281,36 @@ class ABConfig(_Model):
 
 
 class GuardConfig(_Model):
-    """After a rollout promotes a challenger: watch it against the champion it replaced, roll back on a breach.
+    """After a rollout promotes a challenger, the replaced champion keeps answering in shadow for
+    ``window`` and the new one is rolled back when it is worse on the same requests.
 
-    Every check is a one-sided test whose null is "worse by at most the margin", so a champion
-    that is merely as noisy as the one before is not rolled back; a breach must be significant.
+    The paired difference is judged by an anytime-valid bound (every look allowed); a champion
+    merely as noisy as the one before, or worse by less than ``error_margin``, is not rolled back.
     """
 
     enabled: bool = Field(True, description="Watch a champion promoted by the rollout flow for `window`.")
-    window: Duration = Field(timedelta(days=7), description="How long after the promotion the guard watches.")
+    window: Duration = Field(
+        timedelta(days=7),
+        description="How long after the promotion the guard watches; the replaced champion answers in shadow "
+        "meanwhile, and the next rollout starts after it.",
+    )
     baseline: Duration = Field(
-        timedelta(days=7), description="The replaced champion's predictions this long before the promotion form the baseline."
+        timedelta(days=7),
+        description="Serving figures (where recorded) of the replaced champion this long before the promotion "
+        "are the baseline of the serving checks.",
     )
     alpha: float = Field(
         0.05, gt=0, lt=0.5,
-        description="Level of the guard's tests, shared by its checks (Bonferroni): the false-rollback rate of a "
-        "champion no worse than the margins.",
+        description="False-rollback rate of a champion exactly error_margin worse than the one it replaced "
+        "(anytime-valid: every look allowed).",
     )
     error_margin: float = Field(
         0.02, ge=0, lt=1,
-        description="Error rate on matured labels (1 - accuracy) may rise by this much before it is a breach "
-        "(the null offset of the one-sided two-proportion z-test).",
+        description="Accuracy on the same requests may fall by this much (new - replaced, labelled pairs) "
+        "before a rollback.",
     )
     estimated_margin: float = Field(
-        0.03, ge=0, lt=1,
-        description="Estimated accuracy (labels missing: CBPE on the calibrated scores) may fall by this much.",
+        0.03, ge=0, lt=1, description="Obsolete: the guard judges labelled pairs on the same requests; still accepted."
     )
     serving_error_margin: float = Field(
         0.01, ge=0, lt=1, description="Serving failure rate may rise by this much (where the service records failures)."
@@ -308,8 +318,10 @@ class GuardConfig(_Model):
     latency_ratio: float = Field(
         1.5, ge=1, description="p99 latency may be up to this x the replaced champion's (+ rollout.latency_slack_ms)."
     )
-    min_labels: int = Field(200, ge=1, description="Matured labels needed on each side before realized performance is judged.")
-    min_predictions: int = Field(500, ge=1, description="Predictions needed on each side before the estimate or serving figures are judged.")
+    min_labels: int = Field(
+        200, ge=1, description="Obsolete: the paired bound is valid from the first label; still accepted."
+    )
+    min_predictions: int = Field(500, ge=1, description="Requests needed on each side before the serving figures are judged.")
 
 
 class DecisionConfig(_Model):
@@ -323,7 +335,7 @@ class DecisionConfig(_Model):
     p_worse_max: float = Field(0.05, gt=0, lt=0.5, description="Promote when P(Δ < -margin) is at most this.")
     p_harm_reject: float = Field(0.95, gt=0.5, lt=1, description="Reject when P(Δ < 0) is at least this.")
     max_expected_loss: float = Field(
-        0.002, gt=0, lt=1, description="Promote only when E[max(0, -Δ)] (on the gate metric's scale) is at most this."
+        0.0002, gt=0, lt=1, description="Promote only when E[max(0, -Δ)] (on the gate metric's scale) is at most this."
     )
     kappa: float = Field(
         0.5, ge=-2, le=2,
@@ -338,8 +350,13 @@ class DecisionConfig(_Model):
         description="Once the model has this many finished rollouts, kappa and tau are fitted from its own "
         "offline vs online history instead.",
     )
+    min_labelled: int = Field(
+        500, ge=0,
+        description="Labelled pairs needed before the posterior may promote or reject (a guardrail rejects at "
+        "once; at max_duration the posterior mean decides whatever the count).",
+    )
     max_duration: Duration = Field(
-        timedelta(days=14),
+        timedelta(days=42),
         description="Longest a rollout collects; then it decides by the posterior mean (promote if > 0, else "
         "reject, saying so). Never a rejection for running out of time.",
     )

@@ -85,7 +85,7 @@ def _simulated_decision_day(per_day: float, q: float, delta: float, prior, rule,
         seen = ts < day
         lab = seen & labelled & (arrive <= day)
         est = ppi_paired_difference(d[lab], proxy[lab], proxy[seen & ~lab]) if lab.sum() >= 2 else None
-        if decide(update(prior, est), rule).action != "continue":
+        if decide(update(prior, est), rule, n_labelled=int(lab.sum())).action != "continue":
             return day
     return None
 
@@ -130,20 +130,18 @@ def test_the_forecast_day_matches_a_direct_simulation_of_the_rule(busy):
     assert plan.prior.mean == pytest.approx(0.5 * 0.04) and plan.prior.sd == pytest.approx(math.hypot(0.03, 0.01))
     assert plan.fits and plan.alternatives == []
     rng = np.random.default_rng(42)
-    days = [_simulated_decision_day(200, 0.2, plan.prior.mean, plan.prior, plan.rule, 14, rng) for _ in range(200)]
+    days = [_simulated_decision_day(200, 0.2, plan.prior.mean, plan.prior, plan.rule, 42, rng) for _ in range(200)]
     decided = np.array([d for d in days if d is not None])
-    assert len(decided) >= 180  # the rule decides within max_duration at this traffic, as forecast
-    median, p90 = np.median(decided), np.percentile(decided, 90)
-    print(f"200/day: forecast day {plan.expected_days}, simulated median {median}, 90th percentile {p90}")
-    # The forecast is the day the *expected* evidence suffices. Noisy evidence crosses a threshold
-    # sooner (and at a few dozen labelled pairs the PPI standard error is itself noisy), so the
-    # simulated rule decides a day or two earlier: the forecast errs late, never early, and 90 % of
-    # simulated rollouts have decided by then or within a few days after.
-    assert median <= plan.expected_days <= median + 2.5 and plan.expected_days <= p90
+    median = float(np.median(decided))
+    print(f"200/day: forecast day {plan.expected_days} (spread {plan.spread}, on the expected evidence "
+          f"{plan.evidence_day}); direct simulation: median {median}, 10-90% {np.percentile(decided, [10, 90])}")
+    assert len(decided) >= 190 and plan.spread.decided > 0.95
+    assert abs(plan.expected_days - median) <= 1.5
+    assert plan.spread.p10 <= np.percentile(decided, 10) + 2 and plan.spread.p90 >= np.percentile(decided, 90) - 4
 
 
-@pytest.mark.parametrize(("per_day", "delta_off", "q"), [(1000, 0.02, 0.2), (5000, 0.0, 0.1)])
-def test_at_higher_traffic_the_forecast_is_the_simulated_median_within_a_day(per_day, delta_off, q):
+@pytest.mark.parametrize(("per_day", "delta_off", "q"), [(1000, 0.02, 0.2), (1000, -0.02, 0.2), (200, 0.04, 0.05)])
+def test_at_other_traffic_the_forecast_is_the_simulated_median_within_a_day_or_so(per_day, delta_off, q):
     from retrainer.deployments.rollout.decision import prior_from_offline
 
     cfg = parse_config({"model": {"name": "m"}, "data": {"source": {"table": "t"}, "features": [{"name": "x"}]}},
@@ -151,11 +149,14 @@ def test_at_higher_traffic_the_forecast_is_the_simulated_median_within_a_day(per
     traffic = Traffic(per_day, LABEL_RATE, 3.0, q, "x", 0.8, "y")  # delay uniform 1..5 days: p50 3
     plan = plan_rollout(cfg.rollout, traffic, prior_from_offline(delta_off, 0.01))
     rng = np.random.default_rng(7)
-    days = [_simulated_decision_day(per_day, q, plan.prior.mean, plan.prior, plan.rule, 14, rng) for _ in range(100)]
+    days = [_simulated_decision_day(per_day, q, plan.prior.mean, plan.prior, plan.rule, 42, rng) for _ in range(150)]
     decided = [d for d in days if d is not None]
     median = float(np.median(decided))
-    print(f"{per_day}/day: forecast day {plan.expected_days}, simulated median {median}")
-    assert len(decided) >= 95 and abs(plan.expected_days - median) <= 1
+    print(f"{per_day}/day, Δ_off {delta_off}: forecast day {plan.expected_days} (on the expected evidence "
+          f"{plan.evidence_day}), simulated median {median}")
+    assert len(decided) >= 140 and abs(plan.expected_days - median) <= 1.5
+    # A worse challenger is forecast to be rejected, a better one promoted.
+    assert (plan.spread.promoted > 0.9) == (delta_off > 0) and (plan.spread.promoted < 0.1) == (delta_off < 0)
 
 
 def test_low_traffic_says_it_will_not_decide_in_time_and_what_would(tmp_path):
@@ -165,17 +166,17 @@ def test_low_traffic_says_it_will_not_decide_in_time_and_what_would(tmp_path):
     plan, _ = plan_for(cfg, store, as_of=AS_OF)
     store.close()
     assert not plan.fits and plan.expected_days is None
-    assert "no decision expected within max_duration 14d" in plan.summary and "never a rejection" in plan.summary
+    assert "no decision expected within max_duration 42d" in plan.summary and "never a rejection" in plan.summary
     by_key = {next(iter(a.settings)): a for a in plan.alternatives}
     share = by_key["rollout.shadow.sample"]
     assert share.settings == {"rollout.shadow.sample": 1.0} and "instead of 50%" in share.change
     longer = by_key["rollout.decision.max_duration"]
-    assert longer.days is not None and longer.days > 14 and longer.settings["rollout.decision.max_duration"] == f"{longer.days}d"
+    assert longer.days is not None and longer.days > 42 and longer.settings["rollout.decision.max_duration"] == f"{longer.days}d"
     # Each suggestion, applied, is a plan that fits on the day it said.
     raw = _config(tmp_path, shadow={"sample": 0.5}, decision={"max_duration": f"{longer.days}d"})
     assert plan_rollout(parse_config(raw, environ={}).rollout, plan.traffic, plan.prior).expected_days == longer.days
     wider = by_key["rollout.decision.margin"]
-    assert wider.days is not None and wider.days <= 14
+    assert wider.days is not None and wider.days <= 42
     decision = {k.rsplit(".", 1)[1]: v for k, v in wider.settings.items()}
     again = plan_rollout(parse_config(_config(tmp_path, shadow={"sample": 0.5}, decision=decision), environ={}).rollout,
                          plan.traffic, plan.prior)

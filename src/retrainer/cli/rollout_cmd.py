@@ -104,9 +104,20 @@ def _render_plan(d: dict[str, Any]) -> None:
                                + (f", {p['unlabelled_pairs_per_day']:,.1f} shadowed" if p["mode"] == "shadow" else ""))
         prior = p["prior"]
         rows["prior Δ"] = f"{prior['mean']:+.4f} ± {prior['sd']:.4f} ({prior['source']})"
-        rows["rule"] = (f"promote when P(Δ < -{p['rule']['margin']:g}) <= {p['rule']['p_worse_max']:g} and expected "
-                        f"loss <= {p['rule']['max_expected_loss']:g}; reject when P(Δ < 0) >= {p['rule']['p_harm_reject']:g}")
+        rule = p["rule"]
+        rows["rule"] = (f"promote when P(Δ < -{rule['margin']:g}) <= {rule['p_worse_max']:g} and expected loss <= "
+                        f"{rule['max_expected_loss']:g}; reject when P(Δ < 0) >= {rule['p_harm_reject']:g}; either "
+                        f"after {rule.get('min_labelled', 0):,} labelled pairs")
         rows["decision expected"] = verdict
+        spread = p["spread"]
+        if spread is not None:
+            def by(q: str) -> str:
+                return f"by day {spread[q]}" if spread[q] is not None else "not within max_duration"
+
+            rows["simulated rollouts"] = (f"10% decided {by('p10')}, 90% {by('p90')}; {spread['decided']:.0%} "
+                                          f"decide in time, {spread['promoted']:.0%} promote")
+        ev = p["evidence_day"]
+        rows["on the expected evidence"] = f"day {ev}" if ev is not None else "not within max_duration"
         nb = p["days_if_no_better"]
         rows["if no better (Δ = 0)"] = f"day {nb}" if nb is not None else "not within max_duration"
     rows["summary"] = p["summary"]
