@@ -136,8 +136,11 @@ def plan_cmd(
     lookback: str = typer.Option("14d", "--lookback", help="How much recent traffic to measure (e.g. 14d, 36h)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Forecast a rollout before it starts: mode, pairs a day, the day the decision rule should decide,
-    and what would change it when that is past rollout.decision.max_duration."""
+    """Forecast a rollout from the measured traffic: mode, pairs a day, the day the rule should decide, what would speed it.
+
+    The day is the median of simulated rollouts through the decision rule at the store's measured
+    request rate, label rate, label delay and disagreement; past rollout.decision.max_duration it
+    says what would change that (traffic share, margin, a longer max_duration), with numbers."""
     from datetime import datetime, timezone
 
     from retrainer.cli.common import open_config_and_store
