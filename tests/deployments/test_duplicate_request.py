@@ -6,13 +6,12 @@ acknowledged answer."""
 from __future__ import annotations
 
 import errno
-import threading
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 import sqlalchemy as sa
-from serving_env import Env, running
+from serving_env import Env, held_prediction_writes, running
 from test_spool import crashed_segment
 
 import retrainer.deployments.serving.spool as spool_mod
@@ -57,20 +56,6 @@ def test_a_resent_request_id_gets_the_stored_answer(env: Env, store, commit: str
     assert tuple(_stored(store, "dup-1")) == (first["prediction"], first["score"])
 
 
-def _blocked_writer(store, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
-    """Hold every prediction write until the returned event is set: rows stay in the writer's
-    memory queue, as under load (the spool's writer lingers 0.25 s)."""
-    release = threading.Event()
-    real = store.log_predictions
-
-    def held(*args, **kwargs):
-        release.wait(30)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(store, "log_predictions", held)
-    return release
-
-
 def test_a_retry_after_a_503_is_written_and_synced_like_a_new_request(env: Env, store,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The 503 says: retry with the same request_id. That retry must not be a 200 for a row that
@@ -83,7 +68,7 @@ def test_a_retry_after_a_503_is_written_and_synced_like_a_new_request(env: Env, 
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with running(create_app(svc)) as url:
-        release = _blocked_writer(store, monkeypatch)
+        release = held_prediction_writes(store, monkeypatch)
         monkeypatch.setattr(spool_mod, "_write_all", full)
         failed = httpx.post(url + "/predict", json={"features": {"x1": 3.0, "x2": 3.0}, "request_id": "retry-1"})
         assert failed.status_code == 503 and "same request_id" in failed.json()["detail"]
@@ -108,7 +93,7 @@ def test_a_resent_id_whose_row_is_still_being_replayed_gets_the_acknowledged_ans
     answered = PredictionRecord("before-crash", {"x1": 3.0, "x2": 3.0, "colour": None}, 1.0,
                                 datetime(2025, 6, 1, tzinfo=UTC), env.versions[0], score=0.987654)
     crashed_segment(spool_directory(cfg), env.registry.model_name, [[answered]])
-    release = _blocked_writer(store, monkeypatch)
+    release = held_prediction_writes(store, monkeypatch)
     svc = PredictionService.from_config(cfg, store=store, registry=env.registry, reload_interval=60)
     with running(create_app(svc)) as url:
         again = httpx.post(url + "/predict", json={"features": {"x1": -3.0, "x2": -3.0}, "request_id": "before-crash"})

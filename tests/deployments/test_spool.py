@@ -87,7 +87,7 @@ def crashed_segment(directory: Path, model: str, groups: list[list[Any]]) -> Pat
 
 
 def test_the_next_server_stores_what_a_crashed_one_acknowledged_and_deletes_the_segment(env: Env, store: Store) -> None:
-    cfg = env.config(str(store.engine.url))
+    cfg = env.config(str(store.engine.url), serving={"commit": "spool"})
     directory = spool_directory(cfg)
     assert directory == Path(str(store.engine.url.database) + "-spool")  # beside the SQLite store
     path = crashed_segment(directory, env.registry.model_name, [[rec("lost-1")], [rec("lost-2"), rec("lost-3")]])
@@ -128,7 +128,7 @@ def test_full_segments_are_deleted_once_their_rows_are_stored(tmp_path: Path, mo
 
 def test_a_failed_spool_write_answers_503_and_the_spool_goes_on(env: Env, store: Store,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = env.config(str(store.engine.url))
+    cfg = env.config(str(store.engine.url), serving={"commit": "spool"})
     svc = PredictionService.from_config(cfg, store=store, registry=env.registry, reload_interval=60)
     real = spool_mod._write_all
 

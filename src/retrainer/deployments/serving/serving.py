@@ -8,9 +8,9 @@ reach the store, off the request path) and the :class:`~retrainer.deployments.se
 The request path does no I/O: it picks the arm by hashing the unit, predicts, and hands the
 log rows and the shadow job to queues. When the log queue is full the rows come back as
 ``overflow`` for the caller to enqueue off the event loop (backpressure, never loss). With
-``serving.durability: committed`` the caller awaits a ticket before answering: the
-:class:`~retrainer.deployments.serving.spool.PredictionSpool`'s fsync (``serving.commit: spool``, the
-default) or a :class:`~retrainer.deployments.serving.writer.Commit` (``store``: group commit).
+``serving.durability: committed`` the caller awaits a ticket before answering: a
+:class:`~retrainer.deployments.serving.writer.Commit` (``serving.commit: store``, the default: group
+commit) or the :class:`~retrainer.deployments.serving.spool.PredictionSpool`'s fsync (``spool``).
 """
 
 from __future__ import annotations
@@ -256,14 +256,16 @@ class PredictionService:
 
         columns = {name: [inst.get(name) for inst in instances] for name in self.feature_names}
         pred, score = model.predict(columns)
-        preds = pred.tolist()
+        # As stored (the log's prediction column is a float): a re-sent id, answered from the
+        # store, must get the same JSON as the first answer (0.0, not 0 then 0.0).
+        preds = [float(p) for p in pred.tolist()]
         scores = None if score is None else score.tolist()
         latency = time.perf_counter() - t0
         ts = self.clock()
         version = model.version
 
         rows: list[Any] = [
-            PredictionRecord(rids[i], instances[i], float(preds[i]), ts, version, unit, arm,
+            PredictionRecord(rids[i], instances[i], preds[i], ts, version, unit, arm,
                              None if scores is None else scores[i], test_id)
             for i in range(n)
         ]

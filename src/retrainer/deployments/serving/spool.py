@@ -1,4 +1,5 @@
-"""The prediction spool: how ``serving.durability: committed`` acknowledges a request.
+"""The prediction spool: how ``serving.commit: spool`` acknowledges a request (the default,
+``store``, is a group commit into the store: docs/serving.md says why, measured).
 
 A request's log rows are appended to an append-only file on local disk and ``fdatasync``'d
 before the answer is sent; the same rows go to the inference-log writer, which stores them in

@@ -10,13 +10,13 @@ A batch the store rejects as invalid (which the service's own validation should 
 impossible) is split in halves until the bad rows are isolated; those are logged and counted,
 the rest are written.
 
-Spooled rows (``serving.durability: committed``, the default ``serving.commit: spool``) are
+Spooled rows (``serving.durability: committed`` with ``serving.commit: spool``) are
 already durable in the prediction spool (:mod:`retrainer.deployments.serving.spool`) when they arrive:
 they are written like buffered rows, and once stored the spool is told (``Spooled.on_stored``,
 with the rows the store refused, which the spool sets aside rather than lose) so it can delete
 the segment.
 
-Group commit (``serving.commit: store``): a request hands its rows over as a
+Group commit (``serving.commit: store``, the default): a request hands its rows over as a
 :class:`Commit` and waits on its future. The thread takes everything queued, i.e. all that
 arrived while the previous transaction ran, writes the predictions and A/B assignments of all
 waiting requests in one transaction, then resolves every future: the request answers only once
