@@ -236,10 +236,12 @@ def test_docstring_example() -> None:
     assert result.attempted > 0 and result.failed == 0
 
 
-@pytest.mark.parametrize(("delta", "per_day", "delay"), [(0.05, 200, 1), (0.03, 1000, 7), (-0.04, 100, 2), (0.08, 50, 3)])
+@pytest.mark.parametrize(("delta", "per_day", "delay"), [(0.05, 200, 1), (0.03, 1000, 7), (0.08, 50, 3), (0.015, 500, 1),
+                                                     (0.02, 100, 2), (-0.01, 300, 1)])
 def test_days_to_decision_is_the_median_day_of_simulated_rollouts(delta: float, per_day: int, delay: int) -> None:
     """Simulated traffic: 2,000 rollouts whose labelled pairs arrive per_day a day, delay days late;
-    the forecast day is within a day of the median day the rule decided."""
+    the forecast day is within a day of the median day the rule decided (the first three are set
+    by min_labelled, the others by the posterior)."""
     rng = np.random.default_rng(int(per_day * 10 + delay))
     d = 0.12
     prior = prior_from_offline(delta / 0.5, 0.008)  # kappa 0.5: the prior mean is the truth
@@ -261,4 +263,10 @@ def test_days_to_decision_is_the_median_day_of_simulated_rollouts(delta: float, 
         m, sd = combine(prior.mean, prior.sd, mean, se)
         act = rule_actions(m, sd, RULE, at_max_duration=t == days, n_labelled=n)
         decided = np.where((decided > days) & (act != CONTINUE), t, decided)
-    assert abs(float(np.median(decided)) - forecast) <= 1
+    median = float(np.median(decided))
+    if -RULE.margin <= delta <= 0:
+        # Between the promote and reject regions the expected path decides late; chance
+        # crossings of either boundary come earlier: the forecast is an upper estimate there.
+        assert median <= forecast
+    else:
+        assert abs(median - forecast) <= 1
