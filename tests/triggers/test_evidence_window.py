@@ -86,4 +86,4 @@ def test_performance_reason_names_the_window_and_count_when_it_cannot_decide():
     d = PerformanceTrigger().evaluate(ctx(daily_log(1, 60)))
     assert d.status == "insufficient_data"
     assert d.evidence["window"]["n"] == 60 and d.evidence["window"]["limit"] == "max_window"
-    assert "holds 60 labelled predictions, min_labels 262" in d.reason
+    assert "(60 labelled predictions; min_samples 262; capped at max_window 90d)" in d.reason

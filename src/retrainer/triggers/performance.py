@@ -169,8 +169,7 @@ def _too_few(n: int, need: int, span: EvidenceWindow, lag: timedelta, delay: Lab
     if span.limit == "fixed":
         return (f"Only {n} labelled predictions in {where} (coverage {coverage:.0%}{why}), {need} needed "
                 "to judge performance.")
-    return (f"Not enough labels to judge performance: {where} holds {n} labelled predictions, "
-            f"min_labels {need} (coverage {coverage:.0%}{why}).")
+    return f"Not enough labels to judge performance: {where}, coverage {coverage:.0%}{why}."
 
 
 class PerformanceTrigger(Trigger):
