@@ -35,7 +35,7 @@ def replay():
     cfg = make_cfg(data={**make_cfg().data.model_dump(mode="json"), "window": "60d"})
     history = History.from_frame(covariate_shift(), cfg.data, label_delay=DELAY)
     settings = SimulationSettings(start=at(45), end=at(120), every=timedelta(days=7),
-                                  policies=[EST, "performance", "never"], costs=Costs(10, 1), label_delay=DELAY)
+                                  policies=[EST, "cost_benefit", "performance", "never"], costs=Costs(10, 1), label_delay=DELAY)
     return simulate(cfg, history, settings)
 
 
@@ -70,3 +70,13 @@ def test_a_policy_that_could_not_decide_is_flagged_with_why(replay):
     assert by["never"].undecided_share == 0 and by["never"].undecided_flag is None
     table = markdown_table(replay)
     assert f"! {perf.undecided_flag}" in table and table.count("\n! ") == 1
+
+
+def test_cost_benefit_prices_the_shift_from_the_estimate_before_any_label(replay):
+    # The champion's own labels only start arriving 40 days after it started serving: until then the
+    # only figure cost_benefit can have of it is the label-free estimate (else: insufficient_data).
+    run = next(r for r in replay.runs if r.name == "cost_benefit")
+    fired = [s.at for s in run.steps if s.fired]
+    assert fired and at(60) < fired[0] < at(60) + DELAY
+    assert all(not s.fired for s in run.steps if s.at <= at(60))
+    assert all(s.status in ("ok", "fired") for s in run.steps[1:])
