@@ -58,7 +58,7 @@ def demo_settings(spec: DemoSpec = DemoSpec()) -> dict[str, Any]:
     return demo_config(
         rollout={
             "mode": "shadow",
-            "shadow": {"sample": 1.0, "duration": "1d", "min_agreement": 0.6,
+            "shadow": {"sample": 1.0, "duration": "1d", "agreement_floor": 0.6,
                        "min_comparisons": max(spec.rows_per_day // 2, 1)},
             "ab": {"split": 0.5, "min_detectable_effect": 0.05, "sequential": True, "salt": "demo",
                    "duration": f"{spec.max_ab_days}d"},
