@@ -206,7 +206,9 @@ class ShadowConfig(_Model):
     """Shadow rollout: the challenger answers a copy of live traffic; only the champion's answer is returned."""
 
     sample: float = Field(1.0, gt=0, le=1, description="Share of requests mirrored to the shadow model.")
-    duration: Duration = Field(timedelta(days=1), description="How long shadow runs before review.")
+    duration: Duration = Field(
+        timedelta(days=1), description="Rollout flow: the shortest a shadow runs before it may promote (a reject needs no wait)."
+    )
     queue_size: int = Field(1000, ge=1, description="Bounded queue; overflow is dropped and counted.")
     isolation: Literal["process", "thread"] = Field(
         "process",
@@ -224,9 +226,15 @@ class ShadowConfig(_Model):
         description="isolation: process: niceness added to the shadow process, so a CPU-saturated host "
         "serves production first.",
     )
-    min_agreement: float = Field(0.9, ge=0, le=1, description="Agreement rate needed to move on.")
+    agreement_floor: float = Field(
+        0.5, ge=0, le=1,
+        description="Rollout flow: a sanity floor, not a quality line: a challenger agreeing with the champion on "
+        "fewer requests than this is broken and rejected (a better model after drift disagrees with a stale "
+        "champion by construction, so agreement never decides a promotion).",
+    )
     min_comparisons: int = Field(
-        200, ge=1, description="Rollout flow: stored comparisons needed (besides `duration`) before shadow is judged."
+        200, ge=1,
+        description="Rollout flow: stored comparisons needed before the guardrails are judged; no promotion before.",
     )
     max_latency_ratio: float = Field(
         2.0, ge=1,
@@ -235,8 +243,8 @@ class ShadowConfig(_Model):
     )
     error_alpha: float = Field(
         0.05, gt=0, lt=0.5,
-        description="Rollout flow: level of the one-sided two-proportion test that the challenger's error rate "
-        "(failures, and wrong answers where the label is known) is above the champion's on the same requests.",
+        description="Rollout flow: level of the one-sided two-proportion test that the challenger fails (serving "
+        "errors) on more of the shadowed requests than the champion, which answered them all: a guardrail.",
     )
     on_pass: Literal["ab", "promote"] = Field(
         "ab", description="Rollout flow: what a shadow that passes leads to: an A/B test, or promotion at once."
@@ -248,39 +256,37 @@ class ABConfig(_Model):
 
     split: float = Field(0.1, gt=0, lt=1, description="Share of units routed to the challenger.")
     salt: str | None = Field(None, description="Assignment salt (default: a fresh one per test).")
-    alpha: float = Field(0.05, gt=0, lt=0.5, description="False-positive rate of the verdict.")
-    power: float = Field(0.8, gt=0, lt=1, description="For the sample size needed to detect the effect.")
-    min_detectable_effect: float = Field(0.02, gt=0, lt=1, description="Absolute difference worth detecting.")
-    sequential: bool = Field(True, description="Always-valid (mSPRT) p-values: safe to look every day.")
     srm_alpha: float = Field(0.001, gt=0, lt=0.5, description="Sample-ratio-mismatch alarm level.")
-    duration: Duration = Field(timedelta(days=14), description="Longest the test may run.")
 
 
 class GuardConfig(_Model):
-    """After a rollout promotes a challenger: watch it against the champion it replaced, roll back on a breach.
+    """After a rollout promotes a challenger, the replaced champion keeps answering in shadow for
+    ``window`` and the new one is rolled back when it is worse on the same requests.
 
-    Every check is a one-sided test whose null is "worse by at most the margin", so a champion
-    that is merely as noisy as the one before is not rolled back; a breach must be significant.
+    The paired difference is judged by an anytime-valid bound (every look allowed); a champion
+    merely as noisy as the one before, or worse by less than ``error_margin``, is not rolled back.
     """
 
     enabled: bool = Field(True, description="Watch a champion promoted by the rollout flow for `window`.")
-    window: Duration = Field(timedelta(days=7), description="How long after the promotion the guard watches.")
+    window: Duration = Field(
+        timedelta(days=7),
+        description="How long after the promotion the guard watches; the replaced champion answers in shadow "
+        "meanwhile, and the next rollout starts after it.",
+    )
     baseline: Duration = Field(
-        timedelta(days=7), description="The replaced champion's predictions this long before the promotion form the baseline."
+        timedelta(days=7),
+        description="Serving figures (where recorded) of the replaced champion this long before the promotion "
+        "are the baseline of the serving checks.",
     )
     alpha: float = Field(
         0.05, gt=0, lt=0.5,
-        description="Level of the guard's tests, shared by its checks (Bonferroni): the false-rollback rate of a "
-        "champion no worse than the margins.",
+        description="False-rollback rate of a champion exactly error_margin worse than the one it replaced "
+        "(anytime-valid: every look allowed).",
     )
     error_margin: float = Field(
         0.02, ge=0, lt=1,
-        description="Error rate on matured labels (1 - accuracy) may rise by this much before it is a breach "
-        "(the null offset of the one-sided two-proportion z-test).",
-    )
-    estimated_margin: float = Field(
-        0.03, ge=0, lt=1,
-        description="Estimated accuracy (labels missing: CBPE on the calibrated scores) may fall by this much.",
+        description="Accuracy on the same requests may fall by this much (new - replaced, labelled pairs) "
+        "before a rollback.",
     )
     serving_error_margin: float = Field(
         0.01, ge=0, lt=1, description="Serving failure rate may rise by this much (where the service records failures)."
@@ -288,15 +294,40 @@ class GuardConfig(_Model):
     latency_ratio: float = Field(
         1.5, ge=1, description="p99 latency may be up to this x the replaced champion's (+ rollout.latency_slack_ms)."
     )
-    min_labels: int = Field(200, ge=1, description="Matured labels needed on each side before realized performance is judged.")
-    min_predictions: int = Field(500, ge=1, description="Predictions needed on each side before the estimate or serving figures are judged.")
+    min_predictions: int = Field(500, ge=1, description="Requests needed on each side before the serving figures are judged.")
+
+
+class DecisionConfig(_Model):
+    """The one rule every rollout stage is decided by (docs/rollout.md): a normal posterior for
+    delta = challenger - champion on the gate metric, prior from the offline holdout."""
+
+    margin: float = Field(0.01, ge=0, lt=1, description="Non-inferiority margin: promote when P(delta < -margin) <= p_worse_max.")
+    p_worse_max: float = Field(0.05, gt=0, lt=0.5, description="Largest P(delta < -margin) a promotion accepts.")
+    p_harm_reject: float = Field(0.95, gt=0.5, lt=1, description="Reject when P(delta < 0) reaches this.")
+    max_expected_loss: float = Field(
+        0.002, gt=0, lt=1, description="Promote only when the expected loss E[max(0, -delta)] is at most this."
+    )
+    kappa: float = Field(0.5, description="Prior mean = kappa x the offline holdout delta (until fitted from history).")
+    tau: float = Field(0.03, gt=0, lt=1, description="Prior sd around it: sqrt(tau^2 + se_offline^2).")
+    max_duration: Duration = Field(
+        timedelta(days=14),
+        description="A stage still undecided after this is decided by the posterior mean (promote if > 0): "
+        "never rejected because its time ran out.",
+    )
 
 
 class RolloutConfig(_Model):
     """How a candidate that passed the gate and its integration test reaches traffic."""
 
-    mode: Literal["direct", "shadow", "ab"] = Field(
-        "direct", description="direct: promote at once; shadow or ab: stage as challenger and hand to serving."
+    mode: Literal["direct", "auto", "shadow", "ab"] = Field(
+        "direct",
+        description="direct: promote at once; auto: a paired shadow decides (an A/B when "
+        "outcomes_depend_on_predictions); shadow or ab: that stage (shadow then rollout.shadow.on_pass).",
+    )
+    outcomes_depend_on_predictions: bool = Field(
+        False,
+        description="The model's answers change the outcome it is judged on (recommendations, pricing): a shadow "
+        "cannot see the effect, so mode auto runs an A/B test.",
     )
     latency_ratio: float = Field(
         1.5, ge=1, description="Integration test: challenger p95 single-row predict <= this x the champion's (+ slack), measured interleaved."
@@ -313,6 +344,7 @@ class RolloutConfig(_Model):
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)
     ab: ABConfig = Field(default_factory=ABConfig)
     guard: GuardConfig = Field(default_factory=GuardConfig)
+    decision: DecisionConfig = Field(default_factory=DecisionConfig)
 
 
 class ServingConfig(_Model):

@@ -481,6 +481,12 @@ class Store:
         with read_tx(self.engine) as conn:
             return ab.assignment_counts(conn, ab_test_id)
 
+    def ab_arm_rows(self, test: ABTest, *, until: datetime, as_of: datetime) -> list[tuple[str, str | None, float, float]]:
+        """(arm, unit_id, prediction, label) of A/B test ``test``'s labelled predictions (label known
+        at ``as_of``) made before ``until``, by test id and arm."""
+        with read_tx(self.engine) as conn:
+            return ab.arm_rows(conn, test, until, as_of)
+
     def record_shadow(self, rows: Sequence[ShadowRecord]) -> int:
         with write_tx(self.engine) as conn:
             return shadow.record(conn, rows)
@@ -546,3 +552,10 @@ class Store:
         """Labels of these request ids known at ``as_of`` (label time <= as_of)."""
         with read_tx(self.engine) as conn:
             return rollouts.known_labels(conn, request_ids, as_of)
+
+    # STUB (i19-advance): i19-offline-plan provides these two reads; delete at its merge.
+    def offline_delta(self, model_name: str, version: str) -> tuple[float, float] | None:
+        return None
+
+    def rollout_deltas(self, model_name: str) -> list[tuple[float, float]]:
+        return []
