@@ -228,9 +228,14 @@ class ShadowConfig(_Model):
     )
     agreement_floor: float = Field(
         0.5, ge=0, le=1,
-        description="Rollout flow: a sanity floor, not a quality line: a challenger agreeing with the champion on "
-        "fewer requests than this is broken and rejected (a better model after drift disagrees with a stale "
-        "champion by construction, so agreement never decides a promotion).",
+        description="Sanity floor, not a quality line: a challenger agreeing with the champion on fewer "
+        "requests than this is taken to be broken (a guardrail rejection). A better model after drift "
+        "disagrees with a stale champion by construction, so keep it low.",
+    )
+    min_agreement: float | None = Field(
+        None, ge=0, le=1,
+        description="Obsolete: agreement is no longer a pass line (see rollout.decision). Still accepted so "
+        "old files load; read as `agreement_floor` when that is not given.",
     )
     min_comparisons: int = Field(
         200, ge=1,
@@ -244,7 +249,8 @@ class ShadowConfig(_Model):
     error_alpha: float = Field(
         0.05, gt=0, lt=0.5,
         description="Rollout flow: level of the one-sided two-proportion test that the challenger fails (serving "
-        "errors) on more of the shadowed requests than the champion, which answered them all: a guardrail.",
+        "errors) on more of the shadowed requests than the champion, which answered them all: a guardrail. "
+        "Wrong answers are judged by rollout.decision's paired rule, not here.",
     )
     on_pass: Literal["ab", "promote"] = Field(
         "ab", description="Rollout flow: what a shadow that passes leads to: an A/B test, or promotion at once."
@@ -256,7 +262,22 @@ class ABConfig(_Model):
 
     split: float = Field(0.1, gt=0, lt=1, description="Share of units routed to the challenger.")
     salt: str | None = Field(None, description="Assignment salt (default: a fresh one per test).")
+    alpha: float = Field(
+        0.05, gt=0, lt=0.5,
+        description="Obsolete: the A/B test decides by rollout.decision (a clustered estimate, no p-value). "
+        "Still accepted so old files load.",
+    )
+    power: float = Field(0.8, gt=0, lt=1, description="Obsolete (see alpha); still accepted so old files load.")
+    min_detectable_effect: float = Field(
+        0.02, gt=0, lt=1, description="Obsolete (see alpha); still accepted so old files load."
+    )
+    sequential: bool = Field(True, description="Obsolete (see alpha); still accepted so old files load.")
     srm_alpha: float = Field(0.001, gt=0, lt=0.5, description="Sample-ratio-mismatch alarm level.")
+    duration: Duration = Field(
+        timedelta(days=14),
+        description="Obsolete: use rollout.decision.max_duration (read as it when that is not given). Running "
+        "out of time no longer rejects.",
+    )
 
 
 class GuardConfig(_Model):
@@ -288,47 +309,71 @@ class GuardConfig(_Model):
         description="Accuracy on the same requests may fall by this much (new - replaced, labelled pairs) "
         "before a rollback.",
     )
+    estimated_margin: float = Field(
+        0.03, ge=0, lt=1, description="Obsolete: the guard judges labelled pairs on the same requests; still accepted."
+    )
     serving_error_margin: float = Field(
         0.01, ge=0, lt=1, description="Serving failure rate may rise by this much (where the service records failures)."
     )
     latency_ratio: float = Field(
         1.5, ge=1, description="p99 latency may be up to this x the replaced champion's (+ rollout.latency_slack_ms)."
     )
+    min_labels: int = Field(
+        200, ge=1, description="Obsolete: the paired bound is valid from the first label; still accepted."
+    )
     min_predictions: int = Field(500, ge=1, description="Requests needed on each side before the serving figures are judged.")
 
 
 class DecisionConfig(_Model):
-    """The one rule every rollout stage is decided by (docs/rollout.md): a normal posterior for
-    delta = challenger - champion on the gate metric, prior from the offline holdout."""
+    """The one rule every rollout decides by (docs/rollout.md): a posterior for Δ = challenger - champion."""
 
-    margin: float = Field(0.01, ge=0, lt=1, description="Non-inferiority margin: promote when P(delta < -margin) <= p_worse_max.")
-    p_worse_max: float = Field(0.05, gt=0, lt=0.5, description="Largest P(delta < -margin) a promotion accepts.")
-    p_harm_reject: float = Field(0.95, gt=0.5, lt=1, description="Reject when P(delta < 0) reaches this.")
-    max_expected_loss: float = Field(
-        0.002, gt=0, lt=1, description="Promote only when the expected loss E[max(0, -delta)] is at most this."
+    margin: float = Field(
+        0.01, gt=0, lt=1,
+        description="Non-inferiority margin: promote when P(Δ < -margin) <= p_worse_max (and the expected "
+        "loss is within bound).",
     )
-    kappa: float = Field(0.5, description="Prior mean = kappa x the offline holdout delta (until fitted from history).")
-    tau: float = Field(0.03, gt=0, lt=1, description="Prior sd around it: sqrt(tau^2 + se_offline^2).")
+    p_worse_max: float = Field(0.05, gt=0, lt=0.5, description="Promote when P(Δ < -margin) is at most this.")
+    p_harm_reject: float = Field(0.95, gt=0.5, lt=1, description="Reject when P(Δ < 0) is at least this.")
+    max_expected_loss: float = Field(
+        0.002, gt=0, lt=1, description="Promote only when E[max(0, -Δ)] (on the gate metric's scale) is at most this."
+    )
+    kappa: float = Field(
+        0.5, ge=-2, le=2,
+        description="Prior mean = kappa x the offline holdout difference (how much of it carries over online).",
+    )
+    tau: float = Field(
+        0.03, gt=0, lt=1,
+        description="Prior sd = sqrt(tau^2 + se_off^2): how far online may stray from kappa x offline.",
+    )
+    fit_after: int = Field(
+        5, ge=2,
+        description="Once the model has this many finished rollouts, kappa and tau are fitted from its own "
+        "offline vs online history instead.",
+    )
     max_duration: Duration = Field(
         timedelta(days=14),
-        description="A stage still undecided after this is decided by the posterior mean (promote if > 0): "
-        "never rejected because its time ran out.",
+        description="Longest a rollout collects; then it decides by the posterior mean (promote if > 0, else "
+        "reject, saying so). Never a rejection for running out of time.",
     )
+
+
+RolloutMode = Literal["direct", "shadow", "ab"]
 
 
 class RolloutConfig(_Model):
     """How a candidate that passed the gate and its integration test reaches traffic."""
 
-    mode: Literal["direct", "auto", "shadow", "ab"] = Field(
-        "direct",
-        description="direct: promote at once; auto: a paired shadow decides (an A/B when "
-        "outcomes_depend_on_predictions); shadow or ab: that stage (shadow then rollout.shadow.on_pass).",
+    mode: Literal["auto", "direct", "shadow", "ab"] = Field(
+        "auto",
+        description="auto: a paired shadow, or an A/B test when outcomes_depend_on_predictions; direct: promote "
+        "at once; shadow or ab: that one. `retrainer rollout plan` forecasts how long a decision takes.",
     )
     outcomes_depend_on_predictions: bool = Field(
         False,
-        description="The model's answers change the outcome it is judged on (recommendations, pricing): a shadow "
-        "cannot see the effect, so mode auto runs an A/B test.",
+        description="The model's answers change what happens next (recommendations, pricing): a shadow cannot "
+        "see that effect, so auto picks an A/B test and shadow is refused.",
     )
+    decision: DecisionConfig = Field(default_factory=DecisionConfig)
     latency_ratio: float = Field(
         1.5, ge=1, description="Integration test: challenger p95 single-row predict <= this x the champion's (+ slack), measured interleaved."
     )
@@ -344,7 +389,40 @@ class RolloutConfig(_Model):
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)
     ab: ABConfig = Field(default_factory=ABConfig)
     guard: GuardConfig = Field(default_factory=GuardConfig)
-    decision: DecisionConfig = Field(default_factory=DecisionConfig)
+
+    @model_validator(mode="after")
+    def _mode_fits_and_obsolete_keys_carry_over(self) -> RolloutConfig:
+        if self.mode == "shadow" and self.outcomes_depend_on_predictions:
+            raise ValueError(
+                "mode 'shadow' cannot judge a model whose predictions change the outcome "
+                "(outcomes_depend_on_predictions: true): use mode 'ab' or 'auto'"
+            )
+        # Old files keep meaning what they meant where the new key has the same job.
+        if "duration" in self.ab.model_fields_set and "max_duration" not in self.decision.model_fields_set:
+            decision = self.decision.model_copy(update={"max_duration": self.ab.duration})
+            object.__setattr__(self, "decision", decision)
+        if self.shadow.min_agreement is not None and "agreement_floor" not in self.shadow.model_fields_set:
+            shadow = self.shadow.model_copy(update={"agreement_floor": self.shadow.min_agreement})
+            object.__setattr__(self, "shadow", shadow)
+        return self
+
+    @property
+    def resolved_mode(self) -> RolloutMode:
+        """The mode a rollout runs in: ``auto`` resolved (shadow, or ab when outcomes depend on predictions)."""
+        if self.mode != "auto":
+            return self.mode
+        return "ab" if self.outcomes_depend_on_predictions else "shadow"
+
+    @property
+    def mode_reason(self) -> str:
+        """Why :attr:`resolved_mode`, in one sentence."""
+        if self.mode != "auto":
+            return f"rollout.mode is {self.mode!r}"
+        if self.outcomes_depend_on_predictions:
+            return ("rollout.mode auto with outcomes_depend_on_predictions: an A/B test, since a shadow cannot "
+                    "see how the challenger's answers change outcomes")
+        return ("rollout.mode auto: a paired shadow (both models answer every mirrored request, each labelled "
+                "one is a pair; no user sees the challenger)")
 
 
 class ServingConfig(_Model):
@@ -626,6 +704,7 @@ def example_config_path() -> Path:
 __all__ = [
     "ABConfig",
     "DataConfig",
+    "DecisionConfig",
     "ENV_OVERRIDES",
     "EstimatorConfig",
     "FeatureSpec",
@@ -637,6 +716,7 @@ __all__ = [
     "PolicyConfig",
     "RetrainerConfig",
     "RolloutConfig",
+    "RolloutMode",
     "ServingConfig",
     "ShadowConfig",
     "SourceConfig",

@@ -45,7 +45,7 @@ def validate(
                     "triggers": ", ".join(t.label for t in cfg.triggers) or "(none)",
                     "policy": cfg.policy.mode + (f" (k={cfg.policy.k})" if cfg.policy.k else ""),
                     "gate": f"{cfg.gate.metric} >= {cfg.gate.min_ratio} x champion",
-                    "rollout": cfg.rollout.mode,
+                    "rollout": cfg.rollout.resolved_mode,
                 },
             )
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -118,3 +119,20 @@ def history(conn: Connection, model_name: str, as_of: datetime, limit: int) -> l
             version=r.version,
         ))
     return out
+
+
+def offline_delta(conn: Connection, model_name: str, version: str) -> tuple[float, float] | None:
+    """(Δ_off, its standard error) the retrain flow measured for ``version`` on its holdout
+    (candidate - champion on the gate metric, ``metrics["offline_delta"]``), from the newest run
+    that registered it; None when no run recorded a usable one (no champion then, or an older run)."""
+    q = (
+        sa.select(t.c.metrics)
+        .where(t.c.model_name == model_name, t.c.version == str(version), t.c.status.in_(RETRAINED_STATUSES))
+        .order_by(t.c.finished_at.desc(), t.c.id.desc())
+    )
+    for (metrics,) in conn.execute(q):
+        delta = (metrics or {}).get("offline_delta") or {}
+        mean, se = delta.get("mean"), delta.get("se")
+        if isinstance(mean, (int, float)) and isinstance(se, (int, float)) and math.isfinite(mean) and math.isfinite(se):
+            return float(mean), float(se)
+    return None

@@ -341,6 +341,17 @@ class Store:
         with read_tx(self.engine) as conn:
             return runs.last_retrain(conn, model_name)
 
+    def offline_delta(self, model_name: str, version: str) -> tuple[float, float] | None:
+        """(Δ_off, se) measured on the holdout when ``version`` was trained: candidate - champion on
+        the gate metric; None when none was recorded (first model, or a version registered elsewhere)."""
+        with read_tx(self.engine) as conn:
+            return runs.offline_delta(conn, model_name, version)
+
+    def offline_online_history(self, model_name: str) -> list[tuple[float, float]]:
+        """(offline Δ, online Δ) of every decided rollout of the model, oldest first (fit_prior's history)."""
+        with read_tx(self.engine) as conn:
+            return rollouts.offline_online_history(conn, model_name)
+
     def retrain_history(self, model_name: str, *, as_of: datetime, limit: int = 10) -> list[RetrainRecord]:
         """Runs that trained a model and had finished by ``as_of``, most recent first: when, the
         candidate's holdout metrics, the measured duration (``RetrainHistorySource``)."""
@@ -553,9 +564,3 @@ class Store:
         with read_tx(self.engine) as conn:
             return rollouts.known_labels(conn, request_ids, as_of)
 
-    # STUB (i19-advance): i19-offline-plan provides these two reads; delete at its merge.
-    def offline_delta(self, model_name: str, version: str) -> tuple[float, float] | None:
-        return None
-
-    def rollout_deltas(self, model_name: str) -> list[tuple[float, float]]:
-        return []

@@ -74,11 +74,9 @@ class RolloutStep:
 
 
 def stage_mode(cfg: RetrainerConfig) -> Literal["shadow", "ab"]:
-    """The first stage a new rollout runs: ``auto`` is a paired shadow, or an A/B test where the
-    model's answers change the outcome it is judged on (a shadow cannot see that effect)."""
-    mode = cfg.rollout.mode
-    if mode == "auto":
-        return "ab" if cfg.rollout.outcomes_depend_on_predictions else "shadow"
+    """The first stage a new rollout runs (``rollout.resolved_mode``): ``auto`` is a paired shadow,
+    or an A/B test where the model's answers change the outcome it is judged on."""
+    mode = cfg.rollout.resolved_mode
     if mode not in ("shadow", "ab"):
         raise RolloutError(f"rollout.mode is {mode!r}: only auto, shadow and ab roll out through the rollout flow")
     return mode  # type: ignore[return-value]

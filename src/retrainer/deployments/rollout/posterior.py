@@ -3,8 +3,9 @@ estimate, the verdict (docs/rollout.md). Shadow and A/B both go through :func:`j
 
 * **prior** — N(kappa x delta_off, tau^2 + se_off^2) from the version's paired holdout difference
   (:func:`~retrainer.deployments.rollout.decision.prior_from_offline`); once the model has
-  ``MIN_ROLLOUTS`` finished rollouts, kappa and tau are fitted from its own history of offline vs
-  online differences (:func:`~retrainer.deployments.rollout.decision.fit_prior`). A version with no
+  enough finished rollouts, kappa and tau are fitted from its own history of offline vs
+  online differences (:func:`~retrainer.deployments.rollout.decision.fit_prior`;
+  ``rollout.decision.fit_after``, default 5). A version with no
   recorded offline difference gets the neutral prior N(0, tau^2).
 * **posterior** — the normal-normal update with the stage's paired estimate (none yet: the prior).
 * **verdict** — :func:`~retrainer.deployments.rollout.decision.decide`: promote when not worse than
@@ -19,7 +20,7 @@ online delta the prior fit reads back from finished rollouts).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from retrainer.config import DecisionConfig
@@ -38,9 +39,6 @@ if TYPE_CHECKING:
     from retrainer.deployments.rollout.evidence import OnlineEvidence
     from retrainer.store import Store
 
-MIN_ROLLOUTS = 5  # finished rollouts before kappa and tau are fitted from the model's own history
-
-
 @dataclass(frozen=True)
 class Judgement:
     verdict: Verdict
@@ -58,9 +56,9 @@ def prior_for(decision: DecisionConfig, store: Store, model_name: str, version: 
     """The prior of ``version``'s delta from its offline holdout difference (see the module doc)."""
     offline = store.offline_delta(model_name, version)
     delta_off, se_off = offline if offline is not None else (0.0, 0.0)
-    history = store.rollout_deltas(model_name)
-    if offline is not None and len(history) >= MIN_ROLLOUTS:
-        return fit_prior(history, delta_off, se_off, decision.kappa, decision.tau, min_rollouts=MIN_ROLLOUTS)
+    history = store.offline_online_history(model_name)
+    if offline is not None and len(history) >= decision.fit_after:
+        return fit_prior(history, delta_off, se_off, decision.kappa, decision.tau, min_rollouts=decision.fit_after)
     prior = prior_from_offline(delta_off, se_off, kappa=decision.kappa, tau=decision.tau)
     if offline is None:
         return Prior(prior.mean, prior.sd, "neutral: no offline holdout difference recorded for this version")
@@ -90,7 +88,7 @@ def evidence(prior: Prior, posterior: Posterior, online: OnlineEvidence, decisio
                       "p_worse_than_margin": float(posterior.p_below(-decision.margin)),
                       "p_worse": float(posterior.p_below(0.0)), "expected_loss": float(posterior.expected_loss()),
                       "margin": decision.margin},
-        "prior": asdict(prior),
+        "prior": prior.to_dict(),
         "n_labelled": online.n_labelled, "n_unlabelled": online.n_unlabelled,
         **online.to_dict(),
     }
@@ -107,4 +105,4 @@ def summary_line(evidence: dict[str, Any] | None) -> str | None:
             f"{evidence.get('n_labelled', 0)} labelled + {evidence.get('n_unlabelled', 0)} label-free pairs")
 
 
-__all__ = ["MIN_ROLLOUTS", "Judgement", "evidence", "judge", "prior_for", "rule_from", "summary_line"]
+__all__ = ["Judgement", "evidence", "judge", "prior_for", "rule_from", "summary_line"]

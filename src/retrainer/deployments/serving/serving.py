@@ -91,7 +91,7 @@ def read_wanted_state(cfg: RetrainerConfig, registry: Registry, store: Store) ->
     test = store.active_ab_test(name)
     challenger = registry.alias_version(CHALLENGER)
     shadow, sample = shadow_target(
-        store.ledger(name), rollout_mode=cfg.rollout.mode, challenger=challenger,
+        store.ledger(name), rollout_mode=cfg.rollout.resolved_mode, challenger=challenger,
         default_sample=cfg.rollout.shadow.sample,
     )
     if shadow is not None and shadow == champion:
