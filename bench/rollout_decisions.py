@@ -67,6 +67,9 @@ from retrainer.config import ABConfig, GateConfig
 from retrainer.deployments.rollout.analysis import decide as ab_decide
 from retrainer.deployments.rollout.decision import (
     CONTINUE,
+    DEFAULT_KAPPA,
+    DEFAULT_MAX_DURATION_DAYS,
+    DEFAULT_TAU,
     PROMOTE,
     REJECT,
     DecisionRule,
@@ -101,9 +104,9 @@ class Policy:
     """The new rule's settings (the shipped defaults unless overridden on the command line)."""
 
     rule: DecisionRule = field(default_factory=DecisionRule)
-    kappa: float = 0.5
-    tau: float = 0.03
-    max_days: int = 14
+    kappa: float = DEFAULT_KAPPA
+    tau: float = DEFAULT_TAU
+    max_days: int = DEFAULT_MAX_DURATION_DAYS
     use_proxy: bool = True
 
 

@@ -13,13 +13,21 @@ update::
 
 :func:`decide` then says, in this order:
 
-* **reject** when a guardrail failed (serving errors, latency, a broken model) or
-  ``P(Δ < 0) >= p_harm_reject``: the challenger is worse;
+* **reject** when a guardrail failed (serving errors, latency, a broken model);
+* **continue** while fewer than ``min_labelled`` labelled pairs are in: the offline result
+  alone already passed the gate, and a prior that transfers badly (offline better, online worse)
+  must not decide a rollout on its own;
+* **reject** when ``P(Δ < 0) >= p_harm_reject``: the challenger is worse;
 * **promote** when ``P(Δ < -margin) <= p_worse_max`` (not worse by more than the margin) *and* the
   expected loss ``E[max(0, -Δ)] <= max_expected_loss`` (what promoting costs if we are wrong,
   in accuracy points);
 * **continue** otherwise; at the rollout's ``max_duration`` the posterior mean decides (promote
-  when > 0, else reject, saying so): a rollout is never rejected *because* time ran out.
+  when > 0, else reject, saying so), whatever the count: a rollout is never rejected *because*
+  time ran out.
+
+The defaults (``margin`` 0.01, ``max_expected_loss`` 0.0002, ``min_labelled`` 500, ``kappa``
+0.5, ``tau`` 0.03, 42 days) were chosen with bench/rollout_decisions.py; docs/rollout.md has
+the figures.
 
 Pure: no store, no clock; :func:`days_to_decision` forecasts the day the rule decides for
 ``retrainer rollout plan``.
@@ -53,6 +61,10 @@ DEFAULT_TAU = 0.03
 # identical offline and online gains says little about the next one.
 MIN_TAU = 0.01
 MIN_ROLLOUTS_FOR_FIT = 5
+# The longest a rollout should run before the posterior mean decides: at 50 requests a day and a
+# week's label delay, 42 days give ~1,750 labelled pairs (se ~0.008), enough to tell +0.02 from
+# -0.02; at 200 a day and more most rollouts decide within two weeks (bench/rollout_decisions.py).
+DEFAULT_MAX_DURATION_DAYS = 42
 
 
 @dataclass(frozen=True)
@@ -178,9 +190,9 @@ class DecisionRule:
 
     margin: float = 0.01
     p_worse_max: float = 0.05
-    max_expected_loss: float = 0.002
+    max_expected_loss: float = 0.0002
     p_harm_reject: float = 0.95
-    min_labelled: int = 0
+    min_labelled: int = 500
 
     def __post_init__(self) -> None:
         if not 0 <= self.margin < 1:
@@ -318,7 +330,7 @@ def days_to_decision(
     pair_variance: float,
     proxy_residual_variance: float | None = None,
     label_delay_days: float = 0.0,
-    max_days: int = 14,
+    max_days: int = DEFAULT_MAX_DURATION_DAYS,
     true_delta: float | None = None,
 ) -> int | None:
     """The first whole day on which :func:`decide` would promote or reject, or None within ``max_days``.
@@ -347,6 +359,7 @@ def days_to_decision(
 
 __all__ = [
     "DEFAULT_KAPPA",
+    "DEFAULT_MAX_DURATION_DAYS",
     "DEFAULT_TAU",
     "MIN_ROLLOUTS_FOR_FIT",
     "MIN_TAU",
