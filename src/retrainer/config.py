@@ -335,7 +335,7 @@ class DecisionConfig(_Model):
     p_worse_max: float = Field(0.05, gt=0, lt=0.5, description="Promote when P(Δ < -margin) is at most this.")
     p_harm_reject: float = Field(0.95, gt=0.5, lt=1, description="Reject when P(Δ < 0) is at least this.")
     max_expected_loss: float = Field(
-        0.002, gt=0, lt=1, description="Promote only when E[max(0, -Δ)] (on the gate metric's scale) is at most this."
+        0.0002, gt=0, lt=1, description="Promote only when E[max(0, -Δ)] (on the gate metric's scale) is at most this."
     )
     kappa: float = Field(
         0.5, ge=-2, le=2,
@@ -350,8 +350,13 @@ class DecisionConfig(_Model):
         description="Once the model has this many finished rollouts, kappa and tau are fitted from its own "
         "offline vs online history instead.",
     )
+    min_labelled: int = Field(
+        500, ge=0,
+        description="Labelled pairs needed before the posterior may promote or reject (a guardrail rejects at "
+        "once; at max_duration the posterior mean decides whatever the count).",
+    )
     max_duration: Duration = Field(
-        timedelta(days=14),
+        timedelta(days=42),
         description="Longest a rollout collects; then it decides by the posterior mean (promote if > 0, else "
         "reject, saying so). Never a rejection for running out of time.",
     )

@@ -174,9 +174,11 @@ def test_low_volume_better_challenger_is_promoted_and_never_rejected(registry, s
 def test_low_volume_worse_challenger_is_not_promoted(registry, store, monkeypatch):
     offline(monkeypatch, 0.02)
     cfg = config(registry.model_name, str(store.engine.url))
-    steps = run(cfg, store, registry, world_for(store, registry, 13), days=14, per_day=50,
+    steps = run(cfg, store, registry, world_for(store, registry, 14), days=16, per_day=50,
                 champion_acc=0.82, challenger_acc=0.70)
     assert steps[-1].action == "rejected", steps[-1].explanation
+    # Not before rollout.decision.min_labelled (500) labelled pairs: 50 a day, 3 days late.
+    assert steps[-1].evidence["n_labelled"] >= 500 and len(steps) >= 13
     assert store.champion(registry.model_name) == "1"
 
 

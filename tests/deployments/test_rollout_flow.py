@@ -80,7 +80,7 @@ ROLLOUT = {
     "shadow": {"isolation": "thread", "duration": "1d", "min_comparisons": 200, "max_latency_ratio": 20.0,
                "queue_size": 5000},
     "ab": {"split": 0.5, "salt": "rollout-tests"},  # fixed: the same arms every run (a verdict test must not depend on a random split)
-    "decision": {"max_duration": "7d"},
+    "decision": {"max_duration": "7d", "min_labelled": 100},  # a test's few hundred requests, each labelled at once
 }
 
 

@@ -49,7 +49,8 @@ class Judgement:
 
 def rule_from(decision: DecisionConfig) -> DecisionRule:
     return DecisionRule(margin=decision.margin, p_worse_max=decision.p_worse_max,
-                        max_expected_loss=decision.max_expected_loss, p_harm_reject=decision.p_harm_reject)
+                        max_expected_loss=decision.max_expected_loss, p_harm_reject=decision.p_harm_reject,
+                        min_labelled=decision.min_labelled)
 
 
 def prior_for(decision: DecisionConfig, store: Store, model_name: str, version: str) -> Prior:
