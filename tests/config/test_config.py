@@ -161,7 +161,8 @@ def test_rollout_mode_auto_resolves_from_whether_outcomes_depend_on_predictions(
 def test_decision_defaults_and_obsolete_keys_carry_over(tmp_path):
     d = parse_config(MINIMAL, base_dir=tmp_path, environ={}).rollout
     assert (d.decision.margin, d.decision.kappa, d.decision.tau) == (0.01, 0.5, 0.03)
-    assert d.decision.max_duration == timedelta(days=14) and d.shadow.agreement_floor == 0.5
+    assert (d.decision.min_labelled, d.decision.max_expected_loss) == (500, 0.0002)  # the bench-tuned rule
+    assert d.decision.max_duration == timedelta(days=42) and d.shadow.agreement_floor == 0.5
     # Old files: ab.duration meant "longest the test may run", min_agreement the agreement line.
     old = parse_config({**MINIMAL, "rollout": {"ab": {"duration": "8d"}, "shadow": {"min_agreement": 0.6}}},
                        base_dir=tmp_path, environ={}).rollout
