@@ -39,8 +39,9 @@ judged by the unpaired one-sided error z-test on the labels matured by then (the
 which fails any challenger disagreeing on more than 10%, is left out: generous to today's rule),
 then an A/B test at split 0.1 read daily by the mSPRT (tau = the detectable effect 0.02), promoted
 at p < 0.05 with a positive difference, rejected at p < 0.05 otherwise, at the planned sample size
-without significance, or when the 14 days run out. Its verdict function is checked against
-:func:`retrainer.deployments.rollout.analysis.decide` on sampled looks every run of the bench.
+without significance, or when the 14 days run out. Its verdict function was checked against
+``analysis.decide`` of the pre-issue-19 code (commit 441bf06) on sampled looks until that function
+was replaced by the new rule; the replica is now the only copy of today's rule.
 "Offline gate only" promotes on day 0 iff the holdout passes :func:`retrainer.metrics.gate`
 (accuracy, min_ratio 0.95).
 
@@ -64,7 +65,6 @@ import numpy as np
 from scipy.stats import norm
 
 from retrainer.config import ABConfig, GateConfig
-from retrainer.deployments.rollout.analysis import decide as ab_decide
 from retrainer.deployments.rollout.decision import (
     CONTINUE,
     DEFAULT_KAPPA,
@@ -249,34 +249,10 @@ def simulate_today(rng: np.random.Generator, runs: int, delta: float, traffic: i
         ab_day[fresh] = e
         if check and e % 3 == 0:
             samples.append((e, int(rng.integers(runs))))
-    if check:
-        _check_against_analysis(samples, ca, na, cb, nb, delay, limit, ab_action, ab_day)
     in_ab = action == CONTINUE
     action[in_ab] = ab_action[in_ab]
     day[in_ab] = t_s + ab_day[in_ab]
     return {"action": action, "day": day, "shadow_days": np.full(runs, t_s), "ab": in_ab}
-
-
-def _check_against_analysis(samples: list[tuple[int, int]], ca: np.ndarray, na: np.ndarray, cb: np.ndarray,
-                            nb: np.ndarray, delay: int, limit: int, ab_action: np.ndarray, ab_day: np.ndarray) -> None:
-    """The replica must give analysis.decide's verdict at the sampled looks it reached undecided."""
-    cfg = ABConfig()
-    for e, r in samples:
-        if ab_day[r] < e:
-            continue  # already decided earlier: analysis.decide is not asked again
-        labs = [max(0, x - delay) for x in range(1, e + 1)]
-        rows = [(ca[r, lab], na[r, lab], cb[r, lab], nb[r, lab]) for lab in labs if na[r, lab] > 0 and nb[r, lab] > 0]
-        if not rows:
-            continue
-        a = np.array(rows)
-        v = ab_decide(int(a[-1, 0]), int(a[-1, 1]), int(a[-1, 2]), int(a[-1, 3]), units=None, split=cfg.split, cfg=cfg,
-                      looks=(a[:, 0], a[:, 1], a[:, 2], a[:, 3]))
-        want = {"promote_challenger": PROMOTE, "keep_champion": REJECT, "keep_collecting": CONTINUE}[v.verdict]
-        got = ab_action[r] if ab_day[r] == e else CONTINUE
-        if e >= limit and want == CONTINUE:
-            want = REJECT  # advance.py: elapsed >= limit rejects
-        if want != got:
-            raise AssertionError(f"today's-rule replica disagrees with analysis.decide at day {e}: {got} vs {want} ({v.reason})")
 
 
 # -- scoring ---------------------------------------------------------------------------------------
