@@ -251,7 +251,7 @@ def _judge_shadow(cfg: RetrainerConfig, store: Store, registry: Registry, r: Rol
                              challenger_cal=calibration(store, name, r.version))
     elapsed = now - started
     if elapsed < cfg.rollout.shadow.duration:
-        online.not_ready.append(f"shadow.duration: {_fmt(cfg.rollout.shadow.duration - elapsed)} more "
+        online.not_ready.insert(0, f"shadow.duration: {_fmt(cfg.rollout.shadow.duration - elapsed)} more "
                                 f"(of {_fmt(cfg.rollout.shadow.duration)})")
     j = judge(prior_for(cfg.rollout.decision, store, name, r.version), online, cfg.rollout.decision,
               at_max_duration=elapsed >= cfg.rollout.decision.max_duration)
