@@ -14,7 +14,6 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
-from shadow_world import ShadowWorld
 from statsmodels.stats.proportion import proportions_ztest
 
 from retrainer.config import GuardConfig, RetrainerConfig
@@ -34,6 +33,7 @@ from retrainer.deployments.rollout.stages import guard_shadow_rollout, shadow_st
 from retrainer.registry import CHAMPION, Registry
 from retrainer.stats.sequential import guard_sequence
 from retrainer.store import Store
+from retrainer.testing.shadow import ShadowWorld
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)  # the promotion of version 2
 

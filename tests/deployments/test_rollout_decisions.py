@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from shadow_world import ShadowWorld
 from typer.testing import CliRunner
 
 from retrainer.config import RetrainerConfig
@@ -23,6 +22,7 @@ from retrainer.deployments.rollout.promotion import promote
 from retrainer.deployments.rollout.stages import shadow_state
 from retrainer.registry import Registry
 from retrainer.store import Store
+from retrainer.testing.shadow import ShadowWorld, record_offline_delta
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -47,9 +47,10 @@ def config(name: str, db: str, **rollout) -> RetrainerConfig:
     })
 
 
-def offline(monkeypatch, delta: float | None, se: float = 0.02) -> None:
-    """The version's recorded paired holdout difference (the retrain flow's record)."""
-    monkeypatch.setattr(Store, "offline_delta", lambda self, model, version: None if delta is None else (delta, se))
+def offline(store: Store, registry: Registry, delta: float | None, se: float = 0.02) -> None:
+    """The challenger's paired holdout difference, recorded as the retrain flow records it."""
+    if delta is not None:
+        record_offline_delta(store, registry.model_name, "2", delta, se, at=T0 - timedelta(hours=1))
 
 
 def run(cfg, store, registry, world: ShadowWorld, *, days: int, per_day: int, champion_acc: float,
@@ -84,8 +85,8 @@ def world_for(store: Store, registry: Registry, seed: int) -> ShadowWorld:
     return w
 
 
-def test_a_better_challenger_is_promoted_within_ten_days_at_200_a_day_labels_3_days_late(registry, store, monkeypatch, tmp_path):
-    offline(monkeypatch, 0.08)
+def test_a_better_challenger_is_promoted_within_ten_days_at_200_a_day_labels_3_days_late(registry, store, tmp_path):
+    offline(store, registry, 0.08)
     cfg = config(registry.model_name, str(store.engine.url))
     steps = run(cfg, store, registry, world_for(store, registry, 1), days=10, per_day=200,
                 champion_acc=0.75, challenger_acc=0.82)
@@ -114,10 +115,12 @@ def test_a_better_challenger_is_promoted_within_ten_days_at_200_a_day_labels_3_d
     [r] = json.loads(out.output)["rollouts"]
     assert r["posterior"]["mean"] == pytest.approx(ev["posterior_mean"])
     assert r["posterior"]["n_labelled"] == last.evidence["n_labelled"] and len(r["trail"]) == len(steps)
+    table = CliRunner().invoke(app, ["rollout", "status", "--config", str(cfg_path)])
+    assert table.exit_code == 0 and "delta" in table.output  # the posterior column (wrapped at 80 columns)
 
 
-def test_a_worse_challenger_is_rejected_although_it_won_offline(registry, store, monkeypatch):
-    offline(monkeypatch, 0.05)
+def test_a_worse_challenger_is_rejected_although_it_won_offline(registry, store):
+    offline(store, registry, 0.05)
     cfg = config(registry.model_name, str(store.engine.url))
     steps = run(cfg, store, registry, world_for(store, registry, 2), days=14, per_day=200,
                 champion_acc=0.80, challenger_acc=0.70)
@@ -127,8 +130,8 @@ def test_a_worse_challenger_is_rejected_although_it_won_offline(registry, store,
     assert store.champion(registry.model_name) == "1"
 
 
-def test_a_broken_challenger_is_rejected_by_the_agreement_floor(registry, store, monkeypatch):
-    offline(monkeypatch, 0.10)  # whatever it won offline
+def test_a_broken_challenger_is_rejected_by_the_agreement_floor(registry, store):
+    offline(store, registry, 0.10)  # whatever it won offline
     cfg = config(registry.model_name, str(store.engine.url))
     steps = run(cfg, store, registry, world_for(store, registry, 3), days=3, per_day=200,
                 champion_acc=0.80, challenger_acc=0.80, invert_challenger=True)
@@ -139,9 +142,9 @@ def test_a_broken_challenger_is_rejected_by_the_agreement_floor(registry, store,
     assert not floor["passed"] and floor["value"] < 0.5
 
 
-def test_low_agreement_above_the_floor_is_no_reason_to_reject(registry, store, monkeypatch):
+def test_low_agreement_above_the_floor_is_no_reason_to_reject(registry, store):
     """A better model after drift disagrees with a stale champion: ~35% disagreement is not a verdict."""
-    offline(monkeypatch, 0.10)
+    offline(store, registry, 0.10)
     cfg = config(registry.model_name, str(store.engine.url))
     steps = run(cfg, store, registry, world_for(store, registry, 4), days=10, per_day=200,
                 champion_acc=0.62, challenger_acc=0.85)
@@ -149,8 +152,8 @@ def test_low_agreement_above_the_floor_is_no_reason_to_reject(registry, store, m
     assert agreement < 0.8 and steps[-1].action == "promoted", steps[-1].explanation
 
 
-def test_at_max_duration_the_posterior_mean_decides_never_the_clock_alone(registry, store, monkeypatch):
-    offline(monkeypatch, None)  # no offline record: the neutral prior
+def test_at_max_duration_the_posterior_mean_decides_never_the_clock_alone(registry, store):
+    offline(store, registry, None)  # no offline record: the neutral prior
     cfg = config(registry.model_name, str(store.engine.url), decision={"max_duration": "6d"})
     steps = run(cfg, store, registry, world_for(store, registry, 5), days=8, per_day=50,
                 champion_acc=0.78, challenger_acc=0.79)
@@ -163,16 +166,16 @@ def test_at_max_duration_the_posterior_mean_decides_never_the_clock_alone(regist
 
 
 @pytest.mark.parametrize("seed", [11, 12])
-def test_low_volume_better_challenger_is_promoted_and_never_rejected(registry, store, monkeypatch, seed):
-    offline(monkeypatch, 0.08)
+def test_low_volume_better_challenger_is_promoted_and_never_rejected(registry, store, seed):
+    offline(store, registry, 0.08)
     cfg = config(registry.model_name, str(store.engine.url))
     steps = run(cfg, store, registry, world_for(store, registry, seed), days=14, per_day=50,
                 champion_acc=0.72, challenger_acc=0.82)
     assert steps[-1].action == "promoted", [s.explanation for s in steps[-2:]]
 
 
-def test_low_volume_worse_challenger_is_not_promoted(registry, store, monkeypatch):
-    offline(monkeypatch, 0.02)
+def test_low_volume_worse_challenger_is_not_promoted(registry, store):
+    offline(store, registry, 0.02)
     cfg = config(registry.model_name, str(store.engine.url))
     steps = run(cfg, store, registry, world_for(store, registry, 14), days=16, per_day=50,
                 champion_acc=0.82, challenger_acc=0.70)
@@ -182,8 +185,8 @@ def test_low_volume_worse_challenger_is_not_promoted(registry, store, monkeypatc
     assert store.champion(registry.model_name) == "1"
 
 
-def test_without_calibration_maps_the_labelled_pairs_alone_decide(registry, store, monkeypatch):
-    offline(monkeypatch, 0.08)
+def test_without_calibration_maps_the_labelled_pairs_alone_decide(registry, store):
+    offline(store, registry, 0.08)
     cfg = config(registry.model_name, str(store.engine.url))
     w = ShadowWorld(store, registry.model_name, "1", "2", np.random.default_rng(21))  # no profiles saved
     steps = run(cfg, store, registry, w, days=10, per_day=200, champion_acc=0.75, challenger_acc=0.85)
@@ -192,8 +195,8 @@ def test_without_calibration_maps_the_labelled_pairs_alone_decide(registry, stor
     assert steps[-1].action == "promoted", steps[-1].explanation
 
 
-def test_auto_mode_runs_an_ab_test_when_predictions_change_outcomes(registry, store, monkeypatch):
-    offline(monkeypatch, 0.05)
+def test_auto_mode_runs_an_ab_test_when_predictions_change_outcomes(registry, store):
+    offline(store, registry, 0.05)
     cfg = config(registry.model_name, str(store.engine.url), outcomes_depend_on_predictions=True,
                  ab={"split": 0.5, "salt": "s"})
     promote(registry, store, version="1", expected_champion=None, actor="t", reason="first", at=T0 - timedelta(days=1))

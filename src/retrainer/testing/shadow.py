@@ -1,4 +1,5 @@
-"""A simulated shadow: two binary classifiers answering the same requests, labels days late.
+"""A simulated shadow: two binary classifiers answering the same requests, labels days late
+(the rollout tests and bench/rollout_advance.py drive the real ``advance`` with it).
 
 Each model is calibrated by construction: on each request it is right with probability ``q``
 (its confidence, drawn from a Beta with the model's accuracy as mean), and its score is ``q``
@@ -80,3 +81,43 @@ class ShadowWorld:
         if due:
             self.store.log_labels([LabelRecord(rid, label, at) for rid, label, at in due], received_at=now)
         return len(due)
+
+
+@dataclass
+class _Version:
+    version: str
+
+
+@dataclass
+class AliasRegistry:
+    """An in-memory stand-in for :class:`retrainer.registry.Registry` with what the rollout code
+    uses of it (aliases; every version loadable): enough to drive ``advance`` with no MLflow."""
+
+    model_name: str
+    aliases: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        self.aliases = {}
+
+    def alias_version(self, alias: str) -> str | None:
+        return self.aliases.get(alias)  # type: ignore[union-attr]
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self.aliases[alias] = str(version)  # type: ignore[index]
+
+    def delete_alias(self, alias: str) -> None:
+        self.aliases.pop(alias, None)  # type: ignore[union-attr]
+
+    def get_version(self, version: str) -> _Version:
+        return _Version(str(version))
+
+    def check_loadable(self, version: str) -> str:
+        return str(version)
+
+
+def record_offline_delta(store: Store, model: str, version: str, delta: float, se: float, *, at: datetime) -> None:
+    """Record ``version``'s paired holdout difference as the retrain flow does (a finished run's
+    ``metrics["offline_delta"]``), so the rollout's prior reads it through ``Store.offline_delta``."""
+    run_id = store.start_run(model, flow_run_id=None, reasons=["simulated"], started_at=at)
+    store.finish_run(run_id, status="success", metrics={"offline_delta": {"mean": delta, "se": se}}, version=version,
+                     error=None, finished_at=at)
