@@ -18,7 +18,8 @@ The world (each assumption stated, one per line):
   ``d ~ U(0.10, 0.15)`` per run (at least |Δ| + 0.02). A labelled pair is
   ``Y = correct_chal - correct_champ`` in {-1, 0, 1}: ``P(Y != 0) = d``, ``E[Y] = Δ``;
 * the shadow scores every request with both models; the labels of day r's requests arrive at
-  the end of day r + delay (every request is labelled in the end);
+  the end of day r + delay; every request is labelled in the end (``--label-share`` lowers that:
+  the others only ever have the proxy);
 * the label-free proxy ``f`` (calibrated P(chal right) - P(champ right)) correlates with ``Y`` at
   ``rho = 0.6`` (calibrated: ``cov(Y, f) = var(f)``), with a per-run calibration bias
   ``b ~ N(0, 0.01^2)`` on its mean;
@@ -97,6 +98,7 @@ class World:
     holdout_rows: int = 2000
     k0_offline_mean: float = 0.04
     k0_offline_sd: float = 0.03
+    label_share: float = 1.0  # share of requests that are ever labelled (the rest only have the proxy)
 
 
 @dataclass(frozen=True)
@@ -147,26 +149,30 @@ def simulate_new(rng: np.random.Generator, runs: int, delta: float, traffic: int
     assert math.isclose(p0.mean, prior_mean[0]) and math.isclose(p0.sd, prior_sd[0])
 
     days = policy.max_days
-    sy, kk = _daily_pairs(rng, runs, days, traffic, delta, d)
+    labelled_per_day = max(1, round(traffic * world.label_share))
+    never = traffic - labelled_per_day  # requests that only ever have the proxy
+    sy, kk = _daily_pairs(rng, runs, days, labelled_per_day, delta, d)
     var_y_true = d - delta**2
     var_f = world.rho**2 * var_y_true  # calibrated proxy: var(f) = cov(Y, f) = rho^2 var(Y)
     bias = rng.normal(0.0, world.proxy_bias_sd, runs)
     # f = E[f] + (cov / var Y)(Y - Δ) + e:  cov / var Y = rho^2, var e = var f (1 - rho^2)
-    sf = (traffic * (delta + bias))[:, None] + world.rho**2 * (sy - traffic * delta) \
-        + rng.normal(0.0, 1.0, (runs, days)) * np.sqrt(traffic * var_f * (1 - world.rho**2))[:, None]
-    csy, ckk, csf = (np.concatenate([np.zeros((runs, 1)), np.cumsum(a, axis=1)], axis=1) for a in (sy, kk, sf))
+    sf = (labelled_per_day * (delta + bias))[:, None] + world.rho**2 * (sy - labelled_per_day * delta) \
+        + rng.normal(0.0, 1.0, (runs, days)) * np.sqrt(labelled_per_day * var_f * (1 - world.rho**2))[:, None]
+    sf_never = (never * (delta + bias))[:, None] + rng.normal(0.0, 1.0, (runs, days)) * math.sqrt(never) * np.sqrt(var_f)[:, None]
+    csy, ckk, csf, csf_never = (np.concatenate([np.zeros((runs, 1)), np.cumsum(a, axis=1)], axis=1)
+                                for a in (sy, kk, sf, sf_never))
 
     action = np.zeros(runs, dtype=int)
     day = np.full(runs, days, dtype=int)
     for t in range(days + 1):
         lab = max(0, t - delay)  # request days whose labels have arrived
-        n = float(traffic * lab)
-        big_n = float(traffic * (t - lab)) if policy.use_proxy else 0.0
+        n = float(labelled_per_day * lab)
+        big_n = float(traffic * t - n) if policy.use_proxy else 0.0
         if n >= 2:
             mean_y = csy[:, lab] / n
             var_y = np.maximum(ckk[:, lab] - csy[:, lab] ** 2 / n, 0.0) / (n - 1)
             mean_f = csf[:, lab] / n
-            mean_fu = (csf[:, t] - csf[:, lab]) / big_n if big_n > 0 else np.zeros(runs)
+            mean_fu = (csf[:, t] - csf[:, lab] + csf_never[:, t]) / big_n if big_n > 0 else np.zeros(runs)
             theta, se, _ = ppi_from_moments(
                 n, big_n, mean_y=mean_y, mean_f=mean_f, mean_fu=mean_fu, var_y=var_y, var_f=var_f, var_fu=var_f,
                 cov_yf=var_f, var_f_pooled=var_f,
@@ -199,7 +205,7 @@ def simulate_today(rng: np.random.Generator, runs: int, delta: float, traffic: i
     d = _disagreement(rng, runs, delta, world)
     # Shadow: max(1 day, 200 comparisons); error test on the labels matured by then.
     t_s = max(1, math.ceil(200 / traffic))
-    n_s = traffic * max(0, t_s - delay)
+    n_s = round(traffic * world.label_share) * max(0, t_s - delay)
     action = np.zeros(runs, dtype=int)
     day = np.full(runs, t_s, dtype=int)
     if n_s > 0:
@@ -220,6 +226,8 @@ def simulate_today(rng: np.random.Generator, runs: int, delta: float, traffic: i
     looks = limit
     per_day_b = rng.binomial(traffic, split, (runs, looks))
     per_day_a = traffic - per_day_b
+    per_day_b = rng.binomial(per_day_b, world.label_share)  # labelled predictions per arm
+    per_day_a = rng.binomial(per_day_a, world.label_share)
     ok_b = rng.binomial(per_day_b, p_a + delta)
     ok_a = rng.binomial(per_day_a, p_a)
     ca, na, cb, nb = (np.concatenate([np.zeros((runs, 1)), np.cumsum(a, axis=1)], axis=1).astype(float)
@@ -347,6 +355,26 @@ def print_table(cells: list[dict[str, Any]]) -> None:
               f"{_fmt(o['wrong_promotions']):>13} {_fmt(o['missed_promotions']):>5} {o['extra_errors']:6.0f} | {ratio}")
 
 
+def print_summary(cells: list[dict[str, Any]]) -> None:
+    """By Δ and traffic over both delays and all four transfers: the worst wrong-promotion and
+    missed-promotion rates, the mean median day, and mean extra errors per rule (a markdown table)."""
+    print("\n| Δ | req/day | new: worst wrong | new: worst missed | new: days | new: extra | today: worst missed "
+          "| today: extra | offline only: extra | new / today |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for delta in DELTAS:
+        for traffic in TRAFFIC:
+            cs = [c for c in cells if c["delta"] == delta and c["traffic"] == traffic]
+            def worst(rule: str, key: str) -> str:
+                vals = [c[rule][key] for c in cs if c[rule][key] is not None]
+                return "-" if not vals else f"{max(vals):.1%}"
+            mean = lambda rule, key: float(np.mean([c[rule][key] for c in cs]))  # noqa: E731
+            new, old, off = mean("new", "extra_errors"), mean("today", "extra_errors"), mean("offline", "extra_errors")
+            ratio = "-" if old == 0 else f"{new / old:.2f}"
+            print(f"| {delta:+.2f} | {traffic} | {worst('new', 'wrong_promotions')} | {worst('new', 'missed_promotions')} | "
+                  f"{mean('new', 'median_days'):.0f} | {new:.0f} | {worst('today', 'missed_promotions')} | {old:.0f} | "
+                  f"{off:.0f} | {ratio} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="20 runs per cell: seconds, for CI")
@@ -360,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-labelled", type=int, default=None)
     ap.add_argument("--max-days", type=int, default=None)
     ap.add_argument("--no-proxy", action="store_true", help="labelled pairs only (no PPI)")
+    ap.add_argument("--label-share", type=float, default=1.0, help="share of requests ever labelled (default 1)")
     args = ap.parse_args(argv)
     runs = 20 if args.smoke else args.runs
     base = Policy()
@@ -373,11 +402,12 @@ def main(argv: list[str] | None = None) -> int:
     policy = Policy(rule=rule, kappa=base.kappa if args.kappa is None else args.kappa,
                     tau=base.tau if args.tau is None else args.tau,
                     max_days=base.max_days if args.max_days is None else args.max_days, use_proxy=not args.no_proxy)
-    world = World()
+    world = World(label_share=args.label_share)
     started = time.perf_counter()
     cells = run(runs, world, policy, seed=args.seed)
     took = time.perf_counter() - started
     print_table(cells)
+    print_summary(cells)
     g = goals(cells)
     print(f"\n{runs} runs per cell, {len(cells)} cells, {took:.0f} s; policy: {asdict(policy)}")
     print(f"total extra errors over {HORIZON} days: new {g['total_extra_errors']['new']:.0f}, today "

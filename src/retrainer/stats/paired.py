@@ -155,12 +155,19 @@ def ppi_lambda(labelled_diff: np.ndarray, labelled_proxy: np.ndarray, unlabelled
     n, big_n = labelled_diff.size, unlabelled_proxy.size
     if n < 2 or big_n == 0:
         return 0.0
-    # As ppi_py's _calc_lam_glm: covariance over n, the pooled proxy variance over (n + N - 1).
-    var_f = float(np.concatenate([labelled_proxy, unlabelled_proxy]).var(ddof=1))
-    if var_f <= 0:
-        return 0.0
-    cov = float(np.mean((labelled_diff - labelled_diff.mean()) * (labelled_proxy - labelled_proxy.mean())))
-    return float(np.clip(cov / ((1.0 + n / big_n) * var_f), 0.0, 1.0))
+    cov = float(np.cov(labelled_diff, labelled_proxy)[0, 1])
+    pooled = float(np.concatenate([labelled_proxy, unlabelled_proxy]).var(ddof=1))
+    return float(_tuned_lambda(n, big_n, cov, pooled))
+
+
+def _tuned_lambda(n: ArrayLike, big_n: ArrayLike, cov_yf: ArrayLike, var_f_pooled: ArrayLike) -> np.ndarray:
+    """As ppi_py's ``_calc_lam_glm``: the covariance over n (``cov_yf`` comes with ddof 1), the
+    pooled proxy variance with ddof 1; 0 where undefined, clipped to [0, 1]."""
+    n = np.asarray(n, dtype=np.float64)
+    big_n = np.asarray(big_n, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tuned = np.asarray(cov_yf) * (n - 1) / n / ((1.0 + n / big_n) * np.asarray(var_f_pooled))
+    return np.clip(np.where(np.isfinite(tuned), tuned, 0.0), 0.0, 1.0)
 
 
 def ppi_paired_difference(
@@ -193,13 +200,10 @@ def ppi_paired_difference(
         return Estimate(mean=mean, se=se, n=n, n_unlabelled=0, lam=0.0)
     if lam is not None and not 0.0 <= lam <= 1.0:
         raise StatisticsError(f"lam must be in [0, 1], got {lam}")
-    if lam is None:
-        lam = ppi_lambda(y, f, fu)
-    pooled = np.concatenate([f, fu])
     theta, se, lam_used = ppi_from_moments(
         n, big_n, mean_y=y.mean(), mean_f=f.mean(), mean_fu=fu.mean(), var_y=y.var(ddof=1), var_f=f.var(ddof=1),
-        var_fu=fu.var(ddof=1) if big_n > 1 else 0.0, cov_yf=np.mean((y - y.mean()) * (f - f.mean())) * n / (n - 1),
-        var_f_pooled=pooled.var(ddof=1), lam=lam,
+        var_fu=fu.var(ddof=1) if big_n > 1 else 0.0, cov_yf=np.cov(y, f)[0, 1],
+        var_f_pooled=np.concatenate([f, fu]).var(ddof=1), lam=lam,
     )
     return Estimate(mean=float(theta), se=float(se), n=n, n_unlabelled=big_n, lam=float(lam_used))
 
@@ -219,9 +223,7 @@ def ppi_from_moments(
     big_n = np.asarray(big_n, dtype=np.float64)
     var_f_rect = np.asarray(var_f, dtype=np.float64)
     if lam is None:
-        with np.errstate(divide="ignore", invalid="ignore"):  # cov over n, as ppi_lambda
-            tuned = np.asarray(cov_yf) * (n - 1) / n / ((1.0 + n / big_n) * np.asarray(var_f_pooled))
-        lam_arr = np.clip(np.where(np.isfinite(tuned), tuned, 0.0), 0.0, 1.0)
+        lam_arr = _tuned_lambda(n, big_n, cov_yf, var_f_pooled)
     else:
         lam_arr = np.full(np.broadcast(n, big_n).shape, float(lam))
     lam_arr = np.where(big_n > 0, lam_arr, 0.0)

@@ -209,14 +209,15 @@ class Store:
             return predictions.write_batch(conn, batch, self._known_ab_tests)
 
     def log_labels(self, records: Sequence[LabelRecord], *, received_at: datetime | None = None) -> LabelWriteResult:
-        """Upsert labels (latest label time wins); unknown request ids are kept and counted.
+        """Upsert labels (latest label time wins); unknown request ids are kept and listed.
 
         A label time after ``received_at`` (default now; a replay passes its clock) is stored as
-        ``received_at``, or refused beyond ``max_label_clock_skew``."""
+        ``received_at``, or refused beyond ``max_label_clock_skew``; one before its stored
+        prediction's time is stored as that time (listed in ``clamped_request_ids``)."""
         batch = labels_from_records(records, self.max_batch, received_at=received_at,
                                     max_skew=self.max_label_clock_skew)
         if not batch.request_id:
-            return LabelWriteResult(0, 0)
+            return LabelWriteResult(0)
         with write_tx(self.engine) as conn:
             return labels.write_labels(conn, batch)
 
@@ -563,4 +564,9 @@ class Store:
         """Labels of these request ids known at ``as_of`` (label time <= as_of)."""
         with read_tx(self.engine) as conn:
             return rollouts.known_labels(conn, request_ids, as_of)
+
+    def known_labels_at(self, request_ids: Sequence[str], *, as_of: datetime) -> dict[str, tuple[float, float]]:
+        """(label, label time as epoch seconds) of these request ids known at ``as_of``."""
+        with read_tx(self.engine) as conn:
+            return rollouts.known_labels_at(conn, request_ids, as_of)
 

@@ -341,6 +341,9 @@ def days_to_decision(
     ``true_delta`` (default: the prior mean) with the PPI variance of :func:`ppi_variance`
     (``proxy_residual_variance`` None: no proxy, labelled pairs only). Day 0 is the prior alone.
     The timeout is not forecast: None means "decided by the posterior mean at max duration".
+    The day is the median rollout's when Δ is clearly on one side; when it lies between the
+    promote and reject regions (``-margin <= Δ <= 0``) chance crossings make real rollouts
+    decide earlier, and the forecast is an upper estimate (tests/deployments/test_decision.py).
     """
     if pair_variance <= 0:
         raise StatisticsError(f"pair_variance must be > 0, got {pair_variance}")

@@ -5,8 +5,8 @@ the traffic in shadow (:func:`ensure_guard_shadow`; the shadow stops when the wi
 rollback), so the new champion is judged against it **on the same requests**:
 
 * **paired_difference** — on every shadowed request whose label has matured, the difference of
-  correctness ``1[new right] - 1[old right]``; :func:`retrainer.stats.sequential.guard_sequence`
-  tests it with an anytime-valid bound, so *every look is allowed* (no completed-day rule, no
+  correctness ``1[new right] - 1[old right]``, in the order the labels arrived;
+  :func:`retrainer.stats.sequential.guard_sequence` tests it with an anytime-valid bound, so *every look is allowed* (no completed-day rule, no
   split of alpha over looks) and the false-rollback rate of a champion exactly ``guard.error_margin``
   worse stays at most ``guard.alpha``. A paired test needs no dispersion correction: a day that
   is hard for one model is hard for the other, and the difference cancels it;
@@ -149,9 +149,12 @@ def paired(store: Store, r: Rollout, now: datetime) -> Pairs:
     assert at is not None and r.champion_version is not None  # guarded_rollout checked both
     rows = [row for row in store.shadow_rows(r.model_name, since=at, until=now, shadow_version=r.champion_version)
             if row.champion_version == r.version and row.error is None and row.shadow_prediction is not None]
-    labels = store.known_labels([row.request_id for row in rows], as_of=now)
-    diffs = [float(row.champion_prediction == labels[row.request_id]) - float(row.shadow_prediction == labels[row.request_id])
-             for row in rows if row.request_id in labels]
+    labels = store.known_labels_at([row.request_id for row in rows], as_of=now)
+    # In the order the labels arrived (then the requests'): each look extends the same sequence,
+    # as the anytime-valid test assumes.
+    labelled = sorted((labels[row.request_id][1], i) for i, row in enumerate(rows) if row.request_id in labels)
+    diffs = [float(rows[i].champion_prediction == labels[rows[i].request_id][0])
+             - float(rows[i].shadow_prediction == labels[rows[i].request_id][0]) for _, i in labelled]
     return Pairs(np.asarray(diffs, dtype=np.float64), len(rows))
 
 
