@@ -108,10 +108,9 @@ def _render_retrain(r: dict[str, Any]) -> None:
         rows[metric] = f"candidate {fmt(value)}" + (f" vs champion {fmt(champion)}" if champion is not None else "")
     delta = r.get("offline_delta")
     if delta and delta.get("mean") is not None:
-        se = "" if delta.get("se") is None else f" ± {delta['se']:.4f} (se)"
         lo, hi = delta.get("interval_95") or (None, None)
-        ci = "" if lo is None else f", 95% [{lo:+.4f}, {hi:+.4f}]"
-        rows["offline Δ"] = f"{delta['metric']} {delta['mean']:+.4f}{se}{ci} on {delta['n']} paired holdout rows"
+        ci = "" if lo is None else f" (95% {lo:+.4f} to {hi:+.4f})"
+        rows["offline Δ"] = f"{delta['metric']} {delta['mean']:+.4f}{ci}, {delta['n']} paired rows"
     if r.get("gate"):
         rows["gate"] = r["gate"]["reason"]
     console.print(kv_table("retrain", rows))

@@ -47,7 +47,7 @@ class RetrainResult:
     candidate_metrics: dict[str, float] = field(default_factory=dict)
     champion_metrics: dict[str, float] | None = None
     # Δ_off = candidate - champion on the gate metric, same holdout rows: {metric, mean, se, n,
-    # interval_95}; None without a champion. The rollout's prior starts from it.
+    # interval_95, disagreement}; None without a champion. The rollout's prior starts from it.
     offline_delta: dict[str, Any] | None = None
     gate: dict[str, Any] | None = None
     rollout: str | None = None
@@ -175,8 +175,7 @@ def _steps(cfg: RetrainerConfig, store: Store, result: RetrainResult, *, now: da
         champion = registry.load_model(champion_version, flavor="sklearn")
         result.champion_metrics = _metrics(evaluate_model_task(champion, data.X_holdout, data.y_holdout))
         delta = holdout_difference_task(candidate, champion, data.X_holdout, data.y_holdout, cfg.gate.metric)
-        result.offline_delta = {"metric": cfg.gate.metric, **{k: v for k, v in delta.to_dict().items()
-                                                             if k in ("mean", "se", "n", "interval_95")}}
+        result.offline_delta = delta.to_dict()
 
     verdict = gate_task(result.candidate_metrics, result.champion_metrics, cfg.gate)
     result.gate = verdict.to_dict()

@@ -20,9 +20,10 @@ from retrainer.config import FeatureSpec, RetrainerConfig
 from retrainer.errors import InvalidIdentifierError
 from retrainer.identifiers import validate_identifier
 from retrainer.store.ledger_chain import ChainVerdict
-from retrainer.store import ab, audit, compaction, labels, ledger, migrate, predictions, profiles, rollouts, runs, shadow
+from retrainer.store import ab, audit, compaction, labels, ledger, migrate, predictions, profiles, rollouts, runs, shadow, traffic
 from retrainer.store.compaction import CompactionResult
 from retrainer.store.rollouts import Rollout
+from retrainer.store.traffic import TrafficMeasure
 from retrainer.store.engine import create_store_engine, mask_url, read_tx, write_tx
 from retrainer.store.records import (
     ABTest,
@@ -265,6 +266,15 @@ class Store:
         with read_tx(self.engine) as conn:
             return labels.label_delay(conn, model_name, as_of, lookback)
 
+    def traffic(
+        self, model_name: str, *, as_of: datetime, lookback: timedelta = timedelta(days=14),
+        shadow_version: str | None = None,
+    ) -> TrafficMeasure:
+        """Requests a day, label rate, label delay, champion accuracy and shadow disagreement over the
+        ``lookback`` before ``as_of``: what the rollout plan forecasts from (:mod:`retrainer.store.traffic`)."""
+        with read_tx(self.engine) as conn:
+            return traffic.measure(conn, model_name, as_of, lookback, shadow_version)
+
     def compact_chunks(
         self, model_name: str, *, before: datetime | None = None, target_rows: int = 50_000
     ) -> CompactionResult:
@@ -347,6 +357,17 @@ class Store:
         the gate metric; None when none was recorded (first model, or a version registered elsewhere)."""
         with read_tx(self.engine) as conn:
             return runs.offline_delta(conn, model_name, version)
+
+    def offline_record(self, model_name: str, version: str) -> dict[str, Any] | None:
+        """The whole holdout comparison behind :meth:`offline_delta` (metric, mean, se, n,
+        interval_95, disagreement), or None."""
+        with read_tx(self.engine) as conn:
+            return runs.offline_record(conn, model_name, version)
+
+    def latest_offline_version(self, model_name: str) -> str | None:
+        """The newest version a retrain run registered with a usable offline difference."""
+        with read_tx(self.engine) as conn:
+            return runs.latest_offline_version(conn, model_name)
 
     def offline_online_history(self, model_name: str) -> list[tuple[float, float]]:
         """(offline Δ, online Δ) of every decided rollout of the model, oldest first (fit_prior's history)."""

@@ -13,6 +13,7 @@ hard rows, so the difference is far tighter than two separate metrics' errors wo
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from retrainer.metrics import METRIC_NAMES, classification_metrics, label_metrics, resolve_classes, roc_auc
+from retrainer.metrics import METRIC_NAMES, classification_metrics, label_metric, label_metrics, resolve_classes, roc_auc
 from retrainer.stats.paired import Estimate, paired_bootstrap, paired_difference
 
 # Bootstrap resamples for a metric that is not a mean of rows (f1, ROC AUC...): the standard
@@ -74,7 +75,7 @@ def _metric_of(metric: str, classes: np.ndarray) -> Callable[[np.ndarray, np.nda
     """``f(y_true, answer) -> float`` for one metric: ``answer`` is the hard prediction, or the
     score for ``roc_auc``. Binary metrics use numpy-only :func:`classification_metrics` (the
     bootstrap calls it a thousand times: sklearn's would take seconds); more classes use the
-    sklearn definitions of :func:`label_metrics`."""
+    sklearn definitions of :func:`label_metric`."""
     if len(classes) <= 2:
         pos = classes[-1] if len(classes) else 1
         if metric == "roc_auc":
@@ -82,13 +83,28 @@ def _metric_of(metric: str, classes: np.ndarray) -> Callable[[np.ndarray, np.nda
         return lambda y, p: _nan_if_none(classification_metrics(y, p, np.full(len(y), np.nan), pos)[metric])
     if metric == "roc_auc":
         return lambda y, s: roc_auc(y, s, classes)[0]
-    return lambda y, p: label_metrics(y, p, classes)[metric]
+    return lambda y, p: label_metric(y, p, classes, metric)
+
+
+@dataclass(frozen=True)
+class HoldoutDifference:
+    """Δ_off (``delta``) and the share of holdout rows where the two models answer differently
+    (``disagreement``: what a paired shadow's per-pair variance will be, for the rollout plan)."""
+
+    metric: str
+    delta: Estimate
+    disagreement: float
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.delta.to_dict()
+        return {"metric": self.metric, "mean": d["mean"], "se": d["se"], "n": d["n"],
+                "interval_95": d["interval_95"], "disagreement": self.disagreement}
 
 
 def holdout_difference(
     candidate: Any, champion: Any, X: pd.DataFrame, y: pd.Series | np.ndarray, metric: str,
     *, n_boot: int = HOLDOUT_BOOTSTRAP, seed: int = 0,
-) -> Estimate:
+) -> HoldoutDifference:
     """Δ_off = ``metric(candidate) - metric(champion)`` on the same holdout rows, with its standard error.
 
     Accuracy is a mean of per-row correctness, so its difference is the mean of the paired
@@ -98,20 +114,26 @@ def holdout_difference(
     """
     y_true = np.asarray(y)
     pred_cand, pred_champ = np.asarray(candidate.predict(X)), np.asarray(champion.predict(X))
+    disagreement = float(np.mean(pred_cand != pred_champ)) if len(y_true) else float("nan")
+
+    def result(delta: Estimate) -> HoldoutDifference:
+        return HoldoutDifference(metric, delta, disagreement)
+
     if metric == "accuracy":
-        return paired_difference(pred_cand == y_true, pred_champ == y_true)
+        return result(paired_difference(pred_cand == y_true, pred_champ == y_true))
     classes = resolve_classes(y_true, np.concatenate([pred_cand, pred_champ]), getattr(candidate, "classes_", None))
     if metric == "roc_auc":
         score_cand, score_champ = _scores(candidate, X, classes), _scores(champion, X, classes)
         if score_cand is None or score_champ is None:  # no scores: the AUC, hence its difference, is undefined
-            return Estimate(mean=float("nan"), se=float("inf"), n=len(y_true))
+            return result(Estimate(mean=float("nan"), se=float("inf"), n=len(y_true)))
         pred_cand, pred_champ = score_cand, score_champ
-    return paired_bootstrap(y_true, pred_cand, pred_champ, _metric_of(metric, classes), n_boot=n_boot, seed=seed)
+    metric_fn = _metric_of(metric, classes)
+    return result(paired_bootstrap(y_true, pred_cand, pred_champ, metric_fn, n_boot=n_boot, seed=seed))
 
 
 # Compute: no retries.
 evaluate_model_task = task(evaluate_model, name="evaluate", cache_policy=NO_CACHE)
 holdout_difference_task = task(holdout_difference, name="holdout-difference", cache_policy=NO_CACHE)
 
-__all__ = ["METRIC_NAMES", "Metrics", "evaluate_model", "evaluate_model_task", "holdout_difference",
+__all__ = ["METRIC_NAMES", "HoldoutDifference", "Metrics", "evaluate_model", "evaluate_model_task", "holdout_difference",
            "holdout_difference_task"]
