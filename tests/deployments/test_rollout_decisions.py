@@ -56,7 +56,7 @@ def offline(store: Store, registry: Registry, delta: float | None, se: float = 0
 def run(cfg, store, registry, world: ShadowWorld, *, days: int, per_day: int, champion_acc: float,
         challenger_acc: float, **kw):
     """One look a day (at the end of it) until the rollout leaves shadow; the steps taken."""
-    promote(registry, store, version="1", expected_champion=None, actor="t", reason="first", at=T0 - timedelta(days=30))
+    promote(registry, store, version="1", expected_champion=None, actor="t", reason="first", at=T0 - timedelta(days=30))  # type: ignore[arg-type]
     step = admit_challenger(cfg, store, registry, version="2", now=T0)
     assert (step.action, step.stage) == ("started", "shadow")
     steps = []
@@ -204,3 +204,29 @@ def test_auto_mode_runs_an_ab_test_when_predictions_change_outcomes(registry, st
     assert (step.action, step.stage) == ("started", "ab") and store.active_ab_test(registry.model_name) is not None
     waiting = advance(cfg, store, registry, T0 + timedelta(hours=1))
     assert waiting.action == "waiting" and waiting.evidence["posterior"]["mean"] == pytest.approx(0.5 * 0.05)
+
+
+def test_a_promotion_starts_the_guard_window_and_the_next_rollout_waits_for_it(tmp_path):
+    """After a promotion the replaced champion shadows the new one for guard.window; a challenger
+    staged meanwhile starts when the window ends (one change at a time), and the guard's shadow stops."""
+    from retrainer.testing.shadow import AliasRegistry
+
+    registry = AliasRegistry("m")
+    with Store.open(f"sqlite:///{tmp_path / 'g.db'}") as store:
+        store.init()
+        cfg = config("m", str(store.engine.url), guard={"window": "3d"}, decision={"min_labelled": 100})
+        record_offline_delta(store, "m", "2", 0.08, 0.02, at=T0 - timedelta(hours=1))
+        w = ShadowWorld(store, "m", "1", "2", np.random.default_rng(31), label_delay=timedelta(hours=1))
+        w.calibrations()
+        steps = run(cfg, store, registry, w, days=5, per_day=300, champion_acc=0.70, challenger_acc=0.85)
+        promoted_at = T0 + timedelta(days=len(steps))
+        assert steps[-1].action == "promoted" and store.champion("m") == "2"
+        assert shadow_state(cfg, store, registry).version == "1"  # the replaced champion, in shadow
+        waiting = admit_challenger(cfg, store, registry, version="3", now=promoted_at + timedelta(hours=1))
+        assert (waiting.action, waiting.stage) == ("waiting", "staged") and "guard window" in waiting.explanation
+        assert shadow_state(cfg, store, registry).version == "1"
+        step = advance(cfg, store, registry, promoted_at + timedelta(days=3))  # the window is over
+        assert (step.action, step.stage, step.version) == ("started", "shadow", "3")
+        assert shadow_state(cfg, store, registry).version == "3"
+        starts = [(e.action, e.to_version) for e in store.ledger("m") if e.action.startswith("shadow_")]
+        assert starts[-3:] == [("shadow_start", "1"), ("shadow_stop", "1"), ("shadow_start", "3")]
