@@ -172,18 +172,12 @@ def note(conn: Connection, rollout_id: int, *, at: datetime, decision: str, expl
 
 def known_labels(conn: Connection, request_ids: Sequence[str], as_of: datetime) -> dict[str, float]:
     """The labels of ``request_ids`` known at ``as_of`` (label time <= as_of): the shadow check's truth."""
-    return {rid: label for rid, (label, _) in known_labels_at(conn, request_ids, as_of).items()}
-
-
-def known_labels_at(conn: Connection, request_ids: Sequence[str], as_of: datetime) -> dict[str, tuple[float, float]]:
-    """(label, label time in epoch seconds) of ``request_ids`` known at ``as_of``: the guard's pairs
-    go in the order their labels arrived."""
-    out: dict[str, tuple[float, float]] = {}
+    out: dict[str, float] = {}
     ids = list(dict.fromkeys(request_ids))
     for i in range(0, len(ids), 500):  # bounded IN lists
-        q = sa.select(labels_table.c.request_id, labels_table.c.label, labels_table.c.ts).where(
+        q = sa.select(labels_table.c.request_id, labels_table.c.label).where(
             labels_table.c.request_id.in_(ids[i:i + 500]), labels_table.c.ts <= to_epoch(as_of))
-        out.update({rid: (float(label), float(ts)) for rid, label, ts in conn.execute(q)})
+        out.update({rid: float(label) for rid, label in conn.execute(q)})
     return out
 
 

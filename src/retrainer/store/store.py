@@ -36,6 +36,7 @@ from retrainer.store.records import (
     PredictionRecord,
     RetrainRun,
     ShadowRecord,
+    ShadowWindow,
     WriteResult,
     from_epoch,
 )
@@ -535,6 +536,14 @@ class Store:
         with read_tx(self.engine) as conn:
             return shadow.read(conn, model_name, since, until, shadow_version)
 
+    def shadow_window(
+        self, model_name: str, *, shadow_version: str, since: datetime, until: datetime, as_of: datetime,
+        champion_version: str | None = None,
+    ) -> ShadowWindow:
+        """``shadow_version``'s comparisons in [since, until) as columns, with labels known at ``as_of``."""
+        with read_tx(self.engine) as conn:
+            return shadow.window(conn, model_name, shadow_version, since, until, as_of, champion_version)
+
     # -- rollouts (the rollout flow's state) -------------------------------------------------
 
     def create_rollout(
@@ -585,9 +594,4 @@ class Store:
         """Labels of these request ids known at ``as_of`` (label time <= as_of)."""
         with read_tx(self.engine) as conn:
             return rollouts.known_labels(conn, request_ids, as_of)
-
-    def known_labels_at(self, request_ids: Sequence[str], *, as_of: datetime) -> dict[str, tuple[float, float]]:
-        """(label, label time as epoch seconds) of these request ids known at ``as_of``."""
-        with read_tx(self.engine) as conn:
-            return rollouts.known_labels_at(conn, request_ids, as_of)
 

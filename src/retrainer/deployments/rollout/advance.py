@@ -245,9 +245,8 @@ def _judge_shadow(cfg: RetrainerConfig, store: Store, registry: Registry, r: Rol
                   actor: str) -> RolloutStep:
     started = r.started("shadow") or r.stage_started_at
     name = cfg.model.name
-    rows = store.shadow_rows(name, since=started, until=now, shadow_version=r.version)
-    labels = store.known_labels([row.request_id for row in rows], as_of=now)
-    online = shadow_evidence(cfg, rows, labels, champion_cal=calibration(store, name, r.champion_version),
+    window = store.shadow_window(name, shadow_version=r.version, since=started, until=now, as_of=now)
+    online = shadow_evidence(cfg, window, champion_cal=calibration(store, name, r.champion_version),
                              challenger_cal=calibration(store, name, r.version))
     elapsed = now - started
     if elapsed < cfg.rollout.shadow.duration:

@@ -30,7 +30,6 @@ Guardrails, judged once ``shadow.min_comparisons`` requests were compared (each 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,6 +41,7 @@ from retrainer.errors import StatisticsError
 from retrainer.stats.calibration import CalibrationMap
 from retrainer.stats.paired import Estimate, paired_difference, ppi_paired_difference
 from retrainer.stats.proportions import two_proportion_ztest
+from retrainer.store.records import ShadowWindow
 
 POSITIVE = 1.0  # the class a binary classifier's score and calibration map are about (labels 0/1)
 MIN_LABELLED_PAIRS = 30  # fewer matured pairs than this say nothing about the variance: the prior decides
@@ -114,38 +114,29 @@ def p_right(cal: CalibrationMap, score: np.ndarray, prediction: np.ndarray) -> n
     return np.where(prediction == POSITIVE, p, 1.0 - p)
 
 
-def shadow_pairs(
-    rows: Sequence[Any], labels: Mapping[str, float], *, champion_cal: CalibrationMap | None,
-    challenger_cal: CalibrationMap | None,
-) -> ShadowPairs:
-    """The paired differences on the stored comparisons ``rows`` (:class:`~retrainer.store.ShadowRecord`),
-    with the labels known at the caller's ``now``."""
-    ok = [r for r in rows if r.error is None and r.shadow_prediction is not None]
-    failures = sum(1 for r in rows if r.error is not None)
-    champ = np.array([r.champion_prediction for r in ok], dtype=np.float64)
-    chal = np.array([r.shadow_prediction for r in ok], dtype=np.float64)
-    label = np.array([labels.get(r.request_id, np.nan) for r in ok], dtype=np.float64)
+def shadow_pairs(w: ShadowWindow, *, champion_cal: CalibrationMap | None, challenger_cal: CalibrationMap | None) -> ShadowPairs:
+    """The paired differences of a shadow's comparisons ``w`` (labels as known at the caller's ``now``)."""
+    ok = ~w.failed & np.isfinite(w.shadow_prediction)
+    champ, chal, label = w.champion_prediction[ok], w.shadow_prediction[ok], w.label[ok]
     known = np.isfinite(label)
     labelled = (chal[known] == label[known]).astype(np.float64) - (champ[known] == label[known]).astype(np.float64)
-    agreement = float(np.mean(champ == chal)) if ok else None
-    proxy, note = _proxy_diff(ok, champ, chal, champion_cal, challenger_cal)
+    agreement = float(np.mean(champ == chal)) if ok.any() else None
+    proxy, note = _proxy_diff(champ, chal, w.champion_score[ok], w.shadow_score[ok], champion_cal, challenger_cal)
     return ShadowPairs(
-        compared=len(ok), failures=failures, agreement=agreement, labelled_diff=labelled,
+        compared=int(ok.sum()), failures=int(w.failed.sum()), agreement=agreement, labelled_diff=labelled,
         labelled_proxy_diff=None if proxy is None else proxy[known],
         unlabelled_proxy_diff=None if proxy is None else proxy[~known], proxy_note=note)
 
 
-def _proxy_diff(ok: Sequence[Any], champ: np.ndarray, chal: np.ndarray, champion_cal: CalibrationMap | None,
-                challenger_cal: CalibrationMap | None) -> tuple[np.ndarray | None, str | None]:
+def _proxy_diff(champ: np.ndarray, chal: np.ndarray, champ_score: np.ndarray, chal_score: np.ndarray,
+                champion_cal: CalibrationMap | None, challenger_cal: CalibrationMap | None) -> tuple[np.ndarray | None, str | None]:
     if champion_cal is None or challenger_cal is None:
         which = " and ".join(w for w, c in (("champion", champion_cal), ("challenger", challenger_cal)) if c is None)
         return None, f"no calibration map for the {which} (binary classifiers with predict_proba only): labelled pairs only"
-    if not ok:
+    if champ.size == 0:
         return None, "no compared request"
     if np.any(~np.isin(champ, (0.0, 1.0))) or np.any(~np.isin(chal, (0.0, 1.0))):
         return None, "not a binary 0/1 classifier: labelled pairs only"
-    champ_score = np.array([np.nan if r.champion_score is None else r.champion_score for r in ok], dtype=np.float64)
-    chal_score = np.array([np.nan if r.shadow_score is None else r.shadow_score for r in ok], dtype=np.float64)
     if not (np.isfinite(champ_score).all() and np.isfinite(chal_score).all()):
         return None, "scores missing on some compared requests: labelled pairs only"
     return p_right(challenger_cal, chal_score, chal) - p_right(champion_cal, champ_score, champ), None
@@ -162,19 +153,19 @@ def paired_estimate(pairs: ShadowPairs) -> Estimate | None:
 
 
 def shadow_evidence(
-    cfg: RetrainerConfig, rows: Sequence[Any], labels: Mapping[str, float], *,
-    champion_cal: CalibrationMap | None, challenger_cal: CalibrationMap | None,
+    cfg: RetrainerConfig, w: ShadowWindow, *, champion_cal: CalibrationMap | None, challenger_cal: CalibrationMap | None,
 ) -> OnlineEvidence:
-    """The shadow's estimate of delta and its guardrails (see the module doc)."""
+    """The shadow's estimate of delta and its guardrails (see the module doc) from its comparisons
+    ``w`` (:meth:`retrainer.store.Store.shadow_window`, labels as known at the look's ``now``)."""
     sh = cfg.rollout.shadow
-    pairs = shadow_pairs(rows, labels, champion_cal=champion_cal, challenger_cal=challenger_cal)
-    n = len(rows)
+    pairs = shadow_pairs(w, champion_cal=champion_cal, challenger_cal=challenger_cal)
+    n = len(w)
     facts: dict[str, Any] = {"requests": n, "compared": pairs.compared, "failures": pairs.failures,
                              "agreement": pairs.agreement, "label_free": pairs.proxy_note or "calibrated p_right pairs"}
     judged = n >= sh.min_comparisons
     checks = [] if not judged else [
         _serving_errors(n, pairs.failures, sh.error_alpha),
-        _latency(rows, sh.max_latency_ratio, cfg.rollout.latency_slack_ms),
+        _latency(w, sh.max_latency_ratio, cfg.rollout.latency_slack_ms),
         _agreement_floor(pairs.agreement, sh.agreement_floor),
     ]
     not_ready = [] if judged else [f"shadow.min_comparisons: {n} of {sh.min_comparisons} requests compared "
@@ -193,11 +184,9 @@ def _serving_errors(n: int, failures: int, alpha: float) -> Check:
     return Check("serving_errors", ok, p, alpha, f"{rate}: {verdict} more than the champion (one-sided p={p:.3g}, alpha {alpha})")
 
 
-def _latency(rows: Sequence[Any], ratio: float, slack_ms: float) -> Check:
-    shadow = latency_percentiles(np.array([r.latency_ms for r in rows if r.error is None and r.latency_ms is not None],
-                                          dtype=np.float64))["p99"]
-    champion = latency_percentiles(np.array([r.champion_latency_ms for r in rows if r.champion_latency_ms is not None],
-                                            dtype=np.float64))["p99"]
+def _latency(w: ShadowWindow, ratio: float, slack_ms: float) -> Check:
+    shadow = latency_percentiles(w.latency_ms[~w.failed & np.isfinite(w.latency_ms)])["p99"]
+    champion = latency_percentiles(w.champion_latency_ms[np.isfinite(w.champion_latency_ms)])["p99"]
     if shadow is None or champion is None:
         return Check("latency", True, None, None, "p99 latency: not recorded for both models, not judged")
     bound = ratio * champion + slack_ms

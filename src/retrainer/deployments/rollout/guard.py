@@ -147,15 +147,16 @@ def paired(store: Store, r: Rollout, now: datetime) -> Pairs:
     answering in shadow since the promotion, on the labels known at ``now``."""
     at = r.started("champion")
     assert at is not None and r.champion_version is not None  # guarded_rollout checked both
-    rows = [row for row in store.shadow_rows(r.model_name, since=at, until=now, shadow_version=r.champion_version)
-            if row.champion_version == r.version and row.error is None and row.shadow_prediction is not None]
-    labels = store.known_labels_at([row.request_id for row in rows], as_of=now)
+    w = store.shadow_window(r.model_name, shadow_version=r.champion_version, since=at, until=now, as_of=now,
+                            champion_version=r.version)
+    ok = ~w.failed & np.isfinite(w.shadow_prediction)
+    known = ok & np.isfinite(w.label)
     # In the order the labels arrived (then the requests'): each look extends the same sequence,
     # as the anytime-valid test assumes.
-    labelled = sorted((labels[row.request_id][1], i) for i, row in enumerate(rows) if row.request_id in labels)
-    diffs = [float(rows[i].champion_prediction == labels[rows[i].request_id][0])
-             - float(rows[i].shadow_prediction == labels[rows[i].request_id][0]) for _, i in labelled]
-    return Pairs(np.asarray(diffs, dtype=np.float64), len(rows))
+    order = np.lexsort((w.ts[known], w.label_ts[known]))
+    label = w.label[known][order]
+    diffs = (w.champion_prediction[known][order] == label).astype(np.float64) - (w.shadow_prediction[known][order] == label)
+    return Pairs(diffs, int(ok.sum()))
 
 
 def serving_figures(serving: ServingStatsSource | None, model_name: str, version: str, start: datetime,
