@@ -35,9 +35,9 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from retrainer.config import RolloutConfig
 import numpy as np
 
+from retrainer.config import RolloutConfig
 from retrainer.deployments.rollout.decision import (
     CONTINUE,
     PROMOTE,
@@ -228,7 +228,7 @@ def decision_day_spread(design: _Design, prior: Prior, rule: DecisionRule, traff
 
 
 def _alternatives(mode: str, traffic: Traffic, share: float, prior: Prior, rule: DecisionRule,
-                  max_days: int, cfg: RolloutConfig) -> list[Alternative]:
+                  max_days: int) -> list[Alternative]:
     out = []
     top_share, key = (0.5, "rollout.ab.split") if mode == "ab" else (1.0, "rollout.shadow.sample")
     if share < top_share:
@@ -277,7 +277,7 @@ def plan_rollout(cfg: RolloutConfig, traffic: Traffic, prior: Prior) -> RolloutP
     days = spread.median
     no_better = _days(design, prior, rule, traffic, max_days, true_delta=0.0)
     fits = days is not None
-    alternatives = [] if fits else _alternatives(mode, traffic, share, prior, rule, max_days, cfg)
+    alternatives = [] if fits else _alternatives(mode, traffic, share, prior, rule, max_days)
     return RolloutPlan(
         mode=mode, mode_reason=cfg.mode_reason, traffic=traffic, share=share, share_key=share_key,
         labelled_per_day=design.labelled_per_day, unlabelled_per_day=design.unlabelled_per_day,

@@ -61,16 +61,6 @@ def answer_of(row: PredictionRecord) -> Answer:
     return {"prediction": row.prediction, "score": row.score, "model_version": row.model_version, "arm": row.arm}
 
 
-def acknowledged(ack: asyncio.Future[None] | None) -> bool | None:
-    """A spool flush's outcome: True durable (None: nothing to wait for, e.g. a replayed row),
-    None still running, False failed or abandoned (cancelled: its durability is unknown)."""
-    if ack is None:
-        return True
-    if not ack.done():
-        return None
-    return not ack.cancelled() and ack.exception() is None
-
-
 def with_stored_answers(out: dict[str, Any], answers: Mapping[str, Answer]) -> dict[str, Any]:
     """``out`` (a /predict body) with the first answers of the re-sent request ids in ``answers``,
     flagged ``duplicate``: a re-sent request gets what was stored, never a silent new answer."""
@@ -319,11 +309,12 @@ class PredictionService:
                 elif (seen := self._recent.get(rid)) is not None:
                     first, ack = seen
                     earlier[rid] = answer_of(first)
-                    outcome = acknowledged(ack)
-                    if outcome is None:
-                        acks.append(ack)  # type: ignore[arg-type]
-                    elif not outcome:
-                        again.append(first)
+                    if ack is None:
+                        continue  # replayed from the spool at start: durable
+                    if not ack.done():
+                        acks.append(ack)
+                    elif ack.cancelled() or ack.exception() is not None:
+                        again.append(first)  # failed, or abandoned (durability unknown): append again
         fresh = [r for r in rows if not (isinstance(r, PredictionRecord) and r.request_id in earlier)]
         item: list[Any] | None = None
         if fresh or again:

@@ -333,33 +333,28 @@ class PredictionSpool:
             self._rotate()
 
     def _cut_back(self, seg: _Segment) -> None:
-        """Cut a failed write's bytes off the segment: a torn frame left in place would end the
-        segment at replay and hide every acknowledged frame appended after it. If the cut fails,
-        nothing more is appended to that segment (:meth:`_leave_torn`)."""
-        try:
-            os.ftruncate(seg.fd, seg.size)
-        except OSError as exc:
-            seg.torn = True
-            self.stats.last_error = f"{type(exc).__name__}: {exc}"
-            log.error("prediction spool: cannot cut a failed write off %s (%s); no more appends to it", seg.path.name, exc)
-            self._leave_torn(seg, 0)
+        """After a failed write: its bytes must go before anything more is appended, or a replay
+        stops at the torn frame and never reads the acknowledged frames after it."""
+        seg.torn = True
+        self._leave_torn(seg, 0)
 
     def _leave_torn(self, seg: _Segment, requests: int) -> LogWriteFailed | None:
-        """``seg`` ends in bytes that are not a whole frame: cut them now, or go on in a new
+        """``seg`` ends in bytes that are not a whole frame: cut them off, or go on in a new
         segment (the torn tail then ends the old one, after all its acknowledged frames). If
-        neither works, refuse: the group answers 503 until the disk lets one of them happen."""
+        neither works, refuse: the ``requests`` of this flush answer 503 until one of them does."""
         try:
             os.ftruncate(seg.fd, seg.size)
         except OSError as cut:
+            self.stats.last_error = f"{type(cut).__name__}: {cut}"
+            log.error("prediction spool: cannot cut a failed write off %s (%s); no more appends to it",
+                      seg.path.name, cut)
             if self._rotate():
                 return None
-            if requests:
-                self.stats.failures += requests
+            self.stats.failures += requests
             return LogWriteFailed(f"the prediction spool cannot append: segment {seg.path.name} ends in a failed write "
                                   f"that cannot be cut off ({cut}) and no new segment can be started; free the disk "
                                   "holding serving.spool_dir, then retry the request with the same request_id")
         seg.torn = False
-        log.warning("prediction spool: the failed write at the end of %s is cut off now", seg.path.name)
         return None
 
     def _ask_syncer(self, seg: _Segment, waiters: list[asyncio.Future[None]]) -> bool:
