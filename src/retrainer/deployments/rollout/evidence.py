@@ -96,15 +96,10 @@ class OnlineEvidence:
         return "; ".join(f"{c.name}: {c.reason}" for c in bad) or None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"estimate": None if self.estimate is None else estimate_dict(self.estimate),
+        return {"estimate": None if self.estimate is None else self.estimate.to_dict(),
                 "n_labelled": self.n_labelled, "n_unlabelled": self.n_unlabelled,
                 "checks": [asdict(c) for c in self.checks], "guardrails_judged": self.guardrails_judged,
                 "not_ready": list(self.not_ready), "facts": dict(self.facts)}
-
-
-def estimate_dict(e: Estimate) -> dict[str, Any]:
-    return {"mean": float(e.mean), "se": float(e.se), "n": int(e.n), "n_unlabelled": int(e.n_unlabelled),
-            "lam": None if e.lam is None else float(e.lam)}
 
 
 def p_right(cal: CalibrationMap, score: np.ndarray, prediction: np.ndarray) -> np.ndarray:
@@ -203,5 +198,5 @@ def _agreement_floor(rate: float | None, floor: float) -> Check:
     return Check("agreement_floor", ok, rate, floor, f"agreement {rate:.1%} {'>=' if ok else '<'} floor {floor:.1%}{why}")
 
 
-__all__ = ["MIN_LABELLED_PAIRS", "Check", "OnlineEvidence", "ShadowPairs", "estimate_dict", "p_right",
+__all__ = ["MIN_LABELLED_PAIRS", "Check", "OnlineEvidence", "ShadowPairs", "p_right",
            "paired_estimate", "shadow_evidence", "shadow_pairs"]
