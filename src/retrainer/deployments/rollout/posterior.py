@@ -81,16 +81,18 @@ def judge(
 
 def evidence(prior: Prior, posterior: Posterior, online: OnlineEvidence, decision: DecisionConfig,
              verdict: Verdict) -> dict[str, Any]:
-    lo, hi = posterior.interval(0.95)
+    """The look's evidence: the rule's own figures (``decide``'s evidence) grouped as ``posterior``,
+    with the prior, the online estimate, the guardrails and ``posterior_mean`` at the top level."""
+    ev = verdict.evidence
     return {
         "action": verdict.action, "reason": verdict.reason,
         "posterior_mean": float(posterior.mean),
-        "posterior": {"mean": float(posterior.mean), "sd": float(posterior.sd), "interval": [float(lo), float(hi)],
-                      "p_worse_than_margin": float(posterior.p_below(-decision.margin)),
-                      "p_worse": float(posterior.p_below(0.0)), "expected_loss": float(posterior.expected_loss()),
-                      "margin": decision.margin},
+        "posterior": {"mean": ev["posterior_mean"], "sd": ev["posterior_sd"], "interval": ev["interval_95"],
+                      "p_worse_than_margin": ev["p_worse_than_margin"], "p_worse": ev["p_below_zero"],
+                      "expected_loss": ev["expected_loss"], "margin": decision.margin},
+        "rule": ev["rule"], "at_max_duration": ev.get("at_max_duration", False),
+        "decided_by": ev.get("decided_by"),
         "prior": prior.to_dict(),
-        "n_labelled": online.n_labelled, "n_unlabelled": online.n_unlabelled,
         **online.to_dict(),
     }
 
