@@ -1,6 +1,6 @@
 """Serving benchmark: `mlflow models serve` vs `retrainer serve` (both durability modes) on the same model.
 
-    .venv/bin/python bench/serve.py [--seconds 5] [--concurrency 8] [--rounds 6] [--isolation process|thread]
+    .venv/bin/python bench/serve.py [--seconds 5] [--concurrency 8] [--rounds 6] [--isolation process|thread] [--smoke]
 
 Needs aiohttp (``pip install -e '.[bench]'``).
 
@@ -195,7 +195,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--isolation", choices=["process", "thread"], default="process",
                     help="rollout.shadow.isolation of the retrainer server (default: process)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="one round of 0.5 s phases, 2 clients: proves the bench runs (tests/test_benches.py)")
     args = ap.parse_args()
+    if args.smoke:
+        args.seconds, args.concurrency, args.rounds = 0.5, 2, 1
     global ISOLATION
     ISOLATION = args.isolation
 

@@ -94,6 +94,10 @@ class DataConfig(_Model):
     window: Duration | None = Field(None, description="Train only on rows newer than this (e.g. 90d).")
     holdout_fraction: float = Field(0.2, gt=0, lt=1, description="Latest share of rows kept for evaluation.")
     min_rows: int = Field(200, ge=1, description="Fewer training rows than this fails the run.")
+    min_rows_per_class: int = Field(
+        10, ge=1,
+        description="Fewer labelled rows of a class than this (or a single class) fails the run before training.",
+    )
     include_inference_log: bool = Field(False, description="Also train on labelled predictions from the store.")
 
     @field_validator("timestamp_column", "label_column")

@@ -4,7 +4,8 @@ Two things reach a flow command's console that are not retrainer's to say:
 
 * A failed flow makes Prefect print the whole traceback before retrainer's one-line error.
 * Prefect's and MLflow's own INFO lines: "Starting/Stopping temporary server", every task's
-  "Finished in state Completed()", MLflow's "Downloading artifacts" progress bars.
+  "Finished in state Completed()" (MLflow's "Downloading artifacts" bars are switched off for
+  every command in ``retrainer/__init__``).
 
 The console (stream) handlers get filters that drop records carrying a traceback, and records
 below WARNING logged from inside the ``prefect`` or ``mlflow`` packages. Records retrainer logs
@@ -50,8 +51,6 @@ def _package_dirs(name: str) -> tuple[str, ...]:
 
 def quiet_flow_console() -> None:
     """Quiet a flow command's console (see the module docstring); idempotent. Call after prefect is imported."""
-    # MLflow draws a tqdm bar per artifact download (a model load); its own switch, a user's choice wins.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     dirs = _package_dirs("prefect") + _package_dirs("mlflow")
     names = [name for name in logging.root.manager.loggerDict
              if name.split(".")[0] in ("prefect", "mlflow")]
