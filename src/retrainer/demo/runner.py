@@ -47,7 +47,7 @@ class DemoSpec:
     drift_day: int = 22
     history_days: int = 14  # labelled history the first model is trained on
     seed: int = 7
-    max_ab_days: int = 8  # rollout.ab.duration: after it, an A/B test without a verdict keeps the champion
+    max_ab_days: int = 8  # rollout.decision.max_duration: after it, the posterior mean decides
 
     def stream(self) -> StreamSpec:
         return StreamSpec(days=self.days, rows_per_day=self.rows_per_day, drift_day=self.drift_day, seed=self.seed)
@@ -58,10 +58,9 @@ def demo_settings(spec: DemoSpec = DemoSpec()) -> dict[str, Any]:
     return demo_config(
         rollout={
             "mode": "shadow",
-            "shadow": {"sample": 1.0, "duration": "1d", "agreement_floor": 0.6,
-                       "min_comparisons": max(spec.rows_per_day // 2, 1)},
-            "ab": {"split": 0.5, "min_detectable_effect": 0.05, "sequential": True, "salt": "demo",
-                   "duration": f"{spec.max_ab_days}d"},
+            "shadow": {"sample": 1.0, "duration": "1d", "min_comparisons": max(spec.rows_per_day // 2, 1)},
+            "ab": {"split": 0.5, "salt": "demo"},
+            "decision": {"max_duration": f"{spec.max_ab_days}d"},
         },
         # Drift alone is a reason to look, not to retrain: wait until a second signal
         # (performance on the labels that have come back) agrees, three checks in a row, so the

@@ -51,6 +51,11 @@ def step_markdown(step: dict[str, Any], now: datetime) -> str:
         lines += [f"- version {step['version']} (rollout {step['rollout_id']}): "
                   f"{step.get('stage_before') or '-'} -> {step.get('stage') or '-'}"]
     lines += [f"- waiting for: {w}" for w in step.get("waiting_for") or []]
+    from retrainer.deployments.rollout.posterior import summary_line
+
+    summary = summary_line(step.get("evidence"))
+    if summary:
+        lines.append(f"- posterior: {summary}")
     for check in (step.get("evidence") or {}).get("checks") or []:
         ok = check["passed"] if "passed" in check else not check.get("breached")  # stage checks | guard checks
         mark = "pass" if ok else "**fail**"

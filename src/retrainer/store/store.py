@@ -36,6 +36,7 @@ from retrainer.store.records import (
     PredictionRecord,
     RetrainRun,
     ShadowRecord,
+    ShadowWindow,
     WriteResult,
     from_epoch,
 )
@@ -514,6 +515,12 @@ class Store:
         with read_tx(self.engine) as conn:
             return ab.assignment_counts(conn, ab_test_id)
 
+    def ab_arm_rows(self, test: ABTest, *, until: datetime, as_of: datetime) -> list[tuple[str, str | None, float, float]]:
+        """(arm, unit_id, prediction, label) of A/B test ``test``'s labelled predictions (label known
+        at ``as_of``) made before ``until``, by test id and arm."""
+        with read_tx(self.engine) as conn:
+            return ab.arm_rows(conn, test, until, as_of)
+
     def record_shadow(self, rows: Sequence[ShadowRecord]) -> int:
         with write_tx(self.engine) as conn:
             return shadow.record(conn, rows)
@@ -528,6 +535,14 @@ class Store:
     ) -> list[ShadowRecord]:
         with read_tx(self.engine) as conn:
             return shadow.read(conn, model_name, since, until, shadow_version)
+
+    def shadow_window(
+        self, model_name: str, *, shadow_version: str, since: datetime, until: datetime, as_of: datetime,
+        champion_version: str | None = None,
+    ) -> ShadowWindow:
+        """``shadow_version``'s comparisons in [since, until) as columns, with labels known at ``as_of``."""
+        with read_tx(self.engine) as conn:
+            return shadow.window(conn, model_name, shadow_version, since, until, as_of, champion_version)
 
     # -- rollouts (the rollout flow's state) -------------------------------------------------
 
@@ -579,3 +594,4 @@ class Store:
         """Labels of these request ids known at ``as_of`` (label time <= as_of)."""
         with read_tx(self.engine) as conn:
             return rollouts.known_labels(conn, request_ids, as_of)
+
