@@ -27,6 +27,8 @@ from retrainer.errors import TriggerError
 from retrainer.frozen import FrozenDict, deep_freeze, readonly_array
 from retrainer.windows import (
     FeatureWindow,
+    HistogramSource,
+    HistogramWindow,
     LabelDelay,
     LabelDelaySource,
     LabelledWindow,
@@ -111,6 +113,25 @@ class TriggerContext:
             )
 
         return self._memo(("features", window, cols), load)
+
+    def histograms(self, window: timedelta, columns: Sequence[str] | None = None) -> HistogramWindow | None:
+        """Feature counts kept at ingest on the champion's frozen bins, over the whole time
+        buckets inside ``[now - window, now)`` (never past ``now``).
+
+        None when there is no champion, the source keeps no histograms
+        (:class:`~retrainer.windows.HistogramSource`), or they do not cover the window: read
+        :meth:`features` instead.
+        """
+        start = self._start(window)
+        cols = None if columns is None else ((columns,) if isinstance(columns, str) else tuple(columns))
+
+        def load() -> HistogramWindow | None:
+            source = self._source()
+            if self.champion is None or not isinstance(source, HistogramSource):
+                return None
+            return source.feature_histograms(self.model_name, self.champion.version, start, self.now, cols)
+
+        return self._memo(("histograms", window, cols), load)
 
     def labelled(
         self, window: timedelta, *, model_version: str | None = None, lag: timedelta = timedelta(0)
