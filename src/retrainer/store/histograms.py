@@ -110,35 +110,21 @@ def counting_ref(conn: Connection, model_name: str, version: str | None, cache: 
 def count_rows(
     ref: CountingRef, ts: np.ndarray, columns: Mapping[str, np.ndarray]
 ) -> list[tuple[float, str, FeatureHistogram]]:
-    """(bucket_start, feature, counts) of these rows: one bincount per feature over all buckets."""
+    """(bucket_start, feature, counts) of these rows, per time bucket (a batch spans one or two)."""
     starts = np.floor(np.asarray(ts, dtype=np.float64) / ref.bucket_seconds) * ref.bucket_seconds
     buckets, inverse = np.unique(starts, return_inverse=True)
-    k = buckets.size
+    if buckets.size == 1:
+        slices = [(float(buckets[0]), slice(None))]
+    else:
+        order = np.argsort(inverse, kind="stable")
+        ends = np.cumsum(np.bincount(inverse, minlength=buckets.size))
+        slices = [(float(b), order[e - n: e]) for b, e, n in zip(buckets, ends, np.diff(np.concatenate([[0], ends])),
+                                                                   strict=True)]
     out: list[tuple[float, str, FeatureHistogram]] = []
     for name, bins in ref.bins.items():
-        if name not in columns:
-            continue  # a feature the config no longer logs: its bins stay empty
-        values = columns[name]
-        idx, ok = bins.bin_index(values)
-        where = inverse[ok]
-        nb = bins.n_bins
-        counts = np.bincount(where * nb + idx[ok], minlength=k * nb).reshape(k, nb).astype(np.int64)
-        n = np.bincount(where, minlength=k)
-        nulls = np.bincount(inverse[~ok], minlength=k)
-        if isinstance(bins, NumericBins):
-            v = np.asarray(values, dtype=np.float64)[ok]
-            sums = np.bincount(where, weights=v, minlength=k)
-            sum_sq = np.bincount(where, weights=v * v, minlength=k)
-            lo, hi = np.full(k, np.inf), np.full(k, -np.inf)
-            np.minimum.at(lo, where, v)
-            np.maximum.at(hi, where, v)
-            lo[n == 0], hi[n == 0] = np.nan, np.nan
-        else:
-            sums = sum_sq = np.zeros(k)
-            lo = hi = np.full(k, np.nan)
-        out.extend((float(buckets[i]), name, FeatureHistogram(counts[i], int(n[i]), int(nulls[i]), float(sums[i]),
-                                                               float(sum_sq[i]), float(lo[i]), float(hi[i])))
-                   for i in range(k))
+        if name in columns:  # a feature the config no longer logs keeps empty bins
+            values = np.asarray(columns[name])
+            out.extend((bucket, name, bins.count(values[rows])) for bucket, rows in slices)
     return out
 
 
