@@ -15,6 +15,7 @@ from retrainer.stats.histogram import (
     bins_from_dict,
     frozen_bins,
     histogram_drift,
+    histograms_drift,
     ks_pvalue_asymptotic,
     merge_counts,
 )
@@ -121,3 +122,25 @@ def test_bins_round_trip_and_guard_their_shape() -> None:
         bins_from_dict({**num.to_dict(), "version": 99})
     few = histogram_drift(num, num.count(values[:10]), min_count=30)
     assert few.status == "insufficient_data" and "wait for more data" in few.reason
+
+
+def test_many_features_at_once_equal_one_at_a_time() -> None:
+    refs = {"n": NumericReference.from_values(normal(8_000), sample_size=3_000),
+            "l": NumericReference.from_values(lognormal(8_000), bins=7, sample_size=2_000),
+            "b": NumericReference.from_values(bimodal(8_000), sample_size=4_000),
+            "c": CategoricalReference.from_values(np.array(list("aaabbbbcd") * 300, dtype=object)),
+            "z": CategoricalReference.from_values(np.array(list("xy") * 300, dtype=object))}
+    bins = {k: frozen_bins(r) for k, r in refs.items()}
+    cur = {"n": normal(3_000, 0.2), "l": lognormal(500), "b": bimodal(20), "c": np.array(list("aabq") * 100, dtype=object),
+           "z": np.array(list("xy") * 100, dtype=object)}
+    hists = {k: bins[k].count(cur[k]) for k in bins}
+    many = histograms_drift(bins, hists, min_count=30)
+    assert [r.feature for r in many] == list(bins)
+    for r in many:
+        one = histogram_drift(bins[r.feature], hists[r.feature], feature=r.feature, min_count=30)
+        assert r.status == one.status
+        if r.status == "ok":
+            assert r.psi == one.psi  # exact
+            for key in ("ks", "ks_bound", "wasserstein", "wasserstein_bound", "pvalue", "chi2", "jensen_shannon"):
+                a, b = getattr(r, key), getattr(one, key)
+                assert (a is None and b is None) or a == pytest.approx(b, rel=1e-9, abs=1e-12), key

@@ -236,6 +236,37 @@ class Store:
             return histograms.window_histograms(conn, model_name, version, start.timestamp(), end.timestamp(),
                                                 columns, self._bins)
 
+    def fleet_histograms(self, champions: Mapping[str, str], start: datetime, end: datetime) -> dict[str, HistogramWindow | None]:
+        """:meth:`feature_histograms` of many models at once (model -> champion version), in a
+        few queries: the fleet check's read."""
+        with read_tx(self.engine) as conn:
+            return histograms.window_histograms_many(conn, champions, start.timestamp(), end.timestamp(), self._bins)
+
+    def champions(self, models: Sequence[str] | None = None) -> dict[str, str]:
+        """model -> champion version, of ``models`` (default: every model that has one)."""
+        from retrainer.store.schema import model_state
+
+        q = sa.select(model_state.c.model_name, model_state.c.champion_version).where(
+            model_state.c.champion_version.is_not(None))
+        with read_tx(self.engine) as conn:
+            if models is None:
+                return {m: v for m, v in conn.execute(q)}
+            out: dict[str, str] = {}
+            names = list(models)
+            for i in range(0, len(names), 400):
+                out.update({m: v for m, v in conn.execute(q.where(model_state.c.model_name.in_(names[i: i + 400])))})
+            return out
+
+    def last_retrains(self, models: Sequence[str]) -> dict[str, datetime | None]:
+        """:meth:`last_retrain_at` of many models in one query per 400."""
+        with read_tx(self.engine) as conn:
+            return runs.last_retrains(conn, list(models))
+
+    def record_evaluations_many(self, checks: Sequence[tuple[str, datetime, Sequence[Mapping[str, Any]]]]) -> int:
+        """:meth:`record_evaluations` of many checks (model, evaluated_at, rows) in one transaction."""
+        with write_tx(self.engine) as conn:
+            return sum(audit.record(conn, model, at, rows) for model, at, rows in checks)
+
     def ensure_histograms(self, model_name: str, version: str, *, since: datetime | None = None) -> histograms.CountingRef | None:
         """``version``'s frozen histogram bins, first frozen and counted over the raw chunks once
         (store/rebin.py) when it has none yet; None when it has no reference profile to bin on."""

@@ -57,7 +57,7 @@ from retrainer.errors import TriggerError
 from retrainer.profiles import load_reference_profile
 from retrainer.stats import FeatureDriftResult, NumericReference, Reference, dataset_drift
 from retrainer.stats.drift import DatasetDriftResult, with_adjusted_pvalues
-from retrainer.stats.histogram import NumericBins, histogram_drift
+from retrainer.stats.histogram import NumericBins, histograms_drift
 from retrainer.triggers.base import Trigger
 from retrainer.triggers.context import TriggerContext
 from retrainer.triggers.decision import Decision
@@ -214,10 +214,7 @@ class DriftTrigger(Trigger):
                 label, reason=f"Only {n} predictions in the whole hours of the last {format_duration(p.window)}, "
                 f"{p.min_samples} needed to measure drift.", evidence=evidence,
             )
-        result = with_adjusted_pvalues([
-            histogram_drift(b, counted.histograms[name], feature=name, min_count=p.min_samples, eps=p.eps)
-            for name, b in bins.items()
-        ])
+        result = with_adjusted_pvalues(histograms_drift(bins, counted.histograms, min_count=p.min_samples, eps=p.eps))
         scales = {name: b.ref_std if isinstance(b, NumericBins) else 1.0 for name, b in bins.items()}
         return self._verdict(result, scales, evidence)
 
@@ -233,6 +230,10 @@ class DriftTrigger(Trigger):
         rows.sort(key=lambda row: -row["severity"])
         drifted = [row["feature"] for row in rows if row["drifted"]]
         share = len(drifted) / len(rows)
+        adjusted = [r.pvalue_adjusted for r in result.computed if r.pvalue_adjusted is not None]
+        # The smallest BH-adjusted p-value is the Simes p-value of "no feature drifted": what a
+        # fleet's false-retrain control combines across models (triggers/fleet.py).
+        evidence["pvalue"] = min(adjusted) if adjusted else None
         evidence |= {"drifted": drifted, "n_drifted": len(drifted), "n_features": len(rows), "share": share,
                      "top": [{k: v for k, v in row.items() if k != "severity"} for row in rows[: p.top]]}
         worst = rows[0]
