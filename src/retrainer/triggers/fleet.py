@@ -159,9 +159,11 @@ def check_batch(configs: Sequence[RetrainerConfig], store: Store, *, now: dateti
         except RetrainerError as exc:
             out.append(ModelCheck(cfg.model.name, error=f"{type(exc).__name__}: {exc}", outcome="error", why=str(exc)))
             continue
-        data = result.to_dict()
-        out.append(ModelCheck(cfg.model.name, bool(data["should_retrain"]), list(data["reasons"]),
-                              model_pvalue(result.children), data["checks"], None, result.check_id))
+        # The evidence stays in the audit rows (check_id): a cycle's summary carries the verdicts only.
+        checks = {d.trigger: {"fired": d.fired, "status": d.status, "value": d.value, "threshold": d.threshold,
+                              "reason": d.reason} for d in result.children}
+        out.append(ModelCheck(cfg.model.name, bool(result.should_retrain), list(result.reasons),
+                              model_pvalue(result.children), checks, None, result.check_id))
     if write_audit:
         view.flush()
     return out
