@@ -242,6 +242,8 @@ def main() -> None:
         fleet_path = write_fleet(Path(tmp) / "fleet.yaml", url, models=None, batch=args.batch)
         times: list = []
         print("one cycle (audit rows written every time):")
+        timed("plain loop (no Prefect), first cycle of this process: frozen bins parsed", lambda: plain_loop(fleet_path),
+              times)
         summary = timed("plain loop (no Prefect)", lambda: plain_loop(fleet_path), times)
         quality = score(summary, built["truth"])
         from prefect import flow

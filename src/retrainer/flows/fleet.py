@@ -44,7 +44,12 @@ def _fleet(path: str, mtime: float) -> Any:
 
 def _fleet_config(path: str) -> Any:
     # Cached per file version: a worker checks many batches of the same fleet per cycle.
-    return _fleet(str(Path(path).resolve()), os.stat(path).st_mtime)
+    try:
+        mtime = os.stat(path).st_mtime
+    except OSError as exc:
+        raise ConfigError(f"fleet file {str(path)!r} cannot be read ({exc.strerror}): pass --fleet with the path to "
+                          "fleet.yaml") from None
+    return _fleet(str(Path(path).resolve()), mtime)
 
 
 _stores: dict[str, Any] = {}
@@ -127,6 +132,20 @@ check_fleet_batch_task = task(check_fleet_batch, name="check-batch", retries=2, 
 check_config_batch_task = task(check_config_batch, name="check-batch", retries=2, retry_delay_seconds=[2, 10])
 
 
+def check_fleet(fleet_path: str, now: datetime | None = None, *, batch_size: int | None = None) -> dict[str, Any]:
+    """The fleet check without Prefect (``retrainer fleet check``): every batch in turn, the fleet
+    control, the audit rows; no artifact, no retrain request."""
+    from retrainer.triggers.fleet import ModelCheck, fleet_control
+
+    at = now or datetime.now(timezone.utc)
+    cfg = _fleet_config(fleet_path)
+    rows = [row for batch in _batches(fleet_models(fleet_path), batch_size or cfg.fleet.batch_size)
+            for row in check_fleet_batch(str(Path(fleet_path).resolve()), batch, at)]
+    checks = [ModelCheck(**{k: v for k, v in r.items() if k != "config_path"}) for r in rows]
+    return fleet_control(checks, rate=cfg.fleet.fdr, control=cfg.fleet.control, fleet=cfg.fleet.name,
+                         checked_at=at).to_dict()
+
+
 def _batches(items: list[str], size: int) -> list[list[str]]:
     return [items[i: i + size] for i in range(0, len(items), size)]
 
@@ -168,9 +187,15 @@ def _run(fleet_path: str | None, config_paths: list[str] | None, now: datetime |
 
 @flow(name="fleet", task_runner=ThreadPoolTaskRunner(max_workers=4), validate_parameters=True)
 def fleet(fleet_path: str | None = None, config_paths: list[str] | None = None, now: datetime | None = None,
-          emit_events: bool = True, batch_size: int | None = None) -> dict[str, Any]:
+          emit_events: bool = True, batch_size: int | None = None, dask_address: str | None = None) -> dict[str, Any]:
     """Check a fleet (a fleet.yaml, or per-model configs) in batches, control false retrains
-    across it, publish one artifact, and request a retrain for each model cleared to."""
+    across it, publish one artifact, and request a retrain for each model cleared to.
+
+    ``dask_address`` (``tcp://scheduler:8786``): run the batches on that existing Dask cluster
+    (the same flow as a subflow on prefect-dask's runner; what a deployment sets as a parameter)."""
+    if dask_address:
+        return fleet.with_options(task_runner=dask_runner(dask_address))(
+            fleet_path=fleet_path, config_paths=config_paths, now=now, emit_events=emit_events, batch_size=batch_size)
     return _run(fleet_path, config_paths, now, emit_events, batch_size)
 
 

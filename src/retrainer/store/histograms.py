@@ -63,6 +63,15 @@ class BinsCache:
         self._refs[key] = ref
 
 
+_shared: dict[str, BinsCache] = {}
+
+
+def shared_cache(database: str) -> BinsCache:
+    """One cache per database per process: every Store of one URL (a fleet worker opens several
+    over a cycle) shares the parsed bins, which never change for a (model, version, created_at)."""
+    return _shared.setdefault(database, BinsCache())
+
+
 def lock_model(conn: Connection, model_name: str) -> None:
     """Serialise histogram merges of one model (PostgreSQL; SQLite writers are serial already)."""
     if conn.dialect.name == "postgresql":
@@ -147,7 +156,7 @@ def _nan_to_none(x: float) -> float | None:
 
 
 def _from_row(row: Sequence[Any]) -> FeatureHistogram:
-    _, _, n, nulls, s, ss, lo, hi, blob = row
+    n, nulls, s, ss, lo, hi, blob = row[2:9]
     return FeatureHistogram(np.frombuffer(bytes(blob), dtype=_I8).copy(), int(n), int(nulls), float(s), float(ss),
                             float("nan") if lo is None else float(lo), float("nan") if hi is None else float(hi))
 
@@ -222,6 +231,8 @@ def _summed(rows: list[Any], n_bins: int) -> FeatureHistogram:
     """The sum of one feature's bucket rows, in one numpy pass (a day is 24 rows, a month 720)."""
     if not rows:
         return FeatureHistogram(np.zeros(n_bins, dtype=np.int64), 0, 0)
+    if len(rows) == 1:
+        return _from_row(rows[0])
     counts = np.frombuffer(b"".join(bytes(r[8]) for r in rows), dtype=_I8).reshape(len(rows), n_bins).sum(axis=0)
     lows = [r[6] for r in rows if r[6] is not None]
     highs = [r[7] for r in rows if r[7] is not None]

@@ -82,7 +82,8 @@ class Store:
         self.max_batch = max_batch
         self.max_label_clock_skew = max_label_clock_skew
         self._known_ab_tests: set[int] = set()  # A/B test ids seen to exist (never deleted)
-        self._bins = histograms.BinsCache()  # frozen histogram bins already parsed (immutable per version)
+        # Frozen histogram bins already parsed (immutable per version), shared by this process's Stores of the URL.
+        self._bins = histograms.shared_cache(engine.url.render_as_string(hide_password=True))
 
     @classmethod
     def open(cls, url: str, *, max_batch: int = 50_000,
