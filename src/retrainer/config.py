@@ -328,12 +328,12 @@ class ServingConfig(_Model):
         description="committed: /predict answers after its rows are durable (see `commit`); "
         "buffered: answers first, logs from a queue (may lose the last queue on a crash).",
     )
-    commit: Literal["spool", "store"] = Field(
-        "spool",
-        description="With durability: committed, where a row is durable before the answer: spool = an fsync'd "
-        "append-only file on local disk, stored in big batches and replayed by the next start after a crash "
-        "(fastest); store = a group commit into the store itself (acknowledged = visible to triggers; use it "
-        "when the server's disk does not outlive it, e.g. a pod without a persistent volume).",
+    commit: Literal["store", "spool"] = Field(
+        "store",
+        description="With durability: committed, where a row is durable before the answer: store = a group commit "
+        "into the store itself (acknowledged = visible to triggers; nothing on the server's disk); spool = an "
+        "fsync'd append-only file on local disk, stored in big batches and replayed by the next start after a "
+        "crash (needs a local disk that outlives the server; measured no faster here: docs/serving.md).",
     )
     spool_dir: str | None = Field(
         None,

@@ -21,7 +21,7 @@ from retrainer.cli.common import (
     parse_instant,
 )
 from retrainer.cli.output import console, emit, kv_table
-from retrainer.cli.prefect_console import quiet_console_tracebacks
+from retrainer.cli.prefect_console import quiet_flow_console
 
 if TYPE_CHECKING:
     from retrainer.store import Store
@@ -43,7 +43,7 @@ def monitor_cmd(
     _preflight(config)
     from retrainer.flows.monitor import monitor
 
-    quiet_console_tracebacks()
+    quiet_flow_console()
     result = monitor(config_path=str(config), now=now, run_retrain=run_retrain)
 
     def render(r: dict[str, Any]) -> None:
@@ -71,7 +71,7 @@ def retrain_cmd(
     _preflight(config)
     from retrainer.flows.retrain import retrain
 
-    quiet_console_tracebacks()
+    quiet_flow_console()
     result = retrain(config_path=str(config), reasons=list(reason), force=force, now=now)
     emit(result, as_json, _render_retrain)
     if result["status"] == "failed":

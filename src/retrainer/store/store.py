@@ -211,14 +211,15 @@ class Store:
             return predictions.write_batch(conn, batch, self._known_ab_tests, self._bins)
 
     def log_labels(self, records: Sequence[LabelRecord], *, received_at: datetime | None = None) -> LabelWriteResult:
-        """Upsert labels (latest label time wins); unknown request ids are kept and counted.
+        """Upsert labels (latest label time wins); unknown request ids are kept and listed.
 
         A label time after ``received_at`` (default now; a replay passes its clock) is stored as
-        ``received_at``, or refused beyond ``max_label_clock_skew``."""
+        ``received_at``, or refused beyond ``max_label_clock_skew``; one before its stored
+        prediction's time is stored as that time (listed in ``clamped_request_ids``)."""
         batch = labels_from_records(records, self.max_batch, received_at=received_at,
                                     max_skew=self.max_label_clock_skew)
         if not batch.request_id:
-            return LabelWriteResult(0, 0)
+            return LabelWriteResult(0)
         with write_tx(self.engine) as conn:
             return labels.write_labels(conn, batch)
 
