@@ -221,7 +221,7 @@ def main() -> None:
     ap.add_argument("--models", type=int, default=10_000)
     ap.add_argument("--ingest", type=int, default=20, help="models whose rows go through the real ingest path")
     ap.add_argument("--batch", type=int, default=250, help="models per task")
-    ap.add_argument("--per-model", type=int, default=300, help="models timed with one Prefect task each (scaled up)")
+    ap.add_argument("--per-model", type=int, default=100, help="models timed with one Prefect task each (scaled up)")
     ap.add_argument("--no-dask", action="store_true")
     ap.add_argument("--smoke", action="store_true", help="300 models, plain loop and batched flow only: seconds")
     ap.add_argument("--seed", type=int, default=22)
@@ -232,6 +232,8 @@ def main() -> None:
         # A Prefect home of its own: the ephemeral API's database is not shared with other runs.
         os.environ.setdefault("PREFECT_HOME", str(Path(tmp) / "prefect"))
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        # On a loaded host the ephemeral API can take more than its default 20 s to come up.
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
         url = f"sqlite:///{Path(tmp) / 'fleet.db'}"
         t = time.perf_counter()
         built = build(url, args.models, args.ingest, args.seed)
