@@ -17,6 +17,7 @@ store's pointer (the source of truth), not from MLflow per model.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -207,8 +208,9 @@ def dask_runner(address: str | None = None, n_workers: int = 2) -> Any:
         raise ConfigError("the Dask task runner needs the extra: pip install 'retrainer[dask]'") from exc
     if address:
         return DaskTaskRunner(address=address)
+    # silence_logs: the cluster's INFO lines (nanny, scheduler) are not the user's business.
     return DaskTaskRunner(cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
-                                          "dashboard_address": None})
+                                          "dashboard_address": None, "silence_logs": logging.ERROR})
 
 
 def fleet_on_dask(fleet_path: str | None = None, config_paths: list[str] | None = None, now: datetime | None = None, *,
