@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.Column("max", sa.Double),
         sa.Column("counts", sa.LargeBinary, nullable=False),
         sa.PrimaryKeyConstraint("model_name", "version", "bucket_start", "feature", name="pk_feature_histograms"),
+        sqlite_with_rowid=False,  # the key is the only access path: one b-tree per upsert, not two
     )
 
 
