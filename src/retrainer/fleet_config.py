@@ -157,11 +157,37 @@ def _named(template: RetrainerConfig, name: str) -> RetrainerConfig:
     return template.model_copy(update={"model": model})
 
 
+#: ``fleet.yaml#store-001`` names one model of a fleet wherever a retrainer.yaml path is expected
+#: (the retrain request events of the fleet flow carry it; the retrain and rollout flows load it).
+MEMBER_SEPARATOR = "#"
+
+
+def member_ref(fleet_path: str, model: str) -> str:
+    return f"{fleet_path}{MEMBER_SEPARATOR}{model}"
+
+
+def load_model_config(ref: str | Path, *, environ: Mapping[str, str] | None = None) -> RetrainerConfig:
+    """A retrainer.yaml path, or ``fleet.yaml#model``: that model's configuration in the fleet."""
+    from retrainer.config import load_config
+
+    text = str(ref)
+    if MEMBER_SEPARATOR not in text:
+        return load_config(text, environ=environ)
+    path, model = text.rsplit(MEMBER_SEPARATOR, 1)
+    cfg = load_fleet_config(path, environ=environ)
+    listed = [m for m in cfg.models if m.name == model]
+    if listed:
+        return _model_config(cfg, listed[0], environ)
+    if cfg.fleet.discover:
+        return _named(_template_config(cfg, "fleet-template", environ), model)
+    raise ConfigError(f"{path} has no model {model!r} and does not discover models; list it under `models:`")
+
+
 def policy_key(cfg: RetrainerConfig) -> str:
     """Models whose triggers and policy are the same share one built policy (this is the key)."""
     return json.dumps([[t.model_dump(mode="json") for t in cfg.triggers], cfg.policy.model_dump(mode="json")],
                       sort_keys=True, default=str)
 
 
-__all__ = ["FleetConfig", "FleetModel", "FleetSettings", "deep_merge", "fleet_model_configs", "load_fleet_config",
-           "parse_fleet_config", "policy_key"]
+__all__ = ["MEMBER_SEPARATOR", "FleetConfig", "FleetModel", "FleetSettings", "deep_merge", "fleet_model_configs",
+           "load_fleet_config", "load_model_config", "member_ref", "parse_fleet_config", "policy_key"]

@@ -76,3 +76,20 @@ def test_check_fleet_and_its_command(fleet_store, tmp_path, capsys) -> None:
     assert main(["fleet", "check", "--fleet", str(tmp_path / "missing.yaml")]) == 2
     err = capsys.readouterr().err
     assert "fleet file" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_fleet_flow_requests_retrains_the_retrain_flow_can_load(fleet_store, tmp_path, prefect_harness,
+                                                                    monkeypatch) -> None:
+    import retrainer.tasks.notify as notify
+    from retrainer.fleet_config import load_model_config
+    from retrainer.flows.fleet import fleet
+
+    requested = []
+    monkeypatch.setattr(notify, "request_retrain", lambda model, **kw: requested.append((model, kw)) or "event-id")
+    url, _ = fleet_store
+    path = write_fleet(tmp_path / "fleet.yaml", url, [], discover=True)
+    out = fleet(fleet_path=str(path), now=NOW)
+    assert out["fired"] == ["b"] and out["n_models"] == 3
+    [(model, kw)] = requested
+    assert model == "b" and kw["config_path"].endswith("#b")
+    assert load_model_config(kw["config_path"]).model.name == "b"  # what the retrain flow loads

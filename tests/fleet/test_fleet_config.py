@@ -49,3 +49,17 @@ def test_discovery_adds_the_stores_champions_to_the_listed_models(fleet_store, t
     assert sorted(configs) == ["a", "b", "c"] and configs["c"].policy.cooldown.days == 2
     listed_only = write_fleet(tmp_path / "listed.yaml", url, [{"name": "a"}])
     assert fleet_models(str(listed_only)) == ["a"]
+
+
+def test_a_fleet_member_is_addressed_as_fleet_yaml_hash_model(fleet_store, tmp_path) -> None:
+    from retrainer.fleet_config import load_model_config, member_ref
+
+    url, _ = fleet_store
+    path = write_fleet(tmp_path / "fleet.yaml", url, [{"name": "a", "overrides": {"policy": {"cooldown": "5d"}}}],
+                       discover=True)
+    a = load_model_config(member_ref(str(path), "a"))
+    assert a.model.name == "a" and a.policy.cooldown.days == 5
+    assert load_model_config(f"{path}#b").model.name == "b"  # discovered: the bare template
+    closed = write_fleet(tmp_path / "closed.yaml", url, [{"name": "a"}])
+    with pytest.raises(ConfigError, match="no model 'zz'"):
+        load_model_config(f"{closed}#zz")

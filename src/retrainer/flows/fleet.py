@@ -88,7 +88,7 @@ def _template_url(cfg: Any) -> str:
 
 def check_fleet_batch(fleet_path: str, models: list[str], now: datetime) -> list[dict[str, Any]]:
     """One batch of a fleet.yaml's models (the body of one task)."""
-    from retrainer.fleet_config import fleet_model_configs
+    from retrainer.fleet_config import fleet_model_configs, member_ref
     from retrainer.triggers.fleet import check_batch
 
     cfg = _fleet_config(fleet_path)
@@ -103,7 +103,8 @@ def check_fleet_batch(fleet_path: str, models: list[str], now: datetime) -> list
         by_url.setdefault(c.store.url, []).append(c)
     out = []
     for url, group in by_url.items():
-        out += [{**r.to_dict(), "config_path": fleet_path} for r in check_batch(group, _store(url), now=now)]
+        # fleet.yaml#model: what the retrain request carries, and the retrain flow loads
+        out += [{**r.to_dict(), "config_path": member_ref(fleet_path, r.model)} for r in check_batch(group, _store(url), now=now)]
     return out
 
 
