@@ -125,3 +125,30 @@ def test_the_drift_check_reads_counts_with_the_raw_paths_psi(store: Store, store
                               "triggers": [{"type": "drift", "window": "30m", "read": "histograms"}]})
     (d_none,) = run_check(insisting, store=store, now=now - timedelta(minutes=10), write_audit=False).children
     assert d_none.status == "insufficient_data" and "histograms" in d_none.reason
+
+
+def test_window_auto_on_counts_reads_the_shortest_run_of_whole_hours_holding_min_samples(store: Store, store_url: str) -> None:
+    """3,000 predictions over 6 hours, ~500 an hour. min_samples 800: the auto window doubles from an
+    hour to 2 h (~1,000 counted, enough) and ends at now. min_samples 5,000: it stops at max_window
+    (6 h) with every prediction counted and says it could not decide."""
+    store.save_reference_profile("m", "1", profile(1))
+    store.champion_cas("m", None, "1")
+    log(store, 0, 3_000, seed=4)
+    now = T0 + 6 * H
+
+    def check(min_samples: int, max_window: str = "6h"):
+        cfg = parse_config({"model": {"name": "m"}, "store": {"url": store_url},
+                            "data": {"features": [s.model_dump() for s in SPECS]},
+                            "triggers": [{"type": "drift", "min_samples": min_samples, "max_window": max_window,
+                                          "read": "histograms"}]})
+        (d,) = run_check(cfg, store=store, now=now, write_audit=False).children
+        return d
+
+    two_hours = check(800)
+    assert two_hours.evidence["read"] == "histograms"
+    span = two_hours.evidence["evidence_window"]
+    assert (span["span_s"], span["limit"], span["end"]) == (7200.0, "count", now.isoformat())
+    assert 800 <= span["n"] == two_hours.evidence["n_current"] < 1_300  # ~1,000: two hours' counts
+    capped = check(5_000)
+    assert capped.status == "insufficient_data" and capped.evidence["evidence_window"]["limit"] == "max_window"
+    assert capped.evidence["n_current"] == 3_000 and "capped at max_window" in capped.reason
