@@ -152,3 +152,30 @@ def test_window_auto_on_counts_reads_the_shortest_run_of_whole_hours_holding_min
     capped = check(5_000)
     assert capped.status == "insufficient_data" and capped.evidence["evidence_window"]["limit"] == "max_window"
     assert capped.evidence["n_current"] == 3_000 and "capped at max_window" in capped.reason
+
+
+def test_counting_rows_out_of_time_order_buckets_them_like_a_brute_force_recount() -> None:
+    """count_rows: one hour, rows in time order over several hours, and shuffled rows all give
+    each (hour, feature) the counts of that hour's values alone."""
+    from retrainer.store.histograms import CountingRef, count_rows
+
+    rng = np.random.default_rng(5)
+    refs = load_reference_profile(profile(1)).features  # two numeric features (one with nulls), one categorical
+    ref = CountingRef("1", 3600.0, 0.0, None, {name: frozen_bins(r) for name, r in refs.items()})
+    n = 3_000
+    columns = {"x": rng.normal(0.2, 1, n), "y": rng.lognormal(size=n), "c": rng.choice(np.array(list("abcz")), n)}
+    columns["y"][::11] = np.nan
+    for ts in (T0.timestamp() + np.sort(rng.uniform(0, 3_000, n)),       # one hour
+               T0.timestamp() + np.sort(rng.uniform(0, 4 * 3600, n)),    # in time order
+               T0.timestamp() + rng.uniform(0, 4 * 3600, n)):            # shuffled
+        got = {(b, f): h for b, f, h in count_rows(ref, ts, columns)}
+        hours = np.floor(ts / 3600) * 3600
+        assert sorted({b for b, _ in got}) == sorted(set(hours.tolist()))
+        for (bucket, feature), h in got.items():
+            want = ref.bins[feature].count(columns[feature][hours == bucket])
+            np.testing.assert_array_equal(h.counts, want.counts)
+            assert (h.n, h.nulls) == (want.n, want.nulls) and h.n > 0
+            if feature != "c":
+                assert (h.min, h.max) == (want.min, want.max) and h.sum == pytest.approx(want.sum, rel=1e-12)
+        assert {f for _, f in got} == {"x", "y", "c"}
+    assert count_rows(ref, np.empty(0), {"x": np.empty(0), "y": np.empty(0)}) == []
