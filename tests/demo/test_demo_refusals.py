@@ -16,7 +16,7 @@ from retrainer.cli import main
     [
         (["--rows-per-day", "30"], "use --rows-per-day 50 or more"),
         (["--drift-day", "15"], "use --drift-day 16 or later"),
-        (["--rows-per-day", "50", "--days", "30", "--drift-day", "18"], "use --days 31 or more"),
+        (["--rows-per-day", "50", "--days", "30", "--drift-day", "18"], "use --days 32 or more"),
         (["--rows-per-day", "2000", "--days", "25", "--drift-day", "20"], "use --days 33 or more"),
     ],
 )

@@ -19,7 +19,7 @@ from retrainer.cli import main
 
 pytestmark = pytest.mark.slow
 DRIFT_DAY = 18
-DAYS = 32  # 14 days after the drift: the least the sizing asks for at these volumes is 13
+DAYS = 32  # 14 days after the drift: the least the sizing asks for at 50 a day (13 at 2,000)
 
 
 @pytest.fixture(scope="module", params=[50, 2000], ids=lambda r: f"{r}-a-day")
@@ -52,17 +52,19 @@ def test_quiet_before_the_drift_then_detected_and_retrained_on_a_full_window(dem
     assert first["status"] == "success" and first["training_rows"] >= demo["sizing"]["min_rows"], first
 
 
-def test_the_challenger_reaches_shadow_and_ab_and_the_rollout_rule_decides(demo):
+def test_the_challenger_is_handed_to_the_rollout_and_the_rollout_rule_decides(demo):
     first = demo["rollouts"][0]
     stages = [s["stage"] for s in first["stages"]]
-    assert stages[:3] == ["staged", "shadow", "ab"], stages
+    assert stages[:2] == ["staged", "shadow"], stages
     promoted = [e["to"] for e in demo["ledger"] if e["action"] == "promote"]
     if demo["rows_per_day"] >= 2000:
-        assert first["stage"] == "champion" or "champion" in stages, stages
+        assert stages[:4] == ["staged", "shadow", "ab", "champion"], stages
         assert first["version"] in promoted and "promote_challenger" in demo["ab_verdicts"].values()
-    else:  # today's rule at 50 a day: no verdict within rollout.ab.duration, the champion stays
+    else:
+        # Today's rule at 50 a day: the A/B test gets no verdict within rollout.ab.duration (or, on a
+        # saturated machine, the shadow's latency check rejects first); the champion stays.
         assert promoted == ["1"], demo["ledger"]
-        assert set(demo["ab_verdicts"].values()) == {"keep_collecting"}, demo["ab_verdicts"]
+        assert set(demo["ab_verdicts"].values()) <= {"keep_collecting"}, demo["ab_verdicts"]
 
 
 def test_the_report_is_written_and_says_how_the_demo_was_sized(demo):

@@ -52,3 +52,5 @@ def test_at_200_a_day_the_story_keeps_its_original_settings() -> None:
     assert (size.train_days, size.min_rows, size.drift_days, size.performance_days) == (5, 300, 3, 7)
     assert (size.shadow_comparisons, size.ab_days) == (100, 8)
     assert size_for(50).train_days == 11 and size_for(50).drift_days == 6
+    assert (size_for(50).shadow_comparisons, size_for(50).shadow_days) == (100, 2)
+    assert size_for(50).days_after_drift == 14 and size.days_after_drift == 13

@@ -50,6 +50,9 @@ AB_MIN_DAYS, AB_MAX_DAYS = 3, 8
 # The policy's `consecutive` (checks in a row) and the shadow's one day.
 CONSECUTIVE_CHECKS = 3
 SHADOW_DAYS = 1
+# The shadow judges its p99 latency on the comparisons it collected: below 100 the p99 is the single
+# slowest call, which one hiccup of a busy machine decides (seen at 50/day: 47 comparisons, rejected).
+MIN_SHADOW_COMPARISONS = 100
 QUIET_DAYS_BEFORE_DRIFT = 2  # monitored days before the drift: the story shows the triggers quiet
 
 
@@ -74,9 +77,14 @@ class StorySizing:
         return max(performance, self.drift_days) + CONSECUTIVE_CHECKS - 1
 
     @property
+    def shadow_days(self) -> int:
+        """Days the shadow stage takes: its duration, or until it has its comparisons."""
+        return days_holding(self.shadow_comparisons, self.rows_per_day, at_least=SHADOW_DAYS)
+
+    @property
     def days_after_drift(self) -> int:
-        """Days the story needs after the onset: detect it, retrain, a day of shadow, a day of A/B."""
-        return self.detection_days + SHADOW_DAYS + 1
+        """Days the story needs after the onset: detect it, retrain, the shadow, a day of A/B."""
+        return self.detection_days + self.shadow_days + 1
 
 
 def days_holding(count: int, rows_per_day: int, *, at_least: int) -> int:
@@ -124,7 +132,7 @@ def size_for(rows_per_day: int) -> StorySizing:
         min_rows=MIN_TRAIN_ROWS,
         drift_days=days_holding(WINDOW_PREDICTIONS, rows_per_day, at_least=MIN_DRIFT_DAYS),
         performance_days=days_holding(PERFORMANCE_LABELS, rows_per_day, at_least=MIN_PERFORMANCE_DAYS),
-        shadow_comparisons=max(rows_per_day // 2, 1),  # half a day's traffic
+        shadow_comparisons=max(rows_per_day // 2, MIN_SHADOW_COMPARISONS),  # half a day's traffic, or more
         ab_days=ab_days(rows_per_day),
     )
 
