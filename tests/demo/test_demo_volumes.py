@@ -17,7 +17,8 @@ import pytest
 
 from retrainer.cli import main
 
-pytestmark = pytest.mark.slow
+# 2,000 requests a day for 18 days go one by one through the service: ~11 minutes on a busy 2-core box.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 DRIFT_DAY = 18
 DAYS = 32  # 14 days after the drift: the least the sizing asks for at 50 a day (13 at 2,000)
 
