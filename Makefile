@@ -24,8 +24,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not postgres" $(PYTEST_ARGS)
 
+# Every bench runs, a failing one does not stop the rest; the failures are named at the end.
+# `make bench BENCH_ARGS=--smoke` runs each in seconds (as tests/test_benches.py does).
 bench: $(STAMP)
-	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@failed=""; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b $(BENCH_ARGS) || failed="$$failed $$b"; done; \
+	if [ -n "$$failed" ]; then echo "bench failures:$$failed"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .hypothesis

@@ -55,8 +55,10 @@ def build(url: str, rows: int, n_features: int, labelled: float) -> list[Feature
         store.log_prediction_frame("bench", frame, specs)
         if labelled > 0:
             pick = frame.sample(frac=labelled, random_state=start)
-            store.log_labels([LabelRecord(r, float(y), T0 + timedelta(seconds=1))
-                              for r, y in zip(pick["request_id"], pick["prediction"])])
+            # Each label a second after its prediction (a label is never older than what it labels).
+            store.log_labels([LabelRecord(r, float(y), ts.to_pydatetime() + timedelta(seconds=1))
+                              for r, y, ts in zip(pick["request_id"], pick["prediction"], pick["ts"])],
+                             received_at=T0 + timedelta(days=1))
     store.close()
     return specs
 
@@ -68,7 +70,10 @@ def main() -> None:
     ap.add_argument("--performance", action="store_true", help="also run the performance trigger")
     ap.add_argument("--labelled", type=float, default=1.0, help="with --performance: fraction of rows labelled")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--smoke", action="store_true", help="a few seconds' worth: proves the bench runs (tests/test_benches.py); its figures mean little")
     args = ap.parse_args()
+    if args.smoke:
+        args.rows, args.features, args.repeat, args.performance = 5_000, 3, 1, True
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         t = time.perf_counter()

@@ -50,7 +50,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--features", type=int, default=20)
     parser.add_argument("--skip-evidently", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="a few seconds' worth: proves the bench runs (tests/test_benches.py); its figures mean little")
     args = parser.parse_args()
+    if args.smoke:
+        args.rows, args.features = 5_000, 4
 
     reference, current = make_frames(args.rows, args.features)
     print(f"{args.features} numeric features, reference {args.rows:,} rows, current {args.rows:,} rows, "

@@ -220,7 +220,11 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000, help="rows of the cost window")
     ap.add_argument("--cost-only", action="store_true", help="only the cost table")
     ap.add_argument("--store", action="store_true", help="also time the trigger over a SQLite store (builds it first)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="5 windows, 20,000 rows, with --store: proves the bench runs (tests/test_benches.py)")
     args = ap.parse_args()
+    if args.smoke:
+        args.windows, args.rows, args.store = 5, 20_000, True
     if not args.cost_only:
         results = demo_worlds(args.windows)
         results |= weather() or {}

@@ -5,7 +5,10 @@ profile, register, stage, integration test, promote), after a warm-up run of eac
 ephemeral Prefect API and MLflow on SQLite. Also the wall time of one monitor flow run vs the plain
 check it wraps.
 
-    .venv/bin/python bench/flow.py [--days 30] [--rows-per-day 300] [--repeats 3]
+    .venv/bin/python bench/flow.py [--days 30] [--rows-per-day 300] [--repeats 3] [--smoke]
+
+``--smoke``: 8 days x 120 rows, one repeat; it proves the bench runs (tests/test_benches.py), its
+figures mean little.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from pathlib import Path
 
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# As the CLI does (retrainer/cli/__init__.py): a busy machine must not fail the bench at server start.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def build_world(root: Path, days: int, rows_per_day: int) -> tuple[Path, datetime]:
@@ -48,6 +53,7 @@ def plain_retrain(config_path: Path, now: datetime, key: str) -> str:
     from retrainer.registry import Registry
     from retrainer.store import Store
     from retrainer.tasks import (
+        LatencyRule,
         evaluate_model,
         gate,
         integration_test,
@@ -72,8 +78,11 @@ def plain_retrain(config_path: Path, now: datetime, key: str) -> str:
                              flow_run_id=None, input_example=data.X_holdout.head(5), reference_profile=profile)
     store.save_reference_profile(cfg.model.name, reg.version, profile)
     set_challenger(registry, reg.version)
-    integration_test(registry, "challenger", data.X_holdout.head(200), labels=sorted(set(data.y_train)),
-                     latency_budget_ms=5000)
+    # The flow's own call (flows/retrain.py): its version, the champion it competes with, the configured rule.
+    rollout = cfg.rollout
+    integration_test(registry, str(reg.version), data.X_holdout.head(200), labels=sorted(set(data.y_train)),
+                     champion=champion,
+                     latency=LatencyRule(rollout.latency_ratio, rollout.latency_slack_ms, rollout.latency_budget_ms))
     if verdict.accepted:
         promote(registry, store, version=reg.version, expected_champion=champion, actor="bench", reason="bench")
     store.close()
@@ -85,7 +94,10 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--rows-per-day", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="a few seconds' worth: proves the bench runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.days, args.rows_per_day, args.repeats = 8, 120, 1
 
     from retrainer.config import load_config
     from retrainer.flows.monitor import monitor

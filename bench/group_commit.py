@@ -59,7 +59,10 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--groups", type=int, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--smoke", action="store_true", help="a few seconds' worth: proves the bench runs (tests/test_benches.py); its figures mean little")
     args = ap.parse_args()
+    if args.smoke:
+        args.calls, args.rounds, args.groups = 20, 2, [1, 4]
     with tempfile.TemporaryDirectory(prefix="retrainer-group-commit-") as tmp:
         stores = {size: open_store(Path(tmp) / f"store-{size}.db", size) for size in (4096, 16384)}
         for store, test_id in stores.values():  # warm up: statement caches, first pages

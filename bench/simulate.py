@@ -12,7 +12,10 @@ Figures are wall-clock seconds on this machine and ratios between them (the rati
 absolute seconds depend on the host). The estimator is LogisticRegression by default (the config
 takes any sklearn class: --estimator hgb uses the data README's HistGradientBoostingClassifier).
 
-    .venv/bin/python bench/simulate.py [--estimator lr|hgb] [--quick]
+    .venv/bin/python bench/simulate.py [--estimator lr|hgb] [--quick] [--smoke]
+
+``--smoke`` replays 1 and 2 years instead of 10 / 20 / 40 (and 2 policies at most in part 3): it
+proves the bench runs (tests/test_benches.py); its figures mean little.
 """
 
 from __future__ import annotations
@@ -87,28 +90,31 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--estimator", choices=sorted(ESTIMATORS), default="lr")
     ap.add_argument("--quick", action="store_true", help="skip the 7-day replay")
+    ap.add_argument("--smoke", action="store_true", help="1-2 years instead of 10-40: proves the bench runs")
     args = ap.parse_args(argv)
+    spans, longest, counts = ((1, 2), 2, (1, 2)) if args.smoke else ((10, 20, 40), 40, (1, 2, 4, 6))
+    args.quick = args.quick or args.smoke
     cfg, history, end = setup(args.estimator)
     print(f"weather: {len(history)} rows to {end.date()}, estimator {cfg.estimator.class_path}, trailing 5 years, "
           "labels 1 day late\n")
 
-    print("## 1-2. 40-year replay, and growth with the number of steps (policies: " + ", ".join(FOUR) + ")")
-    print("ratio = wall time / the 10-year run's\n" + HEAD)
-    runs = [timed(cfg, history, end, years=y, every_days=30, policies=FOUR) for y in (10, 20, 40)]
+    print(f"## 1-2. {longest}-year replay, and growth with the number of steps (policies: " + ", ".join(FOUR) + ")")
+    print(f"ratio = wall time / the {spans[0]}-year run's\n" + HEAD)
+    runs = [timed(cfg, history, end, years=y, every_days=30, policies=FOUR) for y in spans]
     if not args.quick:
-        runs.append(timed(cfg, history, end, years=40, every_days=7, policies=FOUR))
+        runs.append(timed(cfg, history, end, years=longest, every_days=7, policies=FOUR))
     for r in runs:
         print(row(r, runs[0]["wall_s"]), flush=True)
 
-    print("\n## 3. Growth with the number of policies (40 years, 30-day steps; one shared cache per run)")
+    print(f"\n## 3. Growth with the number of policies ({longest} years, 30-day steps; one shared cache per run)")
     print("ratio = wall time / the one-policy run's\n" + HEAD)
-    grow = [timed(cfg, history, end, years=40, every_days=30, policies=SIX[:n]) for n in (1, 2, 4, 6)]
+    grow = [timed(cfg, history, end, years=longest, every_days=30, policies=SIX[:n]) for n in counts]
     for r in grow:
         print(row(r, grow[0]["wall_s"]), flush=True)
 
     print("\n## 4. The model cache: the four policies one by one (a cache each) vs together")
-    alone = [timed(cfg, history, end, years=40, every_days=30, policies=[p]) for p in FOUR]
-    together = next(r for r in runs if r["years"] == 40 and r["every"] == "30d")
+    alone = [timed(cfg, history, end, years=longest, every_days=30, policies=[p]) for p in FOUR]
+    together = next(r for r in runs if r["years"] == longest and r["every"] == "30d")
     total = sum(r["wall_s"] for r in alone)
     print(f"one by one: {total:.1f} s, {sum(r['trained'] for r in alone)} models trained; together: "
           f"{together['wall_s']:.1f} s, {together['trained']} trained; ratio together / one by one = "

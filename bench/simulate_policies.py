@@ -48,34 +48,37 @@ DEMO_COST_BENEFIT = "cost_benefit:metric=accuracy;window=7d;min_samples=200;hori
 DEMO_PERIODIC = ("periodic:7d", "periodic:14d", "periodic:30d")
 
 
-def weather_case() -> tuple[Any, History, SimulationSettings, str]:
+def weather_case(years: int = 40) -> tuple[Any, History, SimulationSettings, str]:
     from simulate import setup  # bench/simulate.py: the same weather config (bench/ is on sys.path)
 
     cfg, history, last = setup("hgb", WEATHER_THRESHOLD)
-    start = last.replace(year=last.year - 40)
+    start = last.replace(year=last.year - years)
     policies = ["never", *WEATHER_PERIODIC, "configured", WEATHER_COST_BENEFIT, "oracle"]
     settings = SimulationSettings(start=start, end=last, every=timedelta(days=30), policies=policies,
                                   label_delay=timedelta(days=1))
-    return cfg, history, settings, "weather: 30-day steps, last 40 years, trailing 5-year window, labels 1 day late"
+    return cfg, history, settings, f"weather: 30-day steps, last {years} years, trailing 5-year window, labels 1 day late"
 
 
-def demo_case() -> tuple[Any, History, SimulationSettings, str]:
+def demo_case(days: int = 120) -> tuple[Any, History, SimulationSettings, str]:
     from retrainer.demo.data import StreamSpec, generate_stream
     from retrainer.demo.world import demo_config
 
-    spec = StreamSpec(days=120, rows_per_day=500, drift_day=60)
+    spec = StreamSpec(days=days, rows_per_day=500, drift_day=days // 2)
     frame = generate_stream(spec)
     cfg = parse_config(demo_config(), base_dir=tempfile.gettempdir())
     history = History.from_frame(frame, cfg.data, label_time_column="label_ts")
     policies = ["never", *DEMO_PERIODIC, "configured", DEMO_COST_BENEFIT, "oracle"]
     settings = SimulationSettings(start=spec.start + timedelta(days=22), end=spec.start + timedelta(days=spec.days),
                                   every=timedelta(days=2), policies=policies)
-    return cfg, history, settings, ("demo stream: 120 days x 500 rows, drift from day 60, labels 1-5 days late, "
+    return cfg, history, settings, (f"demo stream: {days} days x 500 rows, drift from day {days // 2}, labels 1-5 days late, "
                                    "2-day steps from day 22, the demo's config (21-day window, HGB)")
 
 
-def run(case: str, ratios: list[float]) -> list[dict[str, Any]]:
-    cfg, history, base, title = weather_case() if case == "weather" else demo_case()
+def run(case: str, ratios: list[float], smoke: bool = False) -> list[dict[str, Any]]:
+    if case == "weather":
+        cfg, history, base, title = weather_case(years=3 if smoke else 40)
+    else:
+        cfg, history, base, title = demo_case(days=34 if smoke else 120)
     cache = model_cache(cfg, history, base)
     print(f"\n## {title}")
     print(f"threshold policy (configured): {json.dumps([t.model_dump() for t in cfg.triggers])}, "
@@ -108,13 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", choices=("weather", "demo", "both"), default="both")
     ap.add_argument("--ratios", default=None, help="retrain/error cost ratios (default weather 10,30,100; demo 200,1000,5000)")
     ap.add_argument("--json", type=Path, default=None, help="also write every result as JSON")
+    ap.add_argument("--smoke", action="store_true",
+                    help="3 years of weather, 34 demo days, one cost ratio each: proves the bench runs")
     args = ap.parse_args(argv)
     cases = ("weather", "demo") if args.dataset == "both" else (args.dataset,)
     results = []
     for case in cases:
         default = "10,30,100" if case == "weather" else "200,1000,5000"
         ratios = [float(r) for r in (args.ratios or default).split(",")]
-        results += run(case, ratios)
+        if args.smoke:
+            ratios = ratios[:1]
+        results += run(case, ratios, smoke=args.smoke)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
     return 0

@@ -140,7 +140,12 @@ def main() -> None:
     ap.add_argument("--compaction", action="store_true", help="also: 1M rows in small batches, read before/after compaction")
     ap.add_argument("--small-batch", type=int, default=200, help="batch size of the compaction case")
     ap.add_argument("--skip-main", action="store_true", help="only the compaction case")
+    ap.add_argument("--smoke", action="store_true", help="a few seconds' worth, SQLite only: proves the bench runs (tests/test_benches.py); "
+                    "its figures mean little")
     args = ap.parse_args()
+    if args.smoke:
+        args.rows, args.batch, args.features, args.reads, args.small_batch = 5_000, 1_000, 3, 1, 250
+        args.no_pg, args.compaction = True, True
     cases = ([] if args.skip_main else [run]) + ([run_compaction] if args.compaction else [])
 
     def bench(url: str, label: str) -> None:

@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
     {"deployments.rollout"},  # rollout decisions and promotion: never imports serving
     {"testing"},  # the kit for trigger-plugin authors: fakes over triggers and the store
     {"triggers"},
-    {"registry", "store"},
+    {"registry", "registry_alias", "store"},  # registry_alias: one alias read without importing MLflow
     {"stats", "profiles"},  # a reference profile is the stats summary of a training table
     # The base: plain types and rules every layer may use.
     {"config", "errors", "durations", "identifiers", "windows", "metrics",

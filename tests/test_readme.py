@@ -72,10 +72,71 @@ def test_the_readme_request_bodies_are_what_the_service_accepts():
     assert predict.request_id == "req-1" and predict.features is not None
     feedback = FeedbackRequest.model_validate(json.loads(bodies["feedback"]))
     assert feedback.request_id == "req-1" and feedback.label == 1.0
-    # The answers shown are the shapes the service returns.
+
+
+def _readme_examples() -> tuple[dict, dict[str, dict], list[dict]]:
+    """The ten-minute config, the /predict and /feedback bodies, and the answers shown."""
+    section = _ten_minutes()
+    cfg = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    bodies = {route: json.loads(body)
+              for route, body in re.findall(r"localhost:8000/(predict|feedback) .*?-d '(\{.*?\})'", section)}
     answers = [json.loads(line.lstrip("# ")) for line in section.splitlines() if line.startswith("# {")]
-    assert set(answers[0]) == {"request_id", "prediction", "score", "model_version", "arm"}
-    assert set(answers[1]) == {"written", "unknown_request_ids"}
+    return cfg, bodies, answers
+
+
+class _OneVersionRegistry:
+    """The registry as the service reads it: version 1 is the champion, nothing else."""
+
+    model_name = "credit-default"
+
+    def alias_version(self, alias: str) -> str | None:
+        return "1" if alias == "champion" else None
+
+
+def test_the_readme_example_answers_are_what_the_service_answers(tmp_path: Path) -> None:
+    """The README's /predict and /feedback, sent to a real service (the README's config, the
+    default durability, a small model on its two features) one right after the other: the
+    answers have the README's keys and types, and the label is never "unknown"."""
+    import numpy as np
+    import pandas as pd
+    from fastapi.testclient import TestClient
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from retrainer.config import parse_config
+    from retrainer.deployments.serving.app import create_app
+    from retrainer.deployments.serving.router import ServedModel
+    from retrainer.deployments.serving.serving import PredictionService
+
+    data, bodies, answers = _readme_examples()
+    data["store"] = {"url": f"sqlite:///{tmp_path / 'retrainer.db'}"}
+    data["rollout"] = {**data.get("rollout", {}), "shadow": {"isolation": "thread"}}
+    cfg = parse_config(data, base_dir=tmp_path, environ={})
+    frame = pd.DataFrame({"income": [20000.0, 90000.0, 40000.0, 70000.0], "region": ["north", "south", "north", "south"]})
+    model = make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["region"]),
+                                                  (StandardScaler(), ["income"])), LogisticRegression())
+    model.fit(frame, np.array([1, 0, 1, 0]))
+    from retrainer.store import Store
+
+    store = Store.open(cfg.store.url)
+    store.init()
+    service = PredictionService.from_config(cfg, store=store, registry=_OneVersionRegistry(),  # type: ignore[arg-type]
+                                            loader=lambda v: ServedModel(v, None, cfg.data.features, raw=model),
+                                            reload_interval=60)
+    try:
+        with TestClient(create_app(service)) as client:
+            predicted = client.post("/predict", json=bodies["predict"])
+            labelled = client.post("/feedback", json=bodies["feedback"])  # right after: the row may not be stored yet
+    finally:
+        store.close()
+    assert predicted.status_code == 200 and labelled.status_code == 200
+    for shown, real in zip(answers, (predicted.json(), labelled.json()), strict=True):
+        assert set(shown) == set(real)
+        assert {k: type(v) for k, v in shown.items()} == {k: type(v) for k, v in real.items()}
+    assert predicted.json()["request_id"] == answers[0]["request_id"] == bodies["predict"]["request_id"]
+    assert labelled.json() == answers[1] == {"written": 1, "unknown_request_ids": [], "clamped_request_ids": []}
 
 
 def test_readme_links_the_docs_that_exist():

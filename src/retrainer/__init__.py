@@ -13,6 +13,9 @@ from importlib.metadata import PackageNotFoundError, version
 # (models are skops, checked by retrainer.model_safety before loading). Forced, not defaulted:
 # a stray `true` in the environment must not reopen the hole in a serving process.
 os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
+# MLflow draws a "Downloading artifacts" progress bar on stderr at every model download: a
+# server would print one at every load and reload. Quiet by default (a user may still ask).
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from retrainer.errors import RetrainerError
 

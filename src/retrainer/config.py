@@ -94,6 +94,10 @@ class DataConfig(_Model):
     window: Duration | None = Field(None, description="Train only on rows newer than this (e.g. 90d).")
     holdout_fraction: float = Field(0.2, gt=0, lt=1, description="Latest share of rows kept for evaluation.")
     min_rows: int = Field(200, ge=1, description="Fewer training rows than this fails the run.")
+    min_rows_per_class: int = Field(
+        10, ge=1,
+        description="Fewer labelled rows of a class than this (or a single class) fails the run before training.",
+    )
     include_inference_log: bool = Field(False, description="Also train on labelled predictions from the store.")
 
     @field_validator("timestamp_column", "label_column")
@@ -206,7 +210,9 @@ class ShadowConfig(_Model):
     """Shadow rollout: the challenger answers a copy of live traffic; only the champion's answer is returned."""
 
     sample: float = Field(1.0, gt=0, le=1, description="Share of requests mirrored to the shadow model.")
-    duration: Duration = Field(timedelta(days=1), description="How long shadow runs before review.")
+    duration: Duration = Field(
+        timedelta(days=1), description="Rollout flow: the shortest a shadow runs before it may promote (a reject needs no wait)."
+    )
     queue_size: int = Field(1000, ge=1, description="Bounded queue; overflow is dropped and counted.")
     isolation: Literal["process", "thread"] = Field(
         "process",
@@ -224,9 +230,20 @@ class ShadowConfig(_Model):
         description="isolation: process: niceness added to the shadow process, so a CPU-saturated host "
         "serves production first.",
     )
-    min_agreement: float = Field(0.9, ge=0, le=1, description="Agreement rate needed to move on.")
+    agreement_floor: float = Field(
+        0.5, ge=0, le=1,
+        description="Sanity floor, not a quality line: a challenger agreeing with the champion on fewer "
+        "requests than this is taken to be broken (a guardrail rejection). A better model after drift "
+        "disagrees with a stale champion by construction, so keep it low.",
+    )
+    min_agreement: float | None = Field(
+        None, ge=0, le=1,
+        description="Obsolete: agreement is no longer a pass line (see rollout.decision). Still accepted so "
+        "old files load; read as `agreement_floor` when that is not given.",
+    )
     min_comparisons: int = Field(
-        200, ge=1, description="Rollout flow: stored comparisons needed (besides `duration`) before shadow is judged."
+        200, ge=1,
+        description="Rollout flow: stored comparisons needed before the guardrails are judged; no promotion before.",
     )
     max_latency_ratio: float = Field(
         2.0, ge=1,
@@ -235,8 +252,9 @@ class ShadowConfig(_Model):
     )
     error_alpha: float = Field(
         0.05, gt=0, lt=0.5,
-        description="Rollout flow: level of the one-sided two-proportion test that the challenger's error rate "
-        "(failures, and wrong answers where the label is known) is above the champion's on the same requests.",
+        description="Rollout flow: level of the one-sided two-proportion test that the challenger fails (serving "
+        "errors) on more of the shadowed requests than the champion, which answered them all: a guardrail. "
+        "Wrong answers are judged by rollout.decision's paired rule, not here.",
     )
     on_pass: Literal["ab", "promote"] = Field(
         "ab", description="Rollout flow: what a shadow that passes leads to: an A/B test, or promotion at once."
@@ -248,39 +266,55 @@ class ABConfig(_Model):
 
     split: float = Field(0.1, gt=0, lt=1, description="Share of units routed to the challenger.")
     salt: str | None = Field(None, description="Assignment salt (default: a fresh one per test).")
-    alpha: float = Field(0.05, gt=0, lt=0.5, description="False-positive rate of the verdict.")
-    power: float = Field(0.8, gt=0, lt=1, description="For the sample size needed to detect the effect.")
-    min_detectable_effect: float = Field(0.02, gt=0, lt=1, description="Absolute difference worth detecting.")
-    sequential: bool = Field(True, description="Always-valid (mSPRT) p-values: safe to look every day.")
+    alpha: float = Field(
+        0.05, gt=0, lt=0.5,
+        description="Obsolete: the A/B test decides by rollout.decision (a clustered estimate, no p-value). "
+        "Still accepted so old files load.",
+    )
+    power: float = Field(0.8, gt=0, lt=1, description="Obsolete (see alpha); still accepted so old files load.")
+    min_detectable_effect: float = Field(
+        0.02, gt=0, lt=1, description="Obsolete (see alpha); still accepted so old files load."
+    )
+    sequential: bool = Field(True, description="Obsolete (see alpha); still accepted so old files load.")
     srm_alpha: float = Field(0.001, gt=0, lt=0.5, description="Sample-ratio-mismatch alarm level.")
-    duration: Duration = Field(timedelta(days=14), description="Longest the test may run.")
+    duration: Duration = Field(
+        timedelta(days=14),
+        description="Obsolete: use rollout.decision.max_duration (read as it when that is not given). Running "
+        "out of time no longer rejects.",
+    )
 
 
 class GuardConfig(_Model):
-    """After a rollout promotes a challenger: watch it against the champion it replaced, roll back on a breach.
+    """After a rollout promotes a challenger, the replaced champion keeps answering in shadow for
+    ``window`` and the new one is rolled back when it is worse on the same requests.
 
-    Every check is a one-sided test whose null is "worse by at most the margin", so a champion
-    that is merely as noisy as the one before is not rolled back; a breach must be significant.
+    The paired difference is judged by an anytime-valid bound (every look allowed); a champion
+    merely as noisy as the one before, or worse by less than ``error_margin``, is not rolled back.
     """
 
     enabled: bool = Field(True, description="Watch a champion promoted by the rollout flow for `window`.")
-    window: Duration = Field(timedelta(days=7), description="How long after the promotion the guard watches.")
+    window: Duration = Field(
+        timedelta(days=7),
+        description="How long after the promotion the guard watches; the replaced champion answers in shadow "
+        "meanwhile, and the next rollout starts after it.",
+    )
     baseline: Duration = Field(
-        timedelta(days=7), description="The replaced champion's predictions this long before the promotion form the baseline."
+        timedelta(days=7),
+        description="Serving figures (where recorded) of the replaced champion this long before the promotion "
+        "are the baseline of the serving checks.",
     )
     alpha: float = Field(
         0.05, gt=0, lt=0.5,
-        description="Level of the guard's tests, shared by its checks (Bonferroni): the false-rollback rate of a "
-        "champion no worse than the margins.",
+        description="False-rollback rate of a champion exactly error_margin worse than the one it replaced "
+        "(anytime-valid: every look allowed).",
     )
     error_margin: float = Field(
         0.02, ge=0, lt=1,
-        description="Error rate on matured labels (1 - accuracy) may rise by this much before it is a breach "
-        "(the null offset of the one-sided two-proportion z-test).",
+        description="Accuracy on the same requests may fall by this much (new - replaced, labelled pairs) "
+        "before a rollback.",
     )
     estimated_margin: float = Field(
-        0.03, ge=0, lt=1,
-        description="Estimated accuracy (labels missing: CBPE on the calibrated scores) may fall by this much.",
+        0.03, ge=0, lt=1, description="Obsolete: the guard judges labelled pairs on the same requests; still accepted."
     )
     serving_error_margin: float = Field(
         0.01, ge=0, lt=1, description="Serving failure rate may rise by this much (where the service records failures)."
@@ -288,16 +322,67 @@ class GuardConfig(_Model):
     latency_ratio: float = Field(
         1.5, ge=1, description="p99 latency may be up to this x the replaced champion's (+ rollout.latency_slack_ms)."
     )
-    min_labels: int = Field(200, ge=1, description="Matured labels needed on each side before realized performance is judged.")
-    min_predictions: int = Field(500, ge=1, description="Predictions needed on each side before the estimate or serving figures are judged.")
+    min_labels: int = Field(
+        200, ge=1, description="Obsolete: the paired bound is valid from the first label; still accepted."
+    )
+    min_predictions: int = Field(500, ge=1, description="Requests needed on each side before the serving figures are judged.")
+
+
+class DecisionConfig(_Model):
+    """The one rule every rollout decides by (docs/rollout.md): a posterior for Δ = challenger - champion."""
+
+    margin: float = Field(
+        0.01, gt=0, lt=1,
+        description="Non-inferiority margin: promote when P(Δ < -margin) <= p_worse_max (and the expected "
+        "loss is within bound).",
+    )
+    p_worse_max: float = Field(0.05, gt=0, lt=0.5, description="Promote when P(Δ < -margin) is at most this.")
+    p_harm_reject: float = Field(0.95, gt=0.5, lt=1, description="Reject when P(Δ < 0) is at least this.")
+    max_expected_loss: float = Field(
+        0.0002, gt=0, lt=1, description="Promote only when E[max(0, -Δ)] (on the gate metric's scale) is at most this."
+    )
+    kappa: float = Field(
+        0.5, ge=-2, le=2,
+        description="Prior mean = kappa x the offline holdout difference (how much of it carries over online).",
+    )
+    tau: float = Field(
+        0.03, gt=0, lt=1,
+        description="Prior sd = sqrt(tau^2 + se_off^2): how far online may stray from kappa x offline.",
+    )
+    fit_after: int = Field(
+        5, ge=2,
+        description="Once the model has this many finished rollouts, kappa and tau are fitted from its own "
+        "offline vs online history instead.",
+    )
+    min_labelled: int = Field(
+        500, ge=0,
+        description="Labelled pairs needed before the posterior may promote or reject (a guardrail rejects at "
+        "once; at max_duration the posterior mean decides whatever the count).",
+    )
+    max_duration: Duration = Field(
+        timedelta(days=42),
+        description="Longest a rollout collects; then it decides by the posterior mean (promote if > 0, else "
+        "reject, saying so). Never a rejection for running out of time.",
+    )
+
+
+RolloutMode = Literal["direct", "shadow", "ab"]
 
 
 class RolloutConfig(_Model):
     """How a candidate that passed the gate and its integration test reaches traffic."""
 
-    mode: Literal["direct", "shadow", "ab"] = Field(
-        "direct", description="direct: promote at once; shadow or ab: stage as challenger and hand to serving."
+    mode: Literal["auto", "direct", "shadow", "ab"] = Field(
+        "auto",
+        description="auto: a paired shadow, or an A/B test when outcomes_depend_on_predictions; direct: promote "
+        "at once; shadow or ab: that one. `retrainer rollout plan` forecasts how long a decision takes.",
     )
+    outcomes_depend_on_predictions: bool = Field(
+        False,
+        description="The model's answers change what happens next (recommendations, pricing): a shadow cannot "
+        "see that effect, so auto picks an A/B test and shadow is refused.",
+    )
+    decision: DecisionConfig = Field(default_factory=DecisionConfig)
     latency_ratio: float = Field(
         1.5, ge=1, description="Integration test: challenger p95 single-row predict <= this x the champion's (+ slack), measured interleaved."
     )
@@ -314,6 +399,40 @@ class RolloutConfig(_Model):
     ab: ABConfig = Field(default_factory=ABConfig)
     guard: GuardConfig = Field(default_factory=GuardConfig)
 
+    @model_validator(mode="after")
+    def _mode_fits_and_obsolete_keys_carry_over(self) -> RolloutConfig:
+        if self.mode == "shadow" and self.outcomes_depend_on_predictions:
+            raise ValueError(
+                "mode 'shadow' cannot judge a model whose predictions change the outcome "
+                "(outcomes_depend_on_predictions: true): use mode 'ab' or 'auto'"
+            )
+        # Old files keep meaning what they meant where the new key has the same job.
+        if "duration" in self.ab.model_fields_set and "max_duration" not in self.decision.model_fields_set:
+            decision = self.decision.model_copy(update={"max_duration": self.ab.duration})
+            object.__setattr__(self, "decision", decision)
+        if self.shadow.min_agreement is not None and "agreement_floor" not in self.shadow.model_fields_set:
+            shadow = self.shadow.model_copy(update={"agreement_floor": self.shadow.min_agreement})
+            object.__setattr__(self, "shadow", shadow)
+        return self
+
+    @property
+    def resolved_mode(self) -> RolloutMode:
+        """The mode a rollout runs in: ``auto`` resolved (shadow, or ab when outcomes depend on predictions)."""
+        if self.mode != "auto":
+            return self.mode
+        return "ab" if self.outcomes_depend_on_predictions else "shadow"
+
+    @property
+    def mode_reason(self) -> str:
+        """Why :attr:`resolved_mode`, in one sentence."""
+        if self.mode != "auto":
+            return f"rollout.mode is {self.mode!r}"
+        if self.outcomes_depend_on_predictions:
+            return ("rollout.mode auto with outcomes_depend_on_predictions: an A/B test, since a shadow cannot "
+                    "see how the challenger's answers change outcomes")
+        return ("rollout.mode auto: a paired shadow (both models answer every mirrored request, each labelled "
+                "one is a pair; no user sees the challenger)")
+
 
 class ServingConfig(_Model):
     """`retrainer serve`: the prediction service whose log feeds the triggers."""
@@ -328,12 +447,12 @@ class ServingConfig(_Model):
         description="committed: /predict answers after its rows are durable (see `commit`); "
         "buffered: answers first, logs from a queue (may lose the last queue on a crash).",
     )
-    commit: Literal["spool", "store"] = Field(
-        "spool",
-        description="With durability: committed, where a row is durable before the answer: spool = an fsync'd "
-        "append-only file on local disk, stored in big batches and replayed by the next start after a crash "
-        "(fastest); store = a group commit into the store itself (acknowledged = visible to triggers; use it "
-        "when the server's disk does not outlive it, e.g. a pod without a persistent volume).",
+    commit: Literal["store", "spool"] = Field(
+        "store",
+        description="With durability: committed, where a row is durable before the answer: store = a group commit "
+        "into the store itself (acknowledged = visible to triggers; nothing on the server's disk); spool = an "
+        "fsync'd append-only file on local disk, stored in big batches and replayed by the next start after a "
+        "crash (needs a local disk that outlives the server; measured no faster here: docs/serving.md).",
     )
     spool_dir: str | None = Field(
         None,
@@ -594,6 +713,7 @@ def example_config_path() -> Path:
 __all__ = [
     "ABConfig",
     "DataConfig",
+    "DecisionConfig",
     "ENV_OVERRIDES",
     "EstimatorConfig",
     "FeatureSpec",
@@ -605,6 +725,7 @@ __all__ = [
     "PolicyConfig",
     "RetrainerConfig",
     "RolloutConfig",
+    "RolloutMode",
     "ServingConfig",
     "ShadowConfig",
     "SourceConfig",

@@ -8,7 +8,8 @@ what to do about it.
     RetrainerError
     ├── ConfigError                 retrainer.yaml or an override is invalid
     │   └── MissingColumnsError     the training source lacks a configured column
-    ├── InsufficientDataError       too few labelled rows to train and evaluate honestly
+    ├── InsufficientDataError       too few labelled rows (of each class) to train and evaluate honestly
+    ├── TrainingDataError           the training source holds values that cannot be read as configured
     ├── StoreError                  the SQL store could not do what was asked
     │   ├── SchemaError             the database is not at the schema this code needs
     │   ├── InvalidIdentifierError  a table/column name from config is not a plain SQL name
@@ -45,12 +46,22 @@ class InsufficientDataError(RetrainerError):
     permanent = True  # retrying the same read a few seconds later will not find more rows
 
 
+class TrainingDataError(RetrainerError):
+    """The training source holds values retrainer cannot read as configured: a timestamp column of
+    numbers or unparseable text, text in a numeric feature. The message names the column, what it
+    holds and what would work."""
+
+    permanent = True  # the same rows are read again on a retry
+
+
 class StoreError(RetrainerError):
     """The SQL store could not perform an operation."""
 
 
 class SchemaError(StoreError):
     """The database schema is missing or older than this code needs."""
+
+    permanent = True  # only `retrainer store init|upgrade` changes it
 
 
 class InvalidIdentifierError(StoreError, ConfigError):
@@ -59,6 +70,8 @@ class InvalidIdentifierError(StoreError, ConfigError):
 
 class ValidationError(StoreError):
     """A batch was rejected before anything was written; ``problems`` lists each row's fault."""
+
+    permanent = True  # the same batch is rejected the same way
 
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
@@ -114,6 +127,7 @@ __all__ = [
     "ConfigError",
     "MissingColumnsError",
     "InsufficientDataError",
+    "TrainingDataError",
     "StoreError",
     "SchemaError",
     "InvalidIdentifierError",

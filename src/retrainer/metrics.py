@@ -48,24 +48,32 @@ def resolve_classes(y_true: np.ndarray, y_pred: np.ndarray, classes: Any = None)
     return np.unique(np.concatenate([np.asarray(y_true), np.asarray(y_pred)]))
 
 
-def label_metrics(y_true: Any, y_pred: Any, classes: Any = None) -> dict[str, float]:
-    """accuracy, f1, precision, recall of hard predictions (positive class = ``classes[-1]``)."""
+def _label_scorer(metric: str):
     from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
+    return {"accuracy": accuracy_score, "f1": f1_score, "precision": precision_score, "recall": recall_score}[metric]
+
+
+def label_metric(y_true: Any, y_pred: Any, classes: Any, metric: str) -> float:
+    """One of accuracy, f1, precision, recall of hard predictions (the rules of :func:`label_metrics`)."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.size == 0:
-        return {m: math.nan for m in ("accuracy", "f1", "precision", "recall")}
+        return math.nan
+    if metric == "accuracy":
+        return float(_label_scorer(metric)(y_true, y_pred))
     cls = resolve_classes(y_true, y_pred, classes)
     if len(cls) <= 2:
         avg: dict[str, Any] = {"average": "binary", "pos_label": cls[-1] if len(cls) else 1}
     else:
         avg = {"average": "macro", "labels": cls}
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "f1": float(f1_score(y_true, y_pred, zero_division=0, **avg)),
-        "precision": float(precision_score(y_true, y_pred, zero_division=0, **avg)),
-        "recall": float(recall_score(y_true, y_pred, zero_division=0, **avg)),
-    }
+    return float(_label_scorer(metric)(y_true, y_pred, zero_division=0, **avg))
+
+
+def label_metrics(y_true: Any, y_pred: Any, classes: Any = None) -> dict[str, float]:
+    """accuracy, f1, precision, recall of hard predictions (positive class = ``classes[-1]``)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    cls = resolve_classes(y_true, y_pred, classes) if y_true.size else classes
+    return {m: label_metric(y_true, y_pred, cls, m) for m in ("accuracy", "f1", "precision", "recall")}
 
 
 def roc_auc(y_true: Any, scores: Any, classes: Any) -> tuple[float, str | None]:
@@ -167,4 +175,4 @@ def gate(candidate: Mapping[str, Any], champion: Mapping[str, Any] | None, cfg: 
     return GateResult(accepted, m, cand, champ, required, reason)
 
 
-__all__ = ["METRIC_NAMES", "GateResult", "classification_metrics", "gate", "label_metrics", "resolve_classes", "roc_auc"]
+__all__ = ["METRIC_NAMES", "GateResult", "classification_metrics", "gate", "label_metric", "label_metrics", "resolve_classes", "roc_auc"]

@@ -26,6 +26,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from retrainer.errors import RegistryError
+from retrainer.registry_alias import CHALLENGER, CHAMPION  # there so that readers without MLflow share them
 from retrainer.model_safety import TrustPolicy, check_mlmodel, check_skops_types, load_checked
 from retrainer.champion_info import ChampionInfo
 
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
 
     from retrainer.config import RetrainerConfig
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 IDEMPOTENCY_TAG = "retrainer.idempotency_key"
 
 # MLflow aliases: letters, digits, '_' and '-'; "latest" and "v<digits>" are reserved by MLflow.

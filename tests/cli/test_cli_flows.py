@@ -31,6 +31,13 @@ def test_retrain_history_promote_and_rollback(make_world, capsys):
     code, second = run_json(capsys, "retrain", "--config", cfg, "--reason", "drift", "--at", at)
     assert code == 0 and second["status"] == "success" and second["reasons"] == ["drift"]
     assert set(second["champion_metrics"]) == {"accuracy", "f1", "precision", "recall", "roc_auc"}
+    # Δ_off on the gate metric, paired on the same holdout, stored with the version.
+    assert first["offline_delta"] is None  # no champion to compare with
+    delta = second["offline_delta"]
+    assert set(delta) == {"metric", "mean", "se", "n", "interval_95", "disagreement"} and delta["metric"] == "f1"
+    assert delta["mean"] == pytest.approx(second["candidate_metrics"]["f1"] - second["champion_metrics"]["f1"], abs=1e-12)
+    assert delta["n"] == second["data"]["holdout_samples"] and delta["se"] >= 0
+    assert world.store().offline_delta(world.cfg.model.name, "2") == (delta["mean"], delta["se"])
 
     code, history = run_json(capsys, "history", "--config", cfg)
     assert history["champion"] == "2"
@@ -60,3 +67,13 @@ def test_promote_of_an_unknown_version_is_a_clear_error(make_world, capsys):
     capsys.readouterr()
     assert main(["promote", "9", "--config", str(world.config_path)]) == 2
     assert "has no version 9" in capsys.readouterr().err
+
+
+def test_retrain_table_shows_the_offline_difference(make_world, capsys):
+    world = make_world()
+    cfg = str(world.config_path)
+    assert main(["retrain", "--config", cfg, "--force", "--at", NOW.isoformat()]) == 0
+    assert "offline Δ" not in capsys.readouterr().out  # the first model has nothing to differ from
+    assert main(["retrain", "--config", cfg, "--force", "--at", NOW.isoformat()]) == 0
+    out = capsys.readouterr().out
+    assert "offline Δ" in out and "f1 +0.0000 (95% +0.0000 to +0.0000)" in out, out  # same data, same model

@@ -77,7 +77,7 @@ def test_an_unusable_spool_directory_is_one_line_before_the_server_starts(tmp_pa
         "model": {"name": "m"}, "store": {"url": "sqlite:///store.db"},
         "mlflow": {"tracking_uri": "sqlite:///mlflow.db"},
         "data": {"source": {"table": "t"}, "features": [{"name": "x1"}]},
-        "serving": {"spool_dir": "afile/spool"},
+        "serving": {"commit": "spool", "spool_dir": "afile/spool"},
     }))
     assert main(["serve", "--config", str(path)]) == 2
     # Nothing else either: not MLflow's "Creating initial MLflow database tables..." for its fresh database.

@@ -71,3 +71,18 @@ def test_a_valid_config_still_says_valid(tmp_path, capfd):
     path = _write(tmp_path)
     assert main(["config", "validate", str(path), "--json"]) == 0
     assert json.loads(capfd.readouterr().out)["valid"] is True
+
+
+def test_validate_without_an_argument_reads_retrainer_yaml_in_the_current_directory(tmp_path, capfd, monkeypatch):
+    # The README writes `retrainer config validate` with no argument, as every command defaults to ./retrainer.yaml.
+    _write(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["config", "validate"]) == 0
+    assert "retrainer.yaml is valid" in capfd.readouterr().out
+
+
+def test_validate_without_an_argument_and_no_file_says_which_file_is_missing(tmp_path, capfd, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["config", "validate"]) == 2
+    err = capfd.readouterr().err
+    assert "retrainer.yaml" in err and "Missing argument" not in err and "Traceback" not in err

@@ -42,7 +42,7 @@ def test_example_config_loads_with_its_documented_values(tmp_path):
 def test_defaults_are_the_seed_values(tmp_path):
     cfg = parse_config(MINIMAL, base_dir=tmp_path, environ={})
     assert cfg.policy.mode == "any"
-    assert cfg.rollout.mode == "direct"
+    assert cfg.rollout.mode == "auto" and cfg.rollout.resolved_mode == "shadow"
     assert cfg.serving.host == "127.0.0.1"
     assert cfg.mlflow.tracking_uri == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     assert cfg.store.url == f"sqlite:///{tmp_path.resolve()}/retrainer.db"
@@ -56,7 +56,13 @@ def test_defaults_are_the_seed_values(tmp_path):
 @pytest.mark.parametrize(
     ("changes", "path", "hint"),
     [
-        ({"rollout": {"mode": "canary"}}, "rollout.mode", "'direct', 'shadow' or 'ab'"),
+        ({"rollout": {"mode": "canary"}}, "rollout.mode", "'auto', 'direct', 'shadow' or 'ab'"),
+        ({"rollout": {"decision": {"margin": 0}}}, "rollout.decision.margin", "greater than 0"),
+        ({"rollout": {"decision": {"p_harm_reject": 0.4}}}, "rollout.decision.p_harm_reject", "greater than 0.5"),
+        ({"rollout": {"decision": {"max_duration": "two weeks"}}}, "rollout.decision.max_duration", "30d, 6h, 15m"),
+        ({"rollout": {"decision": {"kapa": 0.5}}}, "rollout.decision.kapa", "did you mean 'kappa'"),
+        ({"rollout": {"mode": "shadow", "outcomes_depend_on_predictions": True}}, "rollout",
+         "use mode 'ab' or 'auto'"),
         ({"policy": {"mode": "most"}}, "policy.mode", "'any', 'all' or 'at_least'"),
         ({"gate": {"metric": "mse"}}, "gate.metric", "'f1'"),
         ({"policy": {"cooldown": "3 fortnights"}}, "policy.cooldown", "30d, 6h, 15m"),
@@ -139,3 +145,30 @@ def test_durations_parse_and_round_trip(text, seconds):
 def test_bad_durations_are_rejected(bad):
     with pytest.raises(ValueError, match="duration|negative"):
         parse_duration(bad)
+
+
+def test_rollout_mode_auto_resolves_from_whether_outcomes_depend_on_predictions(tmp_path):
+    auto = parse_config(MINIMAL, base_dir=tmp_path, environ={}).rollout
+    assert (auto.resolved_mode, "paired shadow" in auto.mode_reason) == ("shadow", True)
+    ab = parse_config({**MINIMAL, "rollout": {"outcomes_depend_on_predictions": True}}, base_dir=tmp_path,
+                      environ={}).rollout
+    assert (ab.resolved_mode, "A/B" in ab.mode_reason) == ("ab", True)
+    for mode in ("direct", "shadow", "ab"):
+        fixed = parse_config({**MINIMAL, "rollout": {"mode": mode}}, base_dir=tmp_path, environ={}).rollout
+        assert fixed.resolved_mode == mode and fixed.mode_reason == f"rollout.mode is {mode!r}"
+
+
+def test_decision_defaults_and_obsolete_keys_carry_over(tmp_path):
+    d = parse_config(MINIMAL, base_dir=tmp_path, environ={}).rollout
+    assert (d.decision.margin, d.decision.kappa, d.decision.tau) == (0.01, 0.5, 0.03)
+    assert (d.decision.min_labelled, d.decision.max_expected_loss) == (500, 0.0002)  # the bench-tuned rule
+    assert d.decision.max_duration == timedelta(days=42) and d.shadow.agreement_floor == 0.5
+    # Old files: ab.duration meant "longest the test may run", min_agreement the agreement line.
+    old = parse_config({**MINIMAL, "rollout": {"ab": {"duration": "8d"}, "shadow": {"min_agreement": 0.6}}},
+                       base_dir=tmp_path, environ={}).rollout
+    assert old.decision.max_duration == timedelta(days=8) and old.shadow.agreement_floor == 0.6
+    # The new key wins where both are given.
+    both = parse_config({**MINIMAL, "rollout": {"ab": {"duration": "8d"}, "decision": {"max_duration": "20d"},
+                                                "shadow": {"min_agreement": 0.9, "agreement_floor": 0.3}}},
+                        base_dir=tmp_path, environ={}).rollout
+    assert both.decision.max_duration == timedelta(days=20) and both.shadow.agreement_floor == 0.3

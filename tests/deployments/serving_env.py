@@ -100,6 +100,20 @@ def running(app: Any) -> Iterator[str]:
         sock.close()
 
 
+def held_prediction_writes(store: Any, monkeypatch: Any) -> threading.Event:
+    """Hold every prediction write to ``store`` until the returned event is set: rows stay in the
+    log writer's memory queue, as under load (the spool's writer lingers 0.25 s)."""
+    release = threading.Event()
+    real = store.log_predictions
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "log_predictions", held)
+    return release
+
+
 # -- stand-in shadow models, importable by a spawned shadow process (loader="serving_env:...") ----
 
 

@@ -3,8 +3,8 @@
 A server process (the CLI, as an operator runs it) serves while 8 client threads send single rows
 and 50-row batches with unique request ids; every request id answered 200 is recorded. Once
 enough were acknowledged the server's process group gets SIGKILL mid-stream. A new server is
-started on the same config (with the default ``serving.commit: spool`` it stores what the dead
-one left in the spool) and stopped with SIGTERM, then the store is opened directly: with
+started on the same config (with ``serving.commit: spool`` it stores what the dead one left in
+the spool) and stopped with SIGTERM, then the store is opened directly: with
 ``serving.durability: committed`` (spool, and ``commit: store``, the group commit) every
 acknowledged id must be in it, on SQLite and PostgreSQL. ``buffered`` runs the same crash and only reports what it lost (it is
 documented as "may lose the last queue on a crash").

@@ -87,7 +87,7 @@ def crashed_segment(directory: Path, model: str, groups: list[list[Any]]) -> Pat
 
 
 def test_the_next_server_stores_what_a_crashed_one_acknowledged_and_deletes_the_segment(env: Env, store: Store) -> None:
-    cfg = env.config(str(store.engine.url))
+    cfg = env.config(str(store.engine.url), serving={"commit": "spool"})
     directory = spool_directory(cfg)
     assert directory == Path(str(store.engine.url.database) + "-spool")  # beside the SQLite store
     path = crashed_segment(directory, env.registry.model_name, [[rec("lost-1")], [rec("lost-2"), rec("lost-3")]])
@@ -128,7 +128,7 @@ def test_full_segments_are_deleted_once_their_rows_are_stored(tmp_path: Path, mo
 
 def test_a_failed_spool_write_answers_503_and_the_spool_goes_on(env: Env, store: Store,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = env.config(str(store.engine.url))
+    cfg = env.config(str(store.engine.url), serving={"commit": "spool"})
     svc = PredictionService.from_config(cfg, store=store, registry=env.registry, reload_interval=60)
     real = spool_mod._write_all
 
@@ -286,3 +286,142 @@ def test_a_stopped_spool_leaves_no_fsync_process(tmp_path: Path) -> None:
     assert proc is not None and proc.poll() is None
     spool.close()
     assert proc.poll() == 0
+
+
+# -- issue 20: paths where an acknowledged row could be lost or misattributed -------------------
+
+
+def _replay_into(store: Store, directory: Path, model: str) -> PredictionSpool:
+    """A new server's start for ``model``: replay what dead servers left, store it, stop."""
+    spool = PredictionSpool(directory, model)
+    spool.open()
+    writer = InferenceLogWriter(store, model, [FeatureSpec(**f) for f in FEATURES], linger=0.01)
+    writer.start()
+    spool.replay(writer.submit)
+    assert writer.flush(30)
+    writer.close()
+    spool.close()
+    return spool
+
+
+def stored_by_model(store: Store) -> set[tuple[str, str]]:
+    with store.engine.connect() as conn:
+        return {tuple(row) for row in conn.execute(sa.select(predictions.c.model_name, predictions.c.request_id))}
+
+
+def test_models_with_dotted_names_sharing_a_directory_replay_only_their_own_segments(tmp_path: Path,
+                                                                                      store: Store) -> None:
+    directory = tmp_path / "spool"
+    eu = crashed_segment(directory, "churn.eu", [[rec("eu-1")], [rec("eu-2")]])
+    plain = crashed_segment(directory, "churn", [[rec("plain-1")]])
+    _replay_into(store, directory, "churn")
+    assert stored_by_model(store) == {("churn", "plain-1")}  # not churn.eu's rows under churn
+    assert eu.exists() and not plain.exists()
+    _replay_into(store, directory, "churn.eu")
+    assert stored_by_model(store) == {("churn", "plain-1"), ("churn.eu", "eu-1"), ("churn.eu", "eu-2")}
+    assert list(directory.iterdir()) == []
+    # Names the old sanitiser folded together stay apart.
+    assert len({spool_mod.encoded_model_name(n) for n in ("a b", "a_b", "a/b", "a%20b")}) == 4
+    assert spool_mod.segment_model("churn.eu.123.0123456789ab.spool") == "churn.eu"
+
+
+def test_a_replayed_row_the_store_refuses_is_set_aside_never_deleted_with_its_segment(
+        tmp_path: Path, store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    directory = tmp_path / "spool"
+    bad = PredictionRecord("bad", {"x1": "not a number", "x2": 1.0}, 1.0, TS, "3")
+    path = crashed_segment(directory, "m", [[rec("good-1"), bad], [rec("good-2")]])
+    spool = _replay_into(store, directory, "m")
+    assert stored_ids(store) == {"good-1", "good-2"}
+    assert not path.exists()  # everything else is stored: the segment goes ...
+    aside = path.with_suffix(".rejected")
+    groups, torn = decode_frames(aside.read_bytes())  # ... and the refused row is kept beside it
+    assert torn == 0 and [[r.request_id for r in g] for g in groups] == [["bad"]]
+    assert groups[0][0].features == bad.features
+    assert spool.stats.rejected_rows == 1 and spool.status()["rejected_rows"] == 1
+    assert f"kept in {aside}" in caplog.text
+    # Renamed back to a segment, it is replayed like one (and refused again, kept again).
+    aside.rename(path)
+    _replay_into(store, directory, "m")
+    assert aside.exists() and not path.exists()
+
+
+def test_if_the_fsync_process_dies_between_a_rotation_and_its_sync_the_old_segment_is_synced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spool_mod, "SEGMENT_BYTES", 1)  # every flush rotates
+    spool = PredictionSpool(tmp_path / "spool", "m")
+    spool.open()
+    proc = spool._syncer
+    assert proc is not None and spool._segment is not None
+    old = spool._segment.path
+    synced: list[str] = []
+    real = os.fdatasync
+
+    def recording(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", recording)
+
+    async def scenario() -> None:
+        os.kill(proc.pid, signal.SIGSTOP)  # it is told of the group, then of the new segment, and syncs neither
+        ack, _ = spool.append([rec("in-the-old-segment")])
+        await asyncio.sleep(0.1)
+        assert not ack.done() and spool._segment is not None and spool._segment.path != old  # rotated
+        proc.kill()  # dies before syncing: the loop falls back
+        await asyncio.wait_for(ack, 10)
+
+    asyncio.run(scenario())
+    assert str(old) in synced  # the group's own segment, not only the new current one
+    spool.close()
+
+
+def test_a_failed_write_that_cannot_be_cut_off_never_hides_later_acknowledged_frames(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    directory = tmp_path / "spool"
+    spool = PredictionSpool(directory, "m")
+    spool.open()
+    real_write, real_truncate, real_new = spool_mod._write_all, os.ftruncate, spool._new_segment
+
+    def full(fd: int, data: bytes) -> None:
+        os.write(fd, data[: len(data) // 2])  # a torn frame, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def cannot_truncate(fd: int, size: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    def cannot_create() -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    async def scenario() -> None:
+        ack, _ = spool.append([rec("before")])
+        await ack
+        monkeypatch.setattr(spool_mod, "_write_all", full)
+        monkeypatch.setattr(os, "ftruncate", cannot_truncate)
+        ack, _ = spool.append([rec("failed-1")])
+        with pytest.raises(LogWriteFailed, match="No space left"):
+            await ack
+        monkeypatch.setattr(spool_mod, "_write_all", real_write)
+        ack, _ = spool.append([rec("after-1")])  # goes on in a new segment, after the torn one
+        await ack
+        # Worse: neither a cut nor a new segment is possible: refused (503), not hidden.
+        monkeypatch.setattr(spool_mod, "_write_all", full)
+        monkeypatch.setattr(spool, "_new_segment", cannot_create)
+        ack, _ = spool.append([rec("failed-2")])
+        with pytest.raises(LogWriteFailed):
+            await ack
+        monkeypatch.setattr(spool_mod, "_write_all", real_write)
+        ack, _ = spool.append([rec("refused")])
+        with pytest.raises(LogWriteFailed, match="cannot append: segment .* cannot be cut off"):
+            await ack
+        monkeypatch.setattr(os, "ftruncate", real_truncate)  # the disk recovers: the tail is cut now
+        monkeypatch.setattr(spool, "_new_segment", real_new)
+        ack, _ = spool.append([rec("after-2")])
+        await ack
+
+    asyncio.run(scenario())
+    # What a replay after a crash would read: every segment, whole frames up to a torn tail.
+    read = [r.request_id for p in sorted(directory.glob("*.spool"), key=lambda p: p.stat().st_mtime)
+            for g in decode_frames(p.read_bytes())[0] for r in g]
+    assert sorted(read) == ["after-1", "after-2", "before"]
+    assert "cannot cut a failed write off" in caplog.text
+    spool.close()

@@ -53,6 +53,11 @@ def test_gate_rejects_a_weaker_candidate_and_registers_nothing(make_world):
     assert out["status"] == "no_improvement"
     assert out["gate"]["accepted"] is False and out["candidate_metrics"]["f1"] == 0.0
     assert out["champion_metrics"]["f1"] > 0.75
+    # The paired holdout difference is recorded even when the gate says no: evidence either way.
+    delta = out["offline_delta"]
+    assert delta["metric"] == "f1" and delta["mean"] == pytest.approx(-out["champion_metrics"]["f1"], abs=1e-12)
+    assert 0 < delta["se"] < 0.05 and delta["interval_95"][1] < 0
+    assert world.store().runs(world.cfg.model.name)[0].metrics["offline_delta"] == delta
     assert versions(world) == ["1"]
     store = world.store()
     last = store.ledger(world.cfg.model.name)[-1]

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["binning", "psi", "numeric", "categorical", "multiple", "proportions", "drift"]
+MODULES = ["binning", "psi", "numeric", "categorical", "multiple", "proportions", "drift", "paired", "sequential"]
 
 
 @pytest.mark.parametrize("name", MODULES)

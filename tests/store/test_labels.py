@@ -14,7 +14,7 @@ H = timedelta(hours=1)
 def test_unknown_request_ids_are_kept_and_counted(store: Store) -> None:
     store.log_predictions("m", [record(i) for i in range(3)], SPECS)
     result = store.log_labels([LabelRecord("req-0", 1.0, T0 + H), LabelRecord("ghost-1", 0.0, T0 + H), LabelRecord("ghost-2", 1.0, T0 + H)])
-    assert (result.written, result.unknown_request_ids) == (3, 2)
+    assert (result.written, result.unknown_request_ids) == (3, ["ghost-1", "ghost-2"])
     assert store.unmatched_labels() == 2
     assert store.stats()["unmatched_labels"] == 2
     # The prediction turns up late: its label is matched from then on.
@@ -70,7 +70,7 @@ def test_labelled_frame_joins_features_and_labels(store: Store) -> None:
 
 
 def test_label_before_its_prediction_is_picked_up_when_the_prediction_arrives(store: Store) -> None:
-    assert store.log_labels([LabelRecord("req-0", 1.0, T0 + H)]).unknown_request_ids == 1
+    assert store.log_labels([LabelRecord("req-0", 1.0, T0 + H)]).unknown_request_ids == ["req-0"]
     store.log_predictions("m", [record(0), record(1)], SPECS)
     lw = store.labelled_window("m", T0, T0 + H, as_of=T0 + 2 * H)
     assert lw.y_true.tolist() == [1.0] and lw.y_pred.tolist() == [0.0] and lw.n_predictions == 2
@@ -115,3 +115,39 @@ def test_labelled_window_orders_by_ts_then_id(store: Store) -> None:
     store.log_labels([LabelRecord(f"req-{i}", float(i), T0 + H - i * timedelta(minutes=1)) for i in range(5)])
     lw = store.labelled_window("m", T0, T0 + H, as_of=T0 + H)
     assert lw.y_true.tolist() == [0.0, 3.0, 4.0, 1.0, 2.0]  # ts, then insertion (id) order
+
+
+def test_a_label_time_before_its_predictions_time_is_raised_to_it(store: Store) -> None:
+    """A label cannot be known before the prediction it labels: stored at the prediction's time
+    (and said so), so the label delay is never negative; also when the label came first."""
+    store.log_predictions("m", [record(0), record(1)], SPECS)
+    result = store.log_labels([LabelRecord("req-0", 1.0, T0 - 30 * 24 * H), LabelRecord("req-1", 0.0, T0 + H),
+                               LabelRecord("early-ghost", 1.0, T0 - 48 * H)])
+    assert result.clamped_request_ids == ["req-0"] and result.unknown_request_ids == ["early-ghost"]
+    store.log_predictions("m", [record(2, request_id="early-ghost")], SPECS)  # its prediction turns up later
+    label_ts = dict(zip(*_label_times(store), strict=True))
+    made = dict(zip(*_prediction_times(store), strict=True))
+    assert label_ts["req-0"] == made["req-0"] and label_ts["early-ghost"] == made["early-ghost"]
+    assert label_ts["req-1"] > made["req-1"]
+    delay = store.label_delay("m", as_of=T0 + 2 * H)
+    assert delay.n == 3 and delay.p50 is not None and delay.p50.total_seconds() >= 0
+
+
+def _prediction_times(store: Store) -> tuple[list[str], list[float]]:
+    import sqlalchemy as sa
+
+    from retrainer.store.schema import predictions as p
+
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(p.c.request_id, p.c.ts)).all()
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
+def _label_times(store: Store) -> tuple[list[str], list[float]]:
+    import sqlalchemy as sa
+
+    from retrainer.store.schema import predictions as p
+
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(p.c.request_id, p.c.label_ts).where(p.c.label_ts.is_not(None))).all()
+    return [r[0] for r in rows], [r[1] for r in rows]

@@ -157,3 +157,110 @@ def test_inference_log_without_store_is_a_config_error(data_cfg_dict):
 def test_now_must_be_aware(data_cfg_dict):
     with pytest.raises(ValueError, match="timezone-aware"):
         load_training_data(DataConfig.model_validate(data_cfg_dict), now=NOW.replace(tzinfo=None))
+
+
+# -- bad training data (issue 20): refused in one line, never retried -------------------------
+
+
+def _ctas(url: str, select: str) -> str:
+    """A table made with CREATE TABLE … AS SELECT from `training` (SQLite declares a TIMESTAMP column NUM)."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE copied AS SELECT {select} FROM training")
+        declared = {row[1]: row[2] for row in conn.exec_driver_sql("PRAGMA table_info(copied)")}
+    engine.dispose()
+    return declared["ts"]
+
+
+def test_a_table_made_with_create_table_as_select_is_read_as_its_source(data_cfg_dict, training_db):
+    url, _ = training_db
+    assert _ctas(url, "*") == "NUM"  # the declared type SQLAlchemy used to convert ISO text with (TypeError)
+    original = load_training_data(DataConfig.model_validate(data_cfg_dict), now=NOW)
+    copied = load_training_data(DataConfig.model_validate(data_cfg_dict | {"source": {"url": url, "table": "copied"}}),
+                                now=NOW)
+    assert (copied.train_samples, copied.holdout_samples) == (original.train_samples, original.holdout_samples)
+    assert copied.holdout_start == original.holdout_start and copied.window_end == original.window_end
+    pd.testing.assert_frame_equal(copied.X_train, original.X_train)
+    pd.testing.assert_series_equal(copied.y_holdout, original.y_holdout)
+
+
+def test_a_timestamp_column_of_numbers_is_named_with_its_type_and_what_would_work(data_cfg_dict, training_db):
+    from retrainer.errors import TrainingDataError
+
+    url, _ = training_db
+    _ctas(url, "x1, x2, colour, CAST(strftime('%s', ts) AS INTEGER) AS ts, label")
+    cfg = DataConfig.model_validate(data_cfg_dict | {"source": {"url": url, "table": "copied"}})
+    with pytest.raises(TrainingDataError) as err:
+        load_training_data(cfg, now=NOW)
+    message = str(err.value)
+    assert "\n" not in message and err.value.permanent
+    assert "column 'ts' (data.timestamp_column) holds numbers such as [174" in message
+    assert "(column declared INTEGER)" in message
+    assert "ISO-8601 text" in message and "datetime(ts, 'unixepoch') AS ts" in message
+
+
+def test_a_timestamp_column_of_other_text_shows_the_values(data_cfg_dict, training_db):
+    from retrainer.errors import TrainingDataError
+
+    url, _ = training_db
+    _ctas(url, "x1, x2, colour, CASE WHEN rowid % 50 = 0 THEN 'last tuesday' ELSE ts END AS ts, label")
+    cfg = DataConfig.model_validate(data_cfg_dict | {"source": {"url": url, "table": "copied"}})
+    with pytest.raises(TrainingDataError, match=r"column 'ts' \(data.timestamp_column\) holds str that is not a "
+                                                r"timestamp, such as \['last tuesday', 'last tuesday', 'last tuesday'\]"):
+        load_training_data(cfg, now=NOW)
+
+
+def _relabel(url: str, sql: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(sql)
+    engine.dispose()
+
+
+def test_a_single_class_label_is_refused_naming_the_column_and_the_counts(data_cfg_dict, training_db):
+    url, _ = training_db
+    _relabel(url, "UPDATE training SET label = 0")
+    with pytest.raises(InsufficientDataError) as err:
+        load_training_data(DataConfig.model_validate(data_cfg_dict), now=NOW)
+    message = str(err.value)
+    assert "\n" not in message and err.value.permanent
+    assert message.startswith("label column 'label' has a single class in the 300 labelled row(s)")
+    assert "(0: 300): a model trained on it can only answer 0" in message
+
+
+def test_a_class_rarer_than_min_rows_per_class_is_refused_with_the_counts(data_cfg_dict, training_db):
+    url, frame = training_db
+    _relabel(url, "UPDATE training SET label = 0 WHERE rowid > 5")  # 5 rows can stay 1 at most
+    ones = int(frame["label"].iloc[:5].sum())
+    assert ones >= 1  # the fixture's first rows include a positive (seeded)
+    with pytest.raises(InsufficientDataError) as err:
+        load_training_data(DataConfig.model_validate(data_cfg_dict), now=NOW)
+    assert "fewer than data.min_rows_per_class (10) rows of class 1" in str(err.value)
+    assert f"(0: {300 - ones}, 1: {ones})" in str(err.value)
+
+
+def test_a_training_split_without_a_class_is_refused(data_cfg_dict, training_db):
+    url, frame = training_db
+    latest = frame.sort_values("ts", kind="mergesort").tail(60)
+    first_holdout = latest["ts"].iloc[0].strftime("%Y-%m-%d %H:%M:%S")
+    # Every 1 in the holdout, none before it: the model would never see a 1.
+    _relabel(url, f"UPDATE training SET label = CASE WHEN ts >= '{first_holdout}' THEN rowid % 2 ELSE 0 END")
+    with pytest.raises(InsufficientDataError, match=r"label column 'label': the training split has no row of class 1 "
+                                                    r"\(training 0: 240; holdout, the latest 20% by time, 0: 30, 1: 30\)"):
+        load_training_data(DataConfig.model_validate(data_cfg_dict), now=NOW)
+
+
+def test_a_holdout_without_a_class_still_trains(data_cfg_dict, training_db):
+    url, frame = training_db
+    first_holdout = frame.sort_values("ts", kind="mergesort").tail(60)["ts"].iloc[0].strftime("%Y-%m-%d %H:%M:%S")
+    _relabel(url, f"UPDATE training SET label = 0 WHERE ts >= '{first_holdout}'")
+    data = load_training_data(DataConfig.model_validate(data_cfg_dict), now=NOW)
+    assert set(data.y_holdout) == {0} and set(data.y_train) == {0, 1}
+
+
+def test_min_rows_per_class_is_the_configured_minimum(data_cfg_dict, training_db):
+    _, frame = training_db
+    smallest = int(frame["label"].value_counts().min())
+    load_training_data(DataConfig.model_validate(data_cfg_dict | {"min_rows_per_class": smallest}), now=NOW)
+    with pytest.raises(InsufficientDataError, match=rf"min_rows_per_class \({smallest + 1}\)"):
+        load_training_data(DataConfig.model_validate(data_cfg_dict | {"min_rows_per_class": smallest + 1}), now=NOW)

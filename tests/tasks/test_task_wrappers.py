@@ -4,8 +4,30 @@ import pytest
 from prefect.states import Failed
 
 from retrainer import tasks
-from retrainer.errors import ConfigError, RegistryError, StoreError, UnsafeModelError
+import sqlalchemy.exc as sa_exc
+
+from retrainer.errors import (
+    ConfigError,
+    RegistryError,
+    SchemaError,
+    StoreError,
+    TrainingDataError,
+    UnsafeModelError,
+    ValidationError,
+)
 from retrainer.tasks.load import InsufficientDataError, MissingColumnsError
+
+
+def _caused_by(exc: BaseException, cause: BaseException) -> BaseException:
+    exc.__cause__ = cause
+    return exc
+
+
+def _mlflow_error(code: str) -> Exception:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos import databricks_pb2
+
+    return MlflowException("server said no", error_code=getattr(databricks_pb2, code))
 
 
 @pytest.mark.parametrize(
@@ -18,6 +40,18 @@ from retrainer.tasks.load import InsufficientDataError, MissingColumnsError
         (MissingColumnsError("no column x"), False),
         (InsufficientDataError("found 3 rows"), False),
         (UnsafeModelError("pickle"), False),
+        # Only I/O failures are retried: bad data and bugs fail the same way every time.
+        (TrainingDataError("column 'ts' holds numbers"), False),
+        (TypeError("must be real number, not str"), False),
+        (ValueError("could not convert"), False),
+        (ValidationError("bad batch"), False),
+        (SchemaError("run retrainer store upgrade"), False),
+        (TimeoutError("read timed out"), True),
+        (sa_exc.OperationalError("SELECT 1", {}, Exception("database is locked")), True),
+        (_caused_by(RuntimeError("wrapped"), ConnectionResetError("peer")), True),
+        (_caused_by(RuntimeError("wrapped"), TypeError("a bug")), False),
+        (_mlflow_error("TEMPORARILY_UNAVAILABLE"), True),
+        (_mlflow_error("RESOURCE_DOES_NOT_EXIST"), False),
     ],
 )
 def test_only_transient_failures_are_retried(exc, retry):

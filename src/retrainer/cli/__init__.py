@@ -16,9 +16,6 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # The temporary server must not fail a nightly run because the machine is busy when it starts
 # (the default 20 s timed out under load): wait longer, a user's choice still wins.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-# MLflow draws a progress bar for every model it loads from the registry (the shadow worker, the
-# integration test): third-party bars stay off a retrainer terminal; a user's choice still wins.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import typer  # noqa: E402
 

@@ -13,7 +13,7 @@ config_app = typer.Typer(help="Validate and explore retrainer.yaml.", no_args_is
 
 @config_app.command("validate")
 def validate(
-    file: Path = typer.Argument(..., help="Path to retrainer.yaml."),
+    file: Path = typer.Argument(Path("retrainer.yaml"), help="Path to retrainer.yaml (default: ./retrainer.yaml, as every command)."),
     as_json: bool = typer.Option(False, "--json", help="Print the resolved configuration as JSON."),
 ) -> None:
     """Check a config file as `check` would (triggers, policy, store URL); print the resolved configuration."""
@@ -45,7 +45,7 @@ def validate(
                     "triggers": ", ".join(t.label for t in cfg.triggers) or "(none)",
                     "policy": cfg.policy.mode + (f" (k={cfg.policy.k})" if cfg.policy.k else ""),
                     "gate": f"{cfg.gate.metric} >= {cfg.gate.min_ratio} x champion",
-                    "rollout": cfg.rollout.mode,
+                    "rollout": cfg.rollout.resolved_mode,
                 },
             )
         )

@@ -32,12 +32,12 @@ def demo(
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from retrainer.cli.prefect_console import quiet_console_tracebacks
+    from retrainer.cli.prefect_console import quiet_flow_console
     from retrainer.demo.runner import DemoSpec, run_demo
 
     spec = DemoSpec(days=days, rows_per_day=rows_per_day, drift_day=drift_day)
     spec.sizing()  # a story that cannot be told is refused here, in one line, before anything starts
-    quiet_console_tracebacks()  # an expected failure inside a flow is the CLI's one line, not Prefect's traceback
+    quiet_flow_console()  # an expected failure inside a flow is the CLI's one line, not Prefect's traceback
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console if not as_json else None, transient=as_json, disable=as_json)
     tasks: dict[str, Any] = {}

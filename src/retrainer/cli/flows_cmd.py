@@ -21,7 +21,7 @@ from retrainer.cli.common import (
     parse_instant,
 )
 from retrainer.cli.output import console, emit, kv_table
-from retrainer.cli.prefect_console import quiet_console_tracebacks
+from retrainer.cli.prefect_console import quiet_flow_console
 
 if TYPE_CHECKING:
     from retrainer.store import Store
@@ -43,7 +43,7 @@ def monitor_cmd(
     _preflight(config)
     from retrainer.flows.monitor import monitor
 
-    quiet_console_tracebacks()
+    quiet_flow_console()
     result = monitor(config_path=str(config), now=now, run_retrain=run_retrain)
 
     def render(r: dict[str, Any]) -> None:
@@ -71,7 +71,7 @@ def retrain_cmd(
     _preflight(config)
     from retrainer.flows.retrain import retrain
 
-    quiet_console_tracebacks()
+    quiet_flow_console()
     result = retrain(config_path=str(config), reasons=list(reason), force=force, now=now)
     emit(result, as_json, _render_retrain)
     if result["status"] == "failed":
@@ -106,6 +106,11 @@ def _render_retrain(r: dict[str, Any]) -> None:
     for metric, value in (r.get("candidate_metrics") or {}).items():
         champion = (r.get("champion_metrics") or {}).get(metric)
         rows[metric] = f"candidate {fmt(value)}" + (f" vs champion {fmt(champion)}" if champion is not None else "")
+    delta = r.get("offline_delta")
+    if delta and delta.get("mean") is not None:
+        lo, hi = delta.get("interval_95") or (None, None)
+        ci = "" if lo is None else f" (95% {lo:+.4f} to {hi:+.4f})"
+        rows["offline Δ"] = f"{delta['metric']} {delta['mean']:+.4f}{ci}, {delta['n']} paired rows"
     if r.get("gate"):
         rows["gate"] = r["gate"]["reason"]
     console.print(kv_table("retrain", rows))

@@ -65,15 +65,28 @@ def stats(
     data = store.stats()
 
     def render(d: dict) -> None:
-        flat = {k: v for k, v in d.items() if not isinstance(v, dict)}
+        flat = {k: _instant(v) if k.endswith("_ts") and v else v for k, v in d.items() if not isinstance(v, dict)}
         console.print(kv_table("store", flat))
-        for key, value in d.items():
-            if key == "label_delay":
-                console.print(label_delay_lines(value))
-            elif isinstance(value, dict):
-                console.print(kv_table(key, value))
+        if "rows" in d:
+            console.print(kv_table("rows", {name: f"{n:,}" for name, n in d["rows"].items()}))
+        if d.get("predictions_per_model"):
+            console.print(predictions_table(d["predictions_per_model"]))
+        if "label_delay" in d:
+            console.print(label_delay_lines(d["label_delay"]))
 
     emit(data, as_json, render)
+
+
+def predictions_table(per_model: dict):
+    """One row per model: its prediction count and time range (``Store.stats()["predictions_per_model"]``)."""
+    from rich.table import Table
+
+    table = Table(title="predictions per model", title_justify="left")
+    for column in ("model", "predictions", "oldest", "newest"):
+        table.add_column(column, justify="right" if column == "predictions" else "left")
+    for model, d in per_model.items():
+        table.add_row(model, f"{d['count']:,}", _instant(d["oldest"]), _instant(d["newest"]))
+    return table
 
 
 def label_delay_lines(delays: dict) -> str:
@@ -81,18 +94,43 @@ def label_delay_lines(delays: dict) -> str:
     from datetime import timedelta
 
     from retrainer.durations import format_duration
-    from retrainer.triggers.performance import approx_duration
 
     lines = ["[bold]label delay[/] (label time - prediction time, labels arrived in the lookback)"]
     for model, d in delays.items():
         if d is None or d["p50_s"] is None:
             lines.append(f"  {model}: no label has arrived yet")
             continue
-        p50, p95 = (approx_duration(timedelta(seconds=d[k])) for k in ("p50_s", "p95_s"))
         lookback = format_duration(timedelta(seconds=d["lookback_s"]))
-        lines.append(f"  {model}: p50 {p50}, p95 {p95}, {d['share_labelled']:.0%} of the last {lookback}'s predictions "
-                     f"labelled ({d['n']} labels, as of {d['as_of']})")
+        as_of = _instant(d["as_of"])
+        labels = f"{d['n']:,} label{'s' if d['n'] != 1 else ''}"
+        if d.get("n_predictions", 1):
+            share = f"{d['share_labelled']:.0%} of the last {lookback}'s predictions labelled"
+        else:  # a share of nothing is not 0 %: say there was nothing to label
+            share = f"no prediction made in the {lookback} before {as_of}"
+        line = f"  {model}: p50 {_signed(d['p50_s'])}, p95 {_signed(d['p95_s'])}, {share} ({labels}, as of {as_of})"
+        if d["p50_s"] < 0 or d["p95_s"] < 0:
+            # Stores written before label times were clamped to their prediction's time may hold these.
+            line += ("; [yellow]labels dated before their predictions[/] (a clock or a backfill "
+                     "gave them earlier times: their delay is not a real one)")
+        lines.append(line)
     return "\n".join(lines)
+
+
+def _signed(seconds: float) -> str:
+    """A measured delay for people (``2d``, ``6h``); a negative one keeps its sign on the same scale."""
+    from datetime import timedelta
+
+    from retrainer.triggers.performance import approx_duration
+
+    return ("-" if seconds < 0 else "") + approx_duration(timedelta(seconds=abs(seconds)))
+
+
+def _instant(iso: str) -> str:
+    """An ISO instant the way the other tables print it: ``2026-03-01 06:00 UTC``, or the day at midnight."""
+    from datetime import datetime
+
+    at = datetime.fromisoformat(iso)
+    return at.strftime("%Y-%m-%d") if (at.hour, at.minute, at.second) == (0, 0, 0) else at.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @store_app.command("compact")

@@ -29,14 +29,14 @@ def check(
     """Evaluate the triggers once: should the model be retrained now? Writes an audit row per trigger."""
     from rich.table import Table
 
-    from retrainer.deployments.rollout.promotion import resolved_champion_info
-    from retrainer.registry import Registry
+    from retrainer.deployments.rollout.promotion import champion_info_for
     from retrainer.triggers.check import run_check
 
     cfg, store = open_config_and_store(config)
     now = parse_instant(at, "--at") if at else None
-    # The one answer to "who is the champion": store first, a lagging alias repaired.
-    champion = resolved_champion_info(Registry.from_config(cfg), store)
+    # The one answer to "who is the champion": store first, a lagging alias repaired (MLflow is
+    # imported only then, or when the store names none).
+    champion = champion_info_for(cfg, store)
     result = run_check(cfg, store=store, now=now, write_audit=not no_audit, champion=champion)
 
     def render(_: Any) -> None:

@@ -65,7 +65,7 @@ def demo_settings(spec: DemoSpec = DemoSpec()) -> dict[str, Any]:
     return demo_config(
         rollout={
             "mode": "shadow",
-            "shadow": {"sample": 1.0, "duration": f"{SHADOW_DAYS}d", "min_agreement": 0.6,
+            "shadow": {"sample": 1.0, "duration": f"{SHADOW_DAYS}d", "agreement_floor": 0.6,
                        "min_comparisons": size.shadow_comparisons},
             "ab": {"split": AB_SPLIT, "min_detectable_effect": AB_MDE, "sequential": True, "salt": "demo",
                    "duration": f"{size.ab_days}d"},

@@ -46,6 +46,9 @@ class RetrainResult:
     champion_version: str | None = None
     candidate_metrics: dict[str, float] = field(default_factory=dict)
     champion_metrics: dict[str, float] | None = None
+    # Δ_off = candidate - champion on the gate metric, same holdout rows: {metric, mean, se, n,
+    # interval_95, disagreement}; None without a champion. The rollout's prior starts from it.
+    offline_delta: dict[str, Any] | None = None
     gate: dict[str, Any] | None = None
     rollout: str | None = None
     run_id: int | None = None
@@ -126,7 +129,7 @@ def _run_with(cfg: RetrainerConfig, store: Store, *, reasons: list[str], force: 
         run_id,
         status=result.status,
         metrics={"candidate": result.candidate_metrics, "champion": result.champion_metrics, "gate": result.gate,
-                 "duration_s": time.monotonic() - started},
+                 "offline_delta": result.offline_delta, "duration_s": time.monotonic() - started},
         version=result.version,
         error=None,
         finished_at=now,
@@ -144,6 +147,7 @@ def _steps(cfg: RetrainerConfig, store: Store, result: RetrainResult, *, now: da
     from retrainer.registry import Registry
     from retrainer.tasks import (
         evaluate_model_task,
+        holdout_difference_task,
         LatencyRule,
         gate_task,
         integration_test_task,
@@ -170,6 +174,8 @@ def _steps(cfg: RetrainerConfig, store: Store, result: RetrainResult, *, now: da
     if champion_version is not None:
         champion = registry.load_model(champion_version, flavor="sklearn")
         result.champion_metrics = _metrics(evaluate_model_task(champion, data.X_holdout, data.y_holdout))
+        delta = holdout_difference_task(candidate, champion, data.X_holdout, data.y_holdout, cfg.gate.metric)
+        result.offline_delta = delta.to_dict()
 
     verdict = gate_task(result.candidate_metrics, result.champion_metrics, cfg.gate)
     result.gate = verdict.to_dict()
@@ -201,6 +207,7 @@ def _steps(cfg: RetrainerConfig, store: Store, result: RetrainResult, *, now: da
             metrics={
                 **{f"candidate_{k}": v for k, v in result.candidate_metrics.items()},
                 **{f"champion_{k}": v for k, v in (result.champion_metrics or {}).items()},
+                **_offline_delta_metrics(result.offline_delta),
                 "train_samples": data.train_samples,
                 "holdout_samples": data.holdout_samples,
             },
@@ -226,10 +233,18 @@ def _steps(cfg: RetrainerConfig, store: Store, result: RetrainResult, *, now: da
     _roll_out(cfg, store, registry, result, now=now)
 
 
+def _offline_delta_metrics(delta: dict[str, Any] | None) -> dict[str, float]:
+    """Δ_off and its standard error as MLflow metrics of the version (finite values only)."""
+    if not delta:
+        return {}
+    pairs = {"offline_delta": delta.get("mean"), "offline_delta_se": delta.get("se")}
+    return {k: float(v) for k, v in pairs.items() if v is not None}
+
+
 def _roll_out(cfg: RetrainerConfig, store: Store, registry: Registry, result: RetrainResult, *, now: datetime) -> None:
     from retrainer.tasks.promote import promote_task
 
-    mode = cfg.rollout.mode
+    mode = cfg.rollout.resolved_mode
     result.rollout = mode
     version = str(result.version)
     if mode == "direct" or result.champion_version is None:

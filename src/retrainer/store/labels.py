@@ -31,14 +31,25 @@ _IN_CHUNK = 5_000  # bound parameters per IN (...), under SQLite's 32,766 limit
 
 
 def write_labels(conn: Connection, batch: LabelBatch) -> LabelWriteResult:
+    """Upsert the batch; a label time before its stored prediction's time is raised to it."""
     if not batch.request_id:
-        return LabelWriteResult(written=0, unknown_request_ids=0)
+        return LabelWriteResult(written=0)
     # One row per request id (the latest label time wins, later position breaks ties):
     # PostgreSQL refuses an upsert that touches the same row twice in one statement.
     latest: dict[str, tuple[float, float]] = {}
     for rid, label, ts in zip(batch.request_id, batch.label.tolist(), batch.ts.tolist(), strict=True):
         if rid not in latest or ts >= latest[rid][1]:
             latest[rid] = (label, ts)
+    lock_label_matching(conn)
+    ids = list(latest)
+    made: dict[str, float] = {}  # prediction time of the ids already stored
+    for i in range(0, len(ids), _IN_CHUNK):
+        part = ids[i : i + _IN_CHUNK]
+        made.update((rid, ts) for rid, ts in conn.execute(
+            sa.select(predictions.c.request_id, predictions.c.ts).where(predictions.c.request_id.in_(part))))
+    clamped = [rid for rid in ids if rid in made and latest[rid][1] < made[rid]]
+    for rid in clamped:
+        latest[rid] = (latest[rid][0], made[rid])
     now = time.time()
     rows = [{"request_id": rid, "label": lab, "ts": ts, "received_at": now} for rid, (lab, ts) in latest.items()]
     stmt = dialect_insert(conn, labels)
@@ -47,19 +58,11 @@ def write_labels(conn: Connection, batch: LabelBatch) -> LabelWriteResult:
         set_={"label": stmt.excluded.label, "ts": stmt.excluded.ts, "received_at": stmt.excluded.received_at},
         where=labels.c.ts <= stmt.excluded.ts,
     )
-    lock_label_matching(conn)
     conn.execute(stmt, rows)
-
-    ids = list(latest)
-    known = 0
-    for i in range(0, len(ids), _IN_CHUNK):
-        part = ids[i : i + _IN_CHUNK]
-        known += conn.execute(
-            sa.select(sa.func.count()).select_from(predictions).where(predictions.c.request_id.in_(part))
-        ).scalar_one()
-    if known:
+    if made:
         sync_predictions(conn, ids)
-    return LabelWriteResult(written=len(rows), unknown_request_ids=len(ids) - int(known))
+    return LabelWriteResult(written=len(rows), unknown_request_ids=[rid for rid in ids if rid not in made],
+                            clamped_request_ids=clamped)
 
 
 # PostgreSQL only (SQLite writers are serialised by BEGIN IMMEDIATE). Without it a prediction
@@ -82,13 +85,16 @@ def _labelled_ids_sql(n: int) -> str:
 
 
 # Built once (expanding IN parameter): compiled once, then reused from SQLAlchemy's cache.
+# A label stored before its prediction arrived may carry an earlier time: the copy takes the
+# prediction's time then (a label is never known before its prediction).
+_LABEL_TS = sa.case((labels.c.ts < predictions.c.ts, predictions.c.ts), else_=labels.c.ts)
 _SYNC = (
     sa.update(predictions)
-    .values(label=labels.c.label, label_ts=labels.c.ts)
+    .values(label=labels.c.label, label_ts=_LABEL_TS)
     .where(
         predictions.c.request_id == labels.c.request_id,
         labels.c.request_id.in_(sa.bindparam("ids", expanding=True)),
-        sa.or_(predictions.c.label_ts.is_distinct_from(labels.c.ts), predictions.c.label.is_distinct_from(labels.c.label)),
+        sa.or_(predictions.c.label_ts.is_distinct_from(_LABEL_TS), predictions.c.label.is_distinct_from(labels.c.label)),
     )
 )
 

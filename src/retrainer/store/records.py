@@ -56,7 +56,11 @@ class WriteResult:
 @dataclass(frozen=True, slots=True)
 class LabelWriteResult:
     written: int
-    unknown_request_ids: int
+    # Request ids with no stored prediction (yet): the labels are kept and matched when it comes.
+    unknown_request_ids: list[str] = field(default_factory=list)
+    # Labels whose time was before their prediction's: stored at the prediction's time (a label
+    # cannot be known before the prediction it labels; a negative delay would skew every window).
+    clamped_request_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

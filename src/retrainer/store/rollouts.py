@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from retrainer.errors import RolloutError
-from retrainer.store import ledger
+from retrainer.store import ledger, runs
 from retrainer.store.records import from_epoch, to_epoch
 from retrainer.store.schema import IN_FLIGHT_STAGES, ROLLOUT_STAGES
 from retrainer.store.schema import labels as labels_table
@@ -178,4 +178,44 @@ def known_labels(conn: Connection, request_ids: Sequence[str], as_of: datetime) 
         q = sa.select(labels_table.c.request_id, labels_table.c.label).where(
             labels_table.c.request_id.in_(ids[i:i + 500]), labels_table.c.ts <= to_epoch(as_of))
         out.update({rid: float(label) for rid, label in conn.execute(q)})
+    return out
+
+
+# A rollout's online difference is the posterior mean the decision recorded when it moved the
+# rollout to one of these (the rollout flow writes it under this key of the step's evidence).
+DECISION_STAGES = ("champion", "rejected")
+ONLINE_DELTA_KEY = "posterior_mean"
+
+
+def _find(value: Any, key: str) -> Any:
+    """The first ``key`` in a nested mapping (depth first), or None."""
+    if isinstance(value, Mapping):
+        if key in value:
+            return value[key]
+        for child in value.values():
+            found = _find(child, key)
+            if found is not None:
+                return found
+    return None
+
+
+def offline_online_history(conn: Connection, model_name: str) -> list[tuple[float, float]]:
+    """(offline Δ, online Δ) of the model's decided rollouts, oldest first: what fitting the
+    prior's kappa and tau reads. Offline: the version's holdout difference
+    (:func:`runs.offline_delta`); online: ``posterior_mean`` of the ledger row that decided the
+    rollout (moved it to champion or rejected). Rollouts lacking either are left out."""
+    decided: dict[int, float] = {}
+    for entry in ledger.read(conn, model_name):  # oldest first: a later decision row wins
+        details = entry.details or {}
+        rollout_id, to_stage = details.get("rollout_id"), details.get("to_stage")
+        online = _find(details.get("evidence"), ONLINE_DELTA_KEY)
+        if rollout_id is not None and to_stage in DECISION_STAGES and isinstance(online, (int, float)):
+            decided[int(rollout_id)] = float(online)
+    out = []
+    for r in history(conn, model_name):
+        if r.id not in decided:
+            continue
+        offline = runs.offline_delta(conn, model_name, r.version)
+        if offline is not None:
+            out.append((offline[0], decided[r.id]))
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -118,3 +119,42 @@ def history(conn: Connection, model_name: str, as_of: datetime, limit: int) -> l
             version=r.version,
         ))
     return out
+
+
+def _usable(delta: Any) -> bool:
+    mean, se = (delta or {}).get("mean"), (delta or {}).get("se")
+    return (isinstance(mean, (int, float)) and isinstance(se, (int, float))
+            and math.isfinite(mean) and math.isfinite(se))
+
+
+def _offline_runs(model_name: str):
+    return (
+        sa.select(t.c.version, t.c.metrics)
+        .where(t.c.model_name == model_name, t.c.version.is_not(None), t.c.status.in_(RETRAINED_STATUSES))
+        .order_by(t.c.finished_at.desc(), t.c.id.desc())
+    )
+
+
+def offline_record(conn: Connection, model_name: str, version: str) -> dict[str, Any] | None:
+    """The holdout comparison the retrain flow recorded for ``version`` (``metrics["offline_delta"]``:
+    metric, mean, se, n, interval_95, disagreement) from the newest run that registered it with a
+    usable one; None when none did (no champion then, an undefined metric, or an older run)."""
+    for _, metrics in conn.execute(_offline_runs(model_name).where(t.c.version == str(version))):
+        delta = (metrics or {}).get("offline_delta")
+        if _usable(delta):
+            return dict(delta)
+    return None
+
+
+def offline_delta(conn: Connection, model_name: str, version: str) -> tuple[float, float] | None:
+    """(Δ_off, its standard error) of ``version``: candidate - champion on the gate metric, same holdout."""
+    record = offline_record(conn, model_name, version)
+    return None if record is None else (float(record["mean"]), float(record["se"]))
+
+
+def latest_offline_version(conn: Connection, model_name: str) -> str | None:
+    """The newest version registered with a usable offline difference (the next rollout's, usually)."""
+    for version, metrics in conn.execute(_offline_runs(model_name)):
+        if _usable((metrics or {}).get("offline_delta")):
+            return str(version)
+    return None

@@ -20,9 +20,10 @@ from retrainer.config import FeatureSpec, RetrainerConfig
 from retrainer.errors import InvalidIdentifierError
 from retrainer.identifiers import validate_identifier
 from retrainer.store.ledger_chain import ChainVerdict
-from retrainer.store import ab, audit, compaction, labels, ledger, migrate, predictions, profiles, rollouts, runs, shadow
+from retrainer.store import ab, audit, compaction, labels, ledger, migrate, predictions, profiles, rollouts, runs, shadow, traffic
 from retrainer.store.compaction import CompactionResult
 from retrainer.store.rollouts import Rollout
+from retrainer.store.traffic import TrafficMeasure
 from retrainer.store.engine import create_store_engine, mask_url, read_tx, write_tx
 from retrainer.store.records import (
     ABTest,
@@ -209,14 +210,15 @@ class Store:
             return predictions.write_batch(conn, batch, self._known_ab_tests)
 
     def log_labels(self, records: Sequence[LabelRecord], *, received_at: datetime | None = None) -> LabelWriteResult:
-        """Upsert labels (latest label time wins); unknown request ids are kept and counted.
+        """Upsert labels (latest label time wins); unknown request ids are kept and listed.
 
         A label time after ``received_at`` (default now; a replay passes its clock) is stored as
-        ``received_at``, or refused beyond ``max_label_clock_skew``."""
+        ``received_at``, or refused beyond ``max_label_clock_skew``; one before its stored
+        prediction's time is stored as that time (listed in ``clamped_request_ids``)."""
         batch = labels_from_records(records, self.max_batch, received_at=received_at,
                                     max_skew=self.max_label_clock_skew)
         if not batch.request_id:
-            return LabelWriteResult(0, 0)
+            return LabelWriteResult(0)
         with write_tx(self.engine) as conn:
             return labels.write_labels(conn, batch)
 
@@ -263,6 +265,15 @@ class Store:
         share of the lookback's predictions labelled by then."""
         with read_tx(self.engine) as conn:
             return labels.label_delay(conn, model_name, as_of, lookback)
+
+    def traffic(
+        self, model_name: str, *, as_of: datetime, lookback: timedelta = timedelta(days=14),
+        shadow_version: str | None = None,
+    ) -> TrafficMeasure:
+        """Requests a day, label rate, label delay, champion accuracy and shadow disagreement over the
+        ``lookback`` before ``as_of``: what the rollout plan forecasts from (:mod:`retrainer.store.traffic`)."""
+        with read_tx(self.engine) as conn:
+            return traffic.measure(conn, model_name, as_of, lookback, shadow_version)
 
     def compact_chunks(
         self, model_name: str, *, before: datetime | None = None, target_rows: int = 50_000
@@ -340,6 +351,28 @@ class Store:
         """``finished_at`` of the latest run that trained a model (success, no_improvement or superseded)."""
         with read_tx(self.engine) as conn:
             return runs.last_retrain(conn, model_name)
+
+    def offline_delta(self, model_name: str, version: str) -> tuple[float, float] | None:
+        """(Δ_off, se) measured on the holdout when ``version`` was trained: candidate - champion on
+        the gate metric; None when none was recorded (first model, or a version registered elsewhere)."""
+        with read_tx(self.engine) as conn:
+            return runs.offline_delta(conn, model_name, version)
+
+    def offline_record(self, model_name: str, version: str) -> dict[str, Any] | None:
+        """The whole holdout comparison behind :meth:`offline_delta` (metric, mean, se, n,
+        interval_95, disagreement), or None."""
+        with read_tx(self.engine) as conn:
+            return runs.offline_record(conn, model_name, version)
+
+    def latest_offline_version(self, model_name: str) -> str | None:
+        """The newest version a retrain run registered with a usable offline difference."""
+        with read_tx(self.engine) as conn:
+            return runs.latest_offline_version(conn, model_name)
+
+    def offline_online_history(self, model_name: str) -> list[tuple[float, float]]:
+        """(offline Δ, online Δ) of every decided rollout of the model, oldest first (fit_prior's history)."""
+        with read_tx(self.engine) as conn:
+            return rollouts.offline_online_history(conn, model_name)
 
     def retrain_history(self, model_name: str, *, as_of: datetime, limit: int = 10) -> list[RetrainRecord]:
         """Runs that trained a model and had finished by ``as_of``, most recent first: when, the

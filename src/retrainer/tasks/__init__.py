@@ -8,7 +8,7 @@ a retry can fix (see :func:`retry_on_transient`); compute tasks never retry.
 from __future__ import annotations
 
 from retrainer.tasks._retry import io_task, retry_on_transient
-from retrainer.tasks.evaluate import Metrics, evaluate_model, evaluate_model_task
+from retrainer.tasks.evaluate import Metrics, evaluate_model, evaluate_model_task, holdout_difference, holdout_difference_task
 from retrainer.tasks.gate import GateResult, gate, gate_task
 from retrainer.tasks.integration import (
     IntegrationCheck,
@@ -47,6 +47,8 @@ __all__ = [
     "build_estimator",
     "evaluate_model",
     "evaluate_model_task",
+    "holdout_difference",
+    "holdout_difference_task",
     "gate",
     "gate_task",
     "integration_test",

@@ -1,4 +1,4 @@
-"""Retry policy of the I/O tasks: exponential backoff with jitter, only on errors a retry can fix.
+"""Retry policy of the I/O tasks: exponential backoff with jitter, only on I/O failures (a retry can fix those).
 
 Private to :mod:`retrainer.tasks`: the task modules import it from here, the package only re-exports.
 """
@@ -12,22 +12,48 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from retrainer.errors import ConfigError
+from retrainer.errors import ConfigError, RegistryError, StoreError
+
+# MLflow's error codes (MlflowException.error_code) that name a passing condition of the server.
+_TRANSIENT_MLFLOW_CODES = frozenset(
+    {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED", "IO_ERROR", "ABORTED"}
+)
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """Whether a retry could fix ``exc``: an I/O failure (a connection, a locked database, a busy server).
+
+    Retrying is opt-in by kind, not opt-out: invalid configuration, errors marked ``permanent``
+    (too little data, a mistyped column, an unsafe model) and anything unexpected (a TypeError is
+    a bug or bad data, not a glitch) fail the same way every time; retrying them only delays the
+    alert by the backoff (2 + 4 + 8 s).
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:  # the explicit cause chain (``raise ... from``)
+        seen.add(id(exc))
+        if isinstance(exc, ConfigError) or getattr(exc, "permanent", False):
+            return False
+        if isinstance(exc, (OSError, StoreError, RegistryError)):  # OSError: connections, timeouts, disks
+            return True
+        if _is_sqlalchemy_io_error(exc) or getattr(exc, "error_code", None) in _TRANSIENT_MLFLOW_CODES:
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def _is_sqlalchemy_io_error(exc: BaseException) -> bool:
+    import sqlalchemy.exc as sa_exc
+
+    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, sa_exc.TimeoutError))
 
 
 def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect ``retry_condition_fn``: retry unless the failure is one a retry cannot fix.
-
-    Invalid configuration and errors marked ``permanent`` (too little data, an unsafe model) fail
-    the same way every time; retrying them only delays the alert.
-    """
+    """Prefect ``retry_condition_fn``: retry only what :func:`is_transient` calls an I/O failure."""
     try:
         exc = state.result(raise_on_failure=False)
     except Exception:  # noqa: BLE001 - unknown state shape: fall back to the retry policy
         return True
-    if isinstance(exc, ConfigError) or getattr(exc, "permanent", False):
-        return False
-    return True
+    return is_transient(exc) if isinstance(exc, BaseException) else True
 
 
 def io_task(fn: Callable[..., Any], *, name: str, retries: int = 3) -> Any:
@@ -47,4 +73,4 @@ def io_task(fn: Callable[..., Any], *, name: str, retries: int = 3) -> Any:
     )
 
 
-__all__ = ["io_task", "retry_on_transient"]
+__all__ = ["io_task", "is_transient", "retry_on_transient"]

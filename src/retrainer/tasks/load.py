@@ -12,6 +12,7 @@ parameter values never become SQL text.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,7 +22,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from retrainer.config import DataConfig
-from retrainer.errors import ConfigError, InsufficientDataError, MissingColumnsError, StoreError
+from retrainer.errors import ConfigError, InsufficientDataError, MissingColumnsError, StoreError, TrainingDataError
 from retrainer.store.engine import sqlite_file
 from retrainer.tasks._retry import io_task
 
@@ -101,8 +102,9 @@ def _read_source(cfg: DataConfig, *, start: datetime | None, end: datetime) -> p
         )
     try:
         with engine.connect() as conn:
+            declared: dict[str, str] = {}
             if source.table is not None:
-                stmt = _table_select(conn, cfg, start=start, end=end)
+                stmt, declared = _table_select(conn, cfg, start=start, end=end)
             else:
                 stmt = _query_statement(source.query or "", source.params)
             result = conn.execute(stmt)
@@ -120,10 +122,15 @@ def _read_source(cfg: DataConfig, *, start: datetime | None, end: datetime) -> p
             f"{what} returns no column(s) {', '.join(missing)}; it returns {', '.join(map(str, frame.columns)) or 'nothing'}. "
             "Fix data.features / data.timestamp_column / data.label_column or the source."
         )
-    return frame[wanted]
+    frame = frame[wanted]
+    frame.attrs["declared_types"] = declared  # for the messages of _normalise
+    return frame
 
 
-def _table_select(conn: sa.Connection, cfg: DataConfig, *, start: datetime | None, end: datetime) -> sa.Select:
+def _table_select(
+    conn: sa.Connection, cfg: DataConfig, *, start: datetime | None, end: datetime
+) -> tuple[sa.Select, dict[str, str]]:
+    """The SELECT of the wanted columns, and each column's declared type (for error messages)."""
     table_name = cfg.source.table or ""
     schema, _, name = table_name.rpartition(".")
     try:
@@ -141,17 +148,30 @@ def _table_select(conn: sa.Connection, cfg: DataConfig, *, start: datetime | Non
             f"table {table_name!r} has no column(s) {', '.join(missing)}; it has {', '.join(table.c.keys())}. "
             "Fix data.features / data.timestamp_column / data.label_column or the table."
         )
+    declared = {c: _declared(table.c[c].type) for c in wanted}
+    if conn.dialect.name == "sqlite":
+        # SQLite's declared types are advice, not law: `CREATE TABLE … AS SELECT` declares a
+        # TIMESTAMP column `NUM`, whose converter then fails on the ISO text the rows still hold.
+        # Read the stored values as they are; _normalise types them (and names what does not fit).
+        return sa.select(*(sa.type_coerce(table.c[c], sa.types.NullType()).label(c) for c in wanted)), declared
     stmt = sa.select(*(table.c[c] for c in wanted))
     ts = table.c[cfg.timestamp_column]
-    # Push the window into SQL where timestamps are real timestamps. SQLite stores them as text in
-    # whatever format the writer chose, so there the (always applied) filter in pandas decides.
-    if conn.dialect.name != "sqlite" and isinstance(ts.type, sa.DateTime):
+    # Push the window into SQL where timestamps are real timestamps (in SQLite they are whatever
+    # the writer chose, so there the always applied filter in pandas decides).
+    if isinstance(ts.type, sa.DateTime):
         aware = bool(getattr(ts.type, "timezone", False))
         as_param = (lambda d: d) if aware else (lambda d: d.replace(tzinfo=None))
         stmt = stmt.where(ts <= as_param(end))
         if start is not None:
             stmt = stmt.where(ts > as_param(start))
-    return stmt
+    return stmt, declared
+
+
+def _declared(column_type: sa.types.TypeEngine) -> str:
+    try:
+        return str(column_type)
+    except Exception:  # noqa: BLE001 - a reflected type without a SQL spelling (NullType)
+        return "no type"
 
 
 def _query_statement(query: str, params: Mapping[str, Any]) -> sa.TextClause:
@@ -164,12 +184,10 @@ def _query_statement(query: str, params: Mapping[str, Any]) -> sa.TextClause:
 
 
 def _normalise(frame: pd.DataFrame, cfg: DataConfig, origin: str) -> pd.DataFrame:
+    declared = frame.attrs.get("declared_types", {})
     out = frame.copy()
     ts_col = cfg.timestamp_column
-    try:
-        out[ts_col] = pd.to_datetime(out[ts_col], utc=True, format="mixed")
-    except (ValueError, TypeError) as exc:
-        raise StoreError(f"{origin}: column {ts_col!r} holds values that are not timestamps: {exc}") from None
+    out[ts_col] = _timestamps(out[ts_col], ts_col, declared.get(ts_col), origin)
     for spec in cfg.features:
         col = out[spec.name]
         if spec.type == "categorical":
@@ -180,12 +198,48 @@ def _normalise(frame: pd.DataFrame, cfg: DataConfig, origin: str) -> pd.DataFram
                 out[spec.name] = pd.to_numeric(col, errors="raise").astype(float)
             except (ValueError, TypeError):
                 bad = col[pd.to_numeric(col, errors="coerce").isna() & col.notna()].head(3).tolist()
-                raise StoreError(
-                    f"{origin}: numeric feature {spec.name!r} holds non-numeric values such as {bad!r}; "
-                    "declare it `type: categorical` or clean the source"
+                raise TrainingDataError(
+                    f"{origin}: numeric feature {spec.name!r} holds non-numeric values such as {bad!r}"
+                    f"{_declared_as(declared.get(spec.name))}; declare it `type: categorical` or clean the source"
                 ) from None
     out["_origin"] = origin
     return out
+
+
+_TIMESTAMP_FORMS = ("ISO-8601 text (e.g. '2026-03-01 06:00:00+00:00'; no offset means UTC) or a "
+                    "TIMESTAMP/DATETIME column")
+
+
+def _timestamps(values: pd.Series, column: str, declared: str | None, origin: str) -> pd.Series:
+    """The event-time column as UTC timestamps, or one :class:`TrainingDataError` naming the column,
+    what it holds (and was declared as) and what would work. Numbers are refused, not guessed at:
+    pandas would read epoch seconds as nanoseconds (all of 1970), and the unit is not ours to guess."""
+    where = f"{origin}: column {column!r} (data.timestamp_column)"
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return pd.to_datetime(values, utc=True)
+    present = values.dropna()
+    numeric = present.map(lambda v: isinstance(v, numbers.Number) and not isinstance(v, bool))
+    if numeric.any():
+        examples = present[numeric].head(3).tolist()
+        raise TrainingDataError(
+            f"{where} holds numbers such as {examples!r}{_declared_as(declared)}, not timestamps: store "
+            f"{_TIMESTAMP_FORMS}, or convert epoch seconds in a data.source.query "
+            f"(SQLite: datetime({column}, 'unixepoch') AS {column})"
+        )
+    try:
+        return pd.to_datetime(values, utc=True, format="mixed")
+    except (ValueError, TypeError, OverflowError):
+        parsed = pd.to_datetime(values, utc=True, format="mixed", errors="coerce")
+        examples = values[parsed.isna() & values.notna()].head(3).tolist()
+        kinds = sorted({type(v).__name__ for v in examples}) or ["values"]
+        raise TrainingDataError(
+            f"{where} holds {'/'.join(kinds)} that is not a timestamp, such as {examples!r}"
+            f"{_declared_as(declared)}: store {_TIMESTAMP_FORMS}"
+        ) from None
+
+
+def _declared_as(declared: str | None) -> str:
+    return f" (column declared {declared})" if declared else ""
 
 
 def load_training_data(
@@ -263,6 +317,7 @@ def split_training_data(data: pd.DataFrame, cfg: DataConfig, *, span: str, dropp
     if n - n_holdout < 1:
         raise InsufficientDataError(f"found {n} labelled row(s) {span}: too few to split off a holdout")
     train, holdout = data.iloc[: n - n_holdout], data.iloc[n - n_holdout :]
+    check_classes(data[cfg.label_column], train[cfg.label_column], holdout[cfg.label_column], cfg, span=span)
     counts = data["_origin"].value_counts().to_dict() if "_origin" in data else {"source": n}
 
     def xy(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
@@ -285,6 +340,57 @@ def split_training_data(data: pd.DataFrame, cfg: DataConfig, *, span: str, dropp
     )
 
 
+def check_classes(labels: pd.Series, train: pd.Series, holdout: pd.Series, cfg: DataConfig, *, span: str) -> None:
+    """Refuse a window a classifier cannot learn from or be judged on, before anything is trained.
+
+    A single class trains a model that can only answer that class, and its holdout scores look
+    perfect (f1 1 on an all-0 holdout): the gate would promote it. So: at least two classes, each
+    with ``data.min_rows_per_class`` rows, every one of them in the training split. A holdout that
+    lacks a class is allowed (labels can change with time, and the simulator replays such windows);
+    the gate judges both models on it alike. One :class:`InsufficientDataError` names the label
+    column and the counts.
+    """
+    column = cfg.label_column
+    counts = _class_counts(labels)
+    if len(counts) < 2:
+        only = _label(next(iter(counts))) if counts else "nothing"
+        raise InsufficientDataError(
+            f"label column {column!r} has a single class in the {len(labels):,} labelled row(s) {span} "
+            f"({_shown(counts)}): a model trained on it can only answer {only}; check the label column "
+            "and the source, or widen data.window"
+        )
+    rare = [k for k, v in counts.items() if v < cfg.min_rows_per_class]
+    if rare:
+        raise InsufficientDataError(
+            f"label column {column!r} has fewer than data.min_rows_per_class ({cfg.min_rows_per_class}) rows of "
+            f"class {', '.join(map(_label, rare))} in the {len(labels):,} labelled row(s) {span} ({_shown(counts)}): "
+            "widen data.window, wait for more labelled data, or lower data.min_rows_per_class"
+        )
+    absent = [k for k in counts if k not in set(train)]
+    if absent:  # every row of a class fell into the time holdout: the model would never see it
+        raise InsufficientDataError(
+            f"label column {column!r}: the training split has no row of class {', '.join(map(_label, absent))} "
+            f"(training {_shown(_class_counts(train))}; holdout, the latest {cfg.holdout_fraction:.0%} by time, "
+            f"{_shown(_class_counts(holdout))}) {span}: widen data.window or lower data.holdout_fraction"
+        )
+
+
+def _class_counts(labels: pd.Series) -> dict[Any, int]:
+    """Rows per class, classes in sorted order (as Python values: ``0``, not ``np.int64(0)``)."""
+    counts = labels.value_counts(sort=False)
+    pairs = [(k.item() if hasattr(k, "item") else k, int(v)) for k, v in counts.items()]
+    return dict(sorted(pairs, key=lambda kv: str(kv[0])))
+
+
+def _shown(counts: Mapping[Any, int]) -> str:
+    return ", ".join(f"{_label(k)}: {v:,}" for k, v in counts.items()) or "no rows"
+
+
+def _label(value: Any) -> str:
+    """A class as people write it: a float label column's ``0.0`` is class ``0``."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 # I/O: a flaky database connection deserves a few patient retries.
 load_training_data_task = io_task(load_training_data, name="load")
 
@@ -293,6 +399,8 @@ __all__ = [
     "LabelledSource",
     "MissingColumnsError",
     "TrainingData",
+    "TrainingDataError",
+    "check_classes",
     "load_training_data",
     "load_training_data_task",
     "read_source_history",

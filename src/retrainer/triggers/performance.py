@@ -72,11 +72,13 @@ def recent_labels(
 
 def maturity_lag(maturity: str | timedelta, delay: LabelDelay | None) -> timedelta:
     """How long before ``now`` the judged window ends: the p95 label delay for ``auto`` (zero
-    while no delay is measured), the duration itself, or zero for ``none``."""
+    while no delay is measured, or a negative one), the duration itself, or zero for ``none``."""
     if isinstance(maturity, timedelta):
         return maturity
     if maturity == "auto" and delay is not None and delay.p95 is not None:
-        return delay.p95
+        # Labels dated before their predictions (a store written before label times were clamped)
+        # measure a negative delay: their labels are in already, so the window ends now.
+        return max(delay.p95, timedelta(0))
     return timedelta(0)
 
 

@@ -68,7 +68,7 @@ def admit_challenger(
     """Start a rollout of ``version`` in ``rollout.mode`` (shadow or ab); with one in flight, queue
     it or replace the running one per ``rollout.on_new_challenger``."""
     name = cfg.model.name
-    mode = cfg.rollout.mode
+    mode = cfg.rollout.resolved_mode
     if mode not in ("shadow", "ab"):
         raise RolloutError(f"rollout.mode is {mode!r}: only shadow and ab roll out through the rollout flow")
     champion = resolve_champion(registry, store)

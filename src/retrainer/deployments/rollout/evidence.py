@@ -3,7 +3,7 @@
 Shadow (:func:`judge_shadow`) is read from the stored comparisons of the challenger against the
 champion on the *same* requests, so every check is side by side:
 
-* **agreement** — share of requests where both answered the same, >= ``shadow.min_agreement``;
+* **agreement** — share of requests where both answered the same, >= ``shadow.agreement_floor``;
 * **error rate** — an error is a request the model failed on, or answered wrongly where its label
   is known. The challenger must not be worse by a one-sided two-proportion z-test at
   ``shadow.error_alpha`` (a single bad point is not evidence, a significant excess is);
@@ -92,7 +92,7 @@ def judge_shadow(
     if waiting:
         return StageVerdict("wait", "waiting for " + "; ".join(waiting), waiting_for=waiting, facts=facts)
 
-    checks = [_agreement(summary, sh.min_agreement), _error_rate(rows, labels, sh.error_alpha),
+    checks = [_agreement(summary, sh.agreement_floor), _error_rate(rows, labels, sh.error_alpha),
               _latency(summary, sh.max_latency_ratio, cfg.rollout.latency_slack_ms)]
     bad = [c for c in checks if not c.passed]
     if bad:

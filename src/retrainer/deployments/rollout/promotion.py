@@ -18,11 +18,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from retrainer.champion_info import ChampionInfo
 from retrainer.errors import RegistryError
-from retrainer.registry import CHALLENGER, CHAMPION, Registry
+from retrainer.registry_alias import CHALLENGER, CHAMPION, known_alias_version
+
+if TYPE_CHECKING:  # importing MLflow costs ~1.25 s: a caller that has a Registry has paid it already
+    from retrainer.config import RetrainerConfig
+    from retrainer.registry import Registry
 
 _log = logging.getLogger(__name__)
 
@@ -112,6 +116,22 @@ def resolved_champion_info(registry: Registry, store: PromotionStore) -> Champio
     ``run_check`` dates it from its reference profile, as the store path does)."""
     version = resolve_champion(registry, store)
     return None if version is None else ChampionInfo(version)
+
+
+def champion_info_for(cfg: RetrainerConfig, store: PromotionStore) -> ChampionInfo | None:
+    """:func:`resolved_champion_info` for a caller that has no :class:`Registry` yet (``check``).
+
+    When the store names a champion and MLflow's alias, read straight from MLflow's SQL store,
+    already agrees, that is the answer and MLflow is never imported. Otherwise (no pointer, an
+    alias that lags or cannot be read that way) MLflow answers and repairs, as everywhere else.
+    """
+    truth = store.champion(cfg.model.name)
+    registry_uri = cfg.mlflow.registry_uri or cfg.mlflow.tracking_uri
+    if truth is not None and known_alias_version(registry_uri, cfg.model.name, CHAMPION) == truth:
+        return ChampionInfo(truth)
+    from retrainer.registry import Registry
+
+    return resolved_champion_info(Registry.from_config(cfg), store)
 
 
 def promote(
@@ -278,6 +298,7 @@ __all__ = [
     "PromotionResult",
     "PromotionStore",
     "champion_history",
+    "champion_info_for",
     "promote",
     "reject",
     "resolve_champion",

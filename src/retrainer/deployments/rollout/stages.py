@@ -77,7 +77,7 @@ def champion_version(cfg: RetrainerConfig, store: Store, registry: Registry) -> 
 
 
 def shadow_state(cfg: RetrainerConfig, store: Store, registry: Registry) -> ShadowState:
-    version, sample = shadow_target(store.ledger(cfg.model.name), rollout_mode=cfg.rollout.mode,
+    version, sample = shadow_target(store.ledger(cfg.model.name), rollout_mode=cfg.rollout.resolved_mode,
                                     challenger=registry.alias_version(CHALLENGER),
                                     default_sample=cfg.rollout.shadow.sample)
     return ShadowState(version, sample, champion_version(cfg, store, registry))

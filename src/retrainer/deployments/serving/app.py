@@ -4,6 +4,7 @@ Routes::
 
     POST /predict     {"features": {...}} or {"instances": [{...}, ...]}, optional unit_id, request_id
     POST /feedback    {"request_id": "...", "label": 1} or {"labels": [{...}, ...]}
+                      -> {"written", "unknown_request_ids": [...], "clamped_request_ids": [...]}
     GET  /health      liveness (the process answers)
     GET  /ready       readiness (a champion is loaded): 200 or 503
     GET  /metrics     Prometheus text
@@ -315,7 +316,8 @@ def create_app(service: PredictionService, *, manage_lifecycle: bool = True) -> 
             metrics.count_request("feedback", "invalid")
             return _json({"detail": "invalid request: " + "; ".join(exc.problems), "errors": exc.problems}, 422)
         metrics.count_request("feedback", "ok")
-        return _json({"written": result.written, "unknown_request_ids": result.unknown_request_ids})
+        return _json({"written": result.written, "unknown_request_ids": result.unknown_request_ids,
+                      "clamped_request_ids": result.clamped_request_ids})
 
     @app.get("/health")
     async def health() -> Response:

@@ -8,9 +8,9 @@ reach the store, off the request path) and the :class:`~retrainer.deployments.se
 The request path does no I/O: it picks the arm by hashing the unit, predicts, and hands the
 log rows and the shadow job to queues. When the log queue is full the rows come back as
 ``overflow`` for the caller to enqueue off the event loop (backpressure, never loss). With
-``serving.durability: committed`` the caller awaits a ticket before answering: the
-:class:`~retrainer.deployments.serving.spool.PredictionSpool`'s fsync (``serving.commit: spool``, the
-default) or a :class:`~retrainer.deployments.serving.writer.Commit` (``store``: group commit).
+``serving.durability: committed`` the caller awaits a ticket before answering: a
+:class:`~retrainer.deployments.serving.writer.Commit` (``serving.commit: store``, the default: group
+commit) or the :class:`~retrainer.deployments.serving.spool.PredictionSpool`'s fsync (``spool``).
 """
 
 from __future__ import annotations
@@ -42,19 +42,23 @@ from retrainer.deployments.serving.writer import BUFFERED_LINGER, COMMIT_LINGER,
 from retrainer.errors import RetrainerError
 from retrainer.registry import CHALLENGER, Registry
 from retrainer.store import Store
-from retrainer.store.records import LabelRecord, LabelWriteResult, PredictionRecord
+from retrainer.store.records import LabelRecord, LabelWriteResult, PredictionRecord, to_epoch
 from retrainer.store.validation import check_label_classes, raise_if
 
 log = logging.getLogger(__name__)
 
 _UTC = UTC
 _SEEN_UNITS_MAX = 200_000  # assignments already queued, per process; duplicates are harmless anyway
-# Client request ids answered by this process, newest last, with the answer and its spool flush:
-# a re-sent id is recognised before its rows reach the store (they are stored ~50 ms later; an
-# id this far back is long stored and found there).
+# Request ids answered by this process (and rows replayed from the spool at start), newest
+# last, with the row and its spool flush: a re-sent id and a label are recognised before the
+# row reaches the store (it is stored ~0.25 s later; an id this far back is long stored).
 _RECENT_ANSWERS_MAX = 100_000
 
 Answer = dict[str, Any]  # prediction, score, model_version, arm: what a request id was answered
+
+
+def answer_of(row: PredictionRecord) -> Answer:
+    return {"prediction": row.prediction, "score": row.score, "model_version": row.model_version, "arm": row.arm}
 
 
 def with_stored_answers(out: dict[str, Any], answers: Mapping[str, Answer]) -> dict[str, Any]:
@@ -91,7 +95,7 @@ def read_wanted_state(cfg: RetrainerConfig, registry: Registry, store: Store) ->
     test = store.active_ab_test(name)
     challenger = registry.alias_version(CHALLENGER)
     shadow, sample = shadow_target(
-        store.ledger(name), rollout_mode=cfg.rollout.mode, challenger=challenger,
+        store.ledger(name), rollout_mode=cfg.rollout.resolved_mode, challenger=challenger,
         default_sample=cfg.rollout.shadow.sample,
     )
     if shadow is not None and shadow == champion:
@@ -132,7 +136,7 @@ class PredictionService:
         self.spool = spool
         self.metrics = metrics or ServiceMetrics(self.model_name)
         self._seen_units: set[tuple[int, str]] = set()
-        self._recent: OrderedDict[str, tuple[Answer, asyncio.Future[None] | None]] = OrderedDict()
+        self._recent: OrderedDict[str, tuple[PredictionRecord, asyncio.Future[None] | None]] = OrderedDict()
         self._started = False
         self._owned_store: Store | None = None  # from_config opened it, stop() closes it
         if router.on_change is None:  # the shadow process loads a new shadow version before its first job
@@ -185,7 +189,9 @@ class PredictionService:
             self.spool.open()
         self.writer.start()
         if self.spool is not None:
-            self.spool.replay(self.writer.submit)
+            # Replayed rows are remembered first: a client re-sending one of those ids before the
+            # writer stored it gets the acknowledged answer, not a new one.
+            self.spool.replay(self.writer.submit, lambda rows: self._remember(rows, None))
         self.shadow.start()
         self.router.refresh()
         self.router.start()
@@ -240,14 +246,16 @@ class PredictionService:
 
         columns = {name: [inst.get(name) for inst in instances] for name in self.feature_names}
         pred, score = model.predict(columns)
-        preds = pred.tolist()
+        # As stored (the log's prediction column is a float): a re-sent id, answered from the
+        # store, must get the same JSON as the first answer (0.0, not 0 then 0.0).
+        preds = [float(p) for p in pred.tolist()]
         scores = None if score is None else score.tolist()
         latency = time.perf_counter() - t0
         ts = self.clock()
         version = model.version
 
         rows: list[Any] = [
-            PredictionRecord(rids[i], instances[i], float(preds[i]), ts, version, unit, arm,
+            PredictionRecord(rids[i], instances[i], preds[i], ts, version, unit, arm,
                              None if scores is None else scores[i], test_id)
             for i in range(n)
         ]
@@ -267,7 +275,9 @@ class PredictionService:
         if self.spool is not None:
             body, item, ticket = self._spool(body, rows, (stored or {}) if request_id is not None else None)
         elif self.cfg.serving.durability == "committed":
-            item = ticket = Commit(rows)
+            item = ticket = Commit(rows)  # stored before the answer: a label finds it in the store
+        else:
+            self._remember(rows, None)  # buffered: a label sent right after the answer is not "unknown"
         overflow = None if item is None or self.writer.offer(item) else item
 
         shadow = routing.shadow
@@ -285,35 +295,41 @@ class PredictionService:
         """Append a request's rows to the spool: (body, log item, flushes to await). A client id
         answered before (by this process, or found in the store: ``stored``) is answered as it was
         and not logged again; its first answer's flush is awaited too, so it is never acknowledged
-        before it is durable. ``stored`` None: server-made ids, which cannot repeat."""
+        before it is durable. If that flush failed (the 503 told the client to retry) or was
+        abandoned, the first answer's row is appended and synced again like a new one.
+        ``stored`` None: server-made ids, which cannot repeat."""
         assert self.spool is not None
         earlier: dict[str, Answer] = {}
         acks: list[asyncio.Future[None]] = []
+        again: list[PredictionRecord] = []
         if stored is not None:
             for rid in body["request_ids"]:
-                if (seen := self._recent.get(rid)) is not None:
-                    earlier[rid] = seen[0]
-                    if seen[1] is not None and not seen[1].done():
-                        acks.append(seen[1])
-                elif rid in stored:
+                if rid in stored:
                     earlier[rid] = stored[rid]
+                elif (seen := self._recent.get(rid)) is not None:
+                    first, ack = seen
+                    earlier[rid] = answer_of(first)
+                    if ack is None:
+                        continue  # replayed from the spool at start: durable
+                    if not ack.done():
+                        acks.append(ack)
+                    elif ack.cancelled() or ack.exception() is not None:
+                        again.append(first)  # failed, or abandoned (durability unknown): append again
         fresh = [r for r in rows if not (isinstance(r, PredictionRecord) and r.request_id in earlier)]
         item: list[Any] | None = None
-        if fresh:
-            ack, item = self.spool.append(fresh)
+        if fresh or again:
+            ack, item = self.spool.append([*again, *fresh])
             acks.append(ack)
-            if stored is not None:
-                self._remember(fresh, body, ack)
+            self._remember([*again, *fresh], ack)
         if earlier:
             body = with_stored_answers(body, earlier)
         return body, item, acks
 
-    def _remember(self, rows: list[Any], body: dict[str, Any], ack: asyncio.Future[None]) -> None:
+    def _remember(self, rows: list[Any], ack: asyncio.Future[None] | None) -> None:
         for r in rows:
             if isinstance(r, PredictionRecord):
-                self._recent[r.request_id] = (
-                    {"prediction": r.prediction, "score": r.score, "model_version": body["model_version"],
-                     "arm": body["arm"]}, ack)
+                self._recent[r.request_id] = (r, ack)
+                self._recent.move_to_end(r.request_id)
         while len(self._recent) > _RECENT_ANSWERS_MAX:
             self._recent.popitem(last=False)
 
@@ -324,16 +340,30 @@ class PredictionService:
     # -- feedback -----------------------------------------------------------------------------
 
     def feedback(self, labels: Sequence[tuple[str, float, datetime | None]]) -> LabelWriteResult:
-        """Store ground-truth labels (request_id, label, when known; default now)."""
+        """Store ground-truth labels (request_id, label, when known; default now).
+
+        A request id this server answered is never reported unknown, even if its row has not
+        reached the store yet (spooled or buffered rows are stored a moment later; the label is
+        matched then), and a label time before its prediction's time is raised to it (listed in
+        ``clamped_request_ids``; the store does the same for predictions it already has)."""
         now = self.clock()
         routing = self.router.routing
         problems: list[str] = []
         classes = None if routing is None else getattr(routing.champion, "classes", None)
         check_label_classes([float(x[1]) for x in labels], classes, problems)
         raise_if(problems, "label batch")
-        records = [LabelRecord(rid, float(label), ts or now) for rid, label, ts in labels]
+        records, clamped = [], []
+        for rid, label, ts in labels:
+            when = ts or now
+            if (seen := self._recent.get(rid)) is not None and to_epoch(when) < to_epoch(seen[0].ts):
+                when = seen[0].ts
+                clamped.append(rid)
+            records.append(LabelRecord(rid, float(label), when))
         # Received now (the service's clock): a label time far ahead of it is refused (store rule).
-        return self.store.log_labels(records, received_at=now)
+        result = self.store.log_labels(records, received_at=now)
+        return LabelWriteResult(
+            result.written, [rid for rid in result.unknown_request_ids if rid not in self._recent],
+            sorted({*clamped, *result.clamped_request_ids}))
 
     # -- status -------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The prediction spool: how ``serving.durability: committed`` acknowledges a request.
+"""The prediction spool: how ``serving.commit: spool`` acknowledges a request (the default,
+``store``, is a group commit into the store: docs/serving.md says why, measured).
 
 A request's log rows are appended to an append-only file on local disk and ``fdatasync``'d
 before the answer is sent; the same rows go to the inference-log writer, which stores them in
@@ -22,6 +23,12 @@ File format, one frame per flushed group: ``<u32 length><u32 crc32>`` + a JSON p
 write torn by the crash: never acknowledged) ends the segment. Each live server holds an
 exclusive ``flock`` on its own segments, so a second server on the same directory replays only
 what dead ones left.
+
+Segment names are ``<model>.<pid>.<12 hex>.spool`` with the model name percent-encoded
+(:func:`segment_model`): read from the right, the name says whose segment it is even when model
+names contain dots (``churn`` never replays ``churn.eu``'s). A replayed row the store refuses
+is never lost with its segment: it is set aside in ``<segment>.rejected`` (same frame format;
+rename it back to ``.spool`` to replay it once the cause is fixed) and logged.
 """
 
 from __future__ import annotations
@@ -36,9 +43,10 @@ import socket
 import struct
 import subprocess
 import threading
+import urllib.parse
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +62,21 @@ log = logging.getLogger(__name__)
 
 SEGMENT_BYTES = 16 << 20  # a full segment is closed and deleted once its rows are stored
 _HEADER = struct.Struct("<II")
+_SEGMENT_NAME = re.compile(r"(?P<model>.+)\.(?P<pid>[0-9]+)\.(?P<id>[0-9a-f]{12})\.spool")
+
+
+def segment_model(filename: str) -> str | None:
+    """The (percent-encoded) model name a segment file belongs to; None: not a segment name.
+    Parsed from the right: the pid and id parts have fixed forms, so dots in the model name
+    cannot shift them."""
+    m = _SEGMENT_NAME.fullmatch(filename)
+    return None if m is None else m["model"]
+
+
+def encoded_model_name(model_name: str) -> str:
+    """A model name as it appears in segment names: percent-encoded (injective; names made of
+    letters, digits, ``_``, ``.`` and ``-`` stay as they are, so older segments still match)."""
+    return urllib.parse.quote(model_name, safe="")
 
 
 def spool_directory(cfg: RetrainerConfig) -> Path:
@@ -103,6 +126,8 @@ class _Segment:
     size: int = 0
     pending: int = 0  # log items appended (or replayed) from here and not yet stored
     closed: bool = False  # nothing more is appended: deleted when pending reaches 0
+    deleted: bool = False  # its rows are all stored and the file is gone (fd closed)
+    torn: bool = False  # a failed write left bytes that could not be cut off: append nothing more here
 
 
 @dataclass
@@ -115,6 +140,7 @@ class SpoolStats:
     replayed_groups: int = 0
     torn_bytes: int = 0  # bytes at the end of a crashed segment that were never a whole frame
     segments_deleted: int = 0
+    rejected_rows: int = 0  # spooled rows the store refused: set aside in <segment>.rejected, not lost
     last_error: str | None = field(default=None)
 
 
@@ -124,18 +150,19 @@ class PredictionSpool:
     def __init__(self, directory: Path, model_name: str) -> None:
         self.directory = Path(directory)
         self.model_name = model_name
-        self.prefix = re.sub(r"[^A-Za-z0-9_.-]", "_", model_name) + "."
+        self.encoded_name = encoded_model_name(model_name)
         self.stats = SpoolStats()
         self._lock = threading.Lock()  # segments' pending counts: the loop appends, the writer releases
         self._segment: _Segment | None = None
         self._frames: list[bytes] = []
         self._waiters: list[asyncio.Future[None]] = []
         # The fsync process (None: the loop syncs itself), the loop watching its answers, and the
-        # groups it has not answered yet, oldest first.
+        # groups it has not answered yet, oldest first, each with the segment it was written to
+        # (after a rotation the oldest may be in the previous one).
         self._syncer: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._inflight: list[list[asyncio.Future[None]]] = []
+        self._inflight: list[tuple[_Segment, list[asyncio.Future[None]]]] = []
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -161,7 +188,7 @@ class PredictionSpool:
         self._sock.setblocking(False)
 
     def _new_segment(self) -> _Segment:
-        path = self.directory / f"{self.prefix}{os.getpid()}.{uuid.uuid4().hex[:12]}.spool"
+        path = self.directory / f"{self.encoded_name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.spool"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours alone: another server never replays it
         _fsync_dir(self.directory)
@@ -170,7 +197,9 @@ class PredictionSpool:
     def leftovers(self) -> Iterator[tuple[_Segment, list[list[Any]]]]:
         """Segments of this model that no live server holds (a crashed one left them), locked and
         read: each with its row groups. Empty ones are deleted at once."""
-        for path in sorted(self.directory.glob(f"{self.prefix}*.spool")):
+        for path in sorted(self.directory.glob("*.spool")):
+            if segment_model(path.name) != self.encoded_name:
+                continue  # another model's (a dotted name is no prefix match: see segment_model)
             if self._segment is not None and path == self._segment.path:
                 continue
             try:
@@ -197,15 +226,20 @@ class PredictionSpool:
                 continue
             yield seg, groups
 
-    def replay(self, submit: Callable[[Spooled], None]) -> int:
+    def replay(self, submit: Callable[[Spooled], None],
+               remember: Callable[[list[Any]], None] | None = None) -> int:
         """Hand every group a crashed server left to ``submit`` (the log writer); each segment is
-        deleted once all its rows are stored. Returns the number of prediction rows handed over."""
+        deleted once all its rows are stored. ``remember`` sees each group first, so the service
+        answers a re-sent id with its acknowledged answer while the row is still on its way to
+        the store. Returns the number of prediction rows handed over."""
         n = 0
         for seg, groups in self.leftovers():
             with self._lock:
                 seg.pending += len(groups)
             for rows in groups:
                 n += sum(isinstance(r, PredictionRecord) for r in rows)
+                if remember is not None:
+                    remember(rows)
                 submit(Spooled(rows, self._releaser(seg)))
         if n:
             log.warning("prediction spool: %d acknowledged predictions a previous server left are being stored", n)
@@ -217,18 +251,17 @@ class PredictionSpool:
         so normally there are none)."""
         seg, self._segment = self._segment, None
         waiting = self._stop_syncer()
+        outcomes = self._sync_groups(waiting)
+        if outcomes and self._loop is not None and not self._loop.is_closed():
+            for waiters, failure in outcomes:
+                self._loop.call_soon_threadsafe(settle_waiters, waiters, failure)
         if seg is not None:
-            if waiting:
-                failure = self._sync_here(seg.fd, len(waiting))
-                if self._loop is not None and not self._loop.is_closed():
-                    self._loop.call_soon_threadsafe(settle_waiters, waiting, failure)
             self._retire(seg)
 
-    def _stop_syncer(self, *, kill: bool = False) -> list[asyncio.Future[None]]:
-        """End the fsync process (from any thread; ``kill``: it misbehaved) and return the requests
-        still waiting for it, oldest first: the caller syncs and settles them."""
-        waiting = [w for group in self._inflight for w in group]
-        self._inflight = []
+    def _stop_syncer(self, *, kill: bool = False) -> list[tuple[_Segment, list[asyncio.Future[None]]]]:
+        """End the fsync process (from any thread; ``kill``: it misbehaved) and return the groups
+        still waiting for it, oldest first, with their segments: the caller syncs and settles them."""
+        waiting, self._inflight = self._inflight, []
         sock, self._sock = self._sock, None
         if sock is not None:
             try:
@@ -278,21 +311,53 @@ class PredictionSpool:
         if seg is None:
             self._settle(waiters, LogWriteFailed("the prediction spool closed before the write; retry the request"))
             return
+        if seg.torn:
+            if (refused := self._leave_torn(seg, len(waiters))) is not None:
+                self._settle(waiters, refused)
+                return
+            seg = self._segment
+            assert seg is not None
         data = b"".join(frames)
         try:
             _write_all(seg.fd, data)
         except OSError as exc:
-            _truncate(seg.fd, seg.size)  # a torn frame must not sit in front of the next ones
-            self._settle(waiters, self._failed(exc, len(waiters)))
+            failure = self._failed(exc, len(waiters))
+            self._cut_back(seg)
+            self._settle(waiters, failure)
             return
         seg.size += len(data)
         self.stats.bytes += len(data)
-        if not self._ask_syncer(waiters):
-            self._settle(waiters, self._sync_here(seg.fd, len(waiters)))
+        if not self._ask_syncer(seg, waiters):
+            self._settle(waiters, self._sync_segment(seg, len(waiters)))
         if seg.size >= SEGMENT_BYTES:
             self._rotate()
 
-    def _ask_syncer(self, waiters: list[asyncio.Future[None]]) -> bool:
+    def _cut_back(self, seg: _Segment) -> None:
+        """After a failed write: its bytes must go before anything more is appended, or a replay
+        stops at the torn frame and never reads the acknowledged frames after it."""
+        seg.torn = True
+        self._leave_torn(seg, 0)
+
+    def _leave_torn(self, seg: _Segment, requests: int) -> LogWriteFailed | None:
+        """``seg`` ends in bytes that are not a whole frame: cut them off, or go on in a new
+        segment (the torn tail then ends the old one, after all its acknowledged frames). If
+        neither works, refuse: the ``requests`` of this flush answer 503 until one of them does."""
+        try:
+            os.ftruncate(seg.fd, seg.size)
+        except OSError as cut:
+            self.stats.last_error = f"{type(cut).__name__}: {cut}"
+            log.error("prediction spool: cannot cut a failed write off %s (%s); no more appends to it",
+                      seg.path.name, cut)
+            if self._rotate():
+                return None
+            self.stats.failures += requests
+            return LogWriteFailed(f"the prediction spool cannot append: segment {seg.path.name} ends in a failed write "
+                                  f"that cannot be cut off ({cut}) and no new segment can be started; free the disk "
+                                  "holding serving.spool_dir, then retry the request with the same request_id")
+        seg.torn = False
+        return None
+
+    def _ask_syncer(self, seg: _Segment, waiters: list[asyncio.Future[None]]) -> bool:
         """Hand the group to the fsync process; False when there is none (the caller syncs)."""
         if self._sock is None:
             return False
@@ -310,7 +375,7 @@ class PredictionSpool:
         except OSError as exc:
             self._syncer_gone(str(exc))
             return False
-        self._inflight.append(waiters)
+        self._inflight.append((seg, waiters))
         return True
 
     def _answered(self, sock: socket.socket) -> None:
@@ -328,7 +393,7 @@ class PredictionSpool:
                 return
             count, err = fsync_worker.REPLY.unpack(msg)
             done, self._inflight = self._inflight[:count], self._inflight[count:]
-            waiting = [w for group in done for w in group]
+            waiting = [w for _seg, group in done for w in group]
             failure = self._failed(OSError(err, os.strerror(err)), len(waiting)) if err else None
             self._settle(waiting, failure)
 
@@ -340,15 +405,28 @@ class PredictionSpool:
     def _syncer_gone(self, why: str) -> None:
         """The fsync process cannot be used: sync what it was asked for here, and from now on."""
         log.error("prediction spool: the fsync process stopped answering (%s); the event loop syncs the spool itself", why)
-        waiting = self._stop_syncer(kill=True)
-        if waiting and self._segment is not None:
-            self._settle(waiting, self._sync_here(self._segment.fd, len(waiting)))
+        for waiters, failure in self._sync_groups(self._stop_syncer(kill=True)):
+            self._settle(waiters, failure)
 
-    def _sync_here(self, fd: int, requests: int) -> LogWriteFailed | None:
-        try:
-            os.fdatasync(fd)
-        except OSError as exc:
-            return self._failed(exc, requests)
+    def _sync_groups(
+        self, groups: list[tuple[_Segment, list[asyncio.Future[None]]]],
+    ) -> list[tuple[list[asyncio.Future[None]], LogWriteFailed | None]]:
+        """Sync here every segment the fsync process was asked about and did not answer for —
+        after a rotation that is the previous segment too, not only the current one — and say
+        how each group ends."""
+        by_segment: dict[int, tuple[_Segment, list[asyncio.Future[None]]]] = {}
+        for seg, waiters in groups:
+            by_segment.setdefault(id(seg), (seg, []))[1].extend(waiters)
+        return [(waiters, self._sync_segment(seg, len(waiters))) for seg, waiters in by_segment.values()]
+
+    def _sync_segment(self, seg: _Segment, requests: int) -> LogWriteFailed | None:
+        with self._lock:  # the writer thread may be deleting it: then its rows are all in the store
+            if seg.deleted:
+                return None
+            try:
+                os.fdatasync(seg.fd)
+            except OSError as exc:
+                return self._failed(exc, requests)
         return None
 
     def _failed(self, exc: OSError, requests: int) -> LogWriteFailed:
@@ -363,12 +441,15 @@ class PredictionSpool:
             self.stats.requests += len(waiting)
         settle_waiters(waiting, failure)
 
-    def _rotate(self) -> None:
+    def _rotate(self) -> bool:
+        """Go on in a new segment; False if none can be made (a full segment then keeps growing
+        rather than failing requests)."""
         try:
             new = self._new_segment()
-        except OSError as exc:  # keep appending to the full one rather than failing requests
-            log.error("prediction spool: cannot start a new segment (%s); the current one keeps growing", exc)
-            return
+        except OSError as exc:
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            log.error("prediction spool: cannot start a new segment (%s); the current one stays in use", exc)
+            return False
         if self._sock is not None:
             try:  # the fsync process syncs the old segment's last groups, then follows
                 socket.send_fds(self._sock, [fsync_worker.NEXT_FILE], [new.fd])
@@ -377,6 +458,7 @@ class PredictionSpool:
         old, self._segment = self._segment, new
         if old is not None:
             self._retire(old)
+        return True
 
     def _retire(self, seg: _Segment) -> None:
         """Nothing more is appended to ``seg``: deleted now if all its rows are stored, else by the
@@ -389,8 +471,11 @@ class PredictionSpool:
 
     # -- the writer side ---------------------------------------------------------------------------
 
-    def _releaser(self, seg: _Segment) -> Callable[[], None]:
-        def stored() -> None:
+    def _releaser(self, seg: _Segment) -> Callable[[Sequence[Any]], None]:
+        def stored(rejected: Sequence[Any] = ()) -> None:
+            """The writer stored the item's rows, except ``rejected`` (refused by the store)."""
+            if rejected and not self._set_aside(seg, rejected):
+                return  # kept in the segment: the next start tries again
             with self._lock:
                 seg.pending -= 1
                 done = seg.closed and seg.pending == 0
@@ -398,11 +483,37 @@ class PredictionSpool:
                 self._delete(seg)
         return stored
 
-    def _delete(self, seg: _Segment) -> None:
+    def _set_aside(self, seg: _Segment, rows: Sequence[Any]) -> bool:
+        """Append rows the store refused to ``<segment>.rejected`` (fsync'd) before the segment may
+        go; False if that fails (then the segment stays)."""
+        path = seg.path.with_suffix(".rejected")
         try:
-            seg.path.unlink(missing_ok=True)
-        finally:
-            os.close(seg.fd)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                _write_all(fd, encode_group(list(rows)))
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+            _fsync_dir(self.directory)
+        except OSError as exc:
+            log.error("prediction spool: %d rows of %s the store refused cannot be set aside (%s); the segment is "
+                      "kept and replayed at the next start", len(rows), seg.path.name, exc)
+            return False
+        self.stats.rejected_rows += len(rows)
+        log.error("prediction spool: the store refused %d acknowledged rows of %s (see the errors above); they are "
+                  "kept in %s: fix the cause, then rename it to end in .spool and restart to store them",
+                  len(rows), seg.path.name, path)
+        return True
+
+    def _delete(self, seg: _Segment) -> None:
+        with self._lock:  # once: the loop may be syncing it (fallback) while the writer releases it
+            if seg.deleted:
+                return
+            seg.deleted = True
+            try:
+                seg.path.unlink(missing_ok=True)
+            finally:
+                os.close(seg.fd)
         self.stats.segments_deleted += 1
 
     def status(self) -> dict[str, Any]:
@@ -414,20 +525,13 @@ class PredictionSpool:
                 "requests_per_fsync": round(s.requests / s.groups, 2) if s.groups else None, "bytes": s.bytes,
                 "failures": s.failures, "last_error": s.last_error, "replayed_segments": s.replayed_segments,
                 "replayed_groups": s.replayed_groups, "torn_bytes": s.torn_bytes,
-                "segments_deleted": s.segments_deleted}
+                "segments_deleted": s.segments_deleted, "rejected_rows": s.rejected_rows}
 
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-
-
-def _truncate(fd: int, size: int) -> None:
-    try:
-        os.ftruncate(fd, size)
-    except OSError:
-        pass
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -439,4 +543,5 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["SEGMENT_BYTES", "PredictionSpool", "SpoolStats", "decode_frames", "encode_group", "spool_directory"]
+__all__ = ["SEGMENT_BYTES", "PredictionSpool", "SpoolStats", "decode_frames", "encode_group", "encoded_model_name",
+           "segment_model", "spool_directory"]

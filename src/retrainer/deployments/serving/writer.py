@@ -10,12 +10,13 @@ A batch the store rejects as invalid (which the service's own validation should 
 impossible) is split in halves until the bad rows are isolated; those are logged and counted,
 the rest are written.
 
-Spooled rows (``serving.durability: committed``, the default ``serving.commit: spool``) are
+Spooled rows (``serving.durability: committed`` with ``serving.commit: spool``) are
 already durable in the prediction spool (:mod:`retrainer.deployments.serving.spool`) when they arrive:
-they are written like buffered rows, and once stored the spool is told (``Spooled.on_stored``)
-so it can delete the segment.
+they are written like buffered rows, and once stored the spool is told (``Spooled.on_stored``,
+with the rows the store refused, which the spool sets aside rather than lose) so it can delete
+the segment.
 
-Group commit (``serving.commit: store``): a request hands its rows over as a
+Group commit (``serving.commit: store``, the default): a request hands its rows over as a
 :class:`Commit` and waits on its future. The thread takes everything queued, i.e. all that
 arrived while the previous transaction ran, writes the predictions and A/B assignments of all
 waiting requests in one transaction, then resolves every future: the request answers only once
@@ -123,9 +124,10 @@ def _wake_group(commits: list[Commit]) -> None:
 
 class Spooled(list[Any]):
     """Log rows already durable in the prediction spool (``serving.commit: spool``): written like
-    buffered rows, then ``on_stored`` tells the spool they are in the store."""
+    buffered rows, then ``on_stored(rejected)`` tells the spool they are in the store, except
+    the ``rejected`` prediction rows the store refused."""
 
-    def __init__(self, rows: list[Any], on_stored: Callable[[], None]) -> None:
+    def __init__(self, rows: list[Any], on_stored: Callable[[Sequence[Any]], None]) -> None:
         super().__init__(rows)
         self.on_stored = on_stored
 
@@ -275,16 +277,18 @@ class InferenceLogWriter:
                 rows += len(nxt)
             stop = any(i is _STOP for i in items)
             try:
-                self._write([i for i in items if i is not _STOP])
+                rejected = self._write([i for i in items if i is not _STOP])
                 self._last_write_end = time.monotonic()
                 for item in items:
                     if isinstance(item, Spooled):
-                        item.on_stored()
+                        item.on_stored([r for r in item if isinstance(r, PredictionRecord) and r.request_id in rejected])
             finally:
                 for _ in items:
                     self._q.task_done()
 
-    def _write(self, items: list[Any]) -> None:
+    def _write(self, items: list[Any]) -> set[str]:
+        """Store ``items``; returns the request ids of plain (buffered or spooled) prediction rows
+        the store refused as invalid."""
         commits = [i for i in items if isinstance(i, Commit)]
         preds: list[PredictionRecord] = []
         assigns: dict[int, list[tuple[str, str]]] = {}
@@ -304,8 +308,9 @@ class InferenceLogWriter:
         if commits:
             if self._commit(commits, assigns):
                 assigns = {}
+        rejected: set[str] = set()
         if preds:
-            self._retry(lambda: self._write_predictions(preds), "predictions")
+            rejected, _ = self._retry(lambda: self._write_predictions(preds), "predictions")
             self.stats.batches += 1
         for test_id, pairs in assigns.items():
             n = self._retry(lambda t=test_id, p=pairs: self.store.record_assignments(t, p), "assignments")
@@ -313,6 +318,7 @@ class InferenceLogWriter:
         if shadows:
             n = self._retry(lambda: self.store.record_shadow(shadows), "shadow comparisons")
             self.stats.shadow_written += int(n or 0)
+        return rejected
 
     def _retry(self, fn: Any, what: str) -> Any:
         delay = 0.05
