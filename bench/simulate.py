@@ -37,7 +37,10 @@ import pandas as pd
 from retrainer.config import parse_config
 from retrainer.simulate import History, SimulationSettings, simulate
 
-WEATHER = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "weather" / "weather.csv.gz"
+# ../shared/data from the repository root (CI puts it there); RETRAINER_SHARED_DATA overrides it for
+# a checkout elsewhere (e.g. a git worktree one level deeper).
+SHARED_DATA = Path(os.environ.get("RETRAINER_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+WEATHER = SHARED_DATA / "weather" / "weather.csv.gz"
 ESTIMATORS = {
     "lr": {"class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 500}},
     "hgb": {"class": "sklearn.ensemble.HistGradientBoostingClassifier", "params": {"max_iter": 100}},

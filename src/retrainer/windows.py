@@ -20,12 +20,14 @@ measures how late the model's labels come (:class:`LabelDelay`, from labels arri
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from retrainer.durations import format_duration
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,6 +143,67 @@ class LabelDelay:
         }
 
 
+@dataclass(frozen=True)
+class EvidenceWindow:
+    """The window a trigger judged, ``[start, end)``, and why it starts where it does.
+
+    With ``window: auto`` a trigger reads back from ``end`` until it holds ``min_samples`` (the
+    shortest such trailing window), but never past ``max_window`` nor before the champion was
+    deployed (``floor``). ``limit`` says which of these set ``start``: ``"count"`` (enough samples),
+    ``"max_window"``, ``"deployment"``; a fixed ``window:`` is ``"fixed"``. ``what`` names the
+    samples ("labelled predictions", "predictions") for the reasons people read.
+    """
+
+    start: datetime
+    end: datetime
+    n: int
+    min_samples: int
+    limit: str
+    what: str = "predictions"
+    max_window: timedelta | None = None
+    floor: datetime | None = None
+
+    @property
+    def span(self) -> timedelta:
+        return self.end - self.start
+
+    @property
+    def enough(self) -> bool:
+        return self.n >= self.min_samples
+
+    def to_dict(self) -> dict[str, object]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat(), "span_s": self.span.total_seconds(),
+                "n": self.n, "min_samples": self.min_samples, "limit": self.limit, "what": self.what,
+                "max_window_s": None if self.max_window is None else self.max_window.total_seconds(),
+                "floor": None if self.floor is None else self.floor.isoformat()}
+
+    def describe(self) -> str:
+        """For reasons: "the 12.5d window ending 2025-03-01 (140 labelled predictions; 147 needed)"."""
+        seconds = self.span.total_seconds()
+        span = next((f"{seconds / size:.3g}{unit}" for unit, size in (("d", 86400), ("h", 3600), ("m", 60))
+                     if seconds >= size), f"{seconds:.0f}s")
+        why = {"max_window": f"; capped at max_window {format_duration(self.max_window) if self.max_window else ''}",
+               "deployment": f"; starts at the champion's deployment {self.start:%Y-%m-%d %H:%M}",
+               }.get(self.limit, "")
+        return (f"the {span} window ending {self.end:%Y-%m-%d %H:%M} ({self.n} {self.what}; "
+                f"min_samples {self.min_samples}{why})")
+
+
+def shortest_span(count: Callable[[datetime], int], end: datetime, min_samples: int, earliest: datetime) -> timedelta:
+    """A span ``s`` with ``count(end - s) >= min_samples`` found by doubling from a minute, at most
+    ``end - earliest`` (where it stops, enough or not). ``count(start)`` counts samples in ``[start, end)``
+    and grows as ``start`` moves back, so the answer is at most twice the shortest such span: the
+    caller reads that much and keeps the newest ``min_samples`` (the exact shortest window). About
+    log2(limit / 1 minute) count queries at most: 16 for a 30-day limit."""
+    limit = end - earliest
+    if limit <= timedelta(0):
+        return timedelta(0)
+    span = min(timedelta(minutes=1), limit)
+    while span < limit and count(end - span) < min_samples:
+        span = min(span * 2, limit)
+    return span
+
+
 @runtime_checkable
 class WindowSource(Protocol):
     """What a trigger may read from the store. Read-only; every call is a pure query."""
@@ -206,5 +269,5 @@ class LabelDelaySource(Protocol):
     def label_delay(self, model_name: str, *, as_of: datetime, lookback: timedelta) -> LabelDelay: ...
 
 
-__all__ = ["FeatureWindow", "LabelDelay", "LabelDelaySource", "LabelledWindow", "RetrainHistorySource", "RetrainRecord",
-           "ScoredWindowSource", "WindowSource"]
+__all__ = ["EvidenceWindow", "FeatureWindow", "LabelDelay", "LabelDelaySource", "LabelledWindow", "RetrainHistorySource", "RetrainRecord",
+           "ScoredWindowSource", "WindowSource", "shortest_span"]

@@ -15,6 +15,8 @@ MODULES = [
     "retrainer.triggers.decision",
     "retrainer.triggers.policy",
     "retrainer.triggers.registry",
+    "retrainer.triggers.undecided",
+    "retrainer.stats.floor",
     "retrainer.testing.fakes",
 ]
 

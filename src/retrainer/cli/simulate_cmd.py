@@ -103,7 +103,7 @@ def simulate_cmd(
     from retrainer.config import load_config
     from retrainer.simulate import Costs, History, SimulationSettings, simulate, split_specs
     from retrainer.simulate.plot import plot_simulation
-    from retrainer.simulate.report import markdown_report, rich_table
+    from retrainer.simulate.report import markdown_report, rich_table, undecided_flags
     from retrainer.tasks.load import read_source_history
 
     _check_output(plot, "--plot")
@@ -147,6 +147,8 @@ def simulate_cmd(
 
     def render(_: Any) -> None:
         console.print(rich_table(result))
+        for line in undecided_flags(result):
+            console.print(line, markup=False)
         if result.oracle is not None:
             when = ", ".join(result.grid.instants[k].date().isoformat() for k in result.oracle.retrain_steps)
             console.print(f"oracle retrains at: {when or 'never'}")

@@ -48,6 +48,8 @@ def check(
         console.print(table)
         verdict = "[bold red]retrain[/]" if result.should_retrain else "[green]no retrain[/]"
         console.print(f"{verdict}: {result.decision.reason}")
+        if result.undecided:
+            console.print(f"! could not decide: {result.undecided}", markup=False)
 
     emit(result.to_dict(), as_json, render)
     store.close()
@@ -94,6 +96,10 @@ def backtest_cmd(
             verdict = "[bold red]RETRAIN[/]" if s.should_retrain else ("suppressed" if s.raw_fired else "")
             table.add_row(s.at.strftime("%Y-%m-%d %H:%M"), *cells, verdict)
         console.print(table)
+        undecided = result.undecided()
+        console.print(f"could not decide at {undecided.undecided} of {undecided.checks} steps ({undecided.share:.0%})")
+        if undecided.flagged:
+            console.print(f"! {undecided.flag('the policy')}", markup=False)
         if plot is not None:
             console.print(f"plot written to {plot}")
 

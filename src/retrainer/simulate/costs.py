@@ -51,6 +51,8 @@ class PolicySummary:
     worst_at: str | None
     cost: float
     regret: float | None
+    undecided_share: float = 0.0  # checks where the policy could not decide (insufficient_data)
+    undecided_flag: str | None = None  # one line naming why, when above half
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
@@ -61,6 +63,7 @@ def summarize(run: PolicyRun, costs: Costs, metric: str, *, oracle_cost: float |
     defined = [(v, at) for v, at in values if not math.isnan(v)]
     worst = min(defined, key=lambda p: p[0]) if defined else (math.nan, None)
     cost = costs.total(retrains=run.retrains, errors=run.errors)
+    undecided = run.undecided()
     return PolicySummary(
         policy=run.name,
         retrains=run.retrains,
@@ -75,6 +78,8 @@ def summarize(run: PolicyRun, costs: Costs, metric: str, *, oracle_cost: float |
         worst_at=None if worst[1] is None else worst[1].isoformat(),
         cost=cost,
         regret=None if oracle_cost is None else cost - oracle_cost,
+        undecided_share=undecided.share,
+        undecided_flag=undecided.flag(run.name) if undecided.flagged else None,
     )
 
 

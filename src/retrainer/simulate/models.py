@@ -26,6 +26,7 @@ from retrainer.profiles import build_reference_profile, profile_arrays
 from retrainer.simulate.history import History, StepGrid
 from retrainer.tasks.evaluate import evaluate_model
 from retrainer.tasks.load import TrainingData, split_training_data
+from retrainer.tasks.register import holdout_calibration
 from retrainer.tasks.train import train_model
 
 
@@ -172,13 +173,17 @@ class ModelCache:
         return self._gates[key]
 
     def reference(self, model: TrainedModel) -> dict[str, Any]:
-        """The reference profile registration would store for ``model`` (plus its holdout metrics)."""
+        """The reference profile registration would store for ``model``: its holdout metrics and the
+        calibration map of its holdout scores (``holdout_calibration``, the registration's own function)."""
         if model.version not in self._references:
             profile = build_reference_profile(
                 model.data.X_train, self.cfg.data.features, model_version=model.version,
                 registered_at=model.trained_at,
             )
             profile["holdout_metrics"] = {k: v for k, v in model.holdout_metrics.items() if not math.isnan(v)}
+            # As registration does: the map estimated_performance (and cost_benefit without labels)
+            # turns this model's logged scores into probabilities with.
+            profile["calibration"] = holdout_calibration(model.estimator, model.data.X_holdout, model.data.y_holdout)
             self._references[model.version] = profile_arrays(profile)
         return self._references[model.version]
 

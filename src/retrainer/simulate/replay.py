@@ -22,6 +22,7 @@ from retrainer.simulate.models import ModelCache, TrainedModel
 from retrainer.simulate.policies import ComparedPolicy
 from retrainer.simulate.source import ReplaySource
 from retrainer.triggers.context import ChampionInfo, TriggerContext
+from retrainer.triggers.undecided import Undecided, why_undecided
 from retrainer.windows import RetrainRecord
 
 Progress = Callable[[str, int, int], None]
@@ -40,11 +41,14 @@ class StepOutcome:
     errors: int
     metrics: Mapping[str, float] = field(default_factory=dict)
     reason: str = ""
+    status: str = ""  # the policy's raw status at ``at`` ("" at step 0 and for a fixed schedule)
+    undecided: str = ""  # why the policy could not decide (insufficient_data), else ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"at": self.at.isoformat(), "version": self.version, "fired": self.fired,
                 "retrained": self.retrained, "accepted": self.accepted, "rows": self.rows,
-                "errors": self.errors, "reason": self.reason,
+                "errors": self.errors, "reason": self.reason, "status": self.status or None,
+                "undecided": self.undecided or None,
                 # NaN (undefined on this step, e.g. roc_auc with one class) is null: strict JSON.
                 "metrics": {k: (None if v != v else v) for k, v in self.metrics.items()}}
 
@@ -70,6 +74,10 @@ class PolicyRun:
     @property
     def errors(self) -> int:
         return sum(s.errors for s in self.steps)
+
+    def undecided(self) -> Undecided:
+        """The share of checked steps where the policy could not decide (step 0 is not a check)."""
+        return Undecided.from_reasons([s.undecided for s in self.steps if s.status])
 
     @property
     def rows(self) -> int:
@@ -116,6 +124,7 @@ def replay_policy(
     for k, at in enumerate(grid.instants):
         fired = retrained = accepted = False
         reason = "initial model" if k == 0 else ""
+        status = undecided = ""
         if k > 0:
             ctx = TriggerContext(model_name=model_name, now=at, source=source, last_retrain_at=last_retrain_at,
                                  champion=ChampionInfo(champion.version, created_at=champion.trained_at),
@@ -123,6 +132,7 @@ def replay_policy(
             result = policy.check(ctx, tuple(history))
             history.append(result.raw.fired)
             fired, reason = result.should_retrain, result.decision.reason
+            status, undecided = result.raw.status, why_undecided(result.raw, result.children)
             if fired:
                 try:
                     candidate = cache.at_step(k)
@@ -140,7 +150,7 @@ def replay_policy(
                         champion = candidate
         errors, metrics = _serve(cache, source, champion, k)
         steps.append(StepOutcome(at, champion.version, fired, retrained, accepted, int(cache.step_rows[k]),
-                                 errors, metrics, reason))
+                                 errors, metrics, reason, status, undecided))
         if progress is not None:
             progress(compared.name, k + 1, len(grid))
     return PolicyRun(compared.name, tuple(steps))

@@ -8,7 +8,7 @@ from typing import Any
 from retrainer.simulate.costs import PolicySummary
 from retrainer.simulate.engine import SimulationResult
 
-COLUMNS = ("policy", "retrains", "deployed", "errors", "mean {m}", "worst {m}", "cost", "regret")
+COLUMNS = ("policy", "retrains", "deployed", "errors", "mean {m}", "worst {m}", "cost", "regret", "no data")
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -26,8 +26,14 @@ def summary_rows(result: SimulationResult) -> list[list[str]]:
     out = []
     for s in result.summaries:
         out.append([s.policy, str(s.retrains), str(s.deployments), f"{s.errors:,}", _num(s.mean_metric),
-                    _num(s.worst_metric), _money(s.cost), _money(s.regret)])
+                    _num(s.worst_metric), _money(s.cost), _money(s.regret),
+                    ("–" if s.policy == "oracle" else f"{s.undecided_share:.0%}" + (" !" if s.undecided_flag else ""))])
     return out
+
+
+def undecided_flags(result: SimulationResult) -> list[str]:
+    """One line per policy that could not decide at more than half of its checks, naming why."""
+    return [f"! {s.undecided_flag}" for s in result.summaries if s.undecided_flag]
 
 
 def headers(result: SimulationResult) -> list[str]:
@@ -41,12 +47,14 @@ def rich_table(result: SimulationResult) -> Any:
     table = Table(title=f"retrainer simulate — {result.model}: {len(result.grid)} steps of "
                   f"{st.to_dict()['every']}, retrain cost {st.costs.retrain_cost:g}, error cost {st.costs.error_cost:g}",
                   title_justify="left")
+    rows = summary_rows(result)
     for i, h in enumerate(headers(result)):
-        if i == 0:  # long specs fold; the figures never do
-            table.add_column(h, overflow="fold")
+        if i == 0:  # long specs fold; the figures never do (their headers may wrap)
+            table.add_column(h, overflow="fold", min_width=min(12, max(len(r[0]) for r in rows)))
         else:
-            table.add_column(h, justify="right", no_wrap=True, min_width=len(h))
-    for row in summary_rows(result):
+            widest = max(len(r[i]) for r in rows)
+            table.add_column(h, justify="right", min_width=max(widest, *(len(w) for w in h.split())))
+    for row in rows:
         table.add_row(*row)
     return table
 
@@ -55,7 +63,8 @@ def markdown_table(result: SimulationResult) -> str:
     head = headers(result)
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in summary_rows(result)]
-    return "\n".join(lines)
+    flags = undecided_flags(result)
+    return "\n".join(lines + ([""] + flags if flags else []))
 
 
 def _best(summaries: tuple[PolicySummary, ...]) -> PolicySummary | None:
@@ -89,6 +98,7 @@ def markdown_report(result: SimulationResult, *, plot: str | None = None) -> str
         f"trainings refused for too few rows: {result.cache.failed}.",
         "",
         "How to read it: *retrains* counts runs that trained a model, *deployed* those the gate accepted; "
+        "*no data* is the share of checks where the policy had too little data to decide (flagged `!` above half); "
         f"*mean {result.metric}* averages the deployed model's metric over the steps where it is defined, *worst* "
         "is the lowest step. Each policy saw only what was visible at each step (events before it, labels "
         "arrived by it). Limits: retraining takes no simulated time; the oracle deploys every model it trains "
@@ -99,4 +109,4 @@ def markdown_report(result: SimulationResult, *, plot: str | None = None) -> str
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["headers", "markdown_report", "markdown_table", "rich_table", "summary_rows"]
+__all__ = ["undecided_flags", "headers", "markdown_report", "markdown_table", "rich_table", "summary_rows"]

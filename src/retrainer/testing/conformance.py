@@ -99,12 +99,15 @@ def _fresh(ctx: TriggerContext) -> TriggerContext:
 
 def _reread(ctx: TriggerContext, key: tuple[Any, ...]) -> Any:
     kind, *args = key
+    # Window reads are cached by their bounds [start, end), fixed windows and window: auto alike.
     if kind == "features":
-        return ctx.features(args[0], args[1])
+        return ctx._features_between(args[0], args[1], args[2])
     if kind == "labelled":
-        return ctx.labelled(args[0], model_version=args[1], lag=args[2])
+        return ctx._labelled_between(args[0], args[1], args[2])
     if kind == "scored":
-        return ctx.scored(args[0], model_version=args[1])
+        return ctx._scored_between(args[0], args[1], args[2])
+    if kind == "count_between":
+        return ctx._count_between(args[0], args[1], labelled=args[2])
     if kind == "label_delay":
         return ctx.label_delay(args[0])
     if kind == "retrain_history":

@@ -31,6 +31,7 @@ from retrainer.triggers.check import ChampionSource, champion_from_store
 from retrainer.triggers.context import ChampionInfo, TriggerContext
 from retrainer.triggers.decision import Decision
 from retrainer.triggers.policy import Combination, Policy, build_policy
+from retrainer.triggers.undecided import Undecided
 from retrainer.windows import WindowSource
 
 
@@ -44,9 +45,11 @@ class BacktestStep:
     last_retrain_at: datetime | None
     decision: Decision
     children: tuple[Decision, ...]
+    undecided: str = ""  # why the policy could not decide at this step (insufficient_data), else ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "undecided": self.undecided or None,
             "at": self.at.isoformat(),
             "should_retrain": self.should_retrain,
             "raw_fired": self.raw_fired,
@@ -70,6 +73,10 @@ class BacktestResult:
     def fires(self) -> list[datetime]:
         """Instants at which the policy would have started a retrain."""
         return [s.at for s in self.steps if s.should_retrain]
+
+    def undecided(self) -> Undecided:
+        """The share of steps where the policy could not decide, and why at the latest of them."""
+        return Undecided.from_reasons([s.undecided for s in self.steps])
 
     @property
     def triggers(self) -> list[str]:
@@ -99,6 +106,7 @@ class BacktestResult:
             "end": self.end.isoformat(),
             "every_seconds": self.every.total_seconds(),
             "fires": [t.isoformat() for t in self.fires],
+            "undecided": self.undecided().to_dict(),
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -226,7 +234,8 @@ def backtest(
         ctx = TriggerContext(model_name=model, now=at, source=store, last_retrain_at=last,
                              champion=champion, reference=reference)
         result = policy.check(ctx, tuple(history))
-        steps.append(BacktestStep(at, result.should_retrain, result.raw.fired, last, result.decision, result.children))
+        steps.append(BacktestStep(at, result.should_retrain, result.raw.fired, last, result.decision, result.children,
+                                  result.undecided))
         history.append(result.raw.fired)
         if result.should_retrain:
             last = at  # the simulated retrain: cooldown and schedules count from here

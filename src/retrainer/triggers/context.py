@@ -14,9 +14,10 @@ the same window cost one query. Returned arrays are read-only: triggers share th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from retrainer.champion_info import utc_aware as _utc
 from retrainer.errors import TriggerError
 from retrainer.frozen import FrozenDict, deep_freeze, readonly_array
 from retrainer.windows import (
+    EvidenceWindow,
     FeatureWindow,
     LabelDelay,
     LabelDelaySource,
@@ -34,7 +36,11 @@ from retrainer.windows import (
     RetrainRecord,
     ScoredWindowSource,
     WindowSource,
+    shortest_span,
 )
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+AUTO = "auto"  # ``window: auto``: read back until the window holds min_samples (see TriggerContext.labelled_auto)
 
 
 def _clamped(raw: LabelledWindow, end: datetime, *, n_predictions: int | None = None) -> LabelledWindow:
@@ -47,6 +53,20 @@ def _clamped(raw: LabelledWindow, end: datetime, *, n_predictions: int | None = 
         y_pred=readonly_array(np.asarray(raw.y_pred)[keep]),
         score=readonly_array(np.asarray(raw.score)[keep]),
         n_predictions=int(np.count_nonzero(keep)) if n_predictions is None else n_predictions,
+    )
+
+
+def _trim(raw: Any, keep: np.ndarray) -> Any:
+    """``raw`` (a LabelledWindow or FeatureWindow) restricted to the rows ``keep``, read-only."""
+    if isinstance(raw, FeatureWindow):
+        ids = raw.prediction_ids
+        return FeatureWindow(ts=readonly_array(np.asarray(raw.ts)[keep]),
+                             columns=FrozenDict({c: readonly_array(np.asarray(v)[keep]) for c, v in raw.columns.items()}),
+                             prediction_ids=None if ids is None else readonly_array(np.asarray(ids)[keep]))
+    return LabelledWindow(
+        ts=readonly_array(np.asarray(raw.ts)[keep]), y_true=readonly_array(np.asarray(raw.y_true)[keep]),
+        y_pred=readonly_array(np.asarray(raw.y_pred)[keep]), score=readonly_array(np.asarray(raw.score)[keep]),
+        n_predictions=int(np.count_nonzero(keep)),  # labelled_auto recounts all predictions of its span
     )
 
 
@@ -98,11 +118,12 @@ class TriggerContext:
     def features(self, window: timedelta, columns: Sequence[str]) -> FeatureWindow:
         """Feature values of predictions made in ``[now - window, now)``."""
         cols = (columns,) if isinstance(columns, str) else tuple(columns)
-        start = self._start(window)
+        return self._features_between(self._start(window), self.now, cols)
 
+    def _features_between(self, start: datetime, end: datetime, cols: tuple[str, ...]) -> FeatureWindow:
         def load() -> FeatureWindow:
-            raw = self._source().features_window(self.model_name, start, self.now, cols)
-            keep = _before(raw.ts, self.now)
+            raw = self._source().features_window(self.model_name, start, end, cols)
+            keep = _before(raw.ts, end)
             ids = getattr(raw, "prediction_ids", None)
             return FeatureWindow(
                 ts=readonly_array(np.asarray(raw.ts)[keep]),
@@ -110,7 +131,7 @@ class TriggerContext:
                 prediction_ids=None if ids is None else readonly_array(np.asarray(ids)[keep]),
             )
 
-        return self._memo(("features", window, cols), load)
+        return self._memo(("features", start, end, cols), load)
 
     def labelled(
         self, window: timedelta, *, model_version: str | None = None, lag: timedelta = timedelta(0)
@@ -124,15 +145,16 @@ class TriggerContext:
             raise ValueError(f"lag must be a timedelta of zero or more, got {lag!r}")
         self._start(window)  # validates the window
         end = self.now - lag
-        start = end - window
+        return self._labelled_between(end - window, end, model_version)
 
+    def _labelled_between(self, start: datetime, end: datetime, model_version: str | None) -> LabelledWindow:
         def load() -> LabelledWindow:
             raw = self._source().labelled_window(
                 self.model_name, start, end, as_of=self.now, model_version=model_version
             )
             return _clamped(raw, end, n_predictions=int(raw.n_predictions))
 
-        return self._memo(("labelled", window, model_version, lag), load)
+        return self._memo(("labelled", start, end, model_version), load)
 
     def scored(self, window: timedelta, *, model_version: str | None = None) -> LabelledWindow | None:
         """Every prediction made in ``[now - window, now)``, labelled or not: ``y_true`` is NaN
@@ -141,16 +163,103 @@ class TriggerContext:
         None when the source cannot serve unlabelled predictions (it does not implement
         :class:`~retrainer.windows.ScoredWindowSource`).
         """
-        start = self._start(window)
+        return self._scored_between(self._start(window), self.now, model_version)
 
+    def _scored_between(self, start: datetime, end: datetime, model_version: str | None) -> LabelledWindow | None:
         def load() -> LabelledWindow | None:
             source = self._source()
             if not isinstance(source, ScoredWindowSource):
                 return None
-            raw = source.scored_window(self.model_name, start, self.now, as_of=self.now, model_version=model_version)
-            return _clamped(raw, self.now)
+            raw = source.scored_window(self.model_name, start, end, as_of=self.now, model_version=model_version)
+            return _clamped(raw, end)
 
-        return self._memo(("scored", window, model_version), load)
+        return self._memo(("scored", start, end, model_version), load)
+
+    # -- evidence-sized windows (``window: auto``) ---------------------------------------------------
+
+    def _count_between(self, start: datetime, end: datetime, *, labelled: bool) -> int:
+        def load() -> int:
+            return int(self._source().count_predictions(self.model_name, start, end, labelled=labelled, as_of=self.now))
+
+        return self._memo(("count_between", start, end, labelled), load)
+
+    def _auto_bounds(self, end: datetime, max_window: timedelta) -> tuple[datetime, str, datetime | None]:
+        """The earliest start an auto window may take, and what sets it: ``max_window`` back from
+        ``end``, or the champion's deployment when that is later (its predecessor's rows are not its own)."""
+        if not isinstance(max_window, timedelta) or max_window <= timedelta(0):
+            raise ValueError(f"max_window must be a positive timedelta, got {max_window!r}")
+        floor = None if self.champion is None else _utc(self.champion.created_at, "champion.created_at")
+        earliest = end - max_window
+        if floor is not None and floor > earliest:
+            return min(floor, end), "deployment", floor
+        return earliest, "max_window", floor
+
+    def _auto(self, min_samples: int, max_window: timedelta, end: datetime, *, labelled: bool,
+              read: Any) -> tuple[Any, EvidenceWindow]:
+        """Shortest trailing window ending at ``end`` that holds ``min_samples`` (see :meth:`labelled_auto`).
+
+        ``read(start)`` reads ``[start, end)``; the rows kept are the newest ``min_samples`` (ties at
+        the cut kept too), found by counting first so that at most about twice that is read."""
+        if not isinstance(min_samples, int) or min_samples < 1:
+            raise ValueError(f"min_samples must be a positive int, got {min_samples!r}")
+        earliest, bound, floor = self._auto_bounds(end, max_window)
+        what = "labelled predictions" if labelled else "predictions"
+        span = shortest_span(lambda start: self._count_between(start, end, labelled=labelled), end, min_samples, earliest)
+        if span <= timedelta(0):
+            return None, EvidenceWindow(end, end, 0, min_samples, bound, what, max_window, floor)
+        raw = read(end - span)
+        if len(raw) < min_samples and end - span > earliest:
+            raw = read(earliest)  # the counts included rows the read filters out (another version's)
+        ts = np.asarray(raw.ts, dtype=np.float64)
+        if ts.size < min_samples:
+            return raw, EvidenceWindow(earliest, end, int(ts.size), min_samples, bound, what, max_window, floor)
+        cut = float(ts[-min_samples])
+        keep = ts >= cut
+        # Floored to the microsecond a datetime holds, so [start, end) still contains the row at the cut.
+        start = _EPOCH + timedelta(microseconds=math.floor(cut * 1e6))
+        return _trim(raw, keep), EvidenceWindow(start, end, int(keep.sum()), min_samples, "count", what, max_window, floor)
+
+    def labelled_auto(self, min_samples: int, max_window: timedelta, *, model_version: str | None = None,
+                      lag: timedelta = timedelta(0)) -> tuple[LabelledWindow, EvidenceWindow]:
+        """The shortest trailing window ending ``lag`` before now that holds ``min_samples``
+        predictions labelled by now (``window: auto``), never longer than ``max_window`` nor reaching
+        before the champion's deployment (``champion.created_at``); with fewer, the whole bounded
+        window and ``EvidenceWindow.enough`` False. Never reads past ``now - lag``."""
+        end = self.now - lag
+
+        def read(start: datetime) -> LabelledWindow:
+            return self._labelled_between(start, end, model_version)
+
+        window, span = self._auto(min_samples, max_window, end, labelled=True, read=read)
+        if window is None:
+            window = LabelledWindow(*(readonly_array(np.zeros(0)) for _ in range(4)), n_predictions=0)
+        elif span.limit == "count":  # coverage over the kept span: all predictions made in it
+            window = replace(window, n_predictions=self._count_between(span.start, end, labelled=False))
+        return window, span
+
+    def features_auto(self, min_samples: int, max_window: timedelta,
+                      columns: Sequence[str]) -> tuple[FeatureWindow, EvidenceWindow]:
+        """Feature values of the shortest trailing window holding ``min_samples`` predictions
+        (bounded as :meth:`labelled_auto`)."""
+        cols = (columns,) if isinstance(columns, str) else tuple(columns)
+        window, span = self._auto(min_samples, max_window, self.now, labelled=False,
+                                  read=lambda start: self._features_between(start, self.now, cols))
+        if window is None:
+            window = FeatureWindow(ts=readonly_array(np.zeros(0)),
+                                   columns=FrozenDict({c: readonly_array(np.zeros(0)) for c in cols}))
+        return window, span
+
+    def scored_auto(self, min_samples: int, max_window: timedelta, *,
+                    model_version: str | None = None) -> tuple[LabelledWindow | None, EvidenceWindow]:
+        """Every prediction (labelled or not) of the shortest trailing window holding ``min_samples``
+        predictions (bounded as :meth:`labelled_auto`); None when the source cannot serve them."""
+        if not isinstance(self._source(), ScoredWindowSource):
+            return None, EvidenceWindow(self.now, self.now, 0, min_samples, "max_window")
+        window, span = self._auto(min_samples, max_window, self.now, labelled=False,
+                                  read=lambda start: self._scored_between(start, self.now, model_version))
+        if window is None:
+            window = LabelledWindow(*(readonly_array(np.zeros(0)) for _ in range(4)), n_predictions=0)
+        return window, span
 
     def count_since(self, since: datetime | timedelta, *, labelled: bool = False) -> int:
         """Predictions made in ``[since, now)``; with ``labelled``, only those labelled by ``now``.
@@ -223,4 +332,4 @@ class TriggerContext:
         return None if self.last_retrain_at is None else self.now - self.last_retrain_at
 
 
-__all__ = ["ChampionInfo", "FeatureWindow", "LabelledWindow", "RetrainRecord", "TriggerContext", "WindowSource"]
+__all__ = ["AUTO", "ChampionInfo", "EvidenceWindow", "FeatureWindow", "LabelledWindow", "RetrainRecord", "TriggerContext", "WindowSource"]

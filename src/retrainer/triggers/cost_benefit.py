@@ -1,27 +1,41 @@
-"""``cost_benefit``: retrain when keeping the champion is expected to cost more than retraining.
+"""``cost_benefit``: retrain once keeping the champion has cost more than a retrain would.
 
-Over the coming ``horizon`` H, the champion is expected to lose::
+**The default rule: break even on the excess loss already paid** (the ski-rental rule). Since the
+champion started serving (or since the last retrain, whichever is later: a retrain that the gate
+rejected was paid for too), count what it lost against a fresh model::
 
-    expected_loss = gap × traffic × error_cost
-    gap           = max(0, fresh − champion)          # in error-rate terms: (1 − champion) − (1 − fresh)
-    traffic       = predictions in the last ``window`` / ``window`` × H
+    excess = (champion_loss − fresh_loss) × predictions_since × error_cost
+    loss   = 1 − metric per prediction  (for accuracy: the error rate; error_cost = one wrong answer)
 
-and a retrain costs ``retrain_cost + mean duration of past retrains × cost_per_hour`` (the
-second term only with ``cost_per_hour`` set and durations recorded). It fires when
-``expected_loss > retrain cost``. ``value`` is the expected loss, ``threshold`` the retrain cost.
+and fire when the excess exceeds the cost of one retrain (``retrain_cost``, plus the mean measured
+duration × ``cost_per_hour`` when set) with probability ``confidence`` (0.95): ``excess − z·SE >
+cost``, z the normal quantile. (The excess is a running sum checked at every step: a bound at the
+point estimate would fire on the first lucky streak; 0.95 keeps a model that is as good as a fresh
+one from being retrained on noise.) Why this rule: a model whose gap to a fresh model grows linearly with
+its age (rate r, traffic λ) is cheapest retrained every τ* = √(2·cost / (error_cost·λ·r)), and the
+excess it has accrued at age τ is error_cost·λ·r·τ²/2, which equals the cost exactly at τ*. So the
+rule finds the optimal interval without knowing r, λ or how long a model stays useful here, at any
+volume (traffic sets how fast the excess accrues); when the decay is not linear, paying at break
+even costs at most twice the best schedule in hindsight (the classic rent-or-buy bound). A
+champion that is as good as a fresh model accrues nothing and never fires.
 
-* ``champion`` is the champion's ``metric`` on its own predictions of the last ``window`` whose
-  label had arrived by ``now`` (as the ``performance`` trigger computes it); with fewer than
-  ``min_samples`` labels, the ``estimated_performance`` trigger's label-free estimate of it (CBPE
-  on the champion's calibrated scores, arrived labels blended in), when the champion has a
-  calibration map;
-* ``fresh`` is what a fresh model reached: the mean holdout ``metric`` of the candidates of the
-  last ``retrains`` retrain runs (``ctx.retrain_history``, clamped at ``now``), or, with no run
-  recorded, the holdout figure stored with the champion's reference profile.
+* ``champion_loss``: 1 − ``metric`` on the champion's own predictions since it started, labelled by
+  now; with fewer than ``min_samples`` (30) labelled, the label-free estimate (CBPE on the
+  champion's calibrated scores, the ``estimated_performance`` trigger's estimator); neither is
+  ``insufficient_data``. Labels coming late are fine: the labelled share stands for the rest.
+* ``fresh_loss``: 1 − the mean holdout ``metric`` of the last ``retrains`` (3) candidates (the
+  model's own retrain history, clamped at ``now``), or before any is recorded, the champion's own
+  holdout figure from its reference profile — or, when higher, the champion's own realized loss
+  over its first third of these labels (at least ``min_samples``): what it reached while it *was*
+  fresh. A holdout measured next to the training rows can flatter a model; the realized figure
+  cannot, and without it a fixed optimism would accrue into a retrain by itself.
+* ``SE``: the binomial error of the champion's loss (the estimate's CI for the label-free path)
+  and the spread of the fresh figures across runs, scaled to the excess.
 
-For ``metric: accuracy`` the gap is exactly the extra error rate, so ``error_cost`` is the cost of
-one wrong prediction; for the other metrics, ``1 − metric`` is the loss per prediction.
-Neither ``min_samples`` labels nor an estimate, or no fresh figure at all, is ``insufficient_data``.
+**With ``horizon`` set** (a duration), the fixed-horizon rule instead: the same gap (≥ 0) ×
+the traffic rate of the window × the horizon × error_cost against the cost, as a point estimate.
+``window`` (default ``auto``: since the champion started or the last retrain, at most
+``max_window``) may be fixed to a duration for either rule.
 
 >>> from retrainer.testing import make_context, standard_retrains, synthetic_log
 >>> ctx = make_context(synthetic_log(drifted=True), retrains=standard_retrains())
@@ -31,89 +45,141 @@ Neither ``min_samples`` labels nor an estimate, or no fresh figure at all, is ``
 ('fired', 0.495, 2160.0)
 >>> round(d.value, 1), d.threshold  # 0.495 × 2160 × 1 against 200 + 600 s × 60 / h
 (1069.9, 210.0)
+>>> d = CostBenefitTrigger({"retrain_cost": 10}).evaluate(ctx)  # break even: the excess accrued so far
+>>> d.status, d.evidence["traffic"]["predictions_in_window"], d.evidence["fresh"]["used"]
+('fired', 1001, 'early')
+>>> # The bar is the champion's own early accuracy (0.865, below the runs' 0.92); gap 0.059:
+>>> round(d.value, 1), round(d.evidence["excess_se"], 1), round(d.evidence["excess_low"], 1), d.threshold
+(59.2, 23.4, 20.7, 10.0)
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+import math
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
+from scipy.stats import norm
 
 from retrainer.durations import PositiveDuration, format_duration
 from retrainer.metrics import classification_metrics
 from retrainer.triggers.base import Trigger
-from retrainer.triggers.context import TriggerContext
+from retrainer.triggers.context import AUTO, TriggerContext
 from retrainer.triggers.decision import Decision
 from retrainer.triggers.estimated_performance import EstimatedPerformanceTrigger
-from retrainer.triggers.performance import Metric, recent_labels
+from retrainer.triggers.performance import Metric, champion_version
 
 _HOUR = 3600.0
 
 
 class CostBenefitTrigger(Trigger):
-    """Fires when the champion's expected extra loss over the horizon exceeds the cost of a retrain."""
+    """Fires when the champion's excess loss against a fresh model exceeds the cost of a retrain."""
 
     name = "cost_benefit"
 
     class Params(Trigger.Params):
-        horizon: PositiveDuration = Field(timedelta(days=30), description="How far ahead the loss is counted (H).")
         error_cost: float = Field(1.0, gt=0, description="Cost of one lost unit of the metric per prediction "
                                   "(for accuracy: one wrong prediction).")
         retrain_cost: float = Field(1000.0, ge=0, description="Fixed cost of one retrain, in the same unit.")
         cost_per_hour: float | None = Field(None, ge=0, description="Cost of one hour of retraining; with it, "
                                             "the mean measured duration of past retrains is added to the cost.")
         metric: Metric = Field("accuracy", description="The metric compared: accuracy, f1, precision, recall, roc_auc.")
-        window: PositiveDuration = Field(timedelta(days=7), description="Recent predictions: labelled ones "
-                                         "judge the champion, all of them give the traffic rate.")
-        min_samples: int = Field(200, ge=1, description="Fewer labelled predictions than this: the label-free "
+        horizon: PositiveDuration | None = Field(
+            None, description="None: break even on the excess accrued since the champion started (or the last "
+            "retrain). A duration: the fixed-horizon rule, gap x traffic x horizon.")
+        window: Literal["auto"] | PositiveDuration = Field(
+            AUTO, description="auto: since the later of the champion's deployment and the last retrain, at most "
+            "max_window; a duration: that trailing window.")
+        max_window: PositiveDuration = Field(timedelta(days=3650), description="window auto reads back at most this far.")
+        confidence: float = Field(0.95, ge=0.5, lt=1.0, description="Break even: fire when the excess exceeds the "
+                                  "retrain cost with this probability (0.5: on the point estimate).")
+        min_samples: int = Field(30, ge=1, description="Fewer labelled predictions than this: the label-free "
                                  "estimate, if the champion has a calibration map; else insufficient_data.")
         retrains: int = Field(3, ge=1, description="Average the fresh figure over this many past retrains.")
         positive_label: float = Field(1.0, description="The positive class for f1/precision/recall/roc_auc.")
         champion_only: bool = Field(True, description="Judge only the champion's own predictions.")
 
-    def _champion(self, ctx: TriggerContext) -> tuple[float | None, dict[str, Any]]:
-        p = self.params
-        w = recent_labels(ctx, p.window, champion_only=p.champion_only)
-        facts: dict[str, Any] = {"source": "realized", "version": w.version, "n_labelled": len(w),
-                                 "n_predictions": w.n_predictions, "label_coverage": w.coverage}
-        if len(w) < p.min_samples:
-            return self._estimated(ctx, facts)
-        value = classification_metrics(w.y_true, w.y_pred, w.score, p.positive_label)[p.metric]
-        facts["value"] = value
-        return value, facts
+    # -- the window, the champion, the fresh figure, the cost ---------------------------------------
 
-    def _estimated(self, ctx: TriggerContext, facts: dict[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    def _start(self, ctx: TriggerContext) -> datetime:
+        """Where the judged window starts: a fixed window back from now, or (auto) the later of the
+        champion's start and the last retrain, at most ``max_window`` back."""
+        p = self.params
+        if p.window != AUTO:
+            return ctx.now - p.window
+        starts = [ctx.now - p.max_window]
+        if ctx.champion is not None and ctx.champion.created_at is not None:
+            starts.append(ctx.champion.created_at)
+        if ctx.last_retrain_at is not None:
+            starts.append(ctx.last_retrain_at)
+        return min(max(starts), ctx.now)
+
+    def _champion(self, ctx: TriggerContext, span: timedelta) -> tuple[float | None, float, dict[str, Any]]:
+        """(loss, its standard error, facts) of the champion over the window."""
+        p = self.params
+        version = champion_version(ctx, p.champion_only)
+        w = ctx.labelled(span, model_version=version)
+        y_true, y_pred = np.asarray(w.y_true, float), np.asarray(w.y_pred, float)
+        known = np.isfinite(y_true) & np.isfinite(y_pred)
+        n = int(known.sum())
+        facts: dict[str, Any] = {"source": "realized", "version": version, "n_labelled": n,
+                                 "n_predictions": w.n_predictions, "label_coverage": w.coverage}
+        if n < p.min_samples:
+            return self._estimated(ctx, span, facts)
+        y, yp, sc = y_true[known], y_pred[known], np.asarray(w.score, float)[known]
+        value = classification_metrics(y, yp, sc, p.positive_label)[p.metric]
+        if value is None:
+            return None, 0.0, facts
+        loss = 1.0 - float(value)
+        facts["value"] = float(value)
+        # What the champion reached while fresh: its first third (at least min_samples) of these labels.
+        k = max(p.min_samples, n // 3)
+        if n >= 2 * k:
+            early = classification_metrics(y[:k], yp[:k], sc[:k], p.positive_label)[p.metric]
+            if early is not None:
+                facts["early"] = {"value": float(early), "n": k,
+                                  "se": math.sqrt(max(float(early) * (1 - float(early)), 0.0) / k)}
+        return loss, math.sqrt(max(loss * (1 - loss), 0.0) / n), facts
+
+    def _estimated(self, ctx: TriggerContext, span: timedelta,
+                   facts: dict[str, Any]) -> tuple[float | None, float, dict[str, Any]]:
         """The label-free estimate, read through ``estimated_performance`` itself (one estimator,
         not two): a floor of 0 never fires, so its Decision is only the figure and its evidence."""
         p = self.params
         probe = EstimatedPerformanceTrigger(
-            {"window": p.window, "thresholds": {p.metric: 0.0}, "drop": {}, "min_predictions": p.min_samples,
+            {"window": span, "thresholds": {p.metric: 0.0}, "drop": {}, "min_predictions": p.min_samples,
              "positive_label": p.positive_label, "champion_only": p.champion_only}, label=f"{self.label}.estimate")
         d = probe.evaluate(ctx)
         value = (d.evidence.get("estimate") or {}).get(p.metric) if d.status in ("ok", "fired") else None
         if value is None:
-            return None, {**facts, "estimate_unavailable": d.reason}
+            return None, 0.0, {**facts, "estimate_unavailable": d.reason}
         e = d.evidence
-        return float(value), {**facts, "source": "estimated", "value": float(value), "n_scored": e["n"],
-                              "realized_share": e["realized_share"], "ci": e["ci"][p.metric],
-                              "confidence": e["confidence"], "calibration": e["calibration"]}
+        lo, hi = e["ci"][p.metric]
+        se = (hi - lo) / 2 / norm.ppf(0.5 + e["confidence"] / 2)
+        return 1.0 - float(value), float(se), {
+            **facts, "source": "estimated", "value": float(value), "n_scored": e["n"],
+            "realized_share": e["realized_share"], "ci": e["ci"][p.metric], "confidence": e["confidence"],
+            "calibration": e["calibration"]}
 
-    def _fresh(self, ctx: TriggerContext) -> tuple[float | None, dict[str, Any]]:
+    def _fresh(self, ctx: TriggerContext) -> tuple[float | None, float, dict[str, Any]]:
+        """(metric a fresh model reaches, the standard error of that mean across runs, facts)."""
         p = self.params
         runs = [(r, r.metric(p.metric)) for r in ctx.retrain_history(p.retrains)]
         runs = [(r, v) for r, v in runs if v is not None]
         if runs:
-            value = float(np.mean([v for _, v in runs]))
-            return value, {"source": "retrain_runs", "value": value,
-                           "runs": [{"at": r.at.isoformat(), "version": r.version, "value": v} for r, v in runs]}
+            values = [v for _, v in runs]
+            value = float(np.mean(values))
+            se = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+            return value, se, {"source": "retrain_runs", "value": value, "se": se,
+                               "runs": [{"at": r.at.isoformat(), "version": r.version, "value": v} for r, v in runs]}
         stored = (ctx.reference or {}).get("holdout_metrics") or {}
         if stored.get(p.metric) is not None:
             value = float(stored[p.metric])
-            return value, {"source": "reference_profile", "value": value,
-                           "version": None if ctx.champion is None else ctx.champion.version}
-        return None, {"source": None}
+            return value, 0.0, {"source": "reference_profile", "value": value, "se": 0.0,
+                                "version": None if ctx.champion is None else ctx.champion.version}
+        return None, 0.0, {"source": None}
 
     def _retrain_cost(self, ctx: TriggerContext) -> dict[str, Any]:
         p = self.params
@@ -123,35 +189,76 @@ class CostBenefitTrigger(Trigger):
         return {"fixed": p.retrain_cost, "cost_per_hour": p.cost_per_hour, "mean_duration_s": mean_s,
                 "n_durations": len(durations), "compute": compute, "total": p.retrain_cost + compute}
 
+    # -- the decision --------------------------------------------------------------------------------
+
     def evaluate(self, ctx: TriggerContext) -> Decision:
         p = self.params
-        champion, champ_facts = self._champion(ctx)
-        fresh, fresh_facts = self._fresh(ctx)
-        evidence: dict[str, Any] = {"metric": p.metric, "horizon": format_duration(p.horizon),
-                                    "window": format_duration(p.window), "champion": champ_facts, "fresh": fresh_facts}
-        if champion is None:
-            why = (f"only {champ_facts['n_labelled']} labelled predictions in the last {format_duration(p.window)} "
+        start = self._start(ctx)
+        span = ctx.now - start
+        evidence: dict[str, Any] = {"metric": p.metric, "rule": "break_even" if p.horizon is None else "horizon",
+                                    "horizon": None if p.horizon is None else format_duration(p.horizon),
+                                    "window": format_duration(p.window) if p.window != AUTO else AUTO,
+                                    "window_start": start.isoformat(), "window_span_s": span.total_seconds()}
+        cost = self._retrain_cost(ctx)
+        fresh, fresh_se, fresh_facts = self._fresh(ctx)
+        evidence["fresh"] = fresh_facts
+        n_window = ctx.count_since(start) if span > timedelta(0) else 0
+        if n_window == 0:  # nothing served since: nothing accrued, which is a decision (keep), not a lack of data
+            evidence |= {"retrain_cost": cost, "traffic": {"predictions_in_window": 0}}
+            return Decision.ok(self.label, reason=f"No prediction since {start:%Y-%m-%d %H:%M}: nothing has "
+                               "accrued against a retrain yet.", value=0.0, threshold=cost["total"], evidence=evidence)
+        champion_loss, champion_se, champ_facts = self._champion(ctx, span)
+        evidence["champion"] = champ_facts
+        if champion_loss is None:
+            why = (f"only {champ_facts['n_labelled']} labelled predictions since {start:%Y-%m-%d %H:%M} "
                    f"({p.min_samples} needed), and no estimate ({champ_facts['estimate_unavailable']})"
-                   if "value" not in champ_facts else f"{p.metric} is undefined on them")
+                   if "estimate_unavailable" in champ_facts else f"{p.metric} is undefined on them")
             return Decision.insufficient(self.label, reason=f"The champion's current {p.metric} is unknown: {why}.",
                                          evidence=evidence)
         if fresh is None:
             return Decision.insufficient(
                 self.label, reason=f"No past retrain recorded a holdout {p.metric} and the champion's reference "
                 "profile has none: nothing says what a fresh model would reach.", evidence=evidence)
-        gap = max(0.0, fresh - champion)
-        n_window = ctx.count_since(p.window)
-        per_hour = n_window / (p.window.total_seconds() / _HOUR)
+        champion = 1.0 - champion_loss
+        early = champ_facts.get("early")
+        if p.horizon is None and early is not None and early["value"] < fresh:  # a holdout can flatter a fresh model
+            fresh, fresh_se = early["value"], early["se"]
+            fresh_facts = {**fresh_facts, "used": "early"}
+            evidence["fresh"] = fresh_facts
+        raw_gap = fresh - champion
+        evidence |= {"raw_gap": raw_gap, "gap": max(0.0, raw_gap), "error_cost": p.error_cost, "retrain_cost": cost}
+        versus = (f"{p.metric} {champion:.3f} ({champ_facts['source']}) vs {fresh:.3f} for a fresh model "
+                  f"({fresh_facts['source']})")
+        if p.horizon is not None:
+            return self._horizon_rule(ctx, n_window, span, versus, evidence)
+        # Break even: the excess already paid, less z standard errors, against the cost of a retrain.
+        excess = raw_gap * n_window * p.error_cost
+        se = math.hypot(champion_se, fresh_se) * n_window * p.error_cost
+        z = float(norm.ppf(p.confidence))
+        margin = excess - z * se
+        evidence |= {"traffic": {"predictions_in_window": n_window}, "excess": excess, "excess_se": se,
+                     "confidence": p.confidence, "excess_low": margin, "net_benefit": margin - cost["total"]}
+        terms = (f"{versus}: excess {raw_gap:+.3f} × {n_window:,} predictions since {start:%Y-%m-%d} × "
+                 f"{p.error_cost:g} = {excess:,.1f} (± {se:,.1f}; {p.confidence:.0%} bound {margin:,.1f})")
+        if margin > cost["total"]:
+            return Decision.fire(self.label, reason=f"Keeping the champion has cost more than a retrain: {terms} "
+                                 f"> {cost['total']:,.1f}.", value=excess, threshold=cost["total"], evidence=evidence)
+        return Decision.ok(self.label, reason=f"A retrain does not pay yet: {terms} <= {cost['total']:,.1f}.",
+                           value=excess, threshold=cost["total"], evidence=evidence)
+
+    def _horizon_rule(self, ctx: TriggerContext, n_window: int, span: timedelta, versus: str,
+                      evidence: dict[str, Any]) -> Decision:
+        """The fixed-horizon rule: gap (>= 0) × traffic rate × horizon × error_cost against the cost."""
+        p = self.params
+        assert p.horizon is not None
+        gap, cost = evidence["gap"], evidence["retrain_cost"]
+        per_hour = n_window / (span.total_seconds() / _HOUR)
         expected = per_hour * p.horizon.total_seconds() / _HOUR
         expected_loss = gap * expected * p.error_cost
-        cost = self._retrain_cost(ctx)
-        evidence |= {
-            "gap": gap, "raw_gap": fresh - champion, "error_cost": p.error_cost,
-            "traffic": {"predictions_in_window": n_window, "per_hour": per_hour, "expected": expected},
-            "expected_loss": expected_loss, "retrain_cost": cost, "net_benefit": expected_loss - cost["total"],
-        }
-        terms = (f"{p.metric} {champion:.3f} ({champ_facts['source']}) vs {fresh:.3f} for a fresh model ({fresh_facts['source']}): gap {gap:.3f} "
-                 f"× {expected:,.0f} predictions over {format_duration(p.horizon)} × {p.error_cost:g} = {expected_loss:,.1f}")
+        evidence |= {"traffic": {"predictions_in_window": n_window, "per_hour": per_hour, "expected": expected},
+                     "expected_loss": expected_loss, "net_benefit": expected_loss - cost["total"]}
+        terms = (f"{versus}: gap {gap:.3f} × {expected:,.0f} predictions over {format_duration(p.horizon)} × "
+                 f"{p.error_cost:g} = {expected_loss:,.1f}")
         if expected_loss > cost["total"]:
             return Decision.fire(self.label, reason=f"Keeping the champion costs more than a retrain: {terms} "
                                  f"> {cost['total']:,.1f}.", value=expected_loss, threshold=cost["total"], evidence=evidence)

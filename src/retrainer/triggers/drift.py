@@ -14,8 +14,14 @@ champion's reference profile (``ctx.reference``, built by
 
 ``thresholds`` overrides the threshold of the chosen statistic per feature. The dataset
 verdict is ``max`` (fire when any feature drifted; ``value`` is the most drifted feature's
-statistic) or ``share`` (fire when at least ``drift_share`` of the features drifted). Fewer
-than ``min_samples`` rows in the window is ``insufficient_data``. The evidence lists the
+statistic) or ``share`` (fire when at least ``drift_share`` of the features drifted).
+
+The window (``window: auto``, the default) is the newest ``min_samples`` predictions: the shortest
+trailing window holding them, at most ``max_window`` (30d) back and never before the champion's
+deployment; a duration fixes it instead. Fewer than ``min_samples`` rows is ``insufficient_data``,
+naming the window and its count. Why 200: with the reference's 10 quantile bins, the PSI of a
+sample of n drawn from the reference itself is about χ²₉ / n, whose 99th percentile at n = 200 is
+0.11, under half the 0.25 threshold (and the KS critical distance at α = 0.05 is 1.36/√200 ≈ 0.10). The evidence lists the
 ``top`` most drifted features with every statistic. A window larger than ``max_rows`` (200,000)
 is compared through a fixed-seed random subset of that size: the KS test's power is bounded by
 the reference sample (12,000 values) anyway, and sorting 1M rows per feature is most of the cost.
@@ -49,7 +55,8 @@ from retrainer.errors import TriggerError
 from retrainer.profiles import load_reference_profile
 from retrainer.stats import FeatureDriftResult, NumericReference, Reference, dataset_drift
 from retrainer.triggers.base import Trigger
-from retrainer.triggers.context import TriggerContext
+from retrainer.triggers.context import AUTO, TriggerContext
+from retrainer.windows import EvidenceWindow, FeatureWindow
 from retrainer.triggers.decision import Decision
 
 PREDICTION = "__prediction__"
@@ -62,7 +69,10 @@ class DriftTrigger(Trigger):
     name = "drift"
 
     class Params(Trigger.Params):
-        window: PositiveDuration = Field(timedelta(days=1), description="Compare predictions made within this.")
+        window: Literal["auto"] | PositiveDuration = Field(
+            AUTO, description="auto: the newest min_samples predictions (up to max_window back, not before the "
+            "champion's deployment); a duration: the predictions made within it.")
+        max_window: PositiveDuration = Field(timedelta(days=30), description="window auto reads back at most this far.")
         features: list[str] | None = Field(None, description="Features to check (default: all in the reference).")
         statistic: Literal["psi", "pvalue", "distance"] = Field("psi", description="What makes a feature drifted.")
         psi_threshold: float = Field(0.25, gt=0, description="statistic psi: PSI above this is drift.")
@@ -74,7 +84,8 @@ class DriftTrigger(Trigger):
         thresholds: dict[str, float] = Field(default_factory=dict, description="Per-feature threshold of the statistic.")
         verdict: Literal["max", "share"] = Field("max", description="max: any feature drifted; share: enough of them.")
         drift_share: float = Field(0.5, gt=0, le=1, description="verdict share: fire when this share drifted.")
-        min_samples: int = Field(200, ge=2, description="Fewer rows (or usable values) than this: insufficient_data.")
+        min_samples: int = Field(200, ge=2, description="Fewer rows (or usable values) than this: insufficient_data. "
+                                 "At 200 the 99th percentile of PSI between two samples of one distribution (10 bins) is 0.11.")
         prediction: bool = Field(False, description="Also compare prediction scores with the profile's.")
         eps: float = Field(1e-4, gt=0, lt=0.1, description="PSI smoothing of empty bins.")
         top: int = Field(5, ge=1, description="How many drifted features the evidence lists.")
@@ -119,6 +130,14 @@ class DriftTrigger(Trigger):
 
     # -- evaluate ------------------------------------------------------------------------------
 
+    def _window(self, ctx: TriggerContext, columns: list[str]) -> tuple[FeatureWindow, EvidenceWindow]:
+        """The predictions compared: the newest ``min_samples`` (window auto) or a fixed window."""
+        p = self.params
+        if p.window == AUTO:
+            return ctx.features_auto(p.min_samples, p.max_window, columns)
+        window = ctx.features(p.window, columns)
+        return window, EvidenceWindow(ctx.now - p.window, ctx.now, len(window), p.min_samples, "fixed")
+
     def evaluate(self, ctx: TriggerContext) -> Decision:
         p = self.params
         label, stat_name = self.label, _LABELS[p.statistic]
@@ -140,7 +159,7 @@ class DriftTrigger(Trigger):
         if unknown:
             raise TriggerError(f"{label}: thresholds name features not checked: {', '.join(unknown)}")
 
-        window = ctx.features(p.window, list(refs))
+        window, span = self._window(ctx, list(refs))
         current: dict[str, Any] = dict(window.columns)
         n_used = len(window)
         if p.max_rows is not None and len(window) > p.max_rows:
@@ -148,26 +167,26 @@ class DriftTrigger(Trigger):
             keep = np.sort(np.random.default_rng(0).choice(len(window), p.max_rows, replace=False))
             current = {c: np.asarray(v)[keep] for c, v in current.items()}
             n_used = p.max_rows
-        evidence: dict[str, Any] = {"statistic": p.statistic, "verdict": p.verdict, "window": format_duration(p.window),
+        evidence: dict[str, Any] = {"statistic": p.statistic, "verdict": p.verdict, "window": format_duration(span.span),
+                                    "evidence_window": span.to_dict(),
                                     "n_current": len(window), "n_compared": n_used, "n_reference": profile.n_rows}
         if len(window) < p.min_samples:
             return Decision.insufficient(
-                label, reason=f"Only {len(window)} predictions in the last {format_duration(p.window)}, "
-                f"{p.min_samples} needed to measure drift.", evidence=evidence,
+                label, reason=f"Not enough predictions to measure drift: {span.describe()}.", evidence=evidence,
             )
         if p.prediction:
             if profile.prediction is None:
                 evidence["prediction"] = "the reference profile has no prediction scores"
             else:
                 refs[PREDICTION] = profile.prediction
-                current[PREDICTION] = np.asarray(ctx.labelled(p.window).score, float)
+                current[PREDICTION] = np.asarray(ctx.labelled(span.span, lag=ctx.now - span.end).score, float)
 
         result = dataset_drift(refs, current, min_count=p.min_samples, eps=p.eps)
         rows = [self._row(r, refs[r.feature]) for r in result.computed]
         evidence["insufficient"] = {name: result.features[name].reason for name in result.insufficient}
         if not rows:
             return Decision.insufficient(
-                label, reason=f"No feature had {p.min_samples} usable values in the last {format_duration(p.window)}.",
+                label, reason=f"No feature had {p.min_samples} usable values in {span.describe()}.",
                 evidence=evidence,
             )
         rows.sort(key=lambda row: -row["severity"])

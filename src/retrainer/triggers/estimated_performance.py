@@ -1,12 +1,18 @@
 """``estimated_performance``: the champion's quality estimated from its own scores, before labels arrive.
 
-Reads every prediction of the last ``window`` (labelled or not, ``ctx.scored``), turns the logged
+Reads every prediction of the window (labelled or not, ``ctx.scored``), turns the logged
 scores into probabilities with the calibration map fitted on the champion's holdout at
 registration (``calibration`` in its reference profile), and estimates accuracy, precision,
 recall, f1 and roc_auc by confidence-based performance estimation
 (:func:`retrainer.stats.estimation.estimate_performance`: expected confusion matrix, analytic
 CIs). Rows whose label has arrived count with their realized label: the figure is one blend,
 and the evidence says how much of it is realized.
+
+The window (``window: auto``, the default) is the newest ``min_predictions`` predictions: the
+shortest trailing window holding them, at most ``max_window`` (30d) back and never before the
+champion's deployment; a duration fixes it. Why 200: the CBPE standard error of accuracy is at
+most √(0.25/n), 0.035 at n = 200, so a 95% interval is within ±0.07 and the default ``drop``
+of 0.05 fires only once the interval's upper end is below the line.
 
 Fires when, for a configured metric:
 
@@ -43,7 +49,8 @@ from retrainer.errors import StatisticsError
 from retrainer.profiles import load_calibration
 from retrainer.stats.estimation import estimate_performance
 from retrainer.triggers.base import Trigger
-from retrainer.triggers.context import TriggerContext
+from retrainer.triggers.context import AUTO, TriggerContext
+from retrainer.windows import EvidenceWindow, LabelledWindow
 from retrainer.triggers.decision import Decision
 
 Metric = Literal["accuracy", "f1", "precision", "recall", "roc_auc"]
@@ -65,7 +72,10 @@ class EstimatedPerformanceTrigger(Trigger):
     name = "estimated_performance"
 
     class Params(Trigger.Params):
-        window: PositiveDuration = Field(timedelta(days=7), description="Predictions made within this, labelled or not.")
+        window: Literal["auto"] | PositiveDuration = Field(
+            AUTO, description="auto: the newest min_predictions predictions (up to max_window back, not before the "
+            "champion's deployment); a duration: the predictions made within it, labelled or not.")
+        max_window: PositiveDuration = Field(timedelta(days=30), description="window auto reads back at most this far.")
         thresholds: dict[Metric, float] = Field(
             default_factory=dict, description="Absolute floor per metric; an estimate below it fires."
         )
@@ -74,7 +84,8 @@ class EstimatedPerformanceTrigger(Trigger):
             description="Allowed fall below the champion's holdout figure; fires when the estimate and its CI's "
             "upper bound are both further below.",
         )
-        min_predictions: int = Field(200, ge=1, description="Fewer scored predictions than this: insufficient_data.")
+        min_predictions: int = Field(200, ge=1, description="Fewer scored predictions than this: insufficient_data "
+                                     "(at 200 the CBPE standard error of accuracy is at most 0.035).")
         confidence: float = Field(0.95, gt=0.5, lt=1.0, description="Level of the confidence intervals.")
         positive_label: float = Field(1.0, description="The positive class, as logged (the model's classes_[1]).")
         champion_only: bool = Field(True, description="Estimate only the champion's own predictions.")
@@ -106,10 +117,18 @@ class EstimatedPerformanceTrigger(Trigger):
                 lines[m] = float(base) - fall
         return lines, missing
 
+    def _window(self, ctx: TriggerContext, version: str | None) -> tuple[LabelledWindow | None, EvidenceWindow]:
+        """Every prediction estimated from: the newest ``min_predictions`` (window auto) or a fixed window."""
+        p = self.params
+        if p.window == AUTO:
+            return ctx.scored_auto(p.min_predictions, p.max_window, model_version=version)
+        w = ctx.scored(p.window, model_version=version)
+        return w, EvidenceWindow(ctx.now - p.window, ctx.now, 0 if w is None else len(w), p.min_predictions, "fixed")
+
     def evaluate(self, ctx: TriggerContext) -> Decision:
         p = self.params
         ref = ctx.reference or {}
-        evidence: dict[str, Any] = {"window": format_duration(p.window)}
+        evidence: dict[str, Any] = {"window": p.window if p.window == AUTO else format_duration(p.window)}
         try:
             cal = load_calibration(ref)
         except StatisticsError as exc:
@@ -133,7 +152,8 @@ class EstimatedPerformanceTrigger(Trigger):
                 f"{', '.join(missing)} (drop needs it; or set thresholds).", evidence=evidence)
 
         version = ctx.champion.version if p.champion_only and ctx.champion is not None else None
-        w = ctx.scored(p.window, model_version=version)
+        w, span = self._window(ctx, version)
+        evidence["evidence_window"] = span.to_dict()
         if w is None:
             return Decision.insufficient(self.label, reason="The window source cannot serve unlabelled predictions "
                                          "(no scored_window): nothing to estimate from.", evidence=evidence)
@@ -148,8 +168,8 @@ class EstimatedPerformanceTrigger(Trigger):
                 f"{classes.size} distinct predictions/labels (regression or multiclass).", evidence=evidence)
         if n < p.min_predictions:
             return Decision.insufficient(
-                self.label, reason=f"Only {n} scored predictions in the last {format_duration(p.window)}, "
-                f"{p.min_predictions} needed to estimate performance.", evidence=evidence)
+                self.label, reason=f"Not enough predictions to estimate performance: {span.describe()}"
+                + (f", of which {n} scored." if n != span.n else "."), evidence=evidence)
         y, s = y_true[scored], score[scored]
         labels = np.where(np.isfinite(y), (y == p.positive_label).astype(float), np.nan)
         est = estimate_performance(cal.apply(s), y_pred[scored] == p.positive_label, labels=labels, score=s,

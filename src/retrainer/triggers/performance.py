@@ -4,9 +4,20 @@ Reads the predictions of the last ``window`` whose label had arrived by ``now``
 (``ctx.labelled``) and computes accuracy / f1 / precision / recall (binary, of
 ``positive_label``) and roc_auc (from the scores), with scikit-learn's definitions
 (a zero denominator gives 0, as sklearn's ``zero_division`` default does; tested against
-sklearn). Fires when any configured metric is below its threshold. With fewer than
-``min_labels`` labels it says ``insufficient_data``: a handful of late labels is not evidence.
-Label coverage (labelled / all predictions in the window) is in the evidence.
+sklearn). Fires when any configured metric is below its threshold by more than noise allows.
+
+**How many labels, and which window** (``window: auto``, the default): each metric is judged on
+the newest ``min_labels`` labelled predictions, read back from the end of the judged window as far
+as needed (the shortest trailing window holding them), never beyond ``max_window`` (90d) nor before
+the champion's deployment. ``min_labels: auto`` (the default) is the sample size that makes a
+model ``tolerance`` (0.05) above its floor fire in ≤ 1% of checks and one ``tolerance`` below
+fire in ≈ 90% (:func:`retrainer.stats.floor.min_samples_for`: 147 labels for accuracy 0.85,
+262 for f1 0.70); a metric whose window holds fewer is not judged yet (``insufficient_data`` when
+none is). **The noise allowance**: a metric fires when below ``min(T, k/n)``, k the exact 1%
+quantile of Binomial(n, T + tolerance) (:func:`retrainer.stats.floor.cut_below`), so a fine model
+does not fire on a small unlucky window, and with many labels the cut is the floor itself.
+A fixed ``window: 7d`` judges all labels of that window instead. The effective window, its count
+and each metric's cut are in the evidence and the reason; so is the label coverage.
 
 Labels come late (a default is known weeks after the loan), so the window ending now is
 mostly unlabelled. ``maturity`` moves the judged window back: ``auto`` (the default) judges the
@@ -18,7 +29,7 @@ and names the last complete window.
 
 >>> from retrainer.testing import make_context, synthetic_log
 >>> ctx = make_context(synthetic_log(drifted=True))
->>> d = PerformanceTrigger({"window": "2d", "min_labels": 50}).evaluate(ctx)
+>>> d = PerformanceTrigger({"min_labels": 50}).evaluate(ctx)
 >>> d.status, d.evidence["worst"]
 ('fired', 'accuracy')
 """
@@ -34,10 +45,11 @@ from pydantic import Field, field_validator
 
 from retrainer.durations import PositiveDuration, format_duration
 from retrainer.metrics import classification_metrics
+from retrainer.stats.floor import DEFAULT_TOLERANCE, auc_cut_below, cut_below, min_samples_for
 from retrainer.triggers.base import Trigger
-from retrainer.triggers.context import TriggerContext
+from retrainer.triggers.context import AUTO, TriggerContext
 from retrainer.triggers.decision import Decision
-from retrainer.windows import LabelDelay
+from retrainer.windows import EvidenceWindow, LabelDelay, LabelledWindow
 
 Metric = Literal["accuracy", "f1", "precision", "recall", "roc_auc"]
 
@@ -62,12 +74,46 @@ def recent_labels(
 ) -> RecentLabels:
     """Predictions of the last ``window`` (ending ``lag`` before now) labelled by ``ctx.now`` (the
     champion's own with ``champion_only`` and a champion), as ``performance`` and ``cost_benefit`` judge them."""
-    version = ctx.champion.version if champion_only and ctx.champion is not None else None
-    w = ctx.labelled(window, model_version=version, lag=lag)
+    version = champion_version(ctx, champion_only)
+    return _known(version, ctx.labelled(window, model_version=version, lag=lag))
+
+
+def champion_version(ctx: TriggerContext, champion_only: bool) -> str | None:
+    return ctx.champion.version if champion_only and ctx.champion is not None else None
+
+
+def _known(version: str | None, w: LabelledWindow) -> RecentLabels:
     y_true, y_pred = np.asarray(w.y_true, float), np.asarray(w.y_pred, float)
     known = np.isfinite(y_true) & np.isfinite(y_pred)
     return RecentLabels(version, y_true[known], y_pred[known], np.asarray(w.score, float)[known],
                         w.n_predictions, w.coverage)
+
+
+def judged_labels(ctx: TriggerContext, window: timedelta | str, *, min_samples: int, max_window: timedelta,
+                  champion_only: bool = True, lag: timedelta = timedelta(0)) -> tuple[RecentLabels, EvidenceWindow]:
+    """The labelled predictions a quality judgement reads and the window they came from: with
+    ``window: auto`` the shortest trailing window (ending ``lag`` before now) holding ``min_samples``
+    (:meth:`TriggerContext.labelled_auto`), else the fixed ``window``."""
+    version = champion_version(ctx, champion_only)
+    if window == AUTO:
+        w, span = ctx.labelled_auto(min_samples, max_window, model_version=version, lag=lag)
+        return _known(version, w), span
+    assert isinstance(window, timedelta)
+    got = recent_labels(ctx, window, champion_only=champion_only, lag=lag)
+    end = ctx.now - lag
+    return got, EvidenceWindow(end - window, end, len(got), min_samples, "fixed", "labelled predictions")
+
+
+def metric_cut(metric: str, floor: float, y_true: np.ndarray, y_pred: np.ndarray, positive: float,
+               tolerance: float) -> float:
+    """Below this ``metric`` fires (:mod:`retrainer.stats.floor`): the floor less the noise
+    allowance of the rows the metric is a proportion of."""
+    pos, hit = y_true == positive, y_pred == positive
+    if metric == "roc_auc":
+        return auc_cut_below(floor, int(pos.sum()), int((~pos).sum()), tolerance=tolerance)
+    n_eff = {"accuracy": float(y_true.size), "precision": float(hit.sum()), "recall": float(pos.sum()),
+             "f1": (pos.sum() + hit.sum()) / 2}[metric]
+    return cut_below(floor, n_eff, tolerance=tolerance)
 
 
 def maturity_lag(maturity: str | timedelta, delay: LabelDelay | None) -> timedelta:
@@ -107,23 +153,25 @@ def _judged(window: timedelta, lag: timedelta, delay: LabelDelay | None, end: da
     return f"{where} ({why}{coverage:.0%} coverage)"
 
 
-def _too_few(n: int, p: PerformanceTrigger.Params, lag: timedelta, delay: LabelDelay | None, now: datetime,
-             coverage: float, n_predictions: int) -> str:
+def _too_few(n: int, need: int, span: EvidenceWindow, lag: timedelta, delay: LabelDelay | None, now: datetime,
+             coverage: float, maturity: str | timedelta) -> str:
     """Why there are not enough labels: the delay (and the last window that has them), or volume."""
+    where = _ending(span.span, lag, now) if span.limit == "fixed" else span.describe()
     if delay is not None and delay.p95 is not None and lag < delay.p95:
-        hint = "" if p.maturity == "auto" else "; maturity: auto judges that one"
-        return (f"Labels arrive after {approx_duration(delay.p95)} (p95); {_ending(p.window, lag, now)} has "
-                f"{coverage:.0%} coverage ({n} labelled, {p.min_labels} needed); the last complete window ended "
+        hint = "" if maturity == "auto" else "; maturity: auto judges that one"
+        return (f"Labels arrive after {approx_duration(delay.p95)} (p95); {where} has "
+                f"{coverage:.0%} coverage ({n} labelled, {need} needed); the last complete window ended "
                 f"{_day(now - delay.p95)}{hint}.")
-    if delay is None and p.maturity == "auto":
-        why = "the label delay is unknown (no label arrived in the last 30d, or the source does not measure it)"
+    if delay is None and maturity == "auto":
+        why = "; the label delay is unknown (no label arrived in the last 30d, or the source does not measure it)"
     elif lag > timedelta(0):
-        why = f"labels arrive after {approx_duration(lag)}" + (" (p95)" if p.maturity == "auto" else " (maturity)")
+        why = f"; labels arrive after {approx_duration(lag)}" + (" (p95)" if maturity == "auto" else " (maturity)")
     else:
         why = ""
-    empty = "; no predictions were made in it" if n_predictions == 0 else ""
-    return (f"Only {n} labelled predictions in {_ending(p.window, lag, now)} (coverage {coverage:.0%}"
-            f"{'; ' + why if why else ''}){empty}, {p.min_labels} needed to judge performance.")
+    if span.limit == "fixed":
+        return (f"Only {n} labelled predictions in {where} (coverage {coverage:.0%}{why}), {need} needed "
+                "to judge performance.")
+    return f"Not enough labels to judge performance: {where}, coverage {coverage:.0%}{why}."
 
 
 class PerformanceTrigger(Trigger):
@@ -132,12 +180,19 @@ class PerformanceTrigger(Trigger):
     name = "performance"
 
     class Params(Trigger.Params):
-        window: PositiveDuration = Field(timedelta(days=7), description="Predictions made within this, labelled by now.")
+        window: Literal["auto"] | PositiveDuration = Field(
+            AUTO, description="auto: the newest min_labels labelled predictions (the shortest window holding them, "
+            "up to max_window, not before the champion's deployment); a duration: all labelled predictions made within it.")
+        max_window: PositiveDuration = Field(timedelta(days=90), description="window auto reads back at most this far.")
         thresholds: dict[Metric, float] = Field(
             default_factory=lambda: {"accuracy": 0.85, "f1": 0.70},
             description="Floor per metric (accuracy, f1, precision, recall, roc_auc); below it fires.",
         )
-        min_labels: int = Field(200, ge=1, description="Fewer labels than this: insufficient_data.")
+        min_labels: Literal["auto"] | int = Field(
+            AUTO, description="Labels each metric is judged on; auto: enough that a model `tolerance` above its floor "
+            "fires in <= 1% of checks and one `tolerance` below in ~90% (147 for accuracy 0.85). Fewer: not judged.")
+        tolerance: float = Field(DEFAULT_TOLERANCE, gt=0, lt=0.5, description="The band around each floor in which "
+                                 "no promise is made: sizes min_labels auto and the noise allowance of the cut.")
         positive_label: float = Field(1.0, description="The positive class for f1/precision/recall/roc_auc.")
         champion_only: bool = Field(
             True, description="Score only the champion's own predictions (a new champion is not blamed for its predecessor's)."
@@ -147,6 +202,13 @@ class PerformanceTrigger(Trigger):
             description="Which window to judge: auto = the one ending the p95 label delay ago (its labels are in); "
             "a duration = ending that long ago; none = ending now.",
         )
+
+        @field_validator("min_labels")
+        @classmethod
+        def _positive(cls, v: str | int) -> str | int:
+            if isinstance(v, int) and v < 1:
+                raise ValueError("min_labels must be auto or at least 1")
+            return v
 
         @field_validator("thresholds")
         @classmethod
@@ -158,48 +220,74 @@ class PerformanceTrigger(Trigger):
                 raise ValueError(f"thresholds must be within [0, 1]: {', '.join(bad)}")
             return v
 
+    def needed(self) -> dict[str, int]:
+        """Labels each thresholded metric is judged on: ``min_labels``, or its auto size per floor."""
+        p = self.params
+        if p.min_labels != AUTO:
+            return {m: int(p.min_labels) for m in p.thresholds}
+        return {m: min_samples_for(t, tolerance=p.tolerance) for m, t in p.thresholds.items()}
+
     def evaluate(self, ctx: TriggerContext) -> Decision:
         p = self.params
         delay = ctx.label_delay()
         lag = maturity_lag(p.maturity, delay)
-        w = recent_labels(ctx, p.window, champion_only=p.champion_only, lag=lag)
-        n = len(w)
-        end = ctx.now - lag
+        needed = self.needed()
+        need = max(needed.values())
+        w, span = judged_labels(ctx, p.window, min_samples=need, max_window=p.max_window,
+                                champion_only=p.champion_only, lag=lag)
+        n, end = len(w), span.end
         evidence: dict = {"n_labelled": n, "n_predictions": w.n_predictions, "label_coverage": w.coverage,
-                          "thresholds": dict(p.thresholds),
-                          "window_start": (end - p.window).isoformat(), "window_end": end.isoformat(),
+                          "thresholds": dict(p.thresholds), "min_labels": needed, "window": span.to_dict(),
+                          "window_start": span.start.isoformat(), "window_end": end.isoformat(),
                           "maturity": {"mode": p.maturity if isinstance(p.maturity, str) else "fixed",
                                        "lag_s": lag.total_seconds(),
                                        "label_delay": None if delay is None else delay.to_dict()}}
-        judged = _judged(p.window, lag, delay, end, w.coverage)
-        if n < p.min_labels:
+        # window auto: each metric on its own newest rows; a fixed window: all of them.
+        judged_on = {m: (n if p.window != AUTO else min(n, k)) for m, k in needed.items() if n >= k}
+        if not judged_on:
             return Decision.insufficient(
-                self.label, reason=_too_few(n, p, lag, delay, ctx.now, w.coverage, w.n_predictions), evidence=evidence
-            )
-        metrics = classification_metrics(w.y_true, w.y_pred, w.score, p.positive_label)
-        scored = {m: metrics[m] for m in p.thresholds if metrics[m] is not None}
-        evidence["metrics"] = {m: metrics[m] for m in p.thresholds}
+                self.label, reason=_too_few(n, need if p.window == AUTO else min(needed.values()), span, lag, delay,
+                                            ctx.now, w.coverage, p.maturity), evidence=evidence)
+        scored: dict[str, float] = {}
+        cuts: dict[str, float] = {}
+        for m, k in judged_on.items():
+            y, yp, sc = w.y_true[n - k:], w.y_pred[n - k:], w.score[n - k:]
+            value = classification_metrics(y, yp, sc, p.positive_label)[m]
+            if value is not None:
+                scored[m] = value
+                cuts[m] = metric_cut(m, p.thresholds[m], y, yp, p.positive_label, p.tolerance)
+        evidence["metrics"] = {m: scored.get(m) for m in p.thresholds}
+        evidence["cuts"] = cuts
+        evidence["not_judged"] = [m for m in p.thresholds if m not in judged_on]
+        judged = _judged(span.span, lag, delay, end, w.coverage) if p.window != AUTO else \
+            f"({span.describe()}, {w.coverage:.0%} coverage)"
         if not scored:
             return Decision.insufficient(
                 self.label, reason=f"None of {', '.join(p.thresholds)} is defined on these labels "
                 "(one class only, or no scores).", evidence=evidence,
             )
-        # The worst metric is the one furthest below (or least above) its floor.
-        worst = min(scored, key=lambda m: scored[m] - p.thresholds[m])
-        failing = [m for m in scored if scored[m] < p.thresholds[m]]
+        # The worst metric is the one furthest below (or least above) its cut.
+        worst = min(scored, key=lambda m: scored[m] - cuts[m])
+        failing = [m for m in scored if scored[m] < cuts[m]]
         evidence |= {"failing": failing, "worst": worst}
         value, threshold = scored[worst], p.thresholds[worst]
+        waiting = "".join(f"; {m} not judged yet ({n} of {needed[m]} labels)" for m in evidence["not_judged"])
+
+        def cut(m: str) -> str:
+            return f"{p.thresholds[m]:.2f}" if cuts[m] >= p.thresholds[m] else f"{p.thresholds[m]:.2f} (cut {cuts[m]:.3f})"
+
         if failing:
-            parts = ", ".join(f"{m} {scored[m]:.3f} < {p.thresholds[m]:.2f}" for m in failing)
+            parts = ", ".join(f"{m} {scored[m]:.3f} < {cut(m)}" for m in failing)
             return Decision.fire(
-                self.label, reason=f"On {n} labelled predictions {judged}: {parts}.",
+                self.label, reason=f"On {n} labelled predictions {judged}: {parts}{waiting}.",
                 value=value, threshold=threshold, evidence=evidence,
             )
-        parts = ", ".join(f"{m} {scored[m]:.3f}" for m in scored)
+        parts = ", ".join(f"{m} {scored[m]:.3f} (floor {cut(m)})" for m in scored)
         return Decision.ok(
-            self.label, reason=f"On {n} labelled predictions {judged}: {parts}, all above their floors.",
+            self.label, reason=f"On {n} labelled predictions {judged}: {parts}, none below its cut{waiting}.",
             value=value, threshold=threshold, evidence=evidence,
         )
 
 
-__all__ = ["PerformanceTrigger", "RecentLabels", "approx_duration", "classification_metrics", "maturity_lag", "recent_labels"]
+__all__ = ["PerformanceTrigger", "RecentLabels", "approx_duration", "champion_version", "classification_metrics",
+           "judged_labels", "maturity_lag", "metric_cut", "recent_labels"]

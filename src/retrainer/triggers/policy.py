@@ -34,6 +34,7 @@ from retrainer.triggers.base import InvalidTriggerParams, Trigger
 from retrainer.triggers.context import TriggerContext
 from retrainer.frozen import thaw
 from retrainer.triggers.decision import Decision
+from retrainer.triggers.undecided import why_undecided
 
 OnError = Literal["ignore", "fire", "fail"]
 
@@ -244,6 +245,11 @@ class CheckResult:
         return list(self.counted) if self.should_retrain else []
 
     @property
+    def undecided(self) -> str:
+        """Why this check could not decide (its raw outcome is insufficient_data), else ""."""
+        return why_undecided(self.raw, self.children)
+
+    @property
     def suppressed_by(self) -> list[str]:
         """Why a trigger fired and still no retrain: ``cooldown``/``hysteresis`` (the guard) or
         ``k_not_reached`` (fewer triggers fired than the policy mode needs). Empty otherwise."""
@@ -265,6 +271,8 @@ class CheckResult:
                 for d in self.children
             },
         }
+        if self.undecided:  # a check that could not decide says so, and why
+            out["undecided"] = self.undecided
         by = self.suppressed_by
         if by:
             out["suppressed_by"] = by

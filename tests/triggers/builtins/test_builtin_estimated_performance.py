@@ -154,7 +154,7 @@ def test_says_why_it_cannot_estimate(champion):
     assert d.status == "insufficient_data" and "binary classifiers" in d.reason
     d = EstimatedPerformanceTrigger({**DROP, "min_predictions": 10_000}).evaluate(
         make_context(frame, model_name="m", reference=profile))
-    assert d.status == "insufficient_data" and "10000 needed" in d.reason
+    assert d.status == "insufficient_data" and "(432 predictions; min_samples 10000)" in d.reason
     ctx = TriggerContext(model_name="m", now=DEFAULT_NOW, source=_LabelledOnly(frame), reference=profile)
     assert ctx.scored(timedelta(days=1)) is None
     d = run(ctx)

@@ -51,8 +51,13 @@ def test_fires_below_threshold_with_evidence():
     d = PerformanceTrigger({"thresholds": {"accuracy": 0.85}, "min_labels": 100}).evaluate(
         make_context(log(400, 0.7), now=NOW))
     assert d.fired and d.value < 0.85 and d.threshold == 0.85
-    assert list(d.evidence["failing"]) == ["accuracy"] and d.evidence["n_labelled"] == 400
+    # window auto: the newest min_labels labels are judged, and the evidence says which window that was.
+    assert list(d.evidence["failing"]) == ["accuracy"] and d.evidence["n_labelled"] == 100
+    assert d.evidence["window"]["limit"] == "count" and d.evidence["window"]["n"] == 100
     assert d.evidence["label_coverage"] == 1.0
+    fixed = PerformanceTrigger({"thresholds": {"accuracy": 0.85}, "min_labels": 100, "window": "7d"}).evaluate(
+        make_context(log(400, 0.7), now=NOW))
+    assert fixed.evidence["n_labelled"] == 400 and fixed.evidence["window"]["limit"] == "fixed"
 
 
 def test_ok_above_threshold_and_worst_metric_reported():
