@@ -133,6 +133,12 @@ def _lead_lines(lead: dict[str, Any]) -> list[str]:
             f"(`performance`) confirmed it on **day {confirmed}**: a lead time of **{days} day{'s' if days != 1 else ''}**."]
 
 
+def _sizing_line(size: Any) -> str:
+    return (f"Sized for that traffic (`retrainer.demo.sizing`): training window {size.train_days} days "
+            f"(`min_rows` {size.min_rows}), drift and estimate windows {size.drift_days} days, performance window "
+            f"{size.performance_days} days, shadow {size.shadow_comparisons} comparisons, A/B test up to {size.ab_days} days.")
+
+
 def summary_markdown(result: Any, drift_window: tuple[pd.Timestamp, pd.Timestamp],
                      lead: dict[str, Any] | None = None) -> str:
     spec = result.spec
@@ -141,6 +147,8 @@ def summary_markdown(result: Any, drift_window: tuple[pd.Timestamp, pd.Timestamp
         "",
         f"{spec.days - spec.history_days} days simulated after {spec.history_days} days of history, "
         f"{spec.rows_per_day} requests a day; the data drifts from day {spec.drift_day}.",
+        "",
+        _sizing_line(spec.sizing()),
         "",
         "## When each trigger fired",
         "",

@@ -24,6 +24,7 @@ import pandas as pd
 
 from retrainer.config import RetrainerConfig, load_config
 from retrainer.demo.data import FEATURES, StreamSpec, generate_stream
+from retrainer.demo.sizing import CONSECUTIVE_CHECKS, SHADOW_DAYS, StorySizing, plan_story
 from retrainer.demo.world import DEFAULT_TRIGGERS, demo_config, write_config, write_warehouse
 from retrainer.errors import ConfigError
 
@@ -40,37 +41,52 @@ _OWN_FILES = ("retrainer.yaml", "retrainer.db", "retrainer.db-spool", "mlflow.db
 
 @dataclass(frozen=True)
 class DemoSpec:
-    """The size of the story. The defaults run in a few minutes on two cores."""
+    """The size of the story. The defaults run in a few minutes on two cores; everything the
+    demo's retrainer.yaml sizes by volume follows ``rows_per_day`` (:mod:`retrainer.demo.sizing`)."""
 
     days: int = 40
     rows_per_day: int = 200
     drift_day: int = 22
     history_days: int = 14  # labelled history the first model is trained on
     seed: int = 7
-    max_ab_days: int = 8  # rollout.decision.max_duration: after it, the posterior mean decides
 
     def stream(self) -> StreamSpec:
         return StreamSpec(days=self.days, rows_per_day=self.rows_per_day, drift_day=self.drift_day, seed=self.seed)
 
+    def sizing(self) -> StorySizing:
+        """The volume-dependent settings, or a one-line ConfigError when this story cannot be told."""
+        return plan_story(days=self.days, rows_per_day=self.rows_per_day, drift_day=self.drift_day,
+                          history_days=self.history_days)
+
 
 def demo_settings(spec: DemoSpec = DemoSpec()) -> dict[str, Any]:
-    """The demo's retrainer.yaml: shadow first, then an A/B test, then promotion."""
+    """The demo's retrainer.yaml: shadow first, then an A/B test, then promotion; sized for its traffic."""
+    size = spec.sizing()
     return demo_config(
         rollout={
-            "mode": "shadow",
-            "shadow": {"sample": 1.0, "duration": "1d", "min_comparisons": max(spec.rows_per_day // 2, 1)},
-            "ab": {"split": 0.5, "salt": "demo"},
-            "decision": {"max_duration": f"{spec.max_ab_days}d"},
+            "mode": "auto",
+            "shadow": {"sample": 1.0, "duration": f"{SHADOW_DAYS}d", "min_comparisons": size.shadow_comparisons},
         },
         # Drift alone is a reason to look, not to retrain: wait until a second signal
         # (performance on the labels that have come back) agrees, three checks in a row, so the
         # new model is trained on enough of the new world.
-        policy={"mode": "at_least", "k": 2, "consecutive": 3, "cooldown": "4d"},
-        data={"window": "5d", "min_rows": 300},
-        # Labels come back 1-5 days late: `performance` judges the matured window (maturity: auto),
-        # `estimated_performance` the last 3 days from the champion's calibrated scores alone.
-        triggers=(*DEFAULT_TRIGGERS, {"type": "estimated_performance", "window": "3d", "drop": {"f1": 0.05}}),
+        policy={"mode": "at_least", "k": 2, "consecutive": CONSECUTIVE_CHECKS, "cooldown": "4d"},
+        data={"window": f"{size.train_days}d", "min_rows": size.min_rows},
+        triggers=demo_triggers(size),
     )
+
+
+def demo_triggers(size: StorySizing) -> list[dict[str, Any]]:
+    """The embedded triggers with windows that hold enough rows at the demo's traffic.
+
+    Labels come back 1-5 days late: `performance` judges the matured window (maturity: auto),
+    `estimated_performance` the last days from the champion's calibrated scores alone.
+    Once the triggers size their own windows from the evidence (``window: auto``, issue 21), the
+    explicit windows below give way to it: this is the one place to switch.
+    """
+    windows = {"performance": size.performance_days, "drift": size.drift_days}
+    triggers = [{**t, "window": f"{windows[t['type']]}d"} if t["type"] in windows else dict(t) for t in DEFAULT_TRIGGERS]
+    return [*triggers, {"type": "estimated_performance", "window": f"{size.drift_days}d", "drop": {"f1": 0.05}}]
 
 
 @dataclass
@@ -135,7 +151,13 @@ class SimulatedClock:
 @contextmanager
 def _service(cfg: RetrainerConfig, clock: SimulatedClock) -> Iterator[tuple[Any, Any]]:
     """The real prediction service and its HTTP app, in process (no socket needed)."""
-    from fastapi.testclient import TestClient
+    import warnings
+
+    with warnings.catch_warnings():
+        # Starlette warns at import that its test client prefers httpx2; the demo drives the app
+        # in process on purpose, and a third-party deprecation notice is no part of its story.
+        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
+        from fastapi.testclient import TestClient
 
     from retrainer.deployments.serving.app import create_app
     from retrainer.deployments.serving.serving import PredictionService
@@ -158,6 +180,7 @@ def run_demo(
     from retrainer.flows.rollout import rollout as rollout_flow
     from retrainer.store import Store
 
+    spec.sizing()  # refuse a story that cannot be told before touching the workdir
     prepare_workdir(workdir)
     config_path = write_config(workdir, demo_settings(spec))
     cfg = load_config(config_path)
