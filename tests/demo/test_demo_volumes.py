@@ -2,9 +2,10 @@
 first half holds at both (quiet before the drift, the drift detected, a retrain on a full training
 window, the challenger handed to the rollout), nothing crashes, and the report is written.
 
-Whether the challenger is promoted is the rollout rule's business (issue 19): at 2,000 a day the
-A/B test reaches a verdict; at 50 a day today's rule cannot reach one within the test's 8 days and
-keeps the champion — asserted as such, so a better rule shows up here as a changed expectation.
+Whether the challenger is promoted is the rollout rule's business (issue 19, docs/rollout.md): a
+paired shadow decided by the posterior, never rejected because time ran out. At 2,000 a day it
+promotes the retrained version a few days after the shadow starts; at 50 a day the shadow is still
+collecting labelled pairs when the 14 days after the drift end (the champion serves meanwhile).
 """
 
 from __future__ import annotations
@@ -56,16 +57,20 @@ def test_quiet_before_the_drift_then_detected_and_retrained_on_a_full_window(dem
 def test_the_challenger_is_handed_to_the_rollout_and_the_rollout_rule_decides(demo):
     first = demo["rollouts"][0]
     stages = [s["stage"] for s in first["stages"]]
-    assert stages[:2] == ["staged", "shadow"], stages
+    assert stages[:2] == ["staged", "shadow"] and "ab" not in stages, stages
     promoted = [e["to"] for e in demo["ledger"] if e["action"] == "promote"]
+    # The rule never rejects a challenger because time ran out, nor on too little evidence: it
+    # promotes, or keeps collecting (docs/rollout.md). Its posterior is in the trail, one look a day.
+    assert first["trail"] and all(t["action"] in ("continue", "promote") for t in first["trail"]), first["trail"]
     if demo["rows_per_day"] >= 2000:
-        assert stages[:4] == ["staged", "shadow", "ab", "champion"], stages
-        assert first["version"] in promoted and "promote_challenger" in demo["ab_verdicts"].values()
+        # ~2,000 labelled pairs a day once labels (1-5 days late) flow: past min_labelled (500) within days.
+        assert stages[:3] == ["staged", "shadow", "champion"], stages
+        assert first["version"] in promoted and first["trail"][-1]["action"] == "promote"
     else:
-        # Today's rule at 50 a day: the A/B test gets no verdict within rollout.ab.duration (or, on a
-        # saturated machine, the shadow's latency check rejects first); the champion stays.
-        assert promoted == ["1"], demo["ledger"]
-        assert set(demo["ab_verdicts"].values()) <= {"keep_collecting"}, demo["ab_verdicts"]
+        # 50 a day: the shadow gathers ~50 labelled pairs a day, labels 1-5 days late, and the rule
+        # waits for 500 before it decides (or max_duration, 42 days): still collecting at the end.
+        assert first["stage"] == "shadow" and promoted == ["1"], (first["stage"], demo["ledger"])
+        assert first["trail"][-1]["n_labelled"] < 500, first["trail"][-1]
 
 
 def test_the_report_is_written_and_says_how_the_demo_was_sized(demo):

@@ -43,14 +43,14 @@ def test_every_window_holds_what_its_trigger_needs_and_none_grows_with_traffic(r
     size, more = size_for(rows_per_day), size_for(rows_per_day * 2)
     assert size.drift_days * rows_per_day >= WINDOW_PREDICTIONS
     assert size.performance_days * rows_per_day >= 250  # matured labels: min_labels 200 with room
-    for name in ("train_days", "drift_days", "performance_days", "ab_days"):
+    for name in ("train_days", "drift_days", "performance_days"):
         assert getattr(more, name) <= getattr(size, name), name
 
 
 def test_at_200_a_day_the_story_keeps_its_original_settings() -> None:
     size = size_for(200)
     assert (size.train_days, size.min_rows, size.drift_days, size.performance_days) == (5, 300, 3, 7)
-    assert (size.shadow_comparisons, size.ab_days) == (100, 8)
+    assert size.shadow_comparisons == 100
     assert size_for(50).train_days == 11 and size_for(50).drift_days == 6
     assert (size_for(50).shadow_comparisons, size_for(50).shadow_days) == (100, 2)
     assert size_for(50).days_after_drift == 14 and size.days_after_drift == 13

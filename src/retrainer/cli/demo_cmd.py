@@ -23,7 +23,7 @@ def demo(
     drift_day: int = typer.Option(22, help="The day the data starts to drift."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Simulate a model in production: traffic, late labels, drift, retrain, shadow, A/B, promotion."""
+    """Simulate a model in production: traffic, late labels, drift, retrain, paired shadow, promotion."""
     import os
 
     # The story is told by the progress bars and the summary; Prefect's per-run INFO lines and its
@@ -33,6 +33,7 @@ def demo(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from retrainer.cli.prefect_console import quiet_flow_console
+    from retrainer.demo.report import posterior_lines
     from retrainer.demo.runner import DemoSpec, run_demo
 
     spec = DemoSpec(days=days, rows_per_day=rows_per_day, drift_day=drift_day)
@@ -56,12 +57,16 @@ def demo(
                       f"a day, drift from day {s['drift_day']}")
         z = s["sizing"]
         console.print(f"  sized for that traffic: training window {z['train_days']}d (min_rows {z['min_rows']}), "
-                      f"drift/estimate windows {z['drift_days']}d, performance {z['performance_days']}d, "
-                      f"A/B up to {z['ab_days']}d")
+                      f"drift/estimate windows {z['drift_days']}d, performance {z['performance_days']}d; "
+                      "rollouts: a paired shadow decided by the posterior (rollout.mode auto)")
         for label, fired in s["trigger_fires"].items():
             console.print(f"  {label:<12} fired on days {fired or 'never'}")
         console.print(f"  versions registered: {s['versions_registered']}; promoted: {s['versions_promoted']}")
-        console.print("  A/B verdicts: " + (", ".join(f"test {k}: {v}" for k, v in s["ab_verdicts"].items()) or "none"))
+        for r in s["rollouts"]:
+            stages = " -> ".join(f"{st['stage']} day {st['day']}" for st in r["stages"])
+            console.print(f"  rollout {r['id']}: version {r['version']} vs champion {r['champion']}: {stages}")
+            for line in posterior_lines(r):
+                console.print(f"    {line}")
         for name, path in s["reports"].items():
             console.print(f"  {name}: {path}")
 
@@ -88,9 +93,9 @@ def demo_summary(result: Any) -> dict[str, Any]:
                      for r in result.retrains],
         "versions_registered": [r["version"] for r in result.retrains if r.get("version")],
         "versions_promoted": [e.to_version for e in ledger if e.action == "promote"],
-        # The last look at each A/B test: the verdict it ended with (or has so far).
-        "ab_verdicts": {str(a["ab_test_id"]): a["verdict"] for a in result.ab},
-        # Each rollout's stages with their dates and demo days; every promotion and rollback.
+        # Each rollout's stages with their dates and demo days, and its posterior trail (one look a
+        # day: mean, 95% interval, P(worse than the margin), expected loss, pair counts); every
+        # promotion and rollback.
         "rollouts": result.rollouts,
         "champion_moves": result.champion_moves,
         # The day the label-free estimate crossed vs the day matured labels confirmed it.

@@ -1,17 +1,19 @@
 """`retrainer demo`: the whole loop, from nothing, on embedded defaults.
 
 A simulated calendar drives the real components: traffic goes through the prediction service's
-HTTP app (router, inference log, shadow, A/B), labels come back through ``/feedback`` days
+HTTP app (router, inference log, shadow), labels come back through ``/feedback`` days
 later, the warehouse receives the rows whose labels have matured, and at the end of every day
 the monitor flow decides; when it fires, the retrain flow trains, gates, registers and stages a
 challenger, and the rollout flow (the one ``prefect.yaml`` runs every 15 minutes) moves it on
-each day: shadow, then an A/B test, then promotion and the guard window — the same code paths as
+each day: a paired shadow (``rollout.mode: auto``) judged by the posterior of challenger − champion
+(docs/rollout.md), promotion when the rule says so, and the guard window — the same code paths as
 ``retrainer serve``, ``retrainer monitor``, ``retrainer retrain`` and ``retrainer rollout advance``.
 Nothing is mocked; only the clock is simulated.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,7 +62,9 @@ class DemoSpec:
 
 
 def demo_settings(spec: DemoSpec = DemoSpec()) -> dict[str, Any]:
-    """The demo's retrainer.yaml: shadow first, then an A/B test, then promotion; sized for its traffic."""
+    """The demo's retrainer.yaml, sized for its traffic. The rollout is the default rule
+    (``rollout.mode: auto``: a paired shadow promoted or rejected by the posterior, with
+    ``rollout.decision``'s defaults); only the shadow's comparisons follow the traffic."""
     size = spec.sizing()
     return demo_config(
         rollout={
@@ -104,7 +108,6 @@ class DemoResult:
     spec: DemoSpec
     days: list[DayRecord] = field(default_factory=list)
     retrains: list[dict[str, Any]] = field(default_factory=list)
-    ab: list[dict[str, Any]] = field(default_factory=list)
     shadow: list[dict[str, Any]] = field(default_factory=list)
     rollouts: list[dict[str, Any]] = field(default_factory=list)  # each rollout: stages with dates and days
     champion_moves: list[dict[str, Any]] = field(default_factory=list)  # promote / rollback ledger rows, with days
@@ -244,31 +247,41 @@ def run_demo(
 
 
 def _day(at: datetime | str, start: datetime) -> int:
+    """The demo day an instant belongs to. The flows run at midnight, the end of the day just
+    simulated: an instant exactly on a day boundary belongs to the day it ends, the one the day-by-day
+    table lists it under (a retrain on day 26 stages its challenger on day 26, not 27)."""
     when = datetime.fromisoformat(at) if isinstance(at, str) else at
-    return int((when - start).total_seconds() // 86400)
+    return math.ceil((when - start).total_seconds() / 86400) - 1
 
 
 def _rollout_step(step: dict[str, Any], now: datetime, result: DemoResult) -> list[str]:
-    """What one run of the rollout flow did, as the day's event; shadow and A/B judgments kept for the report."""
+    """What one run of the rollout flow did, as the day's event (a look that keeps collecting shows
+    its posterior); the shadow's final figures kept for the report."""
+    from retrainer.deployments.rollout.posterior import summary_line
+
     evidence = step.get("evidence") or {}
-    facts = evidence.get("facts", evidence)  # a wait carries the stage's figures as its facts
-    if step.get("stage_before") == "ab" and "verdict" in facts and "ab_test_id" in facts:
-        result.ab.append({"at": now.isoformat(), **facts})
-    if step.get("stage_before") == "shadow" and step["action"] != "waiting" and "comparisons" in facts:
-        agreement = next((c["value"] for c in evidence.get("checks", []) if c["name"] == "agreement"), None)
-        result.shadow.append({"version": step["version"], "at": now.isoformat(), "n": facts["comparisons"],
-                              "agreement_rate": agreement, "outcome": step["action"]})
-    if step["action"] in ("idle", "waiting"):
+    facts = evidence.get("facts") or {}
+    if step.get("stage_before") == "shadow" and step["action"] != "waiting" and "requests" in facts:
+        result.shadow.append({"version": step["version"], "at": now.isoformat(), "n": facts["requests"],
+                              "agreement_rate": facts.get("agreement"), "outcome": step["action"]})
+    if step["action"] == "idle":
         return []
+    if step["action"] == "waiting":
+        line = summary_line(evidence)
+        return [] if line is None else [f"rollout {step['rollout_id']} (version {step['version']}): collecting — {line}"]
     return [f"rollout {step['rollout_id']} (version {step['version']}): {step['action']} — {step['explanation']}"]
 
 
 def _record_rollouts(store: Store, name: str, start: datetime, result: DemoResult) -> None:
-    """Every rollout's stages with their dates and demo days, and every promotion / rollback."""
+    """Every rollout's stages with their dates and demo days, its posterior trail (one look a day:
+    posterior mean, 95% interval, P(worse than the margin), expected loss, pair counts; docs/rollout.md)
+    with demo days, and every promotion / rollback."""
     for r in store.rollouts(name):
         d = r.to_dict()
+        trail = (d["evidence"] or {}).get("trail") or []
         result.rollouts.append({k: d[k] for k in ("id", "version", "champion", "stage", "decision", "explanation")}
-                               | {"stages": [{**s, "day": _day(s["at"], start)} for s in d["stages"]]})
+                               | {"stages": [{**s, "day": _day(s["at"], start)} for s in d["stages"]],
+                                  "trail": [{**t, "day": _day(t["at"], start)} for t in trail]})
     result.champion_moves = [
         {"action": e.action, "from": e.from_version, "to": e.to_version, "at": e.at.isoformat(), "day": _day(e.at, start)}
         for e in store.ledger(name) if e.action in ("promote", "rollback")

@@ -1,9 +1,10 @@
 """The demo's volume-dependent settings, derived from its traffic, and whether a story fits.
 
 Every setting of the demo's retrainer.yaml that counts rows — the training window and
-``data.min_rows``, the trigger windows, the shadow's comparisons and the A/B test's length — is
-sized here from ``--rows-per-day``, so the same story runs at 50 or 5,000 requests a day. At 200 a
-day (the default) the figures are the ones the story was first written with.
+``data.min_rows``, the trigger windows and the shadow's comparisons — is sized here from ``--rows-per-day``, so the same story runs at 50 or 5,000 requests a day. At 200 a
+day (the default) the figures are the ones the story was first written with. The rollout itself
+is not sized here: ``rollout.mode: auto`` (a paired shadow) decides with ``rollout.decision``'s
+defaults, whatever the traffic, and keeps collecting while it lacks evidence (docs/rollout.md).
 
 Labels arrive ``lo``..``hi`` days after the prediction (uniformly, :class:`StreamSpec`). A trailing
 window of ``W >= hi`` days ending now then holds on average ``r * (W - (lo + hi) / 2)`` labelled
@@ -22,7 +23,6 @@ from dataclasses import dataclass
 
 from retrainer.demo.data import StreamSpec
 from retrainer.errors import ConfigError
-from retrainer.stats.proportions import required_sample_size
 
 LABEL_DELAY_DAYS = StreamSpec().label_delay_days  # when the demo's labels arrive, in days after the prediction
 # Below this, a window holding enough predictions for the triggers' statistics spans weeks at a
@@ -40,13 +40,6 @@ PERFORMANCE_LABELS = 250
 # The shortest windows, whatever the traffic: the story was written for these.
 MIN_DRIFT_DAYS = 3
 MIN_PERFORMANCE_DAYS = 7
-# The A/B test plans its sample for this lift in accuracy from about this baseline (the demo's
-# champion before the drift); its longest run is the days that sample takes plus the label delay,
-# between these bounds (the upper one keeps the story's length reasonable).
-AB_SPLIT = 0.5
-AB_MDE = 0.05
-AB_BASELINE_ACCURACY = 0.85
-AB_MIN_DAYS, AB_MAX_DAYS = 3, 8
 # The policy's `consecutive` (checks in a row) and the shadow's one day.
 CONSECUTIVE_CHECKS = 3
 SHADOW_DAYS = 1
@@ -66,7 +59,6 @@ class StorySizing:
     drift_days: int  # the drift and estimated_performance windows
     performance_days: int  # the performance window (judged where its labels have matured)
     shadow_comparisons: int  # rollout.shadow.min_comparisons
-    ab_days: int  # rollout.ab.duration
 
     @property
     def detection_days(self) -> int:
@@ -83,7 +75,8 @@ class StorySizing:
 
     @property
     def days_after_drift(self) -> int:
-        """Days the story needs after the onset: detect it, retrain, the shadow, a day of A/B."""
+        """Days the story needs after the onset: detect it, retrain, the shadow's shortest run and
+        its first look. Promotion may come later: the rule decides when the paired evidence does."""
         return self.detection_days + self.shadow_days + 1
 
 
@@ -108,23 +101,12 @@ def labelled_days_holding(count: int, rows_per_day: int, label_delay: tuple[floa
     return max(math.ceil(hi), math.ceil((lo + hi) / 2 + count / rows_per_day))
 
 
-def ab_days(rows_per_day: int) -> int:
-    """Days the A/B test's planned sample takes at this traffic, plus the longest label delay, within bounds.
-
-    >>> ab_days(2000), ab_days(200), ab_days(50)
-    (6, 8, 8)
-    """
-    per_arm = required_sample_size(AB_BASELINE_ACCURACY, AB_MDE)
-    days = math.ceil(per_arm / (rows_per_day * AB_SPLIT)) + math.ceil(LABEL_DELAY_DAYS[1])
-    return min(AB_MAX_DAYS, max(AB_MIN_DAYS, days))
-
-
 def size_for(rows_per_day: int) -> StorySizing:
     """Every volume-dependent setting of the demo at ``rows_per_day``.
 
     >>> s = size_for(200)
-    >>> (s.train_days, s.min_rows, s.drift_days, s.performance_days, s.shadow_comparisons, s.ab_days)
-    (5, 300, 3, 7, 100, 8)
+    >>> (s.train_days, s.min_rows, s.drift_days, s.performance_days, s.shadow_comparisons)
+    (5, 300, 3, 7, 100)
     """
     return StorySizing(
         rows_per_day=rows_per_day,
@@ -133,7 +115,6 @@ def size_for(rows_per_day: int) -> StorySizing:
         drift_days=days_holding(WINDOW_PREDICTIONS, rows_per_day, at_least=MIN_DRIFT_DAYS),
         performance_days=days_holding(PERFORMANCE_LABELS, rows_per_day, at_least=MIN_PERFORMANCE_DAYS),
         shadow_comparisons=max(rows_per_day // 2, MIN_SHADOW_COMPARISONS),  # half a day's traffic, or more
-        ab_days=ab_days(rows_per_day),
     )
 
 
