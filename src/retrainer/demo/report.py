@@ -117,13 +117,13 @@ def plot_timeline(result: Any, path: Path, kinds: dict[str, str] | None = None, 
         from matplotlib.lines import Line2D
 
         shown = dict.fromkeys(m["action"] for m in moves)
-        fig.axes[-1].legend(handles=[Line2D([], [], color=CHAMPION_MARKS[a][0], ls=CHAMPION_MARKS[a][1],
+        fig.axes[-1 - len(panels)].legend(handles=[Line2D([], [], color=CHAMPION_MARKS[a][0], ls=CHAMPION_MARKS[a][1],
                                             label=f"{CHAMPION_MARKS[a][2]}") for a in shown],
                             loc="lower left", fontsize=7, frameon=False)
     fig.savefig(path, dpi=110)
 
 
-POSTERIOR_PANEL = "rollout\nposterior\n(challenger\n− champion)"
+POSTERIOR_PANEL = "posterior of\nΔ = challenger\n− champion"
 
 
 def draw_posteriors(ax: Any, rollouts: list[dict[str, Any]], margin: float | None) -> None:
@@ -142,7 +142,8 @@ def draw_posteriors(ax: Any, rollouts: list[dict[str, Any]], margin: float | Non
     ax.axhline(0.0, color="tab:gray", lw=1)
     if margin is not None:
         ax.axhline(-margin, color="tab:gray", ls="--", lw=1, label=f"−margin ({margin:g})")
-    ax.legend(loc="upper left", fontsize=7, ncols=4, frameon=False)
+    ax.legend(loc="upper left", fontsize=7, ncols=4, frameon=False, title="mean, band = 95% interval",
+              title_fontsize=7)
 
 
 def posterior_lines(rollout: dict[str, Any]) -> list[str]:

@@ -43,6 +43,7 @@ def plot_backtest(result: BacktestResult, path: str | Path | None = None, *, tit
     for ax, name in zip(axes, names):
         if name in drawers:
             drawers[name](ax)
+            ax.set_ylabel(name, rotation=0, ha="right", va="center")
             ax.grid(alpha=0.3)
             continue
         if name == QUALITY_PANEL and quality is not None:
