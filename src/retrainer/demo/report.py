@@ -157,7 +157,7 @@ def posterior_lines(rollout: dict[str, Any]) -> list[str]:
 def posterior_table(rollout: dict[str, Any]) -> list[str]:
     """A rollout's posterior trail as a markdown table: one look a day (docs/rollout.md)."""
     lines = [f"Rollout {rollout['id']}, version {rollout['version']} against champion {rollout['champion']} "
-             f"(ended: {rollout['stage']}):", "",
+             f"(stage at the end of the demo: {rollout['stage']}):", "",
              "| day | stage | Δ mean | 95% interval | P(Δ < −margin) | expected loss | labelled pairs | label-free pairs | look |",
              "|---|---|---|---|---|---|---|---|---|"]
     for t in rollout.get("trail") or []:
