@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import numpy as np
+
 from retrainer.cli import main
 from retrainer.config import GuardConfig
-from retrainer.deployments.rollout.guard import Figures, audit_rows, judge
+from retrainer.deployments.rollout.guard import Figures, Pairs, audit_rows, judge
 
 from flow_world import NOW
 
@@ -22,9 +24,9 @@ def test_history_lists_rollout_stages_and_guard_looks(make_world, capsys):
                                  action="rollout_advance", reason="shadow", decision="advanced")
         r = s.transition_rollout(r.id, expected="shadow", new="champion", at=NOW - timedelta(days=2), actor="t",
                                  action="rollout_advance", reason="shadow passed", decision="promoted")
-        base = Figures("1", "", "", "", predictions=2000, labelled=2000, wrong=200, daily=[[1000, 100], [1000, 100]])
-        bad = Figures("2", "", "", "", predictions=1000, labelled=1000, wrong=300, daily=[[500, 150], [500, 150]])
-        s.record_evaluations(name, NOW, audit_rows(r, judge(GuardConfig(), bad, base, looks=7), NOW))
+        worse = Pairs(np.array([-1.0] * 200 + [0.0] * 800), shadowed=1000)  # 20 points worse on the same requests
+        verdict = judge(GuardConfig(), worse, Figures("2", "", ""), Figures("1", "", ""), looks=7)
+        s.record_evaluations(name, NOW, audit_rows(r, verdict, NOW))
 
     assert main(["history", "--config", str(world.config_path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -34,8 +36,8 @@ def test_history_lists_rollout_stages_and_guard_looks(make_world, capsys):
         ("champion", (NOW - timedelta(days=2)).isoformat())]
     (look,) = out["guard"]
     assert look["fired"] is True and look["evidence"]["rollout_id"] == rollout["id"]
-    assert look["evidence"]["breached"] == ["realized_error"]
+    assert look["evidence"]["breached"] == ["paired_difference"]
 
     assert main(["history", "--config", str(world.config_path)]) == 0
     table = capsys.readouterr().out
-    assert "rollouts" in table and "guard looks" in table and "staged" in table and "realized_error" in table
+    assert "rollouts" in table and "guard looks" in table and "staged" in table and "paired_difference" in table

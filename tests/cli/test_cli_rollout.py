@@ -50,11 +50,13 @@ def test_status_advance_abort(setup, capsys) -> None:
     step = json.loads(capsys.readouterr().out)
     assert (step["action"], step["stage"], step["version"]) == ("waiting", "shadow", "2")
     assert step["waiting_for"] == ["shadow.duration: 21h0m more (of 1d0h)",
-                                   "shadow.min_comparisons: 0 of 10 requests compared"]
+                                   "shadow.min_comparisons: 0 of 10 requests compared (guardrails not judged yet)"]
 
     assert main(["rollout", "status", "--json", "-c", str(path)]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["in_flight"]["stage"] == "shadow" and status["in_flight"]["decision"] == "waiting"
+    post = status["in_flight"]["posterior"]  # no pair yet: the prior (neutral: no offline record)
+    assert post["mean"] == 0.0 and post["n_labelled"] == 0 and len(status["in_flight"]["trail"]) == 1
     assert [s["stage"] for s in status["rollouts"][0]["stages"]] == ["staged", "shadow"]
 
     assert main(["rollout", "abort", "--reason", "not today", "--json", "-c", str(path)]) == 0

@@ -1,127 +1,105 @@
-"""A/B analysis against independent references (statsmodels, scipy) and by simulation."""
+"""A/B analysis: arms read by test id and arm, variance clustered by unit, the rollout's one rule.
+
+References: scipy's chi-square for the sample-ratio check, the normal-normal update by hand, the
+naive (unclustered) standard error to show what clustering changes when a unit sends many requests.
+"""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 from scipy import stats
-from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
-from retrainer.config import ABConfig, FeatureSpec, GateConfig
+from retrainer.config import ABConfig, DecisionConfig, FeatureSpec, GateConfig
 from retrainer.deployments.rollout.ab import arm_for
-from retrainer.deployments.rollout.analysis import analyze, daily_looks, decide
+from retrainer.deployments.rollout.analysis import analyze, decide
+from retrainer.deployments.rollout.decision import Prior
+from retrainer.stats.paired import clustered_difference
 from retrainer.store import LabelRecord, PredictionRecord, Store
 
-FIXED = ABConfig(sequential=False, alpha=0.05, min_detectable_effect=0.05)
-SEQ = ABConfig(sequential=True, alpha=0.05, min_detectable_effect=0.05)
+NEUTRAL = Prior(0.0, 0.03, "test")
+RULE = DecisionConfig()
 
 
-def test_z_test_and_ci_match_statsmodels() -> None:
-    ca, na, cb, nb = 1620, 2000, 1700, 2000
-    d = decide(ca, na, cb, nb, units=(1000, 1000), split=0.5, cfg=FIXED)
-    z_ref, p_ref = proportions_ztest([cb, ca], [nb, na])
-    lo, hi = confint_proportions_2indep(cb, nb, ca, na, method="wald", compare="diff")
-    assert d.z == pytest.approx(z_ref, rel=1e-9)
-    assert d.p_value == pytest.approx(p_ref, rel=1e-9)
-    assert d.ci == pytest.approx((lo, hi), rel=1e-9)
-    assert d.diff == pytest.approx(0.04)
-    assert d.verdict == "promote_challenger"
+def arms(rng: np.random.Generator, n_units: int, per_unit: int, p_champ: float, p_chal: float, unit_sd: float = 0.0):
+    """(correct, challenger, unit) of ``n_units`` units split 50/50, each sending ``per_unit`` requests;
+    ``unit_sd`` spreads each unit's own accuracy (what makes a unit's requests correlated)."""
+    challenger = np.repeat(np.arange(n_units) % 2 == 1, per_unit)
+    unit = np.repeat(np.array([f"u{i}" for i in range(n_units)], dtype=object), per_unit)
+    base = np.where(challenger, p_chal, p_champ)
+    own = np.repeat(rng.normal(0, unit_sd, n_units), per_unit)
+    correct = (rng.random(challenger.size) < np.clip(base + own, 0, 1)).astype(float)
+    return correct, challenger, unit
 
 
-def test_srm_matches_scipy_and_blocks_the_verdict() -> None:
+def test_the_verdict_is_the_normal_update_of_the_prior_with_the_clustered_estimate() -> None:
+    correct, chal, unit = arms(np.random.default_rng(1), 2000, 3, 0.75, 0.85)
+    d = decide(correct, chal, unit, units=None, split=0.5, srm_alpha=0.001, prior=NEUTRAL, decision=RULE)
+    est = clustered_difference(correct, chal, unit)
+    assert (d.diff, d.se) == (pytest.approx(est.mean), pytest.approx(est.se))
+    w0, w1 = 1 / NEUTRAL.sd**2, 1 / est.se**2
+    assert d.posterior["posterior"]["mean"] == pytest.approx((w1 * est.mean) / (w0 + w1))
+    assert d.posterior["posterior"]["sd"] == pytest.approx(math.sqrt(1 / (w0 + w1)))
+    assert d.verdict == "promote_challenger" and d.posterior["n_labelled"] == 6000
+
+
+def test_verdict_branches() -> None:
+    rng = np.random.default_rng(2)
+    worse = decide(*arms(rng, 2000, 3, 0.85, 0.75), units=None, split=0.5, srm_alpha=0.001, prior=NEUTRAL, decision=RULE)
+    assert worse.verdict == "keep_champion"
+    # Too few labelled predictions in an arm: the prior alone, which decides nothing.
+    few = decide(*arms(rng, 20, 1, 0.7, 0.9), units=None, split=0.5, srm_alpha=0.001, prior=NEUTRAL, decision=RULE)
+    assert few.verdict == "keep_collecting" and few.diff is None and "the prior alone" in few.reason
+    # Undecided at max duration: the posterior mean decides, either way, saying so.
+    close = arms(rng, 300, 1, 0.80, 0.81)
+    late = decide(*close, units=None, split=0.5, srm_alpha=0.001, prior=NEUTRAL, decision=RULE, at_max_duration=True)
+    early = decide(*close, units=None, split=0.5, srm_alpha=0.001, prior=NEUTRAL, decision=RULE)
+    assert early.verdict == "keep_collecting"
+    mean = late.posterior["posterior_mean"]
+    assert late.verdict == ("promote_challenger" if mean > 0 else "keep_champion") and "max duration" in late.reason
+
+
+def test_srm_matches_scipy_and_blocks_any_verdict() -> None:
+    correct, chal, unit = arms(np.random.default_rng(3), 2000, 3, 0.75, 0.85)
     units = (9000, 1400)  # planned 90/10: 1040 expected in the challenger arm
-    d = decide(1620, 2000, 1700, 2000, units=units, split=0.1, cfg=FIXED)
+    d = decide(correct, chal, unit, units=units, split=0.1, srm_alpha=0.001, prior=NEUTRAL, decision=RULE,
+               at_max_duration=True)
     ref = stats.chisquare(units, f_exp=[0.9 * sum(units), 0.1 * sum(units)]).pvalue
     assert d.srm_p_value == pytest.approx(ref, rel=1e-9)
-    assert d.srm_mismatch and d.verdict == "keep_collecting"
-    assert "sample-ratio mismatch" in d.reason
-    ok = decide(1620, 2000, 1700, 2000, units=(9010, 990), split=0.1, cfg=FIXED)
+    assert d.srm_mismatch and d.verdict == "keep_collecting" and "sample-ratio mismatch" in d.reason
+    ok = decide(correct, chal, unit, units=(9010, 990), split=0.1, srm_alpha=0.001, prior=NEUTRAL, decision=RULE)
     assert not ok.srm_mismatch and ok.verdict == "promote_challenger"
 
 
-def test_verdicts() -> None:
-    # Worse challenger, significant.
-    assert decide(1700, 2000, 1600, 2000, units=None, split=0.5, cfg=FIXED).verdict == "keep_champion"
-    # Better but the gate metric fails.
-    d = decide(1620, 2000, 1700, 2000, units=None, split=0.5, cfg=FIXED, gate_ok=False)
-    assert d.verdict == "keep_champion" and "gate" in d.reason
-    # Fixed horizon, too early: no verdict even with a large observed difference.
-    early = decide(30, 50, 45, 50, units=None, split=0.5, cfg=FIXED)
-    assert early.verdict == "keep_collecting" and early.required_per_arm > 50
-    # Planned size reached, no difference: the champion stays.
-    flat = decide(1600, 2000, 1601, 2000, units=None, split=0.5, cfg=FIXED)
-    assert flat.verdict == "keep_champion"
-    # Nothing labelled yet.
-    assert decide(0, 0, 0, 0, units=None, split=0.5, cfg=FIXED).verdict == "keep_collecting"
-    # Sequential reads any time; a clear win is a verdict before the planned size.
-    seq = decide(300, 500, 400, 500, units=None, split=0.5, cfg=SEQ)
-    assert seq.p_value_kind == "msprt" and seq.verdict == "promote_challenger"
+def test_many_requests_per_unit_widen_the_interval_as_they_should() -> None:
+    """40 requests from each of 200 units whose own accuracies differ: the naive standard error
+    (requests as independent) is far too small; the clustered one is what the posterior is updated with."""
+    correct, chal, unit = arms(np.random.default_rng(4), 200, 40, 0.78, 0.80, unit_sd=0.15)
+    naive = math.sqrt(sum(correct[s].var(ddof=1) / s.sum() for s in (chal, ~chal)))
+    est = clustered_difference(correct, chal, unit)
+    assert est.se > 2 * naive
+    d = decide(correct, chal, unit, units=None, split=0.5, srm_alpha=0.001, prior=NEUTRAL, decision=RULE)
+    assert d.se == pytest.approx(est.se)
+    w0 = 1 / NEUTRAL.sd**2
+    assert d.posterior["posterior"]["sd"] == pytest.approx(math.sqrt(1 / (w0 + 1 / est.se**2)))
 
 
-def _simulate(rng: np.random.Generator, sims: int, n_per_day: int, days: int, p: float):
-    a = rng.binomial(n_per_day, p, size=(sims, days)).cumsum(axis=1)
-    b = rng.binomial(n_per_day, p, size=(sims, days)).cumsum(axis=1)
-    n = np.arange(1, days + 1) * n_per_day
-    return a, b, n
-
-
-def test_false_positive_rate_fixed_horizon_is_alpha() -> None:
-    rng = np.random.default_rng(7)
-    sims = 2000
-    n_arm = 1500
-    a = rng.binomial(n_arm, 0.8, size=sims)
-    b = rng.binomial(n_arm, 0.8, size=sims)
-    cfg = ABConfig(sequential=False, alpha=0.05, min_detectable_effect=0.05)
-    rejections = sum(decide(int(x), n_arm, int(y), n_arm, units=None, split=0.5, cfg=cfg).p_value < cfg.alpha
-                     for x, y in zip(a, b))
-    rate = rejections / sims
-    se = np.sqrt(0.05 * 0.95 / sims)
-    assert abs(rate - 0.05) < 3.5 * se, rate
-
-
-def test_sequential_mode_survives_daily_peeking() -> None:
-    """14 daily looks with no true difference: the mSPRT stays under alpha, a naive z-test does not."""
-    rng = np.random.default_rng(11)
-    sims, days, per_day = 600, 14, 200
-    a, b, n = _simulate(rng, sims, per_day, days, 0.8)
-    msprt_hits = 0
-    for i in range(sims):
-        looks = (a[i].astype(float), n.astype(float), b[i].astype(float), n.astype(float))
-        d = decide(int(a[i, -1]), int(n[-1]), int(b[i, -1]), int(n[-1]), units=None, split=0.5, cfg=SEQ, looks=looks)
-        msprt_hits += d.p_value < SEQ.alpha
-    assert msprt_hits / sims <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / sims)
-    # The same data read daily with a fixed-horizon z-test (vectorised, same formula as statsmodels).
-    pooled = (a + b) / (2 * n)
-    z = (b - a) / n / np.sqrt(pooled * (1 - pooled) * 2 / n)
-    naive = (2 * stats.norm.sf(np.abs(z)) < 0.05).any(axis=1).mean()
-    assert naive > 0.08  # why the sequential mode exists
-
-
-def test_daily_looks_are_cumulative() -> None:
-    start = 1_000_000.0
-    ts_a = start + np.array([10, 90_000, 90_001, 200_000.0])
-    ok_a = np.array([True, False, True, True])
-    ts_b = start + np.array([100, 180_000.0])
-    ok_b = np.array([True, True])
-    sa, na, sb, nb = daily_looks(ts_a, ok_a, ts_b, ok_b, start)
-    assert na.tolist() == [1, 3, 4] and sa.tolist() == [1, 2, 3]
-    assert nb.tolist() == [1, 1, 2] and sb.tolist() == [1, 1, 2]
-
-
-def _ab_store(tmp_path):
-    """A store with a finished-looking A/B test whose challenger is clearly more accurate (no scores logged)."""
+def _ab_store(tmp_path, *, per_unit: int = 4):
+    """A store with an A/B test (units sending ``per_unit`` requests each, challenger clearly more
+    accurate), plus predictions of the same versions outside the test, which must not count."""
     specs = [FeatureSpec(name="x1")]
     store = Store.open(f"sqlite:///{tmp_path / 's.db'}")
     store.init()
     start = datetime.now(UTC) - timedelta(days=2)
     test_id = store.start_ab_test("m", champion_version="1", challenger_version="2", split=0.5, salt="s",
-                                  config=FIXED.model_dump(mode="json"), started_at=start)
+                                  config=ABConfig().model_dump(mode="json"), started_at=start)
     rng = np.random.default_rng(3)
     preds, labels, assigns = [], [], []
     for i in range(4000):
-        unit = f"u{i}"
+        unit = f"u{i // per_unit}"
         arm = arm_for("s", unit, 0.5)
         version = "2" if arm == "challenger" else "1"
         p_right = 0.85 if version == "2" else 0.75
@@ -131,30 +109,35 @@ def _ab_store(tmp_path):
         preds.append(PredictionRecord(f"r{i}", {"x1": 0.0}, float(pred), ts, version, unit, arm, None, test_id))
         labels.append(LabelRecord(f"r{i}", float(y), ts + timedelta(minutes=1)))
         assigns.append((unit, arm))
+    for i in range(1000):  # version 2 answering outside the test (e.g. a later direct promotion), all wrong
+        ts = start + timedelta(seconds=30 * i + 7)
+        preds.append(PredictionRecord(f"o{i}", {"x1": 0.0}, 1.0, ts, "2", None, None, None, None))
+        labels.append(LabelRecord(f"o{i}", 0.0, ts + timedelta(minutes=1)))
     store.log_predictions("m", preds, specs)
     store.log_labels(labels)
     store.record_assignments(test_id, assigns)
     return store, store.ab_test(test_id)
 
 
-def test_analyze_reads_the_store(tmp_path) -> None:
+def test_analyze_reads_arms_by_test_and_arm_not_by_version(tmp_path) -> None:
     store, test = _ab_store(tmp_path)
-    result = analyze(store, test, gate=GateConfig(metric="f1", min_ratio=0.95))
+    result = analyze(store, test, gate=GateConfig(metric="f1", min_ratio=0.95), prior=NEUTRAL)
     champ, chall = result.arms["champion"], result.arms["challenger"]
-    assert champ.n + chall.n == 4000 and champ.units + chall.units == 4000
+    assert champ.n + chall.n == 4000  # the 1000 predictions of version 2 outside the test are not in it
+    assert champ.units + chall.units == 1000 and champ.labelled_units + chall.labelled_units == 1000
     assert 0.72 < champ.accuracy < 0.78 and 0.82 < chall.accuracy < 0.88
-    assert result.verdict == "promote_challenger"
-    assert not result.decision.srm_mismatch
+    assert result.verdict == "promote_challenger" and not result.decision.srm_mismatch
     as_dict = result.to_dict()
     assert as_dict["verdict"] == "promote_challenger" and as_dict["arms"]["challenger"]["version"] == "2"
+    assert as_dict["decision"]["posterior"]["posterior_mean"] > 0
     store.close()
 
 
-def test_undefined_gate_metric_blocks_promotion_as_the_offline_gate_does(tmp_path) -> None:
-    # No scores were logged, so roc_auc is undefined on both arms: the shared gate rejects it,
-    # so a more accurate challenger is still not promoted on an unverifiable gate metric.
+def test_analyze_defaults_to_the_challengers_offline_prior(tmp_path, monkeypatch) -> None:
     store, test = _ab_store(tmp_path)
-    result = analyze(store, test, gate=GateConfig(metric="roc_auc", min_ratio=0.95))
-    assert result.arms["challenger"].gate_metric is None
-    assert result.verdict == "keep_champion" and "gate metric" in result.decision.reason
+    monkeypatch.setattr(Store, "offline_delta", lambda self, model, version: (0.06, 0.01) if version == "2" else None)
+    result = analyze(store, test, gate=GateConfig(), as_of=test.started_at)  # nothing labelled yet
+    post = result.decision.posterior
+    assert post["prior"]["mean"] == pytest.approx(0.5 * 0.06) and post["posterior_mean"] == pytest.approx(0.03)
+    assert result.verdict == "keep_collecting"
     store.close()

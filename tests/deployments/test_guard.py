@@ -1,8 +1,10 @@
 """The guard window after a promotion: real SQLite store, real MLflow registry, an injected clock.
 
-A champion whose matured-label error rate (or serving failure rate) breaks during the guard
-window is rolled back by compare-and-set with its evidence in the ledger; one that is merely
-noisy is not, and 200 simulated quiet windows give no more false rollbacks than alpha allows.
+The replaced champion answers in shadow for the window (its ``shadow_start`` row marked as the
+guard's, stopped when the window ends or on a rollback); the new champion is judged on the
+labelled pairs of the same requests by the anytime-valid bound of ``guard_sequence``. A champion
+worse beyond the margin is rolled back by compare-and-set with its evidence in the ledger; one at
+the margin, looked at every day, is rolled back no more often than alpha allows.
 """
 
 from __future__ import annotations
@@ -11,29 +13,29 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
-import pandas as pd
 import pytest
-from scipy.stats import norm
 from statsmodels.stats.proportion import proportions_ztest
 
-from retrainer.config import FeatureSpec, GuardConfig, RetrainerConfig
+from retrainer.config import GuardConfig, RetrainerConfig
 from retrainer.deployments.rollout.guard import (
     Figures,
+    Pairs,
     ServingFigures,
-    dispersion,
-    estimate_drop_test,
+    ensure_guard_shadow,
     guard_rollout,
     guarded_rollout,
     judge,
     margin_test,
+    release_guard_shadow,
 )
 from retrainer.deployments.rollout.promotion import promote
+from retrainer.deployments.rollout.stages import guard_shadow_rollout, shadow_state
 from retrainer.registry import CHAMPION, Registry
+from retrainer.stats.sequential import guard_sequence
 from retrainer.store import Store
-from retrainer.store.records import LabelRecord
+from retrainer.testing.shadow import ShadowWorld
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)  # the promotion of version 2
-FEATURES = [FeatureSpec(name="x")]
 
 
 @pytest.fixture(scope="module")
@@ -57,47 +59,52 @@ def store(tmp_path):
 def config(name: str, **guard) -> RetrainerConfig:
     return RetrainerConfig.model_validate({
         "model": {"name": name}, "data": {"source": {"table": "t"}, "features": [{"name": "x"}]},
-        "rollout": {"mode": "shadow", "guard": {"window": "7d", "baseline": "7d", **guard}},
+        "rollout": {"mode": "shadow", "guard": {"window": "7d", **guard}},
     })
 
 
-def log(store: Store, model: str, version: str, start: datetime, days: float, n: int, error_rate: float,
-        rng: np.random.Generator, *, label_delay: timedelta = timedelta(hours=12)) -> None:
-    """``n`` predictions of ``version`` spread over ``days`` from ``start``, each wrong with
-    probability ``error_rate``; every label arrives ``label_delay`` after its prediction."""
-    ts = start + pd.to_timedelta(np.sort(rng.uniform(0, days * 86400, n)), unit="s")
-    label = rng.integers(0, 2, n).astype(float)
-    wrong = rng.random(n) < error_rate
-    pred = np.where(wrong, 1.0 - label, label)
-    ids = [f"{version}-{uuid.uuid4().hex}" for _ in range(n)]
-    frame = pd.DataFrame({"request_id": ids, "ts": ts.to_pydatetime(), "prediction": pred,
-                          "model_version": version, "x": rng.normal(size=n)})
-    store.log_prediction_frame(model, frame, FEATURES)
-    store.log_labels([LabelRecord(i, float(y), t + label_delay) for i, y, t in zip(ids, label, ts.to_pydatetime())])
-
-
-def promoted(store: Store, registry: Registry, rng: np.random.Generator, *, old_error: float, n_old: int = 1500):
-    """Version 1 champion for a month (its last week logged at ``old_error``), then a rollout that
-    promoted version 2 at T0."""
+def promoted(store: Store, registry: Registry):
+    """Version 1 champion for a month, then a rollout that promoted version 2 at T0."""
     name = registry.model_name
     promote(registry, store, version="1", expected_champion=None, actor="t", reason="first", at=T0 - timedelta(days=30))
-    log(store, name, "1", T0 - timedelta(days=7), 7, n_old, old_error, rng)
     r = store.create_rollout(name, version="2", champion_version="1", mode="shadow", stage="staged",
                              at=T0 - timedelta(days=2), actor="t", reason="staged")
     r = store.transition_rollout(r.id, expected="staged", new="shadow", at=T0 - timedelta(days=2), action="rollout_advance",
                                  actor="t", reason="shadow", decision="advanced")
     assert promote(registry, store, version="2", expected_champion="1", actor="t", reason="shadow passed", at=T0).status == "promoted"
-    r = store.transition_rollout(r.id, expected="shadow", new="champion", at=T0, action="rollout_advance", actor="t",
-                                 reason="shadow passed", decision="promoted")
-    return r
+    return store.transition_rollout(r.id, expected="shadow", new="champion", at=T0, action="rollout_advance", actor="t",
+                                    reason="shadow passed", decision="promoted")
 
 
-def test_champion_whose_matured_labels_break_is_rolled_back_with_its_evidence(registry, store):
-    rng = np.random.default_rng(1)
+def guard_traffic(store: Store, registry: Registry, seed: int, *, days: int, per_day: int, new_acc: float,
+                  old_acc: float, delay: timedelta = timedelta(hours=12)) -> ShadowWorld:
+    """``days`` of requests answered by the new champion (2) with the replaced one (1) in shadow."""
+    w = ShadowWorld(store, registry.model_name, "2", "1", np.random.default_rng(seed), label_delay=delay)
+    for d in range(days):
+        w.day(T0 + timedelta(days=d), per_day, champion_acc=new_acc, challenger_acc=old_acc)
+    return w
+
+
+def test_the_replaced_champion_shadows_for_the_window_then_stops(registry, store):
     name = registry.model_name
     cfg = config(name)
-    r = promoted(store, registry, rng, old_error=0.10)
-    log(store, name, "2", T0, 3, 900, 0.25, rng)  # 15 points worse than the champion it replaced
+    r = promoted(store, registry)
+    assert ensure_guard_shadow(cfg, store, r, now=T0) is True
+    assert ensure_guard_shadow(cfg, store, r, now=T0 + timedelta(hours=1)) is False  # once
+    assert guard_shadow_rollout(cfg, store) == r.id and shadow_state(cfg, store, registry).version == "1"
+    starts = [e for e in store.ledger(name) if e.action == "shadow_start"]
+    assert (starts[-1].from_version, starts[-1].to_version) == ("2", "1")
+    assert release_guard_shadow(cfg, store, registry, T0 + timedelta(days=6)) is False  # still guarded
+    assert release_guard_shadow(cfg, store, registry, T0 + timedelta(days=7)) is True  # window over
+    assert shadow_state(cfg, store, registry).version is None and guard_shadow_rollout(cfg, store) is None
+
+
+def test_champion_worse_on_the_same_requests_is_rolled_back_with_its_evidence(registry, store):
+    name = registry.model_name
+    cfg = config(name)
+    r = promoted(store, registry)
+    w = guard_traffic(store, registry, 1, days=3, per_day=300, new_acc=0.72, old_acc=0.88)
+    w.deliver(T0 + timedelta(days=3))
 
     out = guard_rollout(cfg, store, registry, T0 + timedelta(days=3))
 
@@ -105,58 +112,42 @@ def test_champion_whose_matured_labels_break_is_rolled_back_with_its_evidence(re
     assert store.champion(name) == "1" and registry.alias_version(CHAMPION) == "1"
     assert store.rollout(r.id).stage == "rolled_back"
     rows = store.ledger(name)
-    assert [(x.action, x.from_version, x.to_version) for x in rows[-2:]] == [("rollback", "2", "1"), ("rollout_rollback", "1", "2")]
-    assert rows[-1].at == T0 + timedelta(days=3)
-    checks = {c["name"]: c for c in rows[-1].details["evidence"]["guard"]["verdict"]["checks"]}
-    realized = checks["realized_error"]
-    assert realized["breached"] and realized["judged"] and not checks["serving_errors"]["judged"]
-    # The evidence is the statsmodels test on the same counts (margin = the null offset), its z
-    # scaled by the day-to-day dispersion.
-    base, new = out.verdict.facts["baseline"], out.verdict.facts["champion"]
-    z, _ = proportions_ztest([new["wrong"], base["wrong"]], [new["labelled"], base["labelled"]], value=0.02,
-                             alternative="larger")
-    phi = max(dispersion(new["daily"], base["daily"]), 1.0)
-    assert realized["p_value"] == pytest.approx(float(norm.sf(z / np.sqrt(phi))), rel=1e-9)
-    assert realized["p_value"] < out.verdict.facts["alpha_per_check"]
-    # Labels arrive 12 h late: the champion's last half day is not counted yet (no look-ahead).
-    assert 0 < new["labelled"] < new["predictions"] == 900
-    # Nothing is guarded any more: the rollout left `champion`.
-    assert guard_rollout(cfg, store, registry, T0 + timedelta(days=4)) is None
+    assert [(x.action, x.from_version, x.to_version) for x in rows[-3:]] == [
+        ("rollback", "2", "1"), ("rollout_rollback", "1", "2"), ("shadow_stop", "1", "1")]
+    checks = {c["name"]: c for c in rows[-2].details["evidence"]["guard"]["verdict"]["checks"]}
+    paired = checks["paired_difference"]
+    assert paired["breached"] and paired["judged"] and not checks["serving_errors"]["judged"]
+    # The evidence is guard_sequence on the same pairs.
+    facts = out.verdict.facts
+    assert 0 < facts["labelled_pairs"] < facts["shadowed"] == 900  # the last half day's labels are not in yet
+    assert paired["bound"] < -cfg.rollout.guard.error_margin and paired["champion"] < -0.1
 
 
 def test_champion_as_good_as_the_one_it_replaced_is_watched_not_rolled_back(registry, store):
-    rng = np.random.default_rng(2)
     name = registry.model_name
     cfg = config(name)
-    r = promoted(store, registry, rng, old_error=0.10)
-    log(store, name, "2", T0, 3, 900, 0.10, rng)
+    r = promoted(store, registry)
+    w = guard_traffic(store, registry, 2, days=3, per_day=300, new_acc=0.85, old_acc=0.85)
+    w.deliver(T0 + timedelta(days=3))
     rows_before = len(store.ledger(name))
 
     out = guard_rollout(cfg, store, registry, T0 + timedelta(days=3))
 
     assert out is not None and out.action == "watching" and not out.verdict.rollback
-    assert store.champion(name) == "2" and store.rollout(r.id).stage == "champion"
     noted = store.rollout(r.id)
+    assert store.champion(name) == "2" and noted.stage == "champion"
     assert noted.decision == "guarding" and "no breach" in noted.explanation
-    # The baseline is recorded on the first look and read as of the promotion: version 1's labels
-    # that arrived after T0 (its last 12 h) are not in it.
-    baseline = noted.evidence["guard"]["baseline"]
-    assert baseline["version"] == "1" and baseline["as_of"] == T0.isoformat()
-    assert 0 < baseline["labelled"] < baseline["predictions"] == 1500
-    assert len(store.ledger(name)) == rows_before  # a look that does not move writes no ledger row
-    # ... but it is audited like a trigger check: one row per guard check and the verdict.
+    assert len(store.ledger(name)) == rows_before + 1  # the guard's shadow_start; a look writes no ledger row
     audit = {e.trigger: e for e in store.evaluations(name, role="guard")}
-    assert set(audit) == {"guard", "guard:realized_error", "guard:estimated_accuracy", "guard:serving_errors",
-                          "guard:latency_p99"}
-    assert audit["guard"].fired is False and audit["guard:realized_error"].status == "ok"
+    assert set(audit) == {"guard", "guard:paired_difference", "guard:serving_errors", "guard:latency_p99"}
+    assert audit["guard"].fired is False and audit["guard:paired_difference"].status == "ok"
     assert audit["guard:serving_errors"].status == "insufficient_data"
     assert store.evaluations(name, role="policy") == []  # never mistaken for the policy's rows
 
 
 def test_guard_watches_only_within_its_window_and_only_the_current_champion(registry, store):
-    rng = np.random.default_rng(3)
     name = registry.model_name
-    promoted(store, registry, rng, old_error=0.10, n_old=50)
+    promoted(store, registry)
     assert guarded_rollout(config(name), store, T0 + timedelta(days=6, hours=23)) is not None
     assert guarded_rollout(config(name), store, T0 + timedelta(days=7)) is None
     assert guarded_rollout(config(name, enabled=False), store, T0 + timedelta(days=1)) is None
@@ -164,15 +155,14 @@ def test_guard_watches_only_within_its_window_and_only_the_current_champion(regi
     assert guarded_rollout(config(name), store, T0 + timedelta(days=2)) is None
 
 
-def test_too_few_labels_is_not_judged_and_never_rolls_back(registry, store):
-    rng = np.random.default_rng(4)
+def test_no_label_yet_is_not_judged_and_never_rolls_back(registry, store):
     name = registry.model_name
-    promoted(store, registry, rng, old_error=0.10)
-    log(store, name, "2", T0, 1, 100, 0.9, rng)  # terrible, but 100 labels < min_labels 200
-    out = guard_rollout(config(name), store, registry, T0 + timedelta(days=2))
+    promoted(store, registry)
+    guard_traffic(store, registry, 4, days=1, per_day=300, new_acc=0.1, old_acc=0.9, delay=timedelta(days=3))
+    out = guard_rollout(config(name), store, registry, T0 + timedelta(days=1))
     assert out is not None and out.action == "watching"
-    check = next(c for c in out.verdict.checks if c.name == "realized_error")
-    assert not check.judged and "200 needed" in check.reason
+    check = next(c for c in out.verdict.checks if c.name == "paired_difference")
+    assert not check.judged and "no matured label" in check.reason
     assert store.champion(name) == "2"
 
 
@@ -187,10 +177,8 @@ class Serving:
 
 
 def test_champion_whose_serving_error_rate_breaks_is_rolled_back(registry, store):
-    rng = np.random.default_rng(5)
     name = registry.model_name
-    promoted(store, registry, rng, old_error=0.10, n_old=300)
-    log(store, name, "2", T0, 1, 300, 0.10, rng)
+    promoted(store, registry)
     serving = Serving({"1": ServingFigures(5000, 10, 4.0), "2": ServingFigures(2000, 90, 4.2)})
     out = guard_rollout(config(name), store, registry, T0 + timedelta(days=2), serving=serving)
     assert out is not None and out.action == "rolled_back" and out.verdict.breached == ["serving_errors"]
@@ -202,91 +190,56 @@ def test_champion_whose_serving_error_rate_breaks_is_rolled_back(registry, store
 
 def test_latency_is_compared_as_a_ratio_of_the_baseline():
     guard = GuardConfig(min_predictions=100)
-    base = Figures("1", "", "", "", serving={"requests": 1000, "failures": 0, "p99_ms": 10.0})
-    slow = Figures("2", "", "", "", serving={"requests": 1000, "failures": 0, "p99_ms": 17.5})
-    fine = Figures("2", "", "", "", serving={"requests": 1000, "failures": 0, "p99_ms": 16.5})
-    assert judge(guard, slow, base, latency_slack_ms=2.0).breached == ["latency_p99"]  # 17.5 > 1.5 x 10 + 2
-    assert judge(guard, fine, base, latency_slack_ms=2.0).rollback is False
+    none = Pairs(np.zeros(0), 0)
+    base = Figures("1", "", "", serving={"requests": 1000, "failures": 0, "p99_ms": 10.0})
+    slow = Figures("2", "", "", serving={"requests": 1000, "failures": 0, "p99_ms": 17.5})
+    fine = Figures("2", "", "", serving={"requests": 1000, "failures": 0, "p99_ms": 16.5})
+    assert judge(guard, none, slow, base, latency_slack_ms=2.0).breached == ["latency_p99"]  # 17.5 > 1.5 x 10 + 2
+    assert judge(guard, none, fine, base, latency_slack_ms=2.0).rollback is False
 
 
-def test_estimated_accuracy_drop_is_tested_against_the_margin():
-    guard = GuardConfig()
-    base = Figures("1", "", "", "", predictions=2000, estimated_accuracy=0.90, estimated_se=0.006)
-    worse = Figures("2", "", "", "", predictions=2000, estimated_accuracy=0.82, estimated_se=0.008)
-    slightly = Figures("2", "", "", "", predictions=2000, estimated_accuracy=0.88, estimated_se=0.008)
-    v = judge(guard, worse, base)
-    assert v.rollback and v.breached == ["estimated_accuracy"]
-    assert judge(guard, slightly, base).rollback is False  # 2 points down, inside the 3-point margin
-    # The textbook test of two independent normal estimates, by hand.
-    z = (0.90 - 0.82 - 0.03) / np.hypot(0.006, 0.008)
-    assert estimate_drop_test(0.90, 0.006, 0.82, 0.008, 0.03) == pytest.approx((z, norm.sf(z)))
-
-
-@pytest.mark.parametrize(("base", "new", "margin"), [((30, 1000), (60, 1000), 0.02), ((100, 900), (95, 1100), 0.01),
-                                                      ((5, 200), (30, 300), 0.05), ((40, 400), (40, 400), 0.0)])
+@pytest.mark.parametrize(("base", "new", "margin"), [((30, 1000), (60, 1000), 0.02), ((100, 900), (95, 1100), 0.01)])
 def test_margin_test_equals_statsmodels(base, new, margin):
     z, p = margin_test(*base, *new, margin)
     ref_z, ref_p = proportions_ztest([new[0], base[0]], [new[1], base[1]], value=margin, alternative="larger")
     assert (z, p) == pytest.approx((float(ref_z), float(ref_p)), rel=1e-12)
 
 
-def quiet_windows(rng: np.random.Generator, guard: GuardConfig, *, shift: float, windows: int = 200, days: int = 7,
-                  per_day: int = 400, base_error: float = 0.10, flaky: float = 0.05) -> int:
-    """How many of ``windows`` guard windows roll back when the guard looks once a day (cumulative
-    figures since the promotion) at a champion whose daily error rate is flaky (uniform within
-    +-``flaky``) around ``base_error + shift``; the baseline is a steady week at ``base_error``."""
+def windows(rng: np.random.Generator, guard: GuardConfig, *, drop: float, runs: int = 100, days: int = 7,
+            per_day: int = 400, old_acc: float = 0.90) -> int:
+    """How many guard windows roll back when the guard looks every day at the labelled pairs so far,
+    the new champion ``drop`` less accurate than the replaced one on the same requests. The two
+    models agree on most requests (they are two versions of one model): the new one flips a right
+    answer to wrong with probability q and a wrong one to right with probability 0.3."""
+    q = (old_acc * 1.0 + (1 - old_acc) * 0.3 - (old_acc - drop)) / old_acc
     rollbacks = 0
-    for _ in range(windows):
-        base_days = [[per_day, int(rng.binomial(per_day, base_error))] for _ in range(7)]
-        base = Figures("1", "", "", "", predictions=7 * per_day, labelled=7 * per_day,
-                       wrong=sum(k for _, k in base_days), daily=base_days)
-        champion_days: list[list[int]] = []
-        for _day in range(days):
-            rate = float(np.clip(base_error + shift + rng.uniform(-flaky, flaky), 0, 1))
-            champion_days.append([per_day, int(rng.binomial(per_day, rate))])
-            n = per_day * len(champion_days)
-            champion = Figures("2", "", "", "", predictions=n, labelled=n, wrong=sum(k for _, k in champion_days),
-                               daily=list(champion_days))
-            if judge(guard, champion, base, looks=days).rollback:
+    for _ in range(runs):
+        old = rng.random(days * per_day) < old_acc
+        new = np.where(old, rng.random(old.size) >= q, rng.random(old.size) < 0.3)
+        diffs = new.astype(float) - old
+        for day in range(1, days + 1):
+            pairs = Pairs(diffs[: day * per_day], day * per_day)
+            if judge(guard, pairs, Figures("2", "", ""), Figures("1", "", ""), looks=days).rollback:
                 rollbacks += 1
                 break
     return rollbacks
 
 
-def test_no_false_rollback_beyond_alpha_across_200_quiet_windows():
-    guard = GuardConfig(alpha=0.05, error_margin=0.02, min_labels=200)
-    false_rollbacks = quiet_windows(np.random.default_rng(20261129), guard, shift=0.0)
-    assert false_rollbacks <= 0.05 * 200  # not worse, only flaky: at most what alpha allows
-    # The same looks catch a champion truly worse (8 points, beyond the 2-point margin) nearly always.
-    caught = quiet_windows(np.random.default_rng(7), guard, shift=0.08)
-    assert caught >= 0.95 * 200
-
-
-def test_a_plain_z_test_would_roll_the_flaky_champion_back_too_often():
-    """Why dispersion and looks are corrected: a plain statsmodels z-test at alpha, looked at daily,
-    rolls back far more of the same quiet windows than alpha allows."""
+def test_daily_looks_at_a_champion_exactly_at_the_margin_roll_back_at_most_alpha():
     guard = GuardConfig(alpha=0.05, error_margin=0.02)
-    rng = np.random.default_rng(20261129)
-    rollbacks = 0
-    for _ in range(200):
-        base_k = int(rng.binomial(7 * 400, 0.10))
-        wrong = n = 0
-        for _day in range(7):
-            wrong += int(rng.binomial(400, 0.10 + rng.uniform(-0.05, 0.05)))
-            n += 400
-            _, p = proportions_ztest([wrong, base_k], [n, 7 * 400], value=guard.error_margin, alternative="larger")
-            if p < guard.alpha:
-                rollbacks += 1
-                break
-    assert rollbacks > 0.05 * 200
+    false_rollbacks = windows(np.random.default_rng(20261129), guard, drop=0.02)
+    assert false_rollbacks <= 0.05 * 100 + 2 * np.sqrt(0.05 * 0.95 * 100)
+    # The same looks catch a champion 5 points worse than the replaced one nearly always.
+    caught = windows(np.random.default_rng(7), guard, drop=0.05)
+    assert caught >= 90
 
 
-def test_dispersion_is_pearson_chi2_over_df():
-    days = [[100, 10], [100, 20], [100, 15]]
-    p = 45 / 300
-    chi2 = sum((k - n * p) ** 2 / (n * p * (1 - p)) for n, k in days)
-    assert dispersion(days) == pytest.approx(chi2 / 2)
-    assert dispersion([[100, 10]]) == 1.0  # one day: not estimable
+def test_the_paired_check_is_guard_sequence_on_the_pairs():
+    diffs = np.array([-1.0] * 30 + [0.0] * 200 + [1.0] * 5)
+    check = next(c for c in judge(GuardConfig(), Pairs(diffs, 235), Figures("2", "", ""), Figures("1", "", "")).checks
+                 if c.name == "paired_difference")
+    ref = guard_sequence(diffs, 0.02, 0.05)
+    assert (check.breached, check.bound, check.champion) == (ref.reject, pytest.approx(ref.bound), pytest.approx(diffs.mean()))
 
 
 def test_a_rollback_is_announced_by_event_and_notification_block(registry, store, monkeypatch):
@@ -296,18 +249,17 @@ def test_a_rollback_is_announced_by_event_and_notification_block(registry, store
     monkeypatch.setattr(guard_task, "emit", lambda event, model, payload: sent.append((event, model, payload)) or "ev-1")
     monkeypatch.setattr(guard_task, "send_notification",
                         lambda block, *, subject, body: sent.append((block, subject, body)) or True)
-    rng = np.random.default_rng(6)
     name = registry.model_name
     cfg = config(name).model_copy(update={"notifications": config(name).notifications.model_copy(update={"block": "slack/ops"})})
-    promoted(store, registry, rng, old_error=0.10)
-    log(store, name, "2", T0, 3, 900, 0.30, rng)
+    promoted(store, registry)
+    guard_traffic(store, registry, 6, days=3, per_day=300, new_acc=0.6, old_acc=0.9).deliver(T0 + timedelta(days=3))
 
     out = guard_task.guard_and_rollback(cfg, store, registry, T0 + timedelta(days=3))
 
     assert out is not None and out.action == "rolled_back"
     (event, model, payload), (block, subject, body) = sent
     assert (event, model, payload["rolled_back"], payload["champion"]) == ("retrainer.rollback.performed", name, "2", "1")
-    assert "realized_error" in payload["explanation"] and payload["evidence"]["rollback"] is True
+    assert "paired_difference" in payload["explanation"] and payload["evidence"]["rollback"] is True
     assert (block, subject) == ("slack/ops", f"retrainer: {name} rolled back") and "from version 2 to 1" in body
 
 
@@ -316,10 +268,9 @@ def test_rollback_is_compare_and_set_against_the_judged_champion(registry, store
     superseded (ledger row), version 3 stays, the rollout is not marked rolled back."""
     import retrainer.deployments.rollout.guard as guard_module
 
-    rng = np.random.default_rng(8)
     name = registry.model_name
-    r = promoted(store, registry, rng, old_error=0.10)
-    log(store, name, "2", T0, 3, 900, 0.30, rng)
+    r = promoted(store, registry)
+    guard_traffic(store, registry, 8, days=3, per_day=300, new_acc=0.6, old_acc=0.9).deliver(T0 + timedelta(days=3))
     judged = guard_module.evaluate
 
     def racing(*args, **kwargs):

@@ -55,7 +55,7 @@ def status(config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
         emit({"test": None}, as_json, lambda _: console.print(f"no A/B test for {name!r} yet"))
         return
     data = {"test": _test_dict(test), "units": store.assignment_counts(test.id),
-            "max_duration_days": cfg.rollout.ab.duration.total_seconds() / 86400}
+            "max_duration_days": cfg.rollout.decision.max_duration.total_seconds() / 86400}
     emit(data, as_json, lambda d: console.print(kv_table(f"A/B test {test.id}", {**d["test"], "units": d["units"]})))
 
 
@@ -63,22 +63,24 @@ def _render_analysis(d: dict[str, Any]) -> None:
     from rich.table import Table
 
     t = Table(title=f"A/B test {d['ab_test_id']} — {d['model_name']}", title_justify="left")
-    for col in ("arm", "version", "units", "labelled", "accuracy", "f1", f"gate: {d['gate_metric_name']}"):
+    for col in ("arm", "version", "units", "labelled", "labelled units", "accuracy", f"gate: {d['gate_metric_name']}"):
         t.add_column(col)
+    fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
     for arm in d["arms"].values():
-        fmt = lambda v: "—" if v is None else f"{v:.4f}"
-        t.add_row(arm["arm"], arm["version"], str(arm["units"]), str(arm["n"]), fmt(arm["accuracy"]),
-                  fmt(arm["f1"]), fmt(arm["gate_metric"]))
+        t.add_row(arm["arm"], arm["version"], str(arm["units"]), str(arm["n"]), str(arm["labelled_units"]),
+                  fmt(arm["accuracy"]), fmt(arm["gate_metric"]))
     console.print(t)
     dec = d["decision"]
-    ci = dec["ci"]
-    console.print(kv_table("decision", {
-        "accuracy diff": None if dec["diff"] is None else f"{dec['diff']:+.4f}",
-        "95% CI": None if ci is None else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]",
-        f"p-value ({dec['p_value_kind']})": None if dec["p_value"] is None else f"{dec['p_value']:.4g}",
+    post = (dec.get("posterior") or {}).get("posterior") or {}
+    interval = post.get("interval")
+    console.print(kv_table("decision (docs/rollout.md)", {
+        "accuracy diff (clustered by unit)": None if dec["diff"] is None else f"{dec['diff']:+.4f} ± {dec['se']:.4f}",
+        "posterior mean": None if not post else f"{post['mean']:+.4f}",
+        "95% interval": None if not interval else f"[{interval[0]:+.4f}, {interval[1]:+.4f}]",
+        "P(worse by > margin)": None if not post else f"{post['p_worse_than_margin']:.3f}",
+        "expected loss": None if not post else f"{post['expected_loss']:.4f}",
         "SRM p-value": None if dec["srm_p_value"] is None else f"{dec['srm_p_value']:.4g}"
         + (" [red]MISMATCH[/]" if dec["srm_mismatch"] else ""),
-        "needed per arm": dec["required_per_arm"],
         "verdict": f"[bold]{d['verdict']}[/]",
         "why": dec["reason"],
     }))
@@ -98,7 +100,7 @@ def analyze_cmd(config: Path = ConfigOption, as_json: bool = JsonOption) -> None
         if not history:
             running_ab_test(cfg, store)  # raises the clear error
         test = history[-1]
-    emit(analyze(store, test, gate=cfg.gate).to_dict(), as_json, _render_analysis)
+    emit(analyze(store, test, gate=cfg.gate, decision=cfg.rollout.decision).to_dict(), as_json, _render_analysis)
 
 
 @ab_app.command("stop")

@@ -20,21 +20,36 @@ def _render_status(d: dict[str, Any]) -> None:
         return
     from rich.table import Table
 
+    from retrainer.deployments.rollout.posterior import summary_line
+
     t = Table(title=f"rollouts of {d['model']}", title_justify="left")
-    for col in ("id", "version", "vs champion", "stage", "since", "stages", "last decision"):
+    for col in ("id", "version", "vs champion", "stage", "since", "stages", "posterior (delta)", "last decision"):
         t.add_column(col)
     for r in d["rollouts"]:
         stages = " -> ".join(f"{s['stage']} {s['at'][:16]}" for s in r["stages"])
         t.add_row(str(r["id"]), r["version"], str(r["champion"]), r["stage"], r["stage_started_at"][:19], stages,
-                  f"{r['decision']}: {r['explanation']}")
+                  summary_line(r["evidence"]) or "-", f"{r['decision']}: {r['explanation']}")
     console.print(t)
+
+
+def _with_posterior(r: dict[str, Any]) -> dict[str, Any]:
+    """The rollout with its last look's posterior lifted out of the evidence (docs/rollout.md):
+    mean, 95% interval, P(worse by more than the margin), expected loss, pair counts, and the
+    trail of one look a day."""
+    ev = r.get("evidence") or {}
+    post = ev.get("posterior") if isinstance(ev.get("posterior"), dict) and "interval" in ev["posterior"] else None
+    r["posterior"] = None if post is None else {
+        **post, "n_labelled": ev.get("n_labelled"), "n_unlabelled": ev.get("n_unlabelled"),
+        "prior": ev.get("prior"), "action": ev.get("action")}
+    r["trail"] = ev.get("trail") or []
+    return r
 
 
 @rollout_app.command("status")
 def status(config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
     """Every rollout of the model (oldest first): stage, stages with dates, the last decision."""
     cfg, store, _ = open_all(config)
-    rollouts = [r.to_dict() for r in store.rollouts(cfg.model.name)]
+    rollouts = [_with_posterior(r.to_dict()) for r in store.rollouts(cfg.model.name)]
     in_flight = next((r for r in rollouts if r["stage"] in ("staged", "shadow", "ab")), None)
     emit({"model": cfg.model.name, "in_flight": in_flight, "rollouts": rollouts}, as_json, _render_status)
 

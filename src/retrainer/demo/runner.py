@@ -24,7 +24,7 @@ import pandas as pd
 
 from retrainer.config import RetrainerConfig, load_config
 from retrainer.demo.data import FEATURES, StreamSpec, generate_stream
-from retrainer.demo.sizing import AB_MDE, AB_SPLIT, CONSECUTIVE_CHECKS, SHADOW_DAYS, StorySizing, plan_story
+from retrainer.demo.sizing import AB_SPLIT, CONSECUTIVE_CHECKS, SHADOW_DAYS, StorySizing, plan_story
 from retrainer.demo.world import DEFAULT_TRIGGERS, demo_config, write_config, write_warehouse
 from retrainer.errors import ConfigError
 
@@ -65,10 +65,10 @@ def demo_settings(spec: DemoSpec = DemoSpec()) -> dict[str, Any]:
     return demo_config(
         rollout={
             "mode": "shadow",
-            "shadow": {"sample": 1.0, "duration": f"{SHADOW_DAYS}d", "agreement_floor": 0.6,
-                       "min_comparisons": size.shadow_comparisons},
-            "ab": {"split": AB_SPLIT, "min_detectable_effect": AB_MDE, "sequential": True, "salt": "demo",
-                   "duration": f"{size.ab_days}d"},
+            "shadow": {"sample": 1.0, "duration": f"{SHADOW_DAYS}d", "min_comparisons": size.shadow_comparisons},
+            "ab": {"split": AB_SPLIT, "salt": "demo"},
+            # After it the posterior mean decides (issue 19); sized from the traffic (demo.sizing.ab_days).
+            "decision": {"max_duration": f"{size.ab_days}d"},
         },
         # Drift alone is a reason to look, not to retrain: wait until a second signal
         # (performance on the labels that have come back) agrees, three checks in a row, so the

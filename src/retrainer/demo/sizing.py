@@ -66,7 +66,7 @@ class StorySizing:
     drift_days: int  # the drift and estimated_performance windows
     performance_days: int  # the performance window (judged where its labels have matured)
     shadow_comparisons: int  # rollout.shadow.min_comparisons
-    ab_days: int  # rollout.ab.duration
+    ab_days: int  # rollout.decision.max_duration: the longest the A/B test runs before the posterior mean decides
 
     @property
     def detection_days(self) -> int:

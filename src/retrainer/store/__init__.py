@@ -21,6 +21,7 @@ from retrainer.store.records import (
     PredictionRecord,
     RetrainRun,
     ShadowRecord,
+    ShadowWindow,
     WriteResult,
 )
 from retrainer.store.store import Store
@@ -37,6 +38,7 @@ __all__ = [
     "PredictionRecord",
     "RetrainRun",
     "ShadowRecord",
+    "ShadowWindow",
     "Store",
     "WriteResult",
 ]

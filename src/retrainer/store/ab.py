@@ -118,3 +118,15 @@ def assignment_counts(conn: Connection, ab_test_id: int) -> dict[str, int]:
         .group_by(ab_assignments.c.arm)
     )
     return {arm: int(n) for arm, n in conn.execute(q)}
+
+
+def arm_rows(conn: Connection, test: ABTest, until: datetime, as_of: datetime) -> list[tuple[str, str | None, float, float]]:
+    """(arm, unit_id, prediction, label) of the test's predictions in [started_at, until) whose label
+    was known at ``as_of``: read by test id and arm, never by model version (a version may serve
+    outside the test too)."""
+    from retrainer.store.schema import predictions as p
+
+    q = sa.select(p.c.arm, p.c.unit_id, p.c.prediction, p.c.label).where(
+        p.c.model_name == test.model_name, p.c.ts >= to_epoch(test.started_at), p.c.ts < to_epoch(until),
+        p.c.ab_test_id == test.id, p.c.label_ts <= to_epoch(as_of)).order_by(p.c.ts, p.c.id)
+    return [(r.arm, r.unit_id, float(r.prediction), float(r.label)) for r in conn.execute(q)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -179,3 +179,46 @@ class ShadowRecord:
     champion_latency_ms: float | None = None
     error: str | None = None
     id: int | None = None  # set when read back
+
+
+@dataclass(frozen=True)
+class ShadowWindow:
+    """A shadow version's comparisons in a window as columns, with each request's label as known
+    at ``as_of`` (NaN: not known): what the rollout judges, read in one query.
+
+    ``shadow_prediction`` / ``shadow_score`` are NaN where the shadow failed (``failed``) or gave
+    no score; ``label_ts`` is the label's time in epoch seconds (NaN without a label)."""
+
+    ts: np.ndarray
+    champion_prediction: np.ndarray
+    shadow_prediction: np.ndarray
+    champion_score: np.ndarray
+    shadow_score: np.ndarray
+    latency_ms: np.ndarray
+    champion_latency_ms: np.ndarray
+    failed: np.ndarray  # bool
+    label: np.ndarray
+    label_ts: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    @classmethod
+    def from_records(cls, rows: Sequence[ShadowRecord], labels: Mapping[str, float],
+                     label_ts: Mapping[str, float] | None = None) -> ShadowWindow:
+        """The same columns from records and a label mapping (tests, callers holding records)."""
+        def col(values: Any) -> np.ndarray:
+            return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+        return cls(
+            ts=np.array([to_epoch(r.ts) for r in rows], dtype=np.float64),
+            champion_prediction=col(r.champion_prediction for r in rows),
+            shadow_prediction=col(None if r.error is not None else r.shadow_prediction for r in rows),
+            champion_score=col(r.champion_score for r in rows),
+            shadow_score=col(None if r.error is not None else r.shadow_score for r in rows),
+            latency_ms=col(r.latency_ms for r in rows),
+            champion_latency_ms=col(r.champion_latency_ms for r in rows),
+            failed=np.array([r.error is not None for r in rows], dtype=bool),
+            label=col(labels.get(r.request_id) for r in rows),
+            label_ts=col((label_ts or {}).get(r.request_id) for r in rows),
+        )

@@ -1,21 +1,21 @@
-"""A/B test analysis: is the challenger better than the champion on live, labelled traffic?
+"""A/B test analysis: the challenger's delta on live traffic whose outcome its answers may change.
 
-The tested quantity is **accuracy** (share of labelled predictions that were right): each
-labelled prediction is a Bernoulli trial, so the two-proportion z-test, its Wald CI and the
-mSPRT apply exactly. The gate metric (f1 by default) is reported per arm and must not fall
-below ``gate.min_ratio`` x the champion's for a ``promote_challenger`` verdict.
+An A/B test is for models whose predictions change the outcome they are judged on
+(recommendations, pricing), where a shadow cannot see the effect. Its evidence is read **by test
+id and arm** (``predictions.ab_test_id`` / ``arm``), never by model version (the champion's version
+also serves outside the test), and its estimate of delta = accuracy(challenger) - accuracy(champion)
+is **clustered by unit**: units are what is randomised, and a unit that sends many requests sends
+correlated ones, so treating predictions as independent would understate the variance
+(:func:`retrainer.stats.paired.clustered_difference`).
 
-Guards, in order:
+The verdict is the rollout's one rule (:mod:`retrainer.deployments.rollout.posterior`): the prior from
+the challenger's offline holdout difference, updated with this estimate; promote when not worse by
+the margin, reject when worse, otherwise keep collecting; at ``rollout.decision.max_duration`` by
+the posterior mean. One guard comes first: **sample-ratio mismatch** — the units assigned to each
+arm are checked against the planned split (chi-square, :func:`retrainer.stats.proportions.srm_test`);
+at p < ``srm_alpha`` assignment or logging is broken and no verdict is given until it is fixed.
 
-1. **Sample-ratio mismatch** — the units assigned to each arm are checked against the planned
-   split (chi-square, :func:`retrainer.stats.proportions.srm_test`). At p < ``srm_alpha``
-   assignment or logging is broken and no verdict is given until it is fixed.
-2. **Peeking** — with ``sequential: true`` the p-value is the always-valid mSPRT p-value over
-   daily looks, so the test may be read every day; otherwise the fixed-horizon z-test is only
-   read once each arm reached the planned sample size.
-
-The verdict logic is a pure function (:func:`decide`) so a simulation can check its
-false-positive rate; :func:`analyze` gathers the counts from the store.
+The verdict logic is a pure function (:func:`decide`); :func:`analyze` gathers the rows from the store.
 """
 
 from __future__ import annotations
@@ -27,25 +27,21 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from retrainer.config import ABConfig, GateConfig
+from retrainer.config import ABConfig, DecisionConfig, GateConfig
 from retrainer.deployments.rollout.ab import CHALLENGER_ARM, CHAMPION_ARM
-from retrainer.errors import StatisticsError
-from retrainer.metrics import gate as gate_rule
-from retrainer.metrics import label_metrics, resolve_classes, roc_auc
-from retrainer.stats.proportions import (
-    diff_confidence_interval,
-    msprt_pvalue,
-    required_sample_size,
-    srm_test,
-    two_proportion_ztest,
-)
+from retrainer.deployments.rollout.decision import Prior
+from retrainer.deployments.rollout.evidence import MIN_LABELLED_PAIRS, OnlineEvidence
+from retrainer.deployments.rollout.posterior import judge, prior_for
+from retrainer.metrics import label_metrics, resolve_classes
+from retrainer.stats.paired import clustered_difference
+from retrainer.stats.proportions import srm_test
 
 if TYPE_CHECKING:
     from retrainer.store import Store
     from retrainer.store.records import ABTest
 
 Verdict = Literal["promote_challenger", "keep_champion", "keep_collecting"]
-DAY = 86_400.0
+_VERDICTS: dict[str, Verdict] = {"promote": "promote_challenger", "reject": "keep_champion", "continue": "keep_collecting"}
 
 
 @dataclass(frozen=True)
@@ -54,9 +50,9 @@ class ArmResult:
     version: str
     units: int  # distinct units assigned (SRM check)
     n: int  # labelled predictions
+    labelled_units: int  # distinct units among them (the clusters)
     correct: int
     accuracy: float | None
-    f1: float | None
     gate_metric: float | None
 
 
@@ -64,14 +60,11 @@ class ArmResult:
 class ABVerdict:
     verdict: Verdict
     reason: str
-    p_value: float | None
-    p_value_kind: Literal["msprt", "z_test"]
-    z: float | None
-    diff: float | None  # accuracy challenger - champion
-    ci: tuple[float, float] | None
-    required_per_arm: int | None
+    diff: float | None  # the clustered estimate of accuracy challenger - champion
+    se: float | None
     srm_p_value: float | None
     srm_mismatch: bool
+    posterior: dict[str, Any] = field(default_factory=dict)  # the rule's evidence (posterior.evidence)
 
 
 @dataclass(frozen=True)
@@ -81,8 +74,6 @@ class ABAnalysis:
     started_at: datetime
     as_of: datetime
     split: float
-    alpha: float
-    sequential: bool
     tested_metric: str
     gate_metric_name: str
     arms: dict[str, ArmResult]
@@ -100,169 +91,90 @@ class ABAnalysis:
 
 
 def decide(
-    correct_a: int,
-    n_a: int,
-    correct_b: int,
-    n_b: int,
-    *,
-    units: tuple[int, int] | None,
-    split: float,
-    cfg: ABConfig,
-    looks: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
-    gate_ok: bool = True,
+    correct: np.ndarray, challenger: np.ndarray, unit: np.ndarray, *, units: tuple[int, int] | None, split: float,
+    srm_alpha: float, prior: Prior, decision: DecisionConfig, at_max_duration: bool = False,
 ) -> ABVerdict:
-    """The verdict from counts. Arm A is the champion, B the challenger.
-
-    ``units``: units assigned per arm (for the SRM check; None skips it). ``looks``: cumulative
-    (correct_a, n_a, correct_b, n_b) at each daily look, for the mSPRT (default: one look).
-    ``gate_ok``: whether the challenger's gate metric clears ``min_ratio`` x the champion's.
-    """
-    kind: Literal["msprt", "z_test"] = "msprt" if cfg.sequential else "z_test"
+    """The verdict from labelled predictions: ``correct`` (0/1), ``challenger`` (True in the
+    challenger arm), ``unit`` (the randomised unit of each). ``units``: units assigned per arm
+    (champion, challenger) for the SRM check; None skips it."""
     srm_p: float | None = None
     if units is not None and sum(units) > 0:
         srm_p = srm_test(list(units), [1.0 - split, split])
-    srm_bad = srm_p is not None and srm_p < cfg.srm_alpha
-
-    def out(verdict: Verdict, reason: str, **kw: Any) -> ABVerdict:
-        base: dict[str, Any] = {"p_value": None, "z": None, "diff": None, "ci": None, "required_per_arm": None}
-        base.update(kw)
-        return ABVerdict(verdict, reason, p_value_kind=kind, srm_p_value=srm_p, srm_mismatch=srm_bad, **base)
-
+    srm_bad = srm_p is not None and srm_p < srm_alpha
+    challenger = np.asarray(challenger, dtype=bool)
+    n_b, n_a = int(challenger.sum()), int((~challenger).sum())
+    estimate = None
+    if min(n_a, n_b) >= MIN_LABELLED_PAIRS and min(len(set(unit[challenger])), len(set(unit[~challenger]))) >= 2:
+        estimate = clustered_difference(np.asarray(correct, dtype=np.float64), challenger, unit)
+    not_ready = []
     if srm_bad:
-        return out(
-            "keep_collecting",
-            f"sample-ratio mismatch: units per arm {units} do not fit the {split:.0%} split "
-            f"(p={srm_p:.2g} < {cfg.srm_alpha}); assignment or logging is broken, no verdict until it is fixed",
-        )
-    if n_a == 0 or n_b == 0:
-        return out("keep_collecting", "no labelled predictions yet in " + ("either arm" if n_a == n_b else
-                   ("the champion arm" if n_a == 0 else "the challenger arm")))
-
-    pa, pb = correct_a / n_a, correct_b / n_b
-    diff = pb - pa
-    ci = diff_confidence_interval(correct_a, n_a, correct_b, n_b, 0.95)
-    required = _required(pa, cfg)
-    try:
-        z, p_fixed = two_proportion_ztest(correct_a, n_a, correct_b, n_b)
-    except StatisticsError:
-        z, p_fixed = None, None
-    if cfg.sequential:
-        la, na, lb, nb = looks if looks is not None else (
-            np.array([correct_a]), np.array([n_a]), np.array([correct_b]), np.array([n_b]))
-        p = msprt_pvalue(la, na, lb, nb, tau2=cfg.min_detectable_effect**2)
-    else:
-        p = p_fixed
-    kw = {"p_value": p, "z": z, "diff": diff, "ci": ci, "required_per_arm": required}
-    enough = required is not None and min(n_a, n_b) >= required
-    if p is None:
-        return out("keep_collecting", "every labelled prediction so far has the same outcome; nothing to test yet", **kw)
-    if not cfg.sequential and not enough:
-        return out(
-            "keep_collecting",
-            f"fixed-horizon test: wait for {required} labelled predictions per arm (have {min(n_a, n_b)}); "
-            "reading it earlier inflates false positives",
-            **kw,
-        )
-    if p < cfg.alpha:
-        if diff > 0 and gate_ok:
-            return out("promote_challenger", f"challenger accuracy is higher by {diff:+.4f} (p={p:.3g} < {cfg.alpha})", **kw)
-        if diff > 0:
-            return out("keep_champion", f"challenger accuracy is higher (p={p:.3g}) but its gate metric is below "
-                       "min_ratio x the champion's", **kw)
-        return out("keep_champion", f"challenger accuracy is lower by {diff:+.4f} (p={p:.3g} < {cfg.alpha})", **kw)
-    if enough:
-        return out("keep_champion", f"no significant difference at the planned {required} per arm (p={p:.3g}); "
-                   "the champion stays", **kw)
-    need = "" if required is None else f" (planned: {required} per arm, have {min(n_a, n_b)})"
-    return out("keep_collecting", f"not significant yet (p={p:.3g}){need}", **kw)
+        not_ready.append(f"sample-ratio mismatch: units per arm {units} do not fit the {split:.0%} split "
+                         f"(p={srm_p:.2g} < {srm_alpha}); assignment or logging is broken, no verdict until it is fixed")
+    online = OnlineEvidence(estimate, n_a + n_b, 0, guardrails_judged=not srm_bad, not_ready=not_ready,
+                            facts={"labelled_per_arm": {CHAMPION_ARM: n_a, CHALLENGER_ARM: n_b}})
+    j = judge(prior, online, decision, at_max_duration=at_max_duration)
+    action = "continue" if srm_bad else j.verdict.action  # a broken assignment decides nothing, either way
+    reason = not_ready[0] if srm_bad else j.verdict.reason
+    if estimate is None and not srm_bad:
+        reason = (f"{reason} (fewer than {MIN_LABELLED_PAIRS} labelled predictions in an arm: "
+                  f"{n_a} champion, {n_b} challenger; the prior alone)")
+    return ABVerdict(_VERDICTS[action], reason, None if estimate is None else float(estimate.mean),
+                     None if estimate is None else float(estimate.se), srm_p, srm_bad,
+                     {**j.evidence, "action": action, "reason": reason})
 
 
-def _required(p_baseline: float, cfg: ABConfig) -> int | None:
-    mde = cfg.min_detectable_effect
-    # Near 1 (or 0) the lift cannot go up by mde: size it for a drop of the same magnitude.
-    if p_baseline + mde >= 1.0:
-        mde = -mde
-    try:
-        return required_sample_size(p_baseline, mde, cfg.alpha, cfg.power)
-    except StatisticsError:
+def _gate_metric(y_true: np.ndarray, y_pred: np.ndarray, metric: str) -> float | None:
+    """The arm's gate metric by :mod:`retrainer.metrics`' rules (None when undefined: roc_auc has no
+    scores here)."""
+    if y_true.size == 0 or metric == "roc_auc":
         return None
-
-
-def daily_looks(
-    ts_a: np.ndarray, ok_a: np.ndarray, ts_b: np.ndarray, ok_b: np.ndarray, start: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Cumulative (correct_a, n_a, correct_b, n_b) at the end of each day since ``start``,
-    keeping only looks where both arms have data."""
-    day_a = np.floor((ts_a - start) / DAY).astype(np.int64)
-    day_b = np.floor((ts_b - start) / DAY).astype(np.int64)
-    last = int(max(day_a.max(initial=0), day_b.max(initial=0)))
-    days = last + 1
-
-    def cum(day: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        day = np.clip(day, 0, last)
-        return (np.cumsum(np.bincount(day, weights=ok.astype(np.float64), minlength=days)),
-                np.cumsum(np.bincount(day, minlength=days)).astype(np.float64))
-
-    sa, na = cum(day_a, ok_a)
-    sb, nb = cum(day_b, ok_b)
-    keep = (na > 0) & (nb > 0)
-    return sa[keep], na[keep], sb[keep], nb[keep]
-
-
-def _metrics(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray, gate_metric: str) -> tuple[float | None, float | None]:
-    """(f1, gate metric) for one arm by :mod:`retrainer.metrics`' rules; None when undefined."""
-    if y_true.size == 0:
-        return None, None
-    classes = resolve_classes(y_true, y_pred)
-    values = label_metrics(y_true, y_pred, classes)
-    if gate_metric == "roc_auc":
-        values["roc_auc"] = roc_auc(y_true, score, classes)[0] if len(classes) <= 2 else math.nan
-    g = values[gate_metric]
-    return values["f1"], None if math.isnan(g) else g
+    value = label_metrics(y_true, y_pred, resolve_classes(y_true, y_pred))[metric]
+    return None if math.isnan(value) else float(value)
 
 
 def analyze(
-    store: Store, test: ABTest, *, gate: GateConfig, cfg: ABConfig | None = None, as_of: datetime | None = None
+    store: Store, test: ABTest, *, gate: GateConfig, decision: DecisionConfig | None = None,
+    prior: Prior | None = None, as_of: datetime | None = None,
 ) -> ABAnalysis:
     """Analyse A/B test ``test`` (a :class:`retrainer.store.records.ABTest`) from the store.
 
-    ``cfg`` defaults to the ABConfig the test was started with (``test.config``), so a
-    later config edit does not change the rules of a running test.
+    The SRM level is the test's own (``test.config``, the ABConfig it started with), so a later
+    config edit does not change the rules of a running test. ``prior`` defaults to the challenger's
+    offline prior (:func:`~retrainer.deployments.rollout.posterior.prior_for`).
     """
     as_of = as_of or datetime.now(UTC)
-    if cfg is None:
-        cfg = ABConfig.model_validate({k: v for k, v in (test.config or {}).items() if k in ABConfig.model_fields})
+    decision = decision or DecisionConfig()
+    ab = ABConfig.model_validate({k: v for k, v in (test.config or {}).items() if k in ABConfig.model_fields})
+    prior = prior or prior_for(decision, store, test.model_name, test.challenger_version)
     end = test.stopped_at or as_of
-    units = store.assignment_counts(test.id)
+    rows = store.ab_arm_rows(test, until=end, as_of=as_of)
+    arm = np.array([r[0] for r in rows], dtype=object)
+    unit = np.array([r[1] if r[1] is not None else f"request-{i}" for i, r in enumerate(rows)], dtype=object)
+    y_pred = np.array([r[2] for r in rows], dtype=np.float64)
+    y_true = np.array([r[3] for r in rows], dtype=np.float64)
+    correct = (y_pred == y_true).astype(np.float64)
+    assigned = store.assignment_counts(test.id)
     arms: dict[str, ArmResult] = {}
-    raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for arm, version in ((CHAMPION_ARM, test.champion_version), (CHALLENGER_ARM, test.challenger_version)):
-        w = store.labelled_window(test.model_name, test.started_at, end, as_of=as_of, model_version=version)
-        ok = np.asarray(w.y_true == w.y_pred)
-        f1, g = _metrics(np.asarray(w.y_true), np.asarray(w.y_pred), np.asarray(w.score), gate.metric)
-        n = len(w)
-        arms[arm] = ArmResult(
-            arm=arm, version=version, units=int(units.get(arm, 0)), n=n, correct=int(ok.sum()),
-            accuracy=float(ok.mean()) if n else None, f1=f1, gate_metric=g,
-        )
-        raw[arm] = (np.asarray(w.ts, dtype=np.float64), ok)
+    for name, version in ((CHAMPION_ARM, test.champion_version), (CHALLENGER_ARM, test.challenger_version)):
+        mine = arm == name
+        n = int(mine.sum())
+        arms[name] = ArmResult(
+            arm=name, version=version, units=int(assigned.get(name, 0)), n=n, labelled_units=len(set(unit[mine])),
+            correct=int(correct[mine].sum()), accuracy=float(correct[mine].mean()) if n else None,
+            gate_metric=_gate_metric(y_true[mine], y_pred[mine], gate.metric))
     a, b = arms[CHAMPION_ARM], arms[CHALLENGER_ARM]
-    # The offline gate's rule: an undefined (None/NaN) gate metric on either arm blocks promotion.
-    gate_ok = gate_rule({gate.metric: b.gate_metric}, {gate.metric: a.gate_metric}, gate).accepted
-    looks = None
-    if a.n and b.n:
-        looks = daily_looks(raw[CHAMPION_ARM][0], raw[CHAMPION_ARM][1], raw[CHALLENGER_ARM][0], raw[CHALLENGER_ARM][1],
-                            test.started_at.timestamp())
     unit_counts = (a.units, b.units) if a.units + b.units else None
-    decision = decide(a.correct, a.n, b.correct, b.n, units=unit_counts, split=test.split, cfg=cfg, looks=looks, gate_ok=gate_ok)
+    keep = (arm == CHAMPION_ARM) | (arm == CHALLENGER_ARM)
+    verdict = decide(correct[keep], arm[keep] == CHALLENGER_ARM, unit[keep], units=unit_counts, split=test.split,
+                     srm_alpha=ab.srm_alpha, prior=prior, decision=decision,
+                     at_max_duration=end - test.started_at >= decision.max_duration)
     notes = []
     if unit_counts is None:
         notes.append("no unit assignments recorded yet: the sample-ratio check has nothing to check")
     return ABAnalysis(
         ab_test_id=test.id, model_name=test.model_name, started_at=test.started_at, as_of=as_of, split=test.split,
-        alpha=cfg.alpha, sequential=cfg.sequential, tested_metric="accuracy", gate_metric_name=gate.metric,
-        arms=arms, decision=decision, notes=notes,
+        tested_metric="accuracy", gate_metric_name=gate.metric, arms=arms, decision=verdict, notes=notes,
     )
 
 
-__all__ = ["ABAnalysis", "ABVerdict", "ArmResult", "Verdict", "analyze", "daily_looks", "decide"]
+__all__ = ["ABAnalysis", "ABVerdict", "ArmResult", "Verdict", "analyze", "decide"]

@@ -101,6 +101,31 @@ def start_shadow(
     return ShadowState(v, cfg.rollout.shadow.sample if sample is None else sample, champion)
 
 
+def start_guard_shadow(
+    cfg: RetrainerConfig, store: Store, *, replaced: str, champion: str, rollout_id: int, actor: str,
+    at: datetime | None = None,
+) -> ShadowState:
+    """After a promotion: the replaced champion ``replaced`` keeps answering a copy of the traffic
+    for the guard window, so the guard compares the two on the same requests. Unlike
+    :func:`start_shadow` it leaves the challenger alias alone (the replaced model is no challenger);
+    ``details["guard_rollout_id"]`` marks the row as the guard's."""
+    sample = cfg.rollout.shadow.sample
+    store.append_ledger(cfg.model.name, action="shadow_start", from_version=champion, to_version=replaced, actor=actor,
+                        reason=f"guard of rollout {rollout_id}: replaced champion {replaced} shadows the new champion "
+                        f"{champion}", at=at, details={"sample": sample, "guard_rollout_id": rollout_id})
+    return ShadowState(replaced, sample, champion)
+
+
+def guard_shadow_rollout(cfg: RetrainerConfig, store: Store) -> int | None:
+    """The rollout whose guard the running shadow serves (its ``shadow_start`` row's
+    ``guard_rollout_id``), or None when the shadow is off or a challenger's."""
+    last = next((e for e in reversed(store.ledger(cfg.model.name)) if e.action in SHADOW_ACTIONS), None)
+    if last is None or last.action != "shadow_start":
+        return None
+    rid = (last.details or {}).get("guard_rollout_id")
+    return None if rid is None else int(rid)
+
+
 def stop_shadow(
     cfg: RetrainerConfig, store: Store, registry: Registry, *, actor: str, reason: str = "shadow stopped",
     at: datetime | None = None,
@@ -166,7 +191,7 @@ def stop_ab(
     from retrainer.deployments.rollout.promotion import promote as promote_version
 
     test = running_ab_test(cfg, store)
-    analysis = analyze(store, test, gate=cfg.gate, as_of=at)
+    analysis = analyze(store, test, gate=cfg.gate, decision=cfg.rollout.decision, as_of=at)
     if not promote:
         why = reason or f"aborted (verdict was {analysis.verdict})"
         _close(store, test, why, analysis.verdict, "abort", actor, at)
@@ -197,8 +222,10 @@ __all__ = [
     "champion_version",
     "running_ab_test",
     "shadow_state",
+    "guard_shadow_rollout",
     "shadow_target",
     "start_ab",
+    "start_guard_shadow",
     "start_shadow",
     "stop_ab",
     "stop_shadow",
