@@ -4,12 +4,19 @@
     .venv/bin/python bench/store.py --rows 200000 --no-pg
     .venv/bin/python bench/store.py --pg-url postgresql://user@host/db   # an existing server
     .venv/bin/python bench/store.py --compaction --no-pg  # + 1M rows in 200-row batches, read before/after compaction
+    .venv/bin/python bench/store.py --histograms --skip-main --no-pg   # ingest with / without histogram counting
+    .venv/bin/python bench/store.py --smoke               # seconds: small sizes, SQLite only, every case
 
 Ingest goes through Store.log_prediction_frame (validation + dedup insert + feature chunk)
 in batches; the read is Store.features_window over the whole window, all feature columns.
 Figures are printed next to the targets (>= 50,000 rows/s into SQLite; 1M x 20 read < 2 s)
 and the reference figures for a row-per-record read of the same data measured on this machine
 (pandas.read_sql ~9 s, raw sqlite3 fetch ~3.6 s).
+
+``--histograms``: the cost of counting at ingest (issue 22: at most 10% fewer rows/s). Two models
+in one store get the same batches, alternating batch by batch so both see the same machine: one
+whose champion has frozen histogram bins (every batch is also counted on them, in its
+transaction), one with no champion (nothing counted).
 """
 
 from __future__ import annotations
@@ -129,6 +136,43 @@ def run_compaction(url: str, label: str, rows: int, batch: int, n_features: int,
     return {"before_median_s": statistics.median(before), "after_median_s": statistics.median(after), "compact_s": compact}
 
 
+def _champion_with_bins(store: Store, model: str, specs: list[FeatureSpec]) -> None:
+    from retrainer.profiles import build_reference_profile
+
+    rng = np.random.default_rng(7)
+    train = pd.DataFrame({s.name: rng.normal(size=50_000) for s in specs})
+    store.save_reference_profile(model, "1", build_reference_profile(train, specs, model_version="1"))
+    store.champion_cas(model, None, "1")
+    assert store.ensure_histograms(model, "1") is not None
+
+
+def run_histograms(url: str, label: str, rows: int, batch: int, n_features: int, reads: int) -> dict[str, float]:
+    """Ingest rate with and without histogram counting, interleaved batch by batch."""
+    specs = [FeatureSpec(name=f"f{j:02d}") for j in range(n_features)]
+    store = Store.open(url, max_batch=max(batch, 50_000))
+    store.init()
+    _champion_with_bins(store, "counted", specs)
+    spent = {"plain": 0.0, "counted": 0.0}
+    cpu = {"plain": 0.0, "counted": 0.0}
+    for i, frame in enumerate(frames(rows, batch, n_features, seed=2)):
+        for name in (("plain", "counted") if i % 2 == 0 else ("counted", "plain")):
+            renamed = frame.assign(request_id=name + "-" + frame["request_id"])
+            t, c = time.perf_counter(), time.process_time()
+            store.log_prediction_frame(name, renamed, specs)
+            spent[name] += time.perf_counter() - t
+            cpu[name] += time.process_time() - c
+    counted = store.feature_histograms("counted", "1", T0, T0 + timedelta(seconds=rows + 7200))
+    store.close()
+    rate = {name: rows / s for name, s in spent.items()}
+    ratio = rate["counted"] / rate["plain"]
+    cpu_ratio = cpu["plain"] / cpu["counted"]
+    print(f"{label:<11} ingest with histograms {rate['counted']:>9,.0f} rows/s | without {rate['plain']:>9,.0f} rows/s | "
+          f"ratio {ratio:.3f} ({(1 - ratio) * 100:+.1f}% slower; target <= 10%); by process CPU time {cpu_ratio:.3f} "
+          f"({(1 - cpu_ratio) * 100:+.1f}%) | {rows:,} rows, batches of {batch:,}, "
+          f"{n_features} features, interleaved; whole hours counted: {0 if counted is None else counted.n_rows:,} rows")
+    return {"with": rate["counted"], "without": rate["plain"], "ratio": ratio}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -139,14 +183,14 @@ def main() -> None:
     ap.add_argument("--no-pg", action="store_true", help="SQLite only")
     ap.add_argument("--compaction", action="store_true", help="also: 1M rows in small batches, read before/after compaction")
     ap.add_argument("--small-batch", type=int, default=200, help="batch size of the compaction case")
-    ap.add_argument("--skip-main", action="store_true", help="only the compaction case")
-    ap.add_argument("--smoke", action="store_true", help="a few seconds' worth, SQLite only: proves the bench runs (tests/test_benches.py); "
-                    "its figures mean little")
+    ap.add_argument("--histograms", action="store_true", help="also: ingest with / without histogram counting")
+    ap.add_argument("--skip-main", action="store_true", help="only the extra cases")
+    ap.add_argument("--smoke", action="store_true", help="seconds: 20k rows, SQLite only, every case")
     args = ap.parse_args()
     if args.smoke:
-        args.rows, args.batch, args.features, args.reads, args.small_batch = 5_000, 1_000, 3, 1, 250
-        args.no_pg, args.compaction = True, True
-    cases = ([] if args.skip_main else [run]) + ([run_compaction] if args.compaction else [])
+        args.rows, args.no_pg, args.compaction, args.histograms, args.reads = 20_000, True, True, True, 1
+    cases = (([] if args.skip_main else [run]) + ([run_compaction] if args.compaction else [])
+             + ([run_histograms] if args.histograms else []))
 
     def bench(url: str, label: str) -> None:
         for case in cases:

@@ -30,7 +30,7 @@ LAYERS: list[set[str]] = [
     {"stats", "profiles"},  # a reference profile is the stats summary of a training table
     # The base: plain types and rules every layer may use.
     {"config", "errors", "durations", "identifiers", "windows", "metrics",
-     "frozen", "champion_info", "model_safety"},
+     "frozen", "champion_info", "model_safety", "fleet_config"},
 ]
 LAYER_OF = {name: depth for depth, names in enumerate(LAYERS) for name in names}
 

@@ -43,8 +43,40 @@ def readonly_array(arr: np.ndarray) -> np.ndarray:
     return view
 
 
+class LazyFrozenMapping(Mapping):  # type: ignore[type-arg]
+    """A read-only mapping loaded (and deep-frozen) on first use.
+
+    ``run_check`` hands the champion's reference profile over this way: a check that reads
+    its drift from ingest-time histograms never touches the profile (megabytes of JSON),
+    while a trigger that does read it pays once. Pickles as the loaded :class:`FrozenDict`.
+    """
+
+    def __init__(self, load: Any) -> None:
+        self._load = load
+        self._data: FrozenDict | None = None
+
+    def _loaded(self) -> FrozenDict:
+        if self._data is None:
+            self._data = deep_freeze(self._load())
+        return self._data
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._loaded()[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._loaded())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenDict, (dict(self._loaded()),))
+
+
 def deep_freeze(value: Any) -> Any:
     """Mappings -> FrozenDict, lists/tuples -> tuples, arrays -> read-only views; scalars as they are."""
+    if isinstance(value, LazyFrozenMapping):  # frozen when it loads
+        return value
     if isinstance(value, Mapping):
         return FrozenDict({k: deep_freeze(v) for k, v in value.items()})
     if isinstance(value, (list, tuple)):

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -66,6 +66,26 @@ class LabelledWindow:
     def coverage(self) -> float:
         """Share of the window's predictions that are labelled (0 when there are none)."""
         return len(self) / self.n_predictions if self.n_predictions else 0.0
+
+
+@dataclass(frozen=True, eq=False)
+class HistogramWindow:
+    """Feature counts kept at ingest over ``[start, end)`` (epoch seconds, whole time buckets),
+    on the frozen bins of champion ``version``: ``bins`` and ``histograms`` per feature are
+    :mod:`retrainer.stats.histogram` objects (typed loosely here: this module is the base layer).
+    ``registered_at``: the version's registration time (epoch seconds) when known."""
+
+    start: float
+    end: float
+    version: str
+    bins: Mapping[str, Any]
+    histograms: Mapping[str, Any]
+    registered_at: float | None = None
+
+    @property
+    def n_rows(self) -> int:
+        """Rows counted (the largest n + nulls over the features)."""
+        return max((int(h.n + h.nulls) for h in self.histograms.values()), default=0)
 
 
 @dataclass(frozen=True)
@@ -269,5 +289,21 @@ class LabelDelaySource(Protocol):
     def label_delay(self, model_name: str, *, as_of: datetime, lookback: timedelta) -> LabelDelay: ...
 
 
-__all__ = ["EvidenceWindow", "FeatureWindow", "LabelDelay", "LabelDelaySource", "LabelledWindow", "RetrainHistorySource", "RetrainRecord",
+
+
+@runtime_checkable
+class HistogramSource(Protocol):
+    """A :class:`WindowSource` that keeps feature counts at ingest (the SQL store; optional).
+
+    ``feature_histograms`` answers the counts of the whole time buckets inside ``[start, end)``
+    on champion ``version``'s frozen bins, or None when it has none covering that window (the
+    caller then reads raw values)."""
+
+    def feature_histograms(
+        self, model_name: str, version: str, start: datetime, end: datetime, columns: Sequence[str] | None = None
+    ) -> HistogramWindow | None: ...
+
+
+__all__ = ["EvidenceWindow", "FeatureWindow", "HistogramSource", "HistogramWindow", "LabelDelay", "LabelDelaySource", "LabelledWindow",
+           "RetrainHistorySource", "RetrainRecord",
            "ScoredWindowSource", "WindowSource", "shortest_span"]

@@ -63,17 +63,20 @@ def test_fleet_checks_every_model_and_reports_a_broken_one(make_world, events, t
     loud, quiet = make_world(triggers=SCHEDULE), make_world(triggers=QUIET)
     broken = tmp_path / "broken.yaml"
     broken.write_text("model: {name: x}\n")
-    results = fleet([str(loud.config_path), str(quiet.config_path), str(broken)], now=NOW)
-    by_path = {r["config_path"]: r for r in results}
+    out = fleet(config_paths=[str(loud.config_path), str(quiet.config_path), str(broken)], now=NOW)
+    by_path = {r["config_path"]: r for r in out["checks"]}
     assert by_path[str(loud.config_path)]["should_retrain"] is True
     assert by_path[str(quiet.config_path)]["should_retrain"] is False
     assert "ConfigError" in by_path[str(broken)]["error"] and "data" in by_path[str(broken)]["error"]
+    # A schedule is not a statistical test: the fleet control does not hold it back, and says so.
+    assert by_path[str(loud.config_path)]["outcome"] == "fired" and "not subject" in by_path[str(loud.config_path)]["why"]
+    assert (out["n_fired"], out["n_held_back"], out["n_errors"]) == (1, 0, 1)
     requested = [e for e in events if e["event"] == "retrainer.retrain.requested"]
     assert [e["payload"]["config_path"] for e in requested] == [str(loud.config_path)]
 
 
 def test_fleet_on_a_local_dask_cluster(make_world):
     worlds = [make_world(triggers=SCHEDULE), make_world(triggers=QUIET)]
-    results = fleet_on_dask([str(w.config_path) for w in worlds], now=NOW, emit_events=False)
+    results = fleet_on_dask(config_paths=[str(w.config_path) for w in worlds], now=NOW, emit_events=False)["checks"]
     assert [r["should_retrain"] for r in results] == [True, False]
     assert [r["model"] for r in results] == [w.cfg.model.name for w in worlds]

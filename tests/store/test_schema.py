@@ -59,8 +59,10 @@ def _old_ledger_row(s: Store, *, action: str, to_version: str, reason: str, from
 
 @pytest.fixture
 def old_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Write the way the code before revision 0003 did: no label copy on prediction rows."""
+    """Write the way the code before revision 0003 did: no label copy on prediction rows (and,
+    before revision 0008, no histogram counts)."""
     monkeypatch.setattr(store_predictions, "sync_predictions", lambda conn, ids: None)
+    monkeypatch.setattr(store_predictions, "count_batch", lambda *args: None)
     monkeypatch.setattr(store_labels, "sync_predictions", lambda conn, ids: None)
 
 
@@ -97,6 +99,7 @@ def test_upgrade_0002_to_0003_copies_the_latest_labels_onto_predictions(store_ur
     with monkeypatch.context() as m:  # the 0002 code: labels only in their own table
         m.setattr(store_predictions, "sync_predictions", lambda conn, ids: None)
         m.setattr(store_labels, "sync_predictions", lambda conn, ids: None)
+        m.setattr(store_predictions, "count_batch", lambda *args: None)  # no histograms before 0008
         assert s.log_predictions("m", [record(i) for i in range(50)], SPECS).inserted == 50
         s.log_labels([LabelRecord("req-3", 1.0, T0 + H), LabelRecord("req-5", 0.0, T0 + H), LabelRecord("ghost", 1.0, T0)])
         s.log_labels([LabelRecord("req-5", 1.0, T0 + 3 * H), LabelRecord("req-3", 0.0, T0)])  # correction; stale retry

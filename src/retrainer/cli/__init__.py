@@ -24,6 +24,7 @@ from retrainer.cli import (  # noqa: E402
     ab_cmd,
     config_cmd,
     demo_cmd,
+    fleet_cmd,
     flows_cmd,
     rollout_cmd,
     serve_cmd,
@@ -68,6 +69,7 @@ app.add_typer(triggers_cmd.triggers_app, name="triggers")
 app.add_typer(ab_cmd.ab_app, name="ab")
 app.add_typer(shadow_cmd.shadow_app, name="shadow")
 app.add_typer(rollout_cmd.rollout_app, name="rollout")
+app.add_typer(fleet_cmd.fleet_app, name="fleet")
 
 
 def _usage_errors() -> tuple[type[BaseException], ...]:

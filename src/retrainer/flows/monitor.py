@@ -18,7 +18,8 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from retrainer.config import RetrainerConfig, load_config
+from retrainer.config import RetrainerConfig
+from retrainer.fleet_config import load_model_config
 from retrainer.errors import LedgerTamperedError
 from retrainer.tasks import retry_on_transient
 
@@ -103,7 +104,7 @@ def monitor(config_path: str, now: datetime | None = None, run_retrain: bool = F
     """Evaluate the policy of ``config_path`` at ``now`` (default: the current time)."""
     from retrainer.tasks.notify import request_retrain
 
-    cfg = load_config(config_path)
+    cfg = load_model_config(config_path)  # a retrainer.yaml, or fleet.yaml#model
     at = now or datetime.now(timezone.utc)
     # Raises on a broken chain: the flow run fails before any housekeeping, check or retrain.
     ledger = verify_ledger_task(cfg)

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as current_flow_run
 
-from retrainer.config import RetrainerConfig, load_config
+from retrainer.config import RetrainerConfig
+from retrainer.fleet_config import load_model_config
 from retrainer.deployments.rollout.promotion import resolve_champion, resolved_champion_info
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def retrain(
     ``force`` retrains regardless (reason ``manual``). ``now`` pins the evaluation time
     (backfills, the demo's simulated days); default: the current time.
     """
-    cfg = load_config(config_path)
+    cfg = load_model_config(config_path)  # a retrainer.yaml, or fleet.yaml#model
     return run_retrain(cfg, reasons=reasons or [], force=force, now=now or _utc_now()).to_dict()
 
 

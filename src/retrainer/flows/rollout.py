@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from prefect import flow
 
-from retrainer.config import RetrainerConfig, load_config
+from retrainer.config import RetrainerConfig
+from retrainer.fleet_config import load_model_config
 from retrainer.tasks.guard import ROLLBACK_PERFORMED, announce_rollback
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def rollout(config_path: str, now: datetime | None = None) -> dict[str, Any]:
     """Advance the rollout of the model of ``config_path`` one step at ``now`` (default: the current time)."""
     from prefect.artifacts import create_markdown_artifact
 
-    cfg = load_config(config_path)
+    cfg = load_model_config(config_path)  # a retrainer.yaml, or fleet.yaml#model
     at = now or datetime.now(timezone.utc)
     step = advance_model(cfg, now=at)
     create_markdown_artifact(markdown=step_markdown(step, at), key=artifact_key(cfg.model.name),

@@ -53,6 +53,7 @@ __all__ = [
     "Reference",
     "dataset_drift",
     "feature_drift",
+    "with_adjusted_pvalues",
 ]
 
 #: Below this many usable current (or reference) values a feature is ``insufficient_data``:
@@ -224,6 +225,10 @@ class FeatureDriftResult:
     jensen_shannon: float | None = None
     pvalue: float | None = None
     pvalue_adjusted: float | None = None
+    # From counts on frozen bins (retrainer.stats.histogram): the true KS lies in
+    # [ks, ks + ks_bound], the true Wasserstein-1 in wasserstein +/- wasserstein_bound.
+    ks_bound: float | None = None
+    wasserstein_bound: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able evidence for a Decision."""
@@ -388,6 +393,12 @@ def dataset_drift(
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="retrainer-drift") as pool:
             results = list(pool.map(one, names))
 
+    return with_adjusted_pvalues(results)
+
+
+def with_adjusted_pvalues(results: list[FeatureDriftResult]) -> DatasetDriftResult:
+    """The features' results with Benjamini-Hochberg adjusted p-values across them."""
+    results = list(results)
     computed = [i for i, r in enumerate(results) if r.pvalue is not None]
     if computed:
         _, adjusted = benjamini_hochberg([results[i].pvalue for i in computed])

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from retrainer.identifiers import validate_identifier
 from retrainer.store.engine import driver_execute
+from retrainer.store.histograms import BinsCache, count_batch
 from retrainer.store.records import FeatureWindow, LabelledWindow, WriteResult, to_epoch
 from retrainer.store.labels import lock_label_matching, sync_predictions
 from retrainer.store.schema import ab_tests, feature_chunk_columns, feature_chunks, predictions
@@ -123,10 +124,13 @@ def _insert_predictions(conn: Connection, rows: list[tuple[object, ...]]) -> lis
         cursor.close()
 
 
-def write_batch(conn: Connection, batch: PredictionBatch, known_ab_tests: set[int] | None = None) -> WriteResult:
+def write_batch(conn: Connection, batch: PredictionBatch, known_ab_tests: set[int] | None = None,
+                bins_cache: BinsCache | None = None) -> WriteResult:
     """Insert new predictions, skip request ids already stored, and store the features of the
-    rows actually inserted as one chunk. Runs inside the caller's (write) transaction.
-    ``known_ab_tests``: A/B test ids already found to exist (see _check_ab_tests); grows."""
+    rows actually inserted as one chunk, counted on the champion's frozen bins
+    (store/histograms.py). Runs inside the caller's (write) transaction.
+    ``known_ab_tests``: A/B test ids already found to exist (see _check_ab_tests); grows.
+    ``bins_cache``: parsed bins already read (the Store keeps one)."""
     n = len(batch)
     if n == 0:
         return WriteResult(inserted=0, duplicates=0)
@@ -168,9 +172,11 @@ def write_batch(conn: Connection, batch: PredictionBatch, known_ab_tests: set[in
         batch.model_name, float(ts.min()), float(ts.max()), len(pos), ids.tobytes(),
         np.ascontiguousarray(ts, dtype=_F8).tobytes(), time.time(),
     ))
-    columns = [(chunk_id, name, *_encode(values[pos], batch.kinds[name])) for name, values in batch.features.items()]
+    written_values = {name: values[pos] for name, values in batch.features.items()}
+    columns = [(chunk_id, name, *_encode(values, batch.kinds[name])) for name, values in written_values.items()]
     if columns:  # one multi-row statement: executemany steps (and releases the GIL) once per feature
         driver_execute(conn, _insert_chunk_columns_sql(len(columns)), tuple(chain.from_iterable(columns)))
+    count_batch(conn, batch.model_name, ts, written_values, bins_cache)
     written = set(pos.tolist())
     dup_ids = tuple(rid for i, rid in enumerate(batch.request_id) if i not in written) if len(pos) < n else ()
     return WriteResult(inserted=len(pos), duplicates=n - len(pos), duplicate_ids=dup_ids)

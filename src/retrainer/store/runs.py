@@ -94,6 +94,16 @@ def last_retrain(conn: Connection, model_name: str) -> datetime | None:
     return from_epoch(at)
 
 
+def last_retrains(conn: Connection, models: list[str]) -> dict[str, datetime | None]:
+    """:func:`last_retrain` of many models in one query per 400."""
+    out: dict[str, datetime | None] = {m: None for m in models}
+    for i in range(0, len(models), 400):
+        q = (sa.select(t.c.model_name, sa.func.max(t.c.finished_at))
+             .where(t.c.model_name.in_(models[i: i + 400]), t.c.status.in_(RETRAINED_STATUSES)).group_by(t.c.model_name))
+        out.update({m: from_epoch(at) for m, at in conn.execute(q)})
+    return out
+
+
 def history(conn: Connection, model_name: str, as_of: datetime, limit: int) -> list[RetrainRecord]:
     """Runs that trained a model and had finished by ``as_of``, most recent first.
 

@@ -248,6 +248,40 @@ sa.Index(
     postgresql_where=rollouts.c.stage.in_(IN_FLIGHT_STAGES),
 )
 
+# Revision 8: ingest-time histograms (store/histograms.py). One row per champion version whose
+# frozen bins the writer counts on; ``complete_from``: every logged row with ts >= it is counted.
+histogram_refs = sa.Table(
+    "histogram_refs",
+    metadata,
+    sa.Column("model_name", Name, primary_key=True),
+    sa.Column("version", Name, primary_key=True),
+    sa.Column("bins", Json, nullable=False),  # {feature: FrozenBins.to_dict()}
+    sa.Column("bucket_seconds", sa.Double, nullable=False),
+    sa.Column("complete_from", Time, nullable=False),
+    sa.Column("registered_at", Time),  # the profile's registered_at, so a check need not load the profile
+    sa.Column("created_at", Time, nullable=False),
+)
+
+# Counts per (model, champion version, time bucket, feature) on that version's frozen bins.
+feature_histograms = sa.Table(
+    "feature_histograms",
+    metadata,
+    sa.Column("model_name", Name, primary_key=True),
+    sa.Column("version", Name, primary_key=True),
+    sa.Column("bucket_start", Time, primary_key=True),
+    sa.Column("feature", Name, primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("nulls", sa.BigInteger, nullable=False),
+    sa.Column("sum", sa.Double, nullable=False),
+    sa.Column("sum_sq", sa.Double, nullable=False),
+    sa.Column("min", sa.Double),
+    sa.Column("max", sa.Double),
+    sa.Column("counts", sa.LargeBinary, nullable=False),  # int64 little-endian, one per bin
+    # The primary key is the only access path: on SQLite store the rows in it (no rowid b-tree
+    # beside it), so each upsert writes one b-tree instead of two.
+    sqlite_with_rowid=False,
+)
+
 DATA_TABLES = (
     "predictions",
     "feature_chunks",
@@ -262,4 +296,6 @@ DATA_TABLES = (
     "reference_profiles",
     "model_state",
     "rollouts",
+    "histogram_refs",
+    "feature_histograms",
 )

@@ -20,7 +20,7 @@ from retrainer.config import FeatureSpec, RetrainerConfig
 from retrainer.errors import InvalidIdentifierError
 from retrainer.identifiers import validate_identifier
 from retrainer.store.ledger_chain import ChainVerdict
-from retrainer.store import ab, audit, compaction, labels, ledger, migrate, predictions, profiles, rollouts, runs, shadow, traffic
+from retrainer.store import ab, audit, compaction, histograms, labels, ledger, migrate, predictions, profiles, rebin, rollouts, runs, shadow, traffic
 from retrainer.store.compaction import CompactionResult
 from retrainer.store.rollouts import Rollout
 from retrainer.store.traffic import TrafficMeasure
@@ -48,7 +48,7 @@ from retrainer.store.validation import (
     batch_from_records,
     labels_from_records,
 )
-from retrainer.windows import LabelDelay, RetrainRecord
+from retrainer.windows import HistogramWindow, LabelDelay, RetrainRecord
 
 
 def _check_columns(columns: Sequence[str]) -> None:
@@ -84,6 +84,8 @@ class Store:
         self.max_batch = max_batch
         self.max_label_clock_skew = max_label_clock_skew
         self._known_ab_tests: set[int] = set()  # A/B test ids seen to exist (never deleted)
+        # Frozen histogram bins already parsed (immutable per version), shared by this process's Stores of the URL.
+        self._bins = histograms.shared_cache(engine.url.render_as_string(hide_password=True))
 
     @classmethod
     def open(cls, url: str, *, max_batch: int = 50_000,
@@ -190,7 +192,7 @@ class Store:
         if not len(batch) and not assignments:
             return WriteResult(0, 0)
         with write_tx(self.engine) as conn:
-            result = predictions.write_batch(conn, batch, self._known_ab_tests)
+            result = predictions.write_batch(conn, batch, self._known_ab_tests, self._bins)
             if not assignments:
                 return result
             new = sum(ab.record_assignments(conn, test_id, pairs, None) for test_id, pairs in assignments.items())
@@ -208,7 +210,7 @@ class Store:
         if not len(batch):
             return WriteResult(0, 0)
         with write_tx(self.engine) as conn:
-            return predictions.write_batch(conn, batch, self._known_ab_tests)
+            return predictions.write_batch(conn, batch, self._known_ab_tests, self._bins)
 
     def log_labels(self, records: Sequence[LabelRecord], *, received_at: datetime | None = None) -> LabelWriteResult:
         """Upsert labels (latest label time wins); unknown request ids are kept and listed.
@@ -228,6 +230,62 @@ class Store:
         _check_columns(columns)
         with read_tx(self.engine) as conn:
             return predictions.features_window(conn, model_name, start, end, columns)
+
+    def feature_histograms(
+        self, model_name: str, version: str, start: datetime, end: datetime, columns: Sequence[str] | None = None
+    ) -> HistogramWindow | None:
+        """Counts kept at ingest on ``version``'s frozen bins over the whole hours inside
+        ``[start, end)`` (``HistogramSource``); None when there are none covering it."""
+        with read_tx(self.engine) as conn:
+            return histograms.window_histograms(conn, model_name, version, start.timestamp(), end.timestamp(),
+                                                columns, self._bins)
+
+    def fleet_histograms(self, champions: Mapping[str, str], start: datetime, end: datetime) -> dict[str, HistogramWindow | None]:
+        """:meth:`feature_histograms` of many models at once (model -> champion version), in a
+        few queries: the fleet check's read."""
+        with read_tx(self.engine) as conn:
+            return histograms.window_histograms_many(conn, champions, start.timestamp(), end.timestamp(), self._bins)
+
+    def champions(self, models: Sequence[str] | None = None) -> dict[str, str]:
+        """model -> champion version, of ``models`` (default: every model that has one)."""
+        from retrainer.store.schema import model_state
+
+        q = sa.select(model_state.c.model_name, model_state.c.champion_version).where(
+            model_state.c.champion_version.is_not(None))
+        with read_tx(self.engine) as conn:
+            if models is None:
+                return {m: v for m, v in conn.execute(q)}
+            out: dict[str, str] = {}
+            names = list(models)
+            for i in range(0, len(names), 400):
+                out.update({m: v for m, v in conn.execute(q.where(model_state.c.model_name.in_(names[i: i + 400])))})
+            return out
+
+    def last_retrains(self, models: Sequence[str]) -> dict[str, datetime | None]:
+        """:meth:`last_retrain_at` of many models in one query per 400."""
+        with read_tx(self.engine) as conn:
+            return runs.last_retrains(conn, list(models))
+
+    def record_evaluations_many(self, checks: Sequence[tuple[str, datetime, Sequence[Mapping[str, Any]]]]) -> int:
+        """:meth:`record_evaluations` of many checks (model, evaluated_at, rows) in one transaction."""
+        with write_tx(self.engine) as conn:
+            return sum(audit.record(conn, model, at, rows) for model, at, rows in checks)
+
+    def ensure_histograms(self, model_name: str, version: str, *, since: datetime | None = None) -> histograms.CountingRef | None:
+        """``version``'s frozen histogram bins, first frozen and counted over the raw chunks once
+        (store/rebin.py) when it has none yet; None when it has no reference profile to bin on."""
+        with read_tx(self.engine) as conn:
+            ref = histograms.counting_ref(conn, model_name, version, self._bins)
+            if ref is not None:
+                return ref
+            profile = profiles.load(conn, model_name, version)
+        if profile is None:
+            return None
+        with write_tx(self.engine) as conn:
+            ref = histograms.counting_ref(conn, model_name, version, None)
+            if ref is None:  # else another process got there first
+                ref = rebin.rebin(conn, model_name, version, profile, since=None if since is None else since.timestamp())
+        return ref
 
     def labelled_window(
         self, model_name: str, start: datetime, end: datetime, *, as_of: datetime, model_version: str | None = None

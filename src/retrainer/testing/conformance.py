@@ -112,6 +112,8 @@ def _reread(ctx: TriggerContext, key: tuple[Any, ...]) -> Any:
         return ctx.label_delay(args[0])
     if kind == "retrain_history":
         return ctx.retrain_history(args[0])
+    if kind == "histograms":
+        return ctx.histograms(args[0], args[1])
     return ctx.count_since(args[0], labelled=args[1])
 
 

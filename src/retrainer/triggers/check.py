@@ -60,6 +60,25 @@ def champion_from_store(store: ChampionSource, model_name: str) -> tuple[Champio
     return ChampionInfo(version, created_at=registered_at(profile)), profile
 
 
+def reads_histograms(cfg: RetrainerConfig) -> bool:
+    """Whether a drift trigger of ``cfg`` may read ingest-time histograms (``read`` not ``raw``)."""
+    return any(t.type == "drift" and t.params.get("read", "auto") != "raw" and not t.params.get("prediction")
+               for t in cfg.triggers)
+
+
+def lazy_champion(store: Store, model_name: str, version: str) -> tuple[datetime | None, Any] | None:
+    """``(registered_at, reference)`` without loading the profile: the version's frozen histogram
+    bins (frozen and counted once here for a new champion) keep its registration time, and the
+    profile loads on first use. None when it has no profile to bin (the caller loads as before)."""
+    from retrainer.frozen import LazyFrozenMapping
+
+    ref = store.ensure_histograms(model_name, version)
+    if ref is None:
+        return None
+    created = None if ref.registered_at is None else datetime.fromtimestamp(ref.registered_at, tz=timezone.utc)
+    return created, LazyFrozenMapping(lambda: profile_arrays(store.reference_profile(model_name, version) or {}))
+
+
 def registered_at(profile: dict[str, Any] | None) -> datetime | None:
     """When the profiled version was registered (naive timestamps are UTC), or None if unrecorded."""
     if not profile or not profile.get("registered_at"):
@@ -109,13 +128,25 @@ def run_check(
     now = now or datetime.now(timezone.utc)
     model = cfg.model.name
     policy = policy or build_policy(cfg)
-    if champion is None:
+    version = champion.version if champion is not None else store.champion(model)
+    lazy = None
+    if version is not None and reads_histograms(cfg):
+        # Re-bin once for a new champion; then the drift check reads counts, never the profile.
+        lazy = lazy_champion(store, model, version)
+    if lazy is not None:
+        assert version is not None
+        created, reference = lazy
+        if champion is None:
+            champion = ChampionInfo(version, created_at=created)
+        elif champion.created_at is None and created is not None:
+            champion = ChampionInfo(champion.version, created_at=created, run_id=champion.run_id, tags=champion.tags)
+    elif champion is None:
         champion, reference = champion_from_store(store, model)
     else:
         reference = store.reference_profile(model, champion.version)
         if champion.created_at is None and (created := registered_at(reference)) is not None:
             champion = ChampionInfo(champion.version, created_at=created, run_id=champion.run_id, tags=champion.tags)
-    if reference is not None:
+    if reference is not None and lazy is None:
         reference = profile_arrays(reference)  # freezing arrays is O(1), lists O(values)
     ctx = TriggerContext(model_name=model, now=now, source=store, last_retrain_at=store.last_retrain_at(model),
                          champion=champion, reference=reference)
@@ -129,4 +160,5 @@ def run_check(
     return CheckRun(result.decision, result.raw, result.children, result.counted, check_id=check_id, evaluated_at=now)
 
 
-__all__ = ["ChampionSource", "CheckRun", "POLICY_ROLE", "audit_rows", "champion_from_store", "raw_history", "run_check"]
+__all__ = ["ChampionSource", "CheckRun", "POLICY_ROLE", "audit_rows", "champion_from_store", "lazy_champion", "raw_history",
+           "reads_histograms", "run_check"]

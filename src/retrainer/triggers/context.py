@@ -29,6 +29,8 @@ from retrainer.frozen import FrozenDict, deep_freeze, readonly_array
 from retrainer.windows import (
     EvidenceWindow,
     FeatureWindow,
+    HistogramSource,
+    HistogramWindow,
     LabelDelay,
     LabelDelaySource,
     LabelledWindow,
@@ -132,6 +134,48 @@ class TriggerContext:
             )
 
         return self._memo(("features", start, end, cols), load)
+
+    def histograms(self, window: timedelta, columns: Sequence[str] | None = None) -> HistogramWindow | None:
+        """Feature counts kept at ingest on the champion's frozen bins, over the whole time
+        buckets inside ``[now - window, now)`` (never past ``now``).
+
+        None when there is no champion, the source keeps no histograms
+        (:class:`~retrainer.windows.HistogramSource`), or they do not cover the window: read
+        :meth:`features` instead.
+        """
+        start = self._start(window)
+        cols = None if columns is None else ((columns,) if isinstance(columns, str) else tuple(columns))
+
+        def load() -> HistogramWindow | None:
+            source = self._source()
+            if self.champion is None or not isinstance(source, HistogramSource):
+                return None
+            return source.feature_histograms(self.model_name, self.champion.version, start, self.now, cols)
+
+        return self._memo(("histograms", window, cols), load)
+
+    def histograms_auto(self, min_samples: int, max_window: timedelta,
+                        columns: Sequence[str] | None = None) -> tuple[HistogramWindow | None, EvidenceWindow]:
+        """Counts kept at ingest over the shortest trailing run of whole hours holding
+        ``min_samples`` predictions, found by doubling from an hour (so at most twice the shortest:
+        counts cannot be cut inside a bucket), bounded as :meth:`labelled_auto`. None when the
+        counts do not cover a window (read :meth:`features_auto` instead)."""
+        if not isinstance(min_samples, int) or min_samples < 1:
+            raise ValueError(f"min_samples must be a positive int, got {min_samples!r}")
+        earliest, bound, floor = self._auto_bounds(self.now, max_window)
+        limit = self.now - earliest
+        span, counted = min(timedelta(hours=1), limit), None
+        while span > timedelta(0):
+            counted = self.histograms(span, columns)
+            if counted is None or counted.n_rows >= min_samples or span >= limit:
+                break
+            span = min(span * 2, limit)
+        if counted is None:
+            return None, EvidenceWindow(self.now - span, self.now, 0, min_samples, bound, "predictions", max_window, floor)
+        start = datetime.fromtimestamp(counted.start, tz=timezone.utc)
+        limit_kind = "count" if counted.n_rows >= min_samples else bound
+        return counted, EvidenceWindow(start, self.now, counted.n_rows, min_samples, limit_kind, "predictions",
+                                       max_window, floor)
 
     def labelled(
         self, window: timedelta, *, model_version: str | None = None, lag: timedelta = timedelta(0)

@@ -26,9 +26,17 @@ sample of n drawn from the reference itself is about χ²₉ / n, whose 99th per
 is compared through a fixed-seed random subset of that size: the KS test's power is bounded by
 the reference sample (12,000 values) anyway, and sorting 1M rows per feature is most of the cost.
 
+Where the window's values come from is ``read``: ``auto`` (default) sums the counts the store
+kept at ingest on the champion's frozen bins (:mod:`retrainer.stats.histogram`) when they cover
+the window, else reads the raw values; ``histograms`` insists on counts; ``raw`` always reads
+values. From counts the window is the whole hours inside it (the evidence says which), PSI,
+chi-square and Jensen-Shannon are exact and KS and Wasserstein come with their bounds
+(``ks_bound``, ``wasserstein_bound``); the check then costs the same at 1k or 1M rows.
+
 With ``prediction: true`` the model's scores are compared too, as the pseudo-feature
 ``__prediction__``, against the profile's ``prediction`` reference. The context exposes scores
-only through ``ctx.labelled``, so this looks at the window's *labelled* predictions.
+only through ``ctx.labelled``, so this looks at the window's *labelled* predictions (and
+reads raw values).
 
 >>> from datetime import timedelta
 >>> from retrainer.config import FeatureSpec
@@ -44,7 +52,7 @@ only through ``ctx.labelled``, so this looks at the window's *labelled* predicti
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 import numpy as np
@@ -54,6 +62,8 @@ from retrainer.durations import PositiveDuration, format_duration
 from retrainer.errors import TriggerError
 from retrainer.profiles import load_reference_profile
 from retrainer.stats import FeatureDriftResult, NumericReference, Reference, dataset_drift
+from retrainer.stats.drift import DatasetDriftResult, with_adjusted_pvalues
+from retrainer.stats.histogram import NumericBins, histograms_drift
 from retrainer.triggers.base import Trigger
 from retrainer.triggers.context import AUTO, TriggerContext
 from retrainer.windows import EvidenceWindow, FeatureWindow
@@ -89,6 +99,10 @@ class DriftTrigger(Trigger):
         prediction: bool = Field(False, description="Also compare prediction scores with the profile's.")
         eps: float = Field(1e-4, gt=0, lt=0.1, description="PSI smoothing of empty bins.")
         top: int = Field(5, ge=1, description="How many drifted features the evidence lists.")
+        read: Literal["auto", "histograms", "raw"] = Field(
+            "auto", description="auto: ingest-time histograms when they cover the window, else raw values; "
+            "histograms: counts only; raw: always read the values.",
+        )
         max_rows: int | None = Field(
             200_000, ge=1000, description="Compare a fixed-seed random subset of at most this many window rows "
             "(None: all). KS power is capped by the reference sample anyway; PSI noise at 200k is ~1e-4.",
@@ -106,7 +120,7 @@ class DriftTrigger(Trigger):
             return p.alpha
         return p.wasserstein_threshold if r.kind == "numeric" else p.js_threshold
 
-    def _statistic(self, r: FeatureDriftResult, ref: Reference) -> float:
+    def _statistic(self, r: FeatureDriftResult, std: float) -> float:
         stat = self.params.statistic
         if stat == "psi":
             return float(r.psi)  # type: ignore[arg-type]
@@ -114,17 +128,16 @@ class DriftTrigger(Trigger):
             return float(r.pvalue_adjusted)  # type: ignore[arg-type]
         if r.kind == "categorical":
             return float(r.jensen_shannon)  # type: ignore[arg-type]
-        assert isinstance(ref, NumericReference)
-        std = float(np.std(ref.sorted_sample))
         return float(r.wasserstein) / std if std > 0 else float(r.wasserstein)  # type: ignore[arg-type]
 
-    def _row(self, r: FeatureDriftResult, ref: Reference) -> dict[str, Any]:
-        value, threshold = self._statistic(r, ref), self._threshold(r)
+    def _row(self, r: FeatureDriftResult, std: float) -> dict[str, Any]:
+        """One feature's verdict; ``std``: the reference's standard deviation (the distance scale)."""
+        value, threshold = self._statistic(r, std), self._threshold(r)
         drifted = value < threshold if self.params.statistic == "pvalue" else value > threshold
         # Severity orders features: how far past (or short of) their own threshold they are.
         severity = (threshold / max(value, 1e-300)) if self.params.statistic == "pvalue" else value / threshold
         stats = {k: getattr(r, k) for k in ("psi", "ks", "ks_pvalue", "wasserstein", "chi2", "chi2_pvalue",
-                                              "jensen_shannon", "pvalue_adjusted")}
+                                              "jensen_shannon", "pvalue_adjusted", "ks_bound", "wasserstein_bound")}
         return {"feature": r.feature, "kind": r.kind, "value": value, "threshold": threshold, "drifted": drifted,
                 "severity": min(severity, 1e300), "n_current": r.n_cur, **{k: v for k, v in stats.items() if v is not None}}
 
@@ -138,15 +151,35 @@ class DriftTrigger(Trigger):
         window = ctx.features(p.window, columns)
         return window, EvidenceWindow(ctx.now - p.window, ctx.now, len(window), p.min_samples, "fixed")
 
+    def _counted(self, ctx: TriggerContext) -> tuple[Any, EvidenceWindow]:
+        """The counts kept at ingest over the window judged (auto: the shortest run of whole hours
+        holding ``min_samples``), or None when they do not cover it."""
+        p = self.params
+        if p.window == AUTO:
+            return ctx.histograms_auto(p.min_samples, p.max_window, p.features)
+        counted = ctx.histograms(p.window, p.features)
+        n = 0 if counted is None else counted.n_rows
+        return counted, EvidenceWindow(ctx.now - p.window, ctx.now, n, p.min_samples, "fixed")
+
     def evaluate(self, ctx: TriggerContext) -> Decision:
         p = self.params
-        label, stat_name = self.label, _LABELS[p.statistic]
+        label = self.label
         if ctx.reference is None:
             version = ctx.champion.version if ctx.champion else None
             return Decision.insufficient(
                 label, reason=f"No reference profile for the champion ({'version ' + version if version else 'none in production'}): "
                 "nothing to compare with.", evidence={"champion": version},
             )
+        if p.read != "raw" and not p.prediction:
+            counted, counted_span = self._counted(ctx)
+            if counted is None and p.read == "histograms":
+                return Decision.insufficient(
+                    label, reason=f"No ingest-time histograms cover {counted_span.describe()} for the "
+                    "champion (not re-binned yet, or a window shorter than an hour): nothing counted to compare.",
+                    evidence={"read": "histograms", "evidence_window": counted_span.to_dict()},
+                )
+            if counted is not None:
+                return self._from_histograms(counted, counted_span)
         profile = load_reference_profile(ctx.reference)
         refs: dict[str, Reference] = dict(profile.features)
         if p.features is not None:
@@ -168,7 +201,7 @@ class DriftTrigger(Trigger):
             current = {c: np.asarray(v)[keep] for c, v in current.items()}
             n_used = p.max_rows
         evidence: dict[str, Any] = {"statistic": p.statistic, "verdict": p.verdict, "window": format_duration(span.span),
-                                    "evidence_window": span.to_dict(),
+                                    "evidence_window": span.to_dict(), "read": "raw",
                                     "n_current": len(window), "n_compared": n_used, "n_reference": profile.n_rows}
         if len(window) < p.min_samples:
             return Decision.insufficient(
@@ -182,7 +215,40 @@ class DriftTrigger(Trigger):
                 current[PREDICTION] = np.asarray(ctx.labelled(span.span, lag=ctx.now - span.end).score, float)
 
         result = dataset_drift(refs, current, min_count=p.min_samples, eps=p.eps)
-        rows = [self._row(r, refs[r.feature]) for r in result.computed]
+        scales = {name: float(np.std(ref.sorted_sample)) if isinstance(ref, NumericReference) else 1.0
+                  for name, ref in refs.items()}
+        return self._verdict(result, scales, evidence)
+
+    def _from_histograms(self, counted: Any, span: EvidenceWindow) -> Decision:
+        """The same verdict from the counts kept at ingest (``ctx.histograms``)."""
+        p, label = self.params, self.label
+        bins = dict(counted.bins)
+        if p.features is not None:
+            missing = [f for f in p.features if f not in bins]
+            if missing:
+                raise TriggerError(f"{label}: features {', '.join(missing)} are not in the reference profile "
+                                   f"(it has {', '.join(bins)})")
+        unknown = [f for f in p.thresholds if f not in bins and f != PREDICTION]
+        if unknown:
+            raise TriggerError(f"{label}: thresholds name features not checked: {', '.join(unknown)}")
+        n = counted.n_rows
+        used = [datetime.fromtimestamp(t, tz=timezone.utc).isoformat() for t in (counted.start, counted.end)]
+        evidence: dict[str, Any] = {"statistic": p.statistic, "verdict": p.verdict, "window": format_duration(span.span),
+                                    "evidence_window": span.to_dict(), "read": "histograms", "window_used": used,
+                                    "n_current": n, "n_compared": n,
+                                    "n_reference": max((b.n_ref for b in bins.values()), default=0)}
+        if n < p.min_samples:
+            return Decision.insufficient(
+                label, reason=f"Not enough predictions to measure drift (counted at ingest, whole hours): "
+                f"{span.describe()}.", evidence=evidence,
+            )
+        result = with_adjusted_pvalues(histograms_drift(bins, counted.histograms, min_count=p.min_samples, eps=p.eps))
+        scales = {name: b.ref_std if isinstance(b, NumericBins) else 1.0 for name, b in bins.items()}
+        return self._verdict(result, scales, evidence)
+
+    def _verdict(self, result: DatasetDriftResult, scales: dict[str, float], evidence: dict[str, Any]) -> Decision:
+        p, label, stat_name = self.params, self.label, _LABELS[self.params.statistic]
+        rows = [self._row(r, scales[r.feature]) for r in result.computed]
         evidence["insufficient"] = {name: result.features[name].reason for name in result.insufficient}
         if not rows:
             return Decision.insufficient(
@@ -192,6 +258,10 @@ class DriftTrigger(Trigger):
         rows.sort(key=lambda row: -row["severity"])
         drifted = [row["feature"] for row in rows if row["drifted"]]
         share = len(drifted) / len(rows)
+        adjusted = [r.pvalue_adjusted for r in result.computed if r.pvalue_adjusted is not None]
+        # The smallest BH-adjusted p-value is the Simes p-value of "no feature drifted": what a
+        # fleet's false-retrain control combines across models (triggers/fleet.py).
+        evidence["pvalue"] = min(adjusted) if adjusted else None
         evidence |= {"drifted": drifted, "n_drifted": len(drifted), "n_features": len(rows), "share": share,
                      "top": [{k: v for k, v in row.items() if k != "severity"} for row in rows[: p.top]]}
         worst = rows[0]

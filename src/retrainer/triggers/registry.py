@@ -17,6 +17,8 @@ from __future__ import annotations
 import difflib
 import inspect
 import logging
+import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,17 +67,42 @@ class _Candidate:
         return f"{dist} ({getattr(self.entry_point, 'value', '?')})"
 
 
+def _path_state() -> tuple[tuple[str, float], ...]:
+    """sys.path with each entry's mtime: installing or removing a distribution changes its
+    directory's mtime, so a scan cached under this key is never stale."""
+    out = []
+    for entry in sys.path:
+        try:
+            out.append((entry, os.stat(entry or ".").st_mtime))
+        except OSError:
+            out.append((entry, -1.0))
+    return tuple(out)
+
+
+# Scanning every installed distribution's metadata costs ~0.1 s: once per process and path
+# state, not once per check (a fleet builds thousands of policies per cycle).
+_scan_cache: dict[tuple[tuple[str, float], ...], list[Any]] = {}
+_dist_cache: dict[tuple[Any, ...], tuple[str | None, str | None]] = {}
+
+
 def _entry_points() -> list[Any]:
     """The group's entry points; the one seam tests replace."""
-    return list(entry_points(group=ENTRY_POINT_GROUP))
+    key = _path_state()
+    if key not in _scan_cache:
+        _scan_cache.clear()
+        _scan_cache[key] = list(entry_points(group=ENTRY_POINT_GROUP))
+    return list(_scan_cache[key])
 
 
 def _distribution(ep: Any) -> tuple[str | None, str | None]:
     dist = getattr(ep, "dist", None)
     if dist is None:
         return None, None
-    name = getattr(dist, "name", None) or dist.metadata["Name"]
-    return name, getattr(dist, "version", None)
+    key = (getattr(ep, "name", None), getattr(ep, "value", None), str(getattr(dist, "_path", id(dist))))
+    if key not in _dist_cache:
+        name = getattr(dist, "name", None) or dist.metadata["Name"]
+        _dist_cache[key] = (name, getattr(dist, "version", None))
+    return _dist_cache[key]
 
 
 def _candidates(extra: Mapping[str, type[Trigger]] | None) -> dict[str, list[_Candidate]]:
