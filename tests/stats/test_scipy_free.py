@@ -110,3 +110,13 @@ def test_floor_cuts_equal_scipy_binom_and_norm(floor_, n, alpha):
                                     list(np.random.default_rng(1).random(777))])
 def test_midranks_equal_scipy_rankdata(values):
     assert np.array_equal(midranks(np.asarray(values)), stats.rankdata(values))
+
+
+def test_without_the_compiled_kernel_scipy_stats_answers(monkeypatch):
+    import retrainer.stats.numeric as numeric
+
+    monkeypatch.setattr(numeric, "_outer_prob_kernel", [None])  # a scipy build without the file
+    rng = np.random.default_rng(3)
+    a, b = np.sort(rng.normal(size=300)), np.sort(rng.normal(0.2, 1.0, size=700))
+    expected = stats.ks_2samp(a, b)
+    assert _exact_small_sample_ks(a, b) == (float(expected.statistic), float(expected.pvalue))
