@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/retrainer demo --workdir demo-out
 
+# Two workers (pytest-xdist): the suite's slow part is the demo, the flows and real servers, which
+# wait as much as they compute; two workers keep it well under 20 minutes on a 2-core machine.
 test: $(STAMP)
 	bash scripts/ensure-postgres-binaries
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 # The edit loop: everything but the slow and PostgreSQL tests (CI still runs `make test`).
 test-fast: $(STAMP)

@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from retrainer.config import GateConfig
 
@@ -39,6 +38,20 @@ METRIC_NAMES = ("accuracy", "f1", "precision", "recall", "roc_auc")
 # Products like 0.95 x 0.8 land a hair off the decimal value (0.7599999999999999): compare with
 # a tolerance far below any meaningful metric difference so "exactly 0.95x" really accepts.
 _REL_TOL = 1e-9
+
+
+def midranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties given their mean rank: ``scipy.stats.rankdata(values)`` (its own
+    formula, so the same floats), without importing scipy.stats (~0.4 s of every check; issue 20)."""
+    x = np.asarray(values).ravel()
+    order = np.argsort(x, kind="mergesort")
+    ordered = x[order]
+    starts = np.r_[True, ordered[1:] != ordered[:-1]]
+    group = np.cumsum(starts)  # 1-based tie group of each sorted position
+    bounds = np.r_[np.flatnonzero(starts), x.size]  # group g spans sorted positions bounds[g-1] .. bounds[g]-1
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = 0.5 * (bounds[group] + bounds[group - 1] + 1)
+    return ranks
 
 
 def resolve_classes(y_true: np.ndarray, y_pred: np.ndarray, classes: Any = None) -> np.ndarray:
@@ -123,7 +136,7 @@ def classification_metrics(
     pos, neg = int(np.sum(t & scored)), int(np.sum(~t & scored))
     if pos and neg:
         # Mann-Whitney U with mid-ranks for ties: equals sklearn's trapezoidal ROC AUC.
-        ranks = rankdata(score[scored])
+        ranks = midranks(score[scored])
         out["roc_auc"] = float((ranks[t[scored]].sum() - pos * (pos + 1) / 2) / (pos * neg))
     return out
 

@@ -110,7 +110,21 @@ def test_serving_errors_are_a_one_sided_test_against_statsmodels() -> None:
     assert many.facts["failures"] == 20
 
 
-def test_p99_latency_is_judged_as_a_ratio_of_the_champions() -> None:
+def test_a_few_slow_calls_do_not_reject_before_a_p99_means_anything() -> None:
+    """300 calls as fast as the champion's but one in fifty 50x slower (a busy host's hiccups): the median
+    is judged (p99 would be the slow calls); from 1,000 calls on, the same share of slow calls is a
+    p99 and rejects."""
+    def hiccups(n: int) -> list:
+        return [replace(r, latency_ms=50.0 if i % 50 == 0 else 1.0) for i, r in enumerate(rows(n))]
+
+    few = shadow_evidence(cfg(max_latency_ratio=2.0), ShadowWindow.from_records(hiccups(300), {}), champion_cal=None, challenger_cal=None)
+    check = next(c for c in few.checks if c.name == "latency")
+    assert few.guardrail_failure is None and check.value == 1.0 and "median latency" in check.reason
+    many = shadow_evidence(cfg(max_latency_ratio=2.0), ShadowWindow.from_records(hiccups(1_000), {}), champion_cal=None, challenger_cal=None)
+    assert "p99 latency" in many.guardrail_failure
+
+
+def test_latency_is_judged_as_a_ratio_of_the_champions() -> None:
     slow = [replace(r, latency_ms=2.5) for r in rows(300)]  # champion 1 ms: 2.5x
     v = shadow_evidence(cfg(max_latency_ratio=2.0), ShadowWindow.from_records(slow, {}), champion_cal=None, challenger_cal=None)
     assert "latency" in v.guardrail_failure and "2.50 ms > 2 x champion's 1.00 ms" in v.guardrail_failure

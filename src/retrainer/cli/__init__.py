@@ -33,6 +33,7 @@ from retrainer.cli import (  # noqa: E402
     store_cmd,
     triggers_cmd,
 )
+from retrainer.cli.common import DEBUG_ENV, debug_requested  # noqa: E402
 from retrainer.errors import RetrainerError  # noqa: E402
 
 app = typer.Typer(
@@ -125,10 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         _print_error(_one_line(exc))
         return 2
     except Exception as exc:  # noqa: BLE001 - users see one line, not our internals
-        if os.environ.get("RETRAINER_DEBUG"):
+        if debug_requested():
             raise
         message = " ".join(str(exc).split()) or "no message"
-        _print_error(f"error: unexpected {type(exc).__name__}: {message} (set RETRAINER_DEBUG=1 for the traceback)")
+        _print_error(f"error: unexpected {type(exc).__name__}: {message} (set {DEBUG_ENV}=1 for the traceback)")
         return 2
     return code if isinstance(code, int) and not isinstance(code, bool) else 0
 

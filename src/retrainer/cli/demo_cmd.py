@@ -19,11 +19,11 @@ commands = typer.Typer()
 def demo(
     workdir: Path = typer.Option(Path("demo-out"), "--workdir", help="Where the demo writes everything."),
     days: int = typer.Option(40, help="Days in the simulated stream."),
-    rows_per_day: int = typer.Option(200, help="Requests per simulated day."),
+    rows_per_day: int = typer.Option(200, help="Requests per simulated day (50 or more); the demo sizes its windows from it."),
     drift_day: int = typer.Option(22, help="The day the data starts to drift."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Simulate a model in production: traffic, late labels, drift, retrain, shadow, A/B, promotion."""
+    """Simulate a model in production: traffic, late labels, drift, retrain, paired shadow, promotion."""
     import os
 
     # The story is told by the progress bars and the summary; Prefect's per-run INFO lines and its
@@ -32,9 +32,13 @@ def demo(
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from retrainer.cli.prefect_console import quiet_flow_console
+    from retrainer.demo.report import posterior_lines
     from retrainer.demo.runner import DemoSpec, run_demo
 
     spec = DemoSpec(days=days, rows_per_day=rows_per_day, drift_day=drift_day)
+    spec.sizing()  # a story that cannot be told is refused here, in one line, before anything starts
+    quiet_flow_console()  # an expected failure inside a flow is the CLI's one line, not Prefect's traceback
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console if not as_json else None, transient=as_json, disable=as_json)
     tasks: dict[str, Any] = {}
@@ -49,11 +53,20 @@ def demo(
     summary = demo_summary(result)
 
     def render(s: dict[str, Any]) -> None:
-        console.print(f"\n[bold]retrainer demo[/] — {s['days_simulated']} days simulated, drift from day {s['drift_day']}")
+        console.print(f"\n[bold]retrainer demo[/] — {s['days_simulated']} days simulated at {s['rows_per_day']} requests "
+                      f"a day, drift from day {s['drift_day']}")
+        z = s["sizing"]
+        console.print(f"  sized for that traffic: training window {z['train_days']}d (min_rows {z['min_rows']}), "
+                      f"drift/estimate windows {z['drift_days']}d, performance {z['performance_days']}d; "
+                      "rollouts: a paired shadow decided by the posterior (rollout.mode auto)")
         for label, fired in s["trigger_fires"].items():
             console.print(f"  {label:<12} fired on days {fired or 'never'}")
         console.print(f"  versions registered: {s['versions_registered']}; promoted: {s['versions_promoted']}")
-        console.print("  A/B verdicts: " + (", ".join(f"test {k}: {v}" for k, v in s["ab_verdicts"].items()) or "none"))
+        for r in s["rollouts"]:
+            stages = " -> ".join(f"{st['stage']} day {st['day']}" for st in r["stages"])
+            console.print(f"  rollout {r['id']}: version {r['version']} vs champion {r['champion']}: {stages}")
+            for line in posterior_lines(r):
+                console.print(f"    {line}")
         for name, path in s["reports"].items():
             console.print(f"  {name}: {path}")
 
@@ -61,6 +74,8 @@ def demo(
 
 
 def demo_summary(result: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
     from retrainer.demo.report import lead_time
     from retrainer.store import Store
 
@@ -70,13 +85,17 @@ def demo_summary(result: Any) -> dict[str, Any]:
         "workdir": str(result.workdir),
         "days_simulated": result.spec.days - result.spec.history_days,
         "drift_day": result.spec.drift_day,
+        "rows_per_day": result.spec.rows_per_day,
+        # What the demo's retrainer.yaml sized from the traffic (windows in days).
+        "sizing": asdict(result.spec.sizing()),
         "trigger_fires": result.fires(),
-        "retrains": [{k: r.get(k) for k in ("day", "status", "version", "reasons")} for r in result.retrains],
+        "retrains": [{**{k: r.get(k) for k in ("day", "status", "version", "reasons")}, "training_rows": _rows(r)}
+                     for r in result.retrains],
         "versions_registered": [r["version"] for r in result.retrains if r.get("version")],
         "versions_promoted": [e.to_version for e in ledger if e.action == "promote"],
-        # The last look at each A/B test: the verdict it ended with (or has so far).
-        "ab_verdicts": {str(a["ab_test_id"]): a["verdict"] for a in result.ab},
-        # Each rollout's stages with their dates and demo days; every promotion and rollback.
+        # Each rollout's stages with their dates and demo days, and its posterior trail (one look a
+        # day: mean, 95% interval, P(worse than the margin), expected loss, pair counts); every
+        # promotion and rollback.
         "rollouts": result.rollouts,
         "champion_moves": result.champion_moves,
         # The day the label-free estimate crossed vs the day matured labels confirmed it.
@@ -84,6 +103,12 @@ def demo_summary(result: Any) -> dict[str, Any]:
         "ledger": [{"action": e.action, "from": e.from_version, "to": e.to_version, "at": e.at.isoformat()} for e in ledger],
         "reports": result.reports,
     }
+
+
+def _rows(retrain: dict[str, Any]) -> int | None:
+    """Labelled rows the run loaded (training + holdout); None when it failed before loading."""
+    data = retrain.get("data") or {}
+    return data["train_samples"] + data["holdout_samples"] if "train_samples" in data else None
 
 
 def _model_name(result: Any) -> str:

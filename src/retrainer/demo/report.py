@@ -22,7 +22,7 @@ def write_report(result: Any, stream: pd.DataFrame, cfg: RetrainerConfig) -> dic
     }
     drift_window = _drift_window(result, stream)
     write_drift_report(stream, drift_window, result.spec.history_days, paths["drift_report"])
-    plot_timeline(result, paths["timeline"], trigger_kinds(cfg))
+    plot_timeline(result, paths["timeline"], trigger_kinds(cfg), margin=cfg.rollout.decision.margin)
     paths["summary"].write_text(summary_markdown(result, drift_window, lead_time(result, cfg)), encoding="utf-8")
     return {k: str(v) for k, v in paths.items()}
 
@@ -76,10 +76,11 @@ def write_drift_report(stream: pd.DataFrame, window: tuple[pd.Timestamp, pd.Time
 CHAMPION_MARKS = {"promote": ("tab:green", "-", "promotion"), "rollback": ("black", ":", "rollback")}
 
 
-def plot_timeline(result: Any, path: Path, kinds: dict[str, str] | None = None) -> None:
+def plot_timeline(result: Any, path: Path, kinds: dict[str, str] | None = None, *, margin: float | None = None) -> None:
     """Each trigger's statistic against its threshold, day by day, with the retrain points and the
     promotions / rollbacks; estimated and realized performance share one panel (``kinds``: trigger
-    label -> type)."""
+    label -> type); below them each rollout's posterior of challenger − champion by day
+    (:func:`draw_posteriors`)."""
     from retrainer.triggers.backtest import BacktestResult, BacktestStep
     from retrainer.triggers.decision import Decision
 
@@ -101,8 +102,11 @@ def plot_timeline(result: Any, path: Path, kinds: dict[str, str] | None = None) 
     from retrainer.triggers.plot import plot_backtest
 
     drift_day = result.spec.drift_day
+    rollouts = [r for r in getattr(result, "rollouts", []) if r.get("trail")]
+    panels = [(POSTERIOR_PANEL, lambda ax: draw_posteriors(ax, rollouts, margin))] if rollouts else []
     fig = plot_backtest(timeline, title=f"retrainer demo: trigger statistics per day (drift begins on day {drift_day}); "
-                                        "red lines = retrains, green = promotions, black dotted = rollbacks")
+                                        "red lines = retrains, green = promotions, black dotted = rollbacks",
+                        extra_panels=panels)
     moves = [m for m in getattr(result, "champion_moves", []) if m["action"] in CHAMPION_MARKS
              and result.days and result.days[0].at <= pd.Timestamp(m["at"]).to_pydatetime() <= result.days[-1].at]
     for ax in fig.axes:
@@ -113,10 +117,57 @@ def plot_timeline(result: Any, path: Path, kinds: dict[str, str] | None = None) 
         from matplotlib.lines import Line2D
 
         shown = dict.fromkeys(m["action"] for m in moves)
-        fig.axes[-1].legend(handles=[Line2D([], [], color=CHAMPION_MARKS[a][0], ls=CHAMPION_MARKS[a][1],
+        fig.axes[-1 - len(panels)].legend(handles=[Line2D([], [], color=CHAMPION_MARKS[a][0], ls=CHAMPION_MARKS[a][1],
                                             label=f"{CHAMPION_MARKS[a][2]}") for a in shown],
                             loc="lower left", fontsize=7, frameon=False)
     fig.savefig(path, dpi=110)
+
+
+POSTERIOR_PANEL = "posterior of\nΔ = challenger\n− champion"
+
+
+def draw_posteriors(ax: Any, rollouts: list[dict[str, Any]], margin: float | None) -> None:
+    """Each rollout's posterior of Δ = challenger − champion, one look a day: the mean as a line,
+    its 95% interval as a band, with 0 and −margin (the non-inferiority line) marked."""
+    for i, r in enumerate(rollouts):
+        trail = [t for t in r["trail"] if t.get("mean") is not None]
+        if not trail:
+            continue
+        at = [pd.Timestamp(t["at"]).to_pydatetime() for t in trail]
+        color = f"C{i % 10}"
+        ax.plot(at, [t["mean"] for t in trail], color=color, marker="o", ms=3, lw=1.6,
+                label=f"version {r['version']} vs {r['champion']}")
+        ax.fill_between(at, [t["interval"][0] for t in trail], [t["interval"][1] for t in trail], color=color,
+                        alpha=0.2, lw=0)
+    ax.axhline(0.0, color="tab:gray", lw=1)
+    if margin is not None:
+        ax.axhline(-margin, color="tab:gray", ls="--", lw=1, label=f"−margin ({margin:g})")
+    ax.legend(loc="upper left", fontsize=7, ncols=4, frameon=False, title="mean, band = 95% interval",
+              title_fontsize=7)
+
+
+def posterior_lines(rollout: dict[str, Any]) -> list[str]:
+    """A rollout's posterior trail, one line a day, for the console."""
+    return [f"day {t['day']} {t['stage']}: delta {t['mean']:+.4f} [{t['interval'][0]:+.4f}, {t['interval'][1]:+.4f}], "
+            f"P(worse than margin) {t['p_worse_than_margin']:.3f}, expected loss {t['expected_loss']:.5f}, "
+            f"{t.get('n_labelled') or 0} labelled + {t.get('n_unlabelled') or 0} label-free pairs: {t.get('action') or ''}"
+            for t in rollout.get("trail") or [] if t.get("mean") is not None]
+
+
+def posterior_table(rollout: dict[str, Any]) -> list[str]:
+    """A rollout's posterior trail as a markdown table: one look a day (docs/rollout.md)."""
+    lines = [f"Rollout {rollout['id']}, version {rollout['version']} against champion {rollout['champion']} "
+             f"(stage at the end of the demo: {rollout['stage']}):", "",
+             "| day | stage | Δ mean | 95% interval | P(Δ < −margin) | expected loss | labelled pairs | label-free pairs | look |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for t in rollout.get("trail") or []:
+        if t.get("mean") is None:
+            continue
+        lo, hi = t["interval"]
+        lines.append(f"| {t['day']} | {t['stage']} | {t['mean']:+.4f} | [{lo:+.4f}, {hi:+.4f}] | "
+                     f"{t['p_worse_than_margin']:.3f} | {t['expected_loss']:.5f} | {t.get('n_labelled') or 0} | "
+                     f"{t.get('n_unlabelled') or 0} | {t.get('action') or ''} |")
+    return lines
 
 
 def _lead_lines(lead: dict[str, Any]) -> list[str]:
@@ -133,6 +184,14 @@ def _lead_lines(lead: dict[str, Any]) -> list[str]:
             f"(`performance`) confirmed it on **day {confirmed}**: a lead time of **{days} day{'s' if days != 1 else ''}**."]
 
 
+def _sizing_line(size: Any) -> str:
+    return (f"Sized for that traffic (`retrainer.demo.sizing`): training window {size.train_days} days "
+            f"(`min_rows` {size.min_rows}), drift and estimate windows {size.drift_days} days, performance window "
+            f"{size.performance_days} days, shadow guardrails after {size.shadow_comparisons} comparisons. Rollouts: "
+            "`rollout.mode: auto` (a paired shadow, promoted or rejected by the posterior of challenger − champion; "
+            "`rollout.decision` defaults, docs/rollout.md).")
+
+
 def summary_markdown(result: Any, drift_window: tuple[pd.Timestamp, pd.Timestamp],
                      lead: dict[str, Any] | None = None) -> str:
     spec = result.spec
@@ -141,6 +200,8 @@ def summary_markdown(result: Any, drift_window: tuple[pd.Timestamp, pd.Timestamp
         "",
         f"{spec.days - spec.history_days} days simulated after {spec.history_days} days of history, "
         f"{spec.rows_per_day} requests a day; the data drifts from day {spec.drift_day}.",
+        "",
+        _sizing_line(spec.sizing()),
         "",
         "## When each trigger fired",
         "",
@@ -165,15 +226,15 @@ def summary_markdown(result: Any, drift_window: tuple[pd.Timestamp, pd.Timestamp
     for s in result.shadow:
         lines.append(f"- shadow of version {s['version']}: {s['n']} comparisons, agreement "
                      f"{s['agreement_rate'] if s['agreement_rate'] is None else format(s['agreement_rate'], '.1%')}")
-    if result.ab:
-        last = result.ab[-1]
-        arms = last["arms"]
-        reason = last["decision"]["reason"] if "decision" in last else last.get("reason", "")
-        lines.append(f"- A/B test {last['ab_test_id']}: verdict **{last['verdict']}** — {reason}")
-        for arm in arms.values():
-            acc = arm["accuracy"]
-            lines.append(f"  - {arm['arm']} (version {arm['version']}): {arm['n']} labelled predictions, accuracy "
-                         f"{'n/a' if acc is None else format(acc, '.3f')}")
+    trails = [r for r in getattr(result, "rollouts", []) if r.get("trail")]
+    if trails:
+        lines += ["", "## Each rollout's posterior by day", "",
+                  "Δ = challenger − champion on the gate's paired accuracy: the prior from the offline holdout, "
+                  "updated each day with the shadow's labelled pairs and label-free (calibrated) pairs. With "
+                  "`rollout.decision`'s defaults: promote when P(Δ < −margin) ≤ 0.05 and the expected loss is within "
+                  "bound; reject when P(Δ < 0) ≥ 0.95; otherwise keep collecting (docs/rollout.md). Also the bottom panel of `timeline.png`.", ""]
+        for r in trails:
+            lines += [*posterior_table(r), ""]
     lines += ["", "## Day by day", "", "| day | verdict | events |", "|---|---|---|"]
     for d in result.days:
         verdict = "retrain: " + ", ".join(d.monitor["reasons"]) if d.monitor["should_retrain"] else "quiet"

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _sps
+from scipy import special as _special  # not scipy.stats: ~0.4 s more to import (issue 20)
 
 from retrainer.errors import StatisticsError
 
@@ -90,7 +90,7 @@ def chi_square(ref_counts: Mapping[str, int], cur_counts: Mapping[str, int]) -> 
     expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
     stat = float(np.sum((table - expected) ** 2 / expected))
     dof = table.shape[1] - 1
-    return stat, float(_sps.chi2.sf(stat, dof))
+    return stat, float(_special.chdtrc(dof, stat))  # chi2.sf's own kernel
 
 
 def jensen_shannon(ref_counts: Mapping[str, int], cur_counts: Mapping[str, int]) -> float:

@@ -9,8 +9,11 @@ Agreement with scipy (tested):
 * KS statistic: the same float as ``scipy.stats.ks_2samp`` (same CDF values at the same
   points).
 * KS p-value: scipy's ``method="auto"`` rule. When ``max(n_ref, n_cur) <= 10_000``
-  scipy uses the exact distribution and we hand the (small) samples to scipy itself:
-  identical values. Above that scipy evaluates Smirnov's ``kstwo.sf(D, en)`` with
+  scipy uses the exact distribution, and so do we, with scipy's own code: its statistic
+  and lattice-path sums, its compiled kernel for unequal sizes loaded from its file (not
+  through ``scipy.stats``, whose import costs ~0.4 s of every ``retrainer check``; issue
+  20) - identical values. Where scipy's exact sum overflows it falls back to the asymptotic
+  distribution, and there we hand the samples to ``scipy.stats.ks_2samp`` itself. Above that scipy evaluates Smirnov's ``kstwo.sf(D, en)`` with
   ``en = round(n*m/(n+m))``, and so do we, with one change: in the tail
   (``2.2 <= en * D**2 < 370``) scipy sums the Birnbaum-Tingey series term by term,
   O(en) - 0.9 s at en = 500_000, 2 s at 1M, per call. Its terms are a smooth bump in
@@ -32,14 +35,17 @@ Agreement with scipy (tested):
 
 from __future__ import annotations
 
+import importlib.util
+import math
 import threading
 import warnings
+from collections.abc import Callable
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special as _special
-from scipy import stats as _sps
 
 from retrainer.errors import StatisticsError
 from retrainer.stats.binning import finite_values
@@ -140,17 +146,86 @@ def _ks_pvalue(d: float, n: int, m: int) -> float:
     nd2 = en * d * d
     # Outside the slow branch of scipy's _kolmogn, scipy itself is fast: use it.
     if en <= 140 or d >= 0.5 or not 2.2 <= nd2 < 370.0 or en * d >= en - 1:
-        return float(np.clip(_sps.kstwo.sf(d, en), 0.0, 1.0))
+        from scipy.stats import kstwo  # deferred: ~0.4 s to import, and a small check never gets here
+
+        return float(np.clip(kstwo.sf(d, en), 0.0, 1.0))
     return float(np.clip(2.0 * _smirnov_sf(en, d), 0.0, 1.0))
 
 
 def _scipy_small_sample_ks(ref: NDArray[np.float64], cur: NDArray[np.float64]) -> tuple[float, float]:
-    # Exact regime: let scipy do it (cheap at this size). scipy warns when it falls back
-    # to the asymptotic distribution; the fallback is the right answer, the warning noise.
+    # scipy.stats itself, for what _exact_small_sample_ks leaves to it. scipy warns when it falls
+    # back to the asymptotic distribution; the fallback is the right answer, the warning noise.
+    from scipy.stats import ks_2samp  # deferred: ~0.4 s to import (issue 20)
+
     with _scipy_warnings_lock, warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        res = _sps.ks_2samp(ref, cur, method="auto")
+        res = ks_2samp(ref, cur, method="auto")
     return float(res.statistic), float(res.pvalue)
+
+
+_kernel_lock = threading.Lock()
+_outer_prob_kernel: list[Callable[[int, int, int, int], float] | None] = []
+
+
+def _unequal_sizes_kernel() -> Callable[[int, int, int, int], float] | None:
+    """scipy's compiled ``_compute_outer_prob_inside_method`` (what ``ks_2samp`` calls for the
+    exact two-sided p-value of unequal sizes), loaded from its file in scipy/stats without running
+    ``scipy/stats/__init__`` (all of scipy.stats, ~0.4 s). None if this scipy has no such file."""
+    with _kernel_lock:
+        if not _outer_prob_kernel:
+            kernel = None
+            try:
+                import scipy
+
+                for path in sorted(Path(scipy.__file__).parent.joinpath("stats").glob("_stats_pythran.*")):
+                    spec = importlib.util.spec_from_file_location("_stats_pythran", path)
+                    if spec is not None and spec.loader is not None:
+                        module = importlib.util.module_from_spec(spec)
+                        spec.loader.exec_module(module)
+                        kernel = module._compute_outer_prob_inside_method
+                        break
+            except (ImportError, OSError, AttributeError):
+                kernel = None
+            _outer_prob_kernel.append(kernel)
+        return _outer_prob_kernel[0]
+
+
+def _prob_outside_square(n: int, h: int) -> float:
+    """scipy's ``_compute_prob_outside_square``: ``P(D_{n,n} >= h/n)``, Horner-like, term for term."""
+    p = 0.0
+    k = int(np.floor(n / h))
+    while k >= 0:
+        p1 = 1.0
+        for j in range(h):
+            p1 = (n - k * h - j) * p1 / (n + k * h + j + 1)
+        p = p1 * (1.0 - p)
+        k -= 1
+    return 2 * p
+
+
+def _exact_small_sample_ks(ref: NDArray[np.float64], cur: NDArray[np.float64]) -> tuple[float, float]:
+    """``scipy.stats.ks_2samp(ref, cur)`` (two-sided, exact) for sorted samples, step for step."""
+    n1, n2 = ref.size, cur.size
+    both = np.concatenate([ref, cur])
+    gaps = np.searchsorted(ref, both, side="right") / n1 - np.searchsorted(cur, both, side="right") / n2
+    below, above = np.clip(-gaps[np.argmin(gaps)], 0, 1), gaps[np.argmax(gaps)]
+    d = below if below > above else above
+    g = math.gcd(n1, n2)
+    lcm = (n1 // g) * n2
+    h = int(np.round(d * lcm))  # scipy reports D as the lattice value h / lcm
+    if h == 0:
+        return 0.0, 1.0
+    kernel = None if n1 == n2 else _unequal_sizes_kernel()
+    prob = math.nan
+    if n1 == n2 or kernel is not None:
+        try:
+            with np.errstate(invalid="raise", over="raise"):
+                prob = _prob_outside_square(n1, h) if n1 == n2 else float(kernel(n1, n2, g, h))  # type: ignore[misc]
+        except (FloatingPointError, OverflowError):
+            prob = math.nan
+    if not 0 <= prob <= 1:  # overflow (scipy goes asymptotic) or no kernel: scipy decides
+        return _scipy_small_sample_ks(ref, cur)
+    return float(h * 1.0 / lcm), float(np.clip(prob, 0, 1))
 
 
 def _ks(
@@ -160,7 +235,7 @@ def _ks(
     deltas: NDArray[np.float64],
 ) -> tuple[float, float]:
     if max(ref.size, cur.size) <= KS_EXACT_MAX_N:
-        return _scipy_small_sample_ks(ref, cur)
+        return _exact_small_sample_ks(ref, cur)
     # Only the ends of tie runs (gap to the next value > 0) are CDF points; the last
     # merged point is left out (both CDFs are 1 there). The unmasked maximum is an upper
     # bound, so if it sits at a run end it is the answer - always so without ties.
@@ -198,7 +273,7 @@ def ks_sorted(reference_sorted: ArrayLike, current_sorted: ArrayLike) -> tuple[f
     ref = _check_sorted(reference_sorted, "reference")
     cur = _check_sorted(current_sorted, "current")
     if max(ref.size, cur.size) <= KS_EXACT_MAX_N:
-        return _scipy_small_sample_ks(ref, cur)
+        return _exact_small_sample_ks(ref, cur)
     absgap, deltas = _abs_cdf_gap(ref, cur)
     return _ks(ref, cur, absgap, deltas)
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats as _sps
+from scipy import special as _special  # not scipy.stats: ~0.4 s more to import (issue 20)
 
 from retrainer.errors import StatisticsError
 
@@ -60,12 +60,12 @@ def two_proportion_ztest(
         )
     z = (successes_b / n_b - successes_a / n_a - null_diff) / math.sqrt(var)
     if alternative == "larger":
-        return float(z), float(_sps.norm.sf(z))
+        return float(z), float(_special.ndtr(-z))
     if alternative == "smaller":
-        return float(z), float(_sps.norm.cdf(z))
+        return float(z), float(_special.ndtr(z))
     if alternative != "two-sided":
         raise StatisticsError(f"alternative must be 'two-sided', 'larger' or 'smaller', got {alternative!r}")
-    return float(z), float(2.0 * _sps.norm.sf(abs(z)))
+    return float(z), float(2.0 * _special.ndtr(-abs(z)))
 
 
 def diff_confidence_interval(
@@ -83,7 +83,7 @@ def diff_confidence_interval(
         raise StatisticsError(f"confidence must be in (0, 1), got {confidence!r}")
     pa, pb = successes_a / n_a, successes_b / n_b
     se = math.sqrt(pa * (1 - pa) / n_a + pb * (1 - pb) / n_b)
-    half = float(_sps.norm.isf((1.0 - confidence) / 2.0)) * se
+    half = float(-_special.ndtri((1.0 - confidence) / 2.0)) * se
     diff = pb - pa
     return diff - half, diff + half
 
@@ -109,7 +109,7 @@ def srm_test(observed_counts: Sequence[int], expected_ratios: Sequence[float]) -
         raise StatisticsError("no units assigned yet; an SRM check needs traffic")
     expected = ratios / ratios.sum() * total
     stat = float(np.sum((obs - expected) ** 2 / expected))
-    return float(_sps.chi2.sf(stat, obs.size - 1))
+    return float(_special.chdtrc(obs.size - 1, stat))
 
 
 def required_sample_size(p_baseline: float, mde: float, alpha: float = 0.05, power: float = 0.8) -> int:
@@ -126,8 +126,8 @@ def required_sample_size(p_baseline: float, mde: float, alpha: float = 0.05, pow
         )
     if not (0.0 < alpha < 1.0 and 0.0 < power < 1.0):
         raise StatisticsError("alpha and power must both be in (0, 1)")
-    z_a = float(_sps.norm.isf(alpha / 2.0))
-    z_b = float(_sps.norm.ppf(power))
+    z_a = float(-_special.ndtri(alpha / 2.0))
+    z_b = float(_special.ndtri(power))
     pbar = (p1 + p2) / 2.0
     root = z_a * math.sqrt(2.0 * pbar * (1 - pbar)) + z_b * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
     return int(math.ceil(root**2 / mde**2))

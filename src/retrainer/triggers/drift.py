@@ -217,7 +217,7 @@ class DriftTrigger(Trigger):
         result = dataset_drift(refs, current, min_count=p.min_samples, eps=p.eps)
         scales = {name: float(np.std(ref.sorted_sample)) if isinstance(ref, NumericReference) else 1.0
                   for name, ref in refs.items()}
-        return self._verdict(result, scales, evidence)
+        return self._verdict(result, scales, evidence, span)
 
     def _from_histograms(self, counted: Any, span: EvidenceWindow) -> Decision:
         """The same verdict from the counts kept at ingest (``ctx.histograms``)."""
@@ -244,9 +244,10 @@ class DriftTrigger(Trigger):
             )
         result = with_adjusted_pvalues(histograms_drift(bins, counted.histograms, min_count=p.min_samples, eps=p.eps))
         scales = {name: b.ref_std if isinstance(b, NumericBins) else 1.0 for name, b in bins.items()}
-        return self._verdict(result, scales, evidence)
+        return self._verdict(result, scales, evidence, span)
 
-    def _verdict(self, result: DatasetDriftResult, scales: dict[str, float], evidence: dict[str, Any]) -> Decision:
+    def _verdict(self, result: DatasetDriftResult, scales: dict[str, float], evidence: dict[str, Any],
+                 span: EvidenceWindow) -> Decision:
         p, label, stat_name = self.params, self.label, _LABELS[self.params.statistic]
         rows = [self._row(r, scales[r.feature]) for r in result.computed]
         evidence["insufficient"] = {name: result.features[name].reason for name in result.insufficient}

@@ -12,14 +12,19 @@ Draws on a bare matplotlib Figure (Agg, no display, no pyplot state). The demo r
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from retrainer.triggers.backtest import ESTIMATED, REALIZED, BacktestResult, QualitySeries
 
 
-def plot_backtest(result: BacktestResult, path: str | Path | None = None, *, title: str | None = None) -> Any:
-    """Render ``result``; save it to ``path`` (PNG, SVG, ... by suffix) when given. Returns the Figure."""
+def plot_backtest(result: BacktestResult, path: str | Path | None = None, *, title: str | None = None,
+                  extra_panels: Sequence[tuple[str, Callable[[Any], None]]] = ()) -> Any:
+    """Render ``result``; save it to ``path`` (PNG, SVG, ... by suffix) when given. Returns the Figure.
+
+    ``extra_panels``: (label, draw) pairs appended below the triggers on the same time axis; ``draw``
+    gets the panel's Axes (the demo draws each rollout's posterior there)."""
     import matplotlib.dates as mdates
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
@@ -29,12 +34,18 @@ def plot_backtest(result: BacktestResult, path: str | Path | None = None, *, tit
     names = [n for n in series if n not in merged]
     if quality is not None:
         names.insert(0, QUALITY_PANEL)
-    names = names or ["(no triggers)"]
+    names = (names or ["(no triggers)"]) + [label for label, _ in extra_panels]
+    drawers = dict(extra_panels)
     fig = Figure(figsize=(10, 1.9 * len(names) + 1.0 + (0.8 if quality else 0.0)), layout="constrained")
     heights = [1.6 if n == QUALITY_PANEL else 1.0 for n in names]
     axes = fig.subplots(len(names), 1, sharex=True, squeeze=False, height_ratios=heights)[:, 0]
     fires = result.fires
     for ax, name in zip(axes, names):
+        if name in drawers:
+            drawers[name](ax)
+            ax.set_ylabel(name, rotation=0, ha="right", va="center")
+            ax.grid(alpha=0.3)
+            continue
         if name == QUALITY_PANEL and quality is not None:
             _quality_panel(ax, quality)
             for t in fires:

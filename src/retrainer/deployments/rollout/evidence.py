@@ -22,7 +22,8 @@ Guardrails, judged once ``shadow.min_comparisons`` requests were compared (each 
 * **serving_errors** — the challenger's failures on the shadowed requests, by a one-sided
   two-proportion z-test at ``shadow.error_alpha`` against the champion (which answered all of them);
 * **latency** — the challenger's p99 within ``shadow.max_latency_ratio`` x the champion's p99 on the
-  same requests (+ ``rollout.latency_slack_ms``): a ratio, never a wall-clock figure;
+  same requests (+ ``rollout.latency_slack_ms``): a ratio, never a wall-clock figure; the median
+  until both have ``P99_MIN_CALLS`` calls (a p99 of a few hundred calls is one slow call);
 * **agreement_floor** — a challenger agreeing with the champion on fewer than
   ``shadow.agreement_floor`` of the requests is broken. A sanity floor, not a quality line: a
   better model after drift disagrees with a stale champion by construction.
@@ -179,14 +180,23 @@ def _serving_errors(n: int, failures: int, alpha: float) -> Check:
     return Check("serving_errors", ok, p, alpha, f"{rate}: {verdict} more than the champion (one-sided p={p:.3g}, alpha {alpha})")
 
 
+# A p99 from fewer calls than this is the slowest one or two calls: one scheduler hiccup on a busy
+# host (the shadow runs in its own, lower-priority process) would reject a model as fast as the
+# champion. Below it the guardrail judges the median, which a few slow calls cannot move.
+P99_MIN_CALLS = 1_000
+
+
 def _latency(w: ShadowWindow, ratio: float, slack_ms: float) -> Check:
-    shadow = latency_percentiles(w.latency_ms[~w.failed & np.isfinite(w.latency_ms)])["p99"]
-    champion = latency_percentiles(w.champion_latency_ms[np.isfinite(w.champion_latency_ms)])["p99"]
+    shadow_ms = w.latency_ms[~w.failed & np.isfinite(w.latency_ms)]
+    champion_ms = w.champion_latency_ms[np.isfinite(w.champion_latency_ms)]
+    which = "p99" if min(shadow_ms.size, champion_ms.size) >= P99_MIN_CALLS else "p50"
+    shadow, champion = latency_percentiles(shadow_ms)[which], latency_percentiles(champion_ms)[which]
+    name = {"p99": "p99 latency", "p50": f"median latency (p99 once both have {P99_MIN_CALLS:,} calls)"}[which]
     if shadow is None or champion is None:
-        return Check("latency", True, None, None, "p99 latency: not recorded for both models, not judged")
+        return Check("latency", True, None, None, "latency: not recorded for both models, not judged")
     bound = ratio * champion + slack_ms
     ok = shadow <= bound
-    return Check("latency", ok, shadow, bound, f"p99 latency {shadow:.2f} ms {'<=' if ok else '>'} {ratio:g} x "
+    return Check("latency", ok, shadow, bound, f"{name} {shadow:.2f} ms {'<=' if ok else '>'} {ratio:g} x "
                  f"champion's {champion:.2f} ms + {slack_ms:g} ms")
 
 
