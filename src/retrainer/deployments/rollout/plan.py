@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from retrainer.config import RolloutConfig
+from retrainer.deployments.rollout.posterior import prior_for, rule_from
 from retrainer.deployments.rollout.decision import (
     CONTINUE,
     PROMOTE,
@@ -46,6 +47,7 @@ from retrainer.deployments.rollout.decision import (
     combine,
     days_to_decision,
     ppi_variance,
+    prior_from_offline,
     rule_actions,
 )
 
@@ -127,13 +129,6 @@ class RolloutPlan:
             "max_duration_days": self.max_duration_days, "fits": self.fits,
             "alternatives": [a.to_dict() for a in self.alternatives], "summary": self.summary,
         }
-
-
-def rule_of(cfg: RolloutConfig) -> DecisionRule:
-    """The decision rule ``rollout.decision`` configures."""
-    d = cfg.decision
-    return DecisionRule(margin=d.margin, p_worse_max=d.p_worse_max, max_expected_loss=d.max_expected_loss,
-                        p_harm_reject=d.p_harm_reject, min_labelled=d.min_labelled)
 
 
 @dataclass(frozen=True)
@@ -264,7 +259,7 @@ def _alternatives(mode: str, traffic: Traffic, share: float, prior: Prior, rule:
 def plan_rollout(cfg: RolloutConfig, traffic: Traffic, prior: Prior) -> RolloutPlan:
     """The forecast for a rollout under ``cfg`` at ``traffic`` with ``prior`` (module docstring)."""
     mode = cfg.resolved_mode
-    rule = rule_of(cfg)
+    rule = rule_from(cfg.decision)
     max_duration = cfg.decision.max_duration.total_seconds() / 86400
     max_days = int(math.floor(max_duration + 1e-9))
     share, share_key = (cfg.ab.split, "rollout.ab.split") if mode == "ab" else (cfg.shadow.sample, "rollout.shadow.sample")
@@ -345,19 +340,13 @@ def challenger_to_plan(store: Any, model_name: str) -> str | None:
     return store.latest_offline_version(model_name)
 
 
-def prior_for(cfg: Any, store: Any, version: str | None) -> Prior:
-    """The rollout's prior for ``version``: from its offline difference (fitted on the model's own
-    history once it has ``rollout.decision.fit_after`` decided rollouts), else centred at 0."""
-    from retrainer.deployments.rollout.decision import fit_prior, prior_from_offline
-
-    d = cfg.rollout.decision
-    offline = store.offline_delta(cfg.model.name, version) if version is not None else None
-    if offline is None:
-        base = prior_from_offline(0.0, 0.0, d.kappa, d.tau)
-        what = f"version {version}" if version is not None else "the next challenger"
-        return Prior(base.mean, base.sd, f"no offline difference recorded for {what}: centred at 0 with sd tau {d.tau:g}")
-    history = store.offline_online_history(cfg.model.name)
-    return fit_prior(history, offline[0], offline[1], d.kappa, d.tau, min_rollouts=d.fit_after)
+def _prior(cfg: Any, store: Any, version: str | None) -> Prior:
+    """The prior the rollout of ``version`` will start from (the rollout's own ``prior_for``); with no
+    version yet, the neutral prior the next challenger gets when it has no offline difference."""
+    if version is not None:
+        return prior_for(cfg.rollout.decision, store, cfg.model.name, version)
+    base = prior_from_offline(0.0, 0.0, cfg.rollout.decision.kappa, cfg.rollout.decision.tau)
+    return Prior(base.mean, base.sd, f"no offline difference recorded for the next challenger: centred at 0 with sd tau {base.sd:g}")
 
 
 def plan_for(cfg: Any, store: Any, *, as_of: Any, version: str | None = None,
@@ -373,7 +362,7 @@ def plan_for(cfg: Any, store: Any, *, as_of: Any, version: str | None = None,
     any_shadow = store.traffic(name, as_of=as_of, lookback=lookback) if version is not None else measure
     record = store.offline_record(name, version) if version is not None else None
     traffic = traffic_from(measure, holdout_disagreement=(record or {}).get("disagreement"), any_shadow=any_shadow)
-    plan = plan_rollout(cfg.rollout, traffic, prior_for(cfg, store, version))
+    plan = plan_rollout(cfg.rollout, traffic, _prior(cfg, store, version))
     context = {"model": name, "version": version, "champion": store.champion(name), "as_of": as_of.isoformat(),
                "lookback_days": lookback.total_seconds() / 86400, "measured": measure.to_dict(),
                "offline": record}
@@ -381,5 +370,5 @@ def plan_for(cfg: Any, store: Any, *, as_of: Any, version: str | None = None,
 
 
 __all__ = ["DEFAULT_ACCURACY", "DEFAULT_DISAGREEMENT", "FORECAST_RUNS", "MIN_SHADOW_PAIRS", "PROXY_RESIDUAL_SHARE",
-           "Alternative", "DaySpread", "RolloutPlan", "decision_day_spread", "Traffic", "challenger_to_plan", "plan_for", "plan_rollout", "prior_for", "rule_of",
+           "Alternative", "DaySpread", "RolloutPlan", "decision_day_spread", "Traffic", "challenger_to_plan", "plan_for", "plan_rollout",
            "traffic_from"]
