@@ -41,7 +41,10 @@ def test_library_info_is_dropped_and_warnings_and_our_own_lines_pass():
 def test_retrain_force_prints_no_prefect_or_mlflow_chatter(make_world):
     """The real command in its own process (Prefect's handlers and its temporary server as a user gets them)."""
     world = make_world()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "MLFLOW_ENABLE_ARTIFACTS"))}
+    # A user's environment, not this worker's: an in-process `retrainer demo` earlier in the same
+    # worker leaves PREFECT_LOGGING_LEVEL=WARNING behind, which hides retrainer's own progress lines.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PREFECT_API", "PREFECT_LOGGING", "MLFLOW_ENABLE_ARTIFACTS"))}
     script = Path(sys.executable).with_name("retrainer")
     done = subprocess.run([str(script), "retrain", "--config", str(world.config_path), "--force", "--at", NOW.isoformat()],
                           capture_output=True, text=True, timeout=600, env=env, cwd=world.dir)
