@@ -11,9 +11,12 @@ cell: the lowest cost of never / the periodic baselines, and at most 1.2x the or
 is printed, misses included, then one summary table. Models are trained once per step and shared
 by every policy and ratio (one model cache per period).
 
-    .venv/bin/python bench/simulate_policies.py [--dataset weather|demo|both] [--json F] [--smoke]
+    .venv/bin/python bench/simulate_policies.py [--dataset weather|demo|both] [--cells C] [--json F] [--smoke]
 
---smoke: the demo stream only, 30 days, two ratios (seconds): the script runs end to end.
+--cells: only these cells, CASE:RATIO comma-separated, CASE one of weather-1958, weather-1978 (the
+first year of each period) and demo, e.g. ``--cells weather-1958:5,weather-1978:50,demo:200`` (the
+baselines and the oracle are still computed for each chosen cell; models are trained only for the
+periods named). --smoke: the demo stream only, 30 days, two ratios (seconds): the script runs end to end.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ DEMO_RATIOS = (200.0, 1000.0, 5000.0)
 COST_BENEFIT = "cost_benefit"  # only --retrain-cost / --error-cost reach it (the simulation's costs)
 
 
-def weather_cases() -> list[tuple[str, Any, History, SimulationSettings]]:
+def weather_cases(periods: set[int] | None = None) -> list[tuple[str, Any, History, SimulationSettings]]:
+    """The two 20-year periods (or those whose first year is in ``periods``)."""
     from simulate import setup  # bench/simulate.py: the same weather config (bench/ is on sys.path)
 
     cfg, history, last = setup("hgb")
@@ -52,6 +56,8 @@ def weather_cases() -> list[tuple[str, Any, History, SimulationSettings]]:
     policies = [*WEATHER_BASELINES, COST_BENEFIT, "oracle"]
     out = []
     for a, b in ((first, mid), (mid, last)):
+        if periods is not None and a.year not in periods:
+            continue
         settings = SimulationSettings(start=a, end=b, every=timedelta(days=30), policies=policies,
                                       label_delay=timedelta(days=1), train_window=timedelta(days=1826))
         out.append((f"weather {a.year}-{b.year}", cfg, history, settings))
@@ -104,6 +110,21 @@ def run_case(title: str, cfg: Any, history: History, base: SimulationSettings, r
     return out
 
 
+def parse_cells(text: str) -> dict[str, tuple[float, ...]]:
+    """``weather-1958:5,demo:200`` -> {"weather-1958": (5.0,), "demo": (200.0,)} (case -> ratios, in order)."""
+    out: dict[str, list[float]] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        case, sep, ratio = part.partition(":")
+        try:
+            value = float(ratio)
+        except ValueError:
+            value = -1.0
+        if not sep or value < 0 or not (case == "demo" or (case.startswith("weather-") and case[8:].isdigit())):
+            raise SystemExit(f"--cells: {part!r} is not CASE:RATIO (e.g. weather-1958:5 or demo:200)")
+        out.setdefault(case, []).append(value)
+    return {k: tuple(v) for k, v in out.items()}
+
+
 def summary(rows: list[dict[str, Any]]) -> None:
     print("\n## cost_benefit with only the two costs set, every cell")
     print("| case | retrain/error | never | best periodic | oracle (retrains) | cost_benefit (retrains) | x oracle | lowest? | <= 1.2x? |")
@@ -122,6 +143,7 @@ def summary(rows: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", choices=("weather", "demo", "both"), default="both")
+    ap.add_argument("--cells", default=None, help="only these cells, e.g. weather-1958:5,demo:200")
     ap.add_argument("--json", type=Path, default=None, help="also write every result as JSON")
     ap.add_argument("--smoke", action="store_true", help="demo stream only, 30 days, two ratios: seconds")
     args = ap.parse_args(argv)
@@ -130,12 +152,15 @@ def main(argv: list[str] | None = None) -> int:
         cfg, history, settings, title = demo_case(days=30)
         rows += run_case(title, cfg, history, settings, (200.0, 5000.0), DEMO_BASELINES)
     else:
-        if args.dataset in ("weather", "both"):
-            for title, cfg, history, settings in weather_cases():
-                rows += run_case(title, cfg, history, settings, WEATHER_RATIOS, WEATHER_BASELINES)
-        if args.dataset in ("demo", "both"):
+        cells = parse_cells(args.cells) if args.cells else None
+        periods = None if cells is None else {int(c[8:]) for c in cells if c.startswith("weather-")}
+        if args.dataset in ("weather", "both") and (periods is None or periods):
+            for title, cfg, history, settings in weather_cases(periods):
+                ratios = WEATHER_RATIOS if cells is None else cells[f"weather-{settings.start.year}"]
+                rows += run_case(title, cfg, history, settings, ratios, WEATHER_BASELINES)
+        if args.dataset in ("demo", "both") and (cells is None or "demo" in cells):
             cfg, history, settings, title = demo_case()
-            rows += run_case(title, cfg, history, settings, DEMO_RATIOS, DEMO_BASELINES)
+            rows += run_case(title, cfg, history, settings, DEMO_RATIOS if cells is None else cells["demo"], DEMO_BASELINES)
     summary(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=str), encoding="utf-8")

@@ -50,7 +50,7 @@ the traffic rate of the window × the horizon × error_cost against the cost, as
 ('fired', 1001, 'early')
 >>> # The bar is the champion's own early accuracy (0.865, below the runs' 0.92); gap 0.059:
 >>> round(d.value, 1), round(d.evidence["excess_se"], 1), round(d.evidence["excess_low"], 1), d.threshold
-(59.2, 23.4, 20.7, 10.0)
+(59.2, 17.1, 31.0, 10.0)
 """
 
 from __future__ import annotations
@@ -72,6 +72,22 @@ from retrainer.triggers.estimated_performance import EstimatedPerformanceTrigger
 from retrainer.triggers.performance import Metric, champion_version
 
 _HOUR = 3600.0
+
+
+def early_gap_se(n: int, value: float, k: int, early: float) -> float:
+    """Standard error of ``early − value``: a rate over the first ``k`` of ``n`` labels against the
+    rate over all ``n`` (binomial, independent labels). The two share the early labels, so this is
+    ``(1 − f)·√(p_late·(1 − p_late)/(n − k) + p_early·(1 − p_early)/k)``, f = k/n — not the
+    independent-samples ``√(SE_all² + SE_early²)``, which overstates it (by √2 at f = 1/3).
+
+    >>> round(early_gap_se(300, 0.8, 100, 0.9), 4)  # late 0.75 over 200, early 0.9 over 100
+    0.0286
+    """
+    if not 0 < k < n:
+        raise ValueError(f"early_gap_se needs 0 < k < n, got k={k}, n={n}")
+    late = min(1.0, max(0.0, (n * value - k * early) / (n - k)))
+    f = k / n
+    return (1 - f) * math.sqrt(late * (1 - late) / (n - k) + max(early * (1 - early), 0.0) / k)
 
 
 class CostBenefitTrigger(Trigger):
@@ -181,6 +197,38 @@ class CostBenefitTrigger(Trigger):
                                 "version": None if ctx.champion is None else ctx.champion.version}
         return None, 0.0, {"source": None}
 
+    def _corrected_fresh(self, ctx: TriggerContext, fresh: float, champion: float, champion_se: float,
+                         champ: dict[str, Any], facts: dict[str, Any]) -> tuple[float, float, dict[str, Any]]:
+        """(the fresh figure less the holdout optimism measured on the champion itself, the standard
+        error of the gap, facts). Optimism = the champion's own holdout figure − what it realized
+        while fresh (its ``early`` labels), when positive: a time holdout next to the training rows
+        can flatter every model trained here, and uncorrected that bias accrues into retrains by
+        itself. The gap's error is then the champion's own sampling error only — its early figure is
+        a part of the same labels (:func:`early_gap_se`) — and the fresh figure enters at its mean
+        (its spread across runs is model-to-model variation, not noise a re-check can ride)."""
+        early = champ.get("early")
+        own, own_source = self._own_holdout(ctx, facts, fresh)
+        if early is None or own is None or own <= early["value"]:
+            return fresh, champion_se, {**facts, "optimism": 0.0, "own_holdout": own, "own_holdout_source": own_source,
+                                        "bar": fresh}
+        optimism = own - early["value"]
+        bar = fresh - optimism
+        se = early_gap_se(champ["n_labelled"], champion, early["n"], early["value"])
+        return bar, se, {**facts, "optimism": optimism, "own_holdout": own, "own_holdout_source": own_source,
+                         "bar": bar, "used": "early" if bar == early["value"] else "corrected"}
+
+    def _own_holdout(self, ctx: TriggerContext, facts: dict[str, Any], fresh: float) -> tuple[float | None, str | None]:
+        """The champion's own holdout figure: its reference profile, else its own retrain record, else
+        (neither known) the fresh figure itself — the optimism is then measured against the bar."""
+        stored = ((ctx.reference or {}).get("holdout_metrics") or {}).get(self.params.metric)
+        if stored is not None:
+            return float(stored), "reference_profile"
+        version = None if ctx.champion is None else ctx.champion.version
+        for run in facts.get("runs", ()):
+            if version is not None and run["version"] == version:
+                return float(run["value"]), "retrain_run"
+        return fresh, "fresh"
+
     def _retrain_cost(self, ctx: TriggerContext) -> dict[str, Any]:
         p = self.params
         durations = [r.duration_s for r in ctx.retrain_history(p.retrains) if r.duration_s is not None]
@@ -220,10 +268,9 @@ class CostBenefitTrigger(Trigger):
                 self.label, reason=f"No past retrain recorded a holdout {p.metric} and the champion's reference "
                 "profile has none: nothing says what a fresh model would reach.", evidence=evidence)
         champion = 1.0 - champion_loss
-        early = champ_facts.get("early")
-        if p.horizon is None and early is not None and early["value"] < fresh:  # a holdout can flatter a fresh model
-            fresh, fresh_se = early["value"], early["se"]
-            fresh_facts = {**fresh_facts, "used": "early"}
+        gap_se = math.hypot(champion_se, fresh_se)
+        if p.horizon is None:  # break even: correct the fresh figure by the champion's own holdout optimism
+            fresh, gap_se, fresh_facts = self._corrected_fresh(ctx, fresh, champion, champion_se, champ_facts, fresh_facts)
             evidence["fresh"] = fresh_facts
         raw_gap = fresh - champion
         evidence |= {"raw_gap": raw_gap, "gap": max(0.0, raw_gap), "error_cost": p.error_cost, "retrain_cost": cost}
@@ -231,9 +278,15 @@ class CostBenefitTrigger(Trigger):
                   f"({fresh_facts['source']})")
         if p.horizon is not None:
             return self._horizon_rule(ctx, n_window, span, versus, evidence)
-        # Break even: the excess already paid, less z standard errors, against the cost of a retrain.
+        return self._break_even_rule(n_window, start, raw_gap, gap_se, versus, evidence)
+
+    def _break_even_rule(self, n_window: int, start: datetime, raw_gap: float, gap_se: float, versus: str,
+                         evidence: dict[str, Any]) -> Decision:
+        """Break even: the excess already paid, less z standard errors, against the cost of a retrain."""
+        p = self.params
+        cost = evidence["retrain_cost"]
         excess = raw_gap * n_window * p.error_cost
-        se = math.hypot(champion_se, fresh_se) * n_window * p.error_cost
+        se = gap_se * n_window * p.error_cost
         z = float(ndtri(p.confidence))
         margin = excess - z * se
         evidence |= {"traffic": {"predictions_in_window": n_window}, "excess": excess, "excess_se": se,
