@@ -199,27 +199,31 @@ class CostBenefitTrigger(Trigger):
 
     def _corrected_fresh(self, ctx: TriggerContext, fresh: float, champion: float, champion_se: float,
                          champ: dict[str, Any], facts: dict[str, Any]) -> tuple[float, float, dict[str, Any]]:
-        """(the fresh figure less the holdout optimism measured on the champion itself, the standard
-        error of the gap, facts). Optimism = the champion's own holdout figure − what it realized
-        while fresh (its ``early`` labels), when positive: a time holdout next to the training rows
-        can flatter every model trained here, and uncorrected that bias accrues into retrains by
-        itself. The gap's error is then the champion's own sampling error only — its early figure is
-        a part of the same labels (:func:`early_gap_se`) — and the fresh figure enters at its mean
-        (its spread across runs is model-to-model variation, not noise a re-check can ride)."""
-        early = champ.get("early")
-        own, own_source = self._own_holdout(ctx, facts, fresh)
-        if early is None or own is None or own <= early["value"]:
-            return fresh, champion_se, {**facts, "optimism": 0.0, "own_holdout": own, "own_holdout_source": own_source,
-                                        "bar": fresh}
-        optimism = own - early["value"]
-        bar = fresh - optimism
-        se = early_gap_se(champ["n_labelled"], champion, early["n"], early["value"])
-        return bar, se, {**facts, "optimism": optimism, "own_holdout": own, "own_holdout_source": own_source,
-                         "bar": bar, "used": "early" if bar == early["value"] else "corrected"}
+        """(the bar a fresh model would reach now, the standard error of the gap to it, facts).
 
-    def _own_holdout(self, ctx: TriggerContext, facts: dict[str, Any], fresh: float) -> tuple[float | None, str | None]:
+        Once the champion has its ``early`` figure (what it realized while fresh), the bar is that
+        figure moved by how much better the recent candidates scored on their holdouts than the
+        champion scored on its own: ``early + (fresh − own holdout)``. Holdout is compared with
+        holdout and realized with realized, so a holdout's optimism (a time holdout next to the
+        training rows can flatter every model trained here) cancels instead of accruing into retrains.
+        When the champion is the latest candidate and the only one averaged, the bar is ``early``
+        itself: its own decay since it was fresh. The gap's error is the champion's own sampling
+        error — its early figure is part of the same labels (:func:`early_gap_se`); the fresh and
+        holdout figures enter at their values (model-to-model spread, not noise a re-check rides).
+        Before there is an early figure, the bar is the fresh figure as it stands."""
+        early = champ.get("early")
+        if early is None:
+            return fresh, champion_se, {**facts, "bar": fresh, "used": facts["source"]}
+        own, own_source = self._own_holdout(ctx, facts, fresh)
+        shift = fresh - own
+        bar = early["value"] + shift
+        se = early_gap_se(champ["n_labelled"], champion, early["n"], early["value"])
+        return bar, se, {**facts, "own_holdout": own, "own_holdout_source": own_source, "shift": shift,
+                         "bar": bar, "used": "early" if shift == 0 else "early+shift"}
+
+    def _own_holdout(self, ctx: TriggerContext, facts: dict[str, Any], fresh: float) -> tuple[float, str]:
         """The champion's own holdout figure: its reference profile, else its own retrain record, else
-        (neither known) the fresh figure itself — the optimism is then measured against the bar."""
+        (neither known) the fresh figure itself: no shift."""
         stored = ((ctx.reference or {}).get("holdout_metrics") or {}).get(self.params.metric)
         if stored is not None:
             return float(stored), "reference_profile"
