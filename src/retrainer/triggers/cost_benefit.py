@@ -197,7 +197,7 @@ class CostBenefitTrigger(Trigger):
                                 "version": None if ctx.champion is None else ctx.champion.version}
         return None, 0.0, {"source": None}
 
-    def _corrected_fresh(self, ctx: TriggerContext, fresh: float, champion: float, champion_se: float,
+    def _corrected_fresh(self, ctx: TriggerContext, fresh: float | None, champion: float, champion_se: float,
                          champ: dict[str, Any], facts: dict[str, Any]) -> tuple[float, float, dict[str, Any]]:
         """(the bar a fresh model would reach now, the standard error of the gap to it, facts).
 
@@ -210,10 +210,16 @@ class CostBenefitTrigger(Trigger):
         itself: its own decay since it was fresh. The gap's error is the champion's own sampling
         error — its early figure is part of the same labels (:func:`early_gap_se`); the fresh and
         holdout figures enter at their values (model-to-model spread, not noise a re-check rides).
-        Before there is an early figure, the bar is the fresh figure as it stands."""
+        Before there is an early figure, the bar is the fresh figure as it stands; with no holdout
+        figure at all, the early figure alone (what the data can tell)."""
         early = champ.get("early")
         if early is None:
+            assert fresh is not None  # evaluate() returned insufficient_data otherwise
             return fresh, champion_se, {**facts, "bar": fresh, "used": facts["source"]}
+        if fresh is None:
+            bar = early["value"]
+            return bar, early_gap_se(champ["n_labelled"], champion, early["n"], early["value"]), {
+                **facts, "own_holdout": None, "own_holdout_source": None, "shift": 0.0, "bar": bar, "used": "early"}
         own, own_source = self._own_holdout(ctx, facts, fresh)
         shift = fresh - own
         bar = early["value"] + shift
@@ -252,7 +258,7 @@ class CostBenefitTrigger(Trigger):
                                     "window": format_duration(p.window) if p.window != AUTO else AUTO,
                                     "window_start": start.isoformat(), "window_span_s": span.total_seconds()}
         cost = self._retrain_cost(ctx)
-        fresh, fresh_se, fresh_facts = self._fresh(ctx)
+        fresh, _, fresh_facts = self._fresh(ctx)  # its SE is in the facts; see _corrected_fresh
         evidence["fresh"] = fresh_facts
         n_window = ctx.count_since(start) if span > timedelta(0) else 0
         if n_window == 0:  # nothing served since: nothing accrued, which is a decision (keep), not a lack of data
@@ -267,19 +273,21 @@ class CostBenefitTrigger(Trigger):
                    if "estimate_unavailable" in champ_facts else f"{p.metric} is undefined on them")
             return Decision.insufficient(self.label, reason=f"The champion's current {p.metric} is unknown: {why}.",
                                          evidence=evidence)
-        if fresh is None:
+        if fresh is None and (p.horizon is not None or "early" not in champ_facts):
             return Decision.insufficient(
                 self.label, reason=f"No past retrain recorded a holdout {p.metric} and the champion's reference "
-                "profile has none: nothing says what a fresh model would reach.", evidence=evidence)
+                "profile has none" + (", and the champion has too few labels for its own early figure"
+                                      if p.horizon is None else "") + ": nothing says what a fresh model would reach.",
+                evidence=evidence)
         champion = 1.0 - champion_loss
-        gap_se = math.hypot(champion_se, fresh_se)
-        if p.horizon is None:  # break even: correct the fresh figure by the champion's own holdout optimism
+        if p.horizon is None:  # break even: the bar starts from what the champion realized while fresh
             fresh, gap_se, fresh_facts = self._corrected_fresh(ctx, fresh, champion, champion_se, champ_facts, fresh_facts)
             evidence["fresh"] = fresh_facts
+        assert fresh is not None  # insufficient_data above otherwise
         raw_gap = fresh - champion
         evidence |= {"raw_gap": raw_gap, "gap": max(0.0, raw_gap), "error_cost": p.error_cost, "retrain_cost": cost}
         versus = (f"{p.metric} {champion:.3f} ({champ_facts['source']}) vs {fresh:.3f} for a fresh model "
-                  f"({fresh_facts['source']})")
+                  f"({fresh_facts.get('used', fresh_facts['source'])})")
         if p.horizon is not None:
             return self._horizon_rule(ctx, n_window, span, versus, evidence)
         return self._break_even_rule(n_window, start, raw_gap, gap_se, versus, evidence)

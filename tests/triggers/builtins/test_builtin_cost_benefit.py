@@ -3,7 +3,9 @@ look-ahead, composition in policies, the insufficient_data paths, and the store'
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta, timezone
+from itertools import product
 
 import numpy as np
 import pandas as pd
@@ -13,7 +15,7 @@ from retrainer.config import PolicyConfig
 from retrainer.store import Store
 from retrainer.testing import InMemoryWindowSource, check_trigger, make_context
 from retrainer.triggers import AnyOf, AtLeast, ChampionInfo, TriggerContext, build_policy
-from retrainer.triggers.cost_benefit import CostBenefitTrigger
+from retrainer.triggers.cost_benefit import CostBenefitTrigger, early_gap_se
 from retrainer.triggers.schedule import ScheduleTrigger
 from retrainer.windows import RetrainRecord
 
@@ -299,3 +301,121 @@ def test_too_few_labels_and_no_calibration_map_says_both():
     assert d.status == "insufficient_data"
     assert "only 10 labelled predictions" in d.reason and "no estimate (Cannot estimate performance" in d.reason
     assert d.evidence["champion"]["estimate_unavailable"].startswith("Cannot estimate performance")
+
+
+# -- the break-even rule (no horizon): the bar, the exact standard error, low volume ----------------
+
+
+
+
+
+Z95 = 1.6448536269514722  # Φ⁻¹(0.95)
+
+
+def spread_log(correct, *, days: float, end: datetime = NOW, version: str = "3") -> pd.DataFrame:
+    """One prediction per entry of ``correct`` (1 right, 0 wrong), evenly over the ``days`` before
+    ``end``, labelled at once (y_true 1, y_pred = correct)."""
+    correct = np.asarray(correct, dtype=int)
+    n = len(correct)
+    ts = [end - timedelta(days=days) + (i + 0.5) * timedelta(days=days) / n for i in range(n)]
+    return pd.DataFrame({"ts": ts, "model_version": version, "y_true": 1, "y_pred": correct, "x": 0.0})
+
+
+def break_even_ctx(log, *, runs=(), own=None, days: float = 30.0):
+    """A champion deployed ``days`` ago (its window: since then), ``runs`` as (days ago, accuracy)
+    past candidates, ``own`` its own holdout accuracy in its reference profile."""
+    champion = ChampionInfo("3", created_at=NOW - timedelta(days=days))
+    retrains = tuple(RetrainRecord(NOW - timedelta(days=d), {"accuracy": a}, version=f"r{d}") for d, a in runs)
+    reference = None if own is None else {"holdout_metrics": {"accuracy": own}}
+    return make_context(log, now=NOW, champion=champion, retrains=retrains, reference=reference)
+
+
+def test_early_gap_se_is_the_exact_standard_error_of_early_minus_all():
+    # Brute force: every outcome of 6 independent labels, the first 2 right with p 0.9, the rest 0.6.
+    n, k, pe, pl = 6, 2, 0.9, 0.6
+    diffs, probs = [], []
+    for outcome in product((0, 1), repeat=n):
+        prob = np.prod([(pe if i < k else pl) if o else 1 - (pe if i < k else pl) for i, o in enumerate(outcome)])
+        diffs.append(np.mean(outcome[:k]) - np.mean(outcome))
+        probs.append(prob)
+    diffs, probs = np.array(diffs), np.array(probs)
+    variance = float(probs @ diffs**2 - (probs @ diffs) ** 2)
+    overall = (k * pe + (n - k) * pl) / n
+    assert early_gap_se(n, overall, k, pe) == pytest.approx(math.sqrt(variance), rel=1e-12)
+    # Independent-samples arithmetic would overstate it by √2 at f = 1/3 (equal rates).
+    naive = math.hypot(math.sqrt(0.2 * 0.8 / 300), math.sqrt(0.2 * 0.8 / 100))
+    assert naive / early_gap_se(300, 0.8, 100, 0.8) == pytest.approx(math.sqrt(2))
+    with pytest.raises(ValueError, match="0 < k < n"):
+        early_gap_se(10, 0.5, 10, 0.5)
+
+
+def test_break_even_arithmetic_by_hand():
+    # 300 predictions over 30 days: the first 100 (the early third) 90% right, the last 200 75% right.
+    correct = np.r_[np.arange(100) % 10 != 0, np.arange(200) % 4 != 0]
+    ctx = break_even_ctx(spread_log(correct, days=30), runs=[(30, 0.86), (60, 0.90)], own=0.86)
+    d = CostBenefitTrigger({"retrain_cost": 10}).evaluate(ctx)
+    e = d.evidence
+    assert e["rule"] == "break_even" and e["champion"]["value"] == pytest.approx(0.80)
+    assert e["champion"]["early"]["value"] == pytest.approx(0.90) and e["champion"]["early"]["n"] == 100
+    # Bar: early 0.90 + (mean holdout of the runs 0.88 − the champion's own holdout 0.86) = 0.92.
+    f = e["fresh"]
+    assert f["value"] == pytest.approx(0.88) and f["own_holdout"] == 0.86 and f["own_holdout_source"] == "reference_profile"
+    assert f["shift"] == pytest.approx(0.02) and f["bar"] == pytest.approx(0.92) and f["used"] == "early+shift"
+    assert e["raw_gap"] == pytest.approx(0.12) and e["traffic"]["predictions_in_window"] == 300
+    se = (2 / 3) * math.sqrt(0.75 * 0.25 / 200 + 0.9 * 0.1 / 100) * 300
+    assert e["excess"] == pytest.approx(36.0) and e["excess_se"] == pytest.approx(se)
+    assert e["excess_low"] == pytest.approx(36.0 - Z95 * se) and d.status == "fired"
+    # Just above and at the bound: the cost decides.
+    bound = 36.0 - Z95 * se
+    assert CostBenefitTrigger({"retrain_cost": bound * (1 - 1e-9)}).evaluate(ctx).fired
+    assert not CostBenefitTrigger({"retrain_cost": bound}).evaluate(ctx).fired
+    # 0.5 confidence: on the point estimate.
+    assert CostBenefitTrigger({"retrain_cost": 35.9, "confidence": 0.5}).evaluate(ctx).fired
+    assert not CostBenefitTrigger({"retrain_cost": 36.0, "confidence": 0.5}).evaluate(ctx).fired
+
+
+def test_a_flattering_holdout_does_not_accrue_into_retrains():
+    # Realized accuracy a constant 85% (every 20th and 20th+7th wrong); the candidates all scored 0.95 on holdout.
+    correct = (np.arange(600) % 20 != 0) & (np.arange(600) % 20 != 7) & (np.arange(600) % 20 != 13)
+    ctx = break_even_ctx(spread_log(correct, days=60), runs=[(60, 0.95)], own=0.95, days=60)
+    d = CostBenefitTrigger({"retrain_cost": 1}).evaluate(ctx)
+    # Holdout against holdout: no shift; the bar is the champion's own early figure; no decay, no excess.
+    assert d.evidence["fresh"]["shift"] == 0.0 and d.evidence["fresh"]["used"] == "early"
+    assert d.evidence["raw_gap"] == pytest.approx(0.0, abs=0.01) and d.status == "ok"
+
+
+def test_a_champion_stale_from_birth_fires_on_what_later_candidates_reached():
+    # No decay (a constant 80%), but the candidates around it scored 0.08 higher than it did on holdout.
+    correct = np.arange(3000) % 5 != 0
+    ctx = break_even_ctx(spread_log(correct, days=10), runs=[(10, 0.80), (20, 0.92), (30, 0.92)], own=0.80, days=10)
+    d = CostBenefitTrigger({"retrain_cost": 100}).evaluate(ctx)
+    f = d.evidence["fresh"]
+    assert f["shift"] == pytest.approx(0.88 - 0.80) and f["bar"] == pytest.approx(0.80 + 0.08)
+    assert d.evidence["excess"] == pytest.approx(0.08 * 3000) and d.status == "fired"
+
+
+def test_before_the_champion_has_an_early_figure_the_bar_is_the_fresh_figure():
+    # 50 labels (< 2 x min_samples): no early third yet.
+    correct = np.arange(50) % 5 != 0
+    ctx = break_even_ctx(spread_log(correct, days=5), runs=[(5, 0.9)], own=0.9, days=5)
+    d = CostBenefitTrigger({"retrain_cost": 1}).evaluate(ctx)
+    assert "early" not in d.evidence["champion"] and d.evidence["fresh"]["used"] == "retrain_runs"
+    assert d.evidence["raw_gap"] == pytest.approx(0.1) and d.evidence["excess"] == pytest.approx(5.0)
+    assert d.evidence["excess_se"] == pytest.approx(math.sqrt(0.8 * 0.2 / 50) * 50)
+    assert d.status == "ok"  # 5 − 1.645 x 2.83 = 0.35 < 1
+
+
+def test_at_five_predictions_a_day_noise_does_not_fire_and_a_real_decay_does():
+    rng = np.random.default_rng(21)
+    fired = 0
+    for _ in range(300):  # 90 days x 5 a day, a constant 80% right: no gap
+        correct = rng.random(450) < 0.8
+        ctx = break_even_ctx(spread_log(correct, days=90), runs=[(90, 0.8)], own=0.8, days=90)
+        fired += CostBenefitTrigger({"retrain_cost": 5}).evaluate(ctx).fired
+    assert fired / 300 <= 0.05  # the 95% bound, and a cost on top of it
+    # Clearly decayed: 90% right for 30 days, then 60% for 60 days (5 a day).
+    correct = np.r_[np.arange(150) % 10 != 0, np.arange(300) % 5 >= 2]
+    d = CostBenefitTrigger({"retrain_cost": 5}).evaluate(break_even_ctx(spread_log(correct, days=90), days=90))
+    assert d.evidence["champion"]["early"]["value"] == pytest.approx(0.9)
+    assert d.evidence["raw_gap"] == pytest.approx(0.9 - 0.7) and d.evidence["excess"] == pytest.approx(90.0)
+    assert d.status == "fired"
