@@ -70,24 +70,32 @@ from retrainer.triggers.context import AUTO, TriggerContext
 from retrainer.triggers.decision import Decision
 from retrainer.triggers.estimated_performance import EstimatedPerformanceTrigger
 from retrainer.triggers.performance import Metric, champion_version
+from retrainer.windows import LabelledWindow
 
 _HOUR = 3600.0
 
 
-def early_gap_se(n: int, value: float, k: int, early: float) -> float:
-    """Standard error of ``early − value``: a rate over the first ``k`` of ``n`` labels against the
-    rate over all ``n`` (binomial, independent labels). The two share the early labels, so this is
-    ``(1 − f)·√(p_late·(1 − p_late)/(n − k) + p_early·(1 − p_early)/k)``, f = k/n — not the
-    independent-samples ``√(SE_all² + SE_early²)``, which overstates it (by √2 at f = 1/3).
+def early_gap_se(early_only: tuple[int, float], both: tuple[int, float], window_only: tuple[int, float]) -> float:
+    """Standard error of ``early − window``: a rate over the champion's first ``k`` labels against
+    the rate over the ``n`` labels of the judged window, independent binomial labels. The two may
+    share labels, so the labels fall in three groups, each ``(count, rate)``: early only, both,
+    window only; with c = 1/k, 1/k − 1/n, −1/n the weight of a label of each group in the
+    difference, the variance is ``Σ count·c²·rate·(1 − rate)``. When the early labels lie inside the
+    window (k of n) this is ``(1 − f)·√(p_late(1 − p_late)/(n − k) + p_early(1 − p_early)/k)``,
+    f = k/n — not the independent-samples ``√(SE_window² + SE_early²)``, which overstates it (by √2
+    at f = 1/3); when they lie before it, it is that independent-samples figure.
 
-    >>> round(early_gap_se(300, 0.8, 100, 0.9), 4)  # late 0.75 over 200, early 0.9 over 100
+    >>> round(early_gap_se((0, 0.0), (100, 0.9), (200, 0.75)), 4)  # early ⊂ window: 0.9 over 100, 0.75 after
     0.0286
+    >>> round(early_gap_se((100, 0.9), (0, 0.0), (200, 0.75)), 4)  # disjoint: √(0.09/100 + 0.1875/200)
+    0.0429
     """
-    if not 0 < k < n:
-        raise ValueError(f"early_gap_se needs 0 < k < n, got k={k}, n={n}")
-    late = min(1.0, max(0.0, (n * value - k * early) / (n - k)))
-    f = k / n
-    return (1 - f) * math.sqrt(late * (1 - late) / (n - k) + max(early * (1 - early), 0.0) / k)
+    (a, pa), (o, po), (b, pb) = early_only, both, window_only
+    k, n = a + o, o + b
+    if k < 1 or n < 1 or min(a, o, b) < 0:
+        raise ValueError(f"early_gap_se needs labels on both sides, got early {k} and window {n}")
+    var = (a * pa * (1 - pa) / k**2 + o * po * (1 - po) * (1 / k - 1 / n) ** 2 + b * pb * (1 - pb) / n**2)
+    return math.sqrt(max(var, 0.0))
 
 
 class CostBenefitTrigger(Trigger):
@@ -150,14 +158,48 @@ class CostBenefitTrigger(Trigger):
             return None, 0.0, facts
         loss = 1.0 - float(value)
         facts["value"] = float(value)
-        # What the champion reached while fresh: its first third (at least min_samples) of these labels.
-        k = max(p.min_samples, n // 3)
-        if n >= 2 * k:
-            early = classification_metrics(y[:k], yp[:k], sc[:k], p.positive_label)[p.metric]
-            if early is not None:
-                facts["early"] = {"value": float(early), "n": k,
-                                  "se": math.sqrt(max(float(early) * (1 - float(early)), 0.0) / k)}
+        facts["early"] = self._early(ctx, version, ctx.now - span, w)
+        if facts["early"] is None:
+            del facts["early"]
         return loss, math.sqrt(max(loss * (1 - loss), 0.0) / n), facts
+
+    def _early(self, ctx: TriggerContext, version: str | None, start: datetime,
+               window: LabelledWindow) -> dict[str, Any] | None:
+        """What the champion realized while fresh: its ``metric`` over the first third (at least
+        ``min_samples``) of its labels since it was deployed (at most ``max_window`` back; a fixed
+        ``window`` looks only at itself), with the standard error of that figure minus the window's
+        (:func:`early_gap_se` on per-prediction correctness: exact for accuracy, the binomial
+        approximation for the others). None with fewer than twice that many labels. A retrain the
+        gate rejected restarts the window but not this figure: the champion is still measured
+        against what it once reached, so one failed retrain does not silence the rule for good."""
+        p = self.params
+        life = ctx.champion.created_at if ctx.champion is not None else None
+        if p.window == AUTO and life is not None and life < start:
+            lived = ctx.labelled(ctx.now - max(life, ctx.now - p.max_window), model_version=version)
+        else:
+            lived = window
+        y_true, y_pred = np.asarray(lived.y_true, float), np.asarray(lived.y_pred, float)
+        known = np.isfinite(y_true) & np.isfinite(y_pred)
+        order = np.argsort(np.asarray(lived.ts, float)[known], kind="stable")  # "first" is by prediction time
+        y, yp = y_true[known][order], y_pred[known][order]
+        sc, ts = np.asarray(lived.score, float)[known][order], np.asarray(lived.ts, float)[known][order]
+        k = max(p.min_samples, len(y) // 3)
+        if len(y) < 2 * k:
+            return None
+        value = classification_metrics(y[:k], yp[:k], sc[:k], p.positive_label)[p.metric]
+        if value is None:
+            return None
+        right = (y == yp).astype(float)
+        first = np.arange(len(y)) < k
+        inside = ts >= start.timestamp()
+
+        def group(mask: np.ndarray) -> tuple[int, float]:
+            return int(mask.sum()), float(right[mask].mean()) if mask.any() else 0.0
+
+        se = early_gap_se(group(first & ~inside), group(first & inside), group(~first & inside))
+        since = datetime.fromtimestamp(float(ts[0]), ctx.now.tzinfo).isoformat()
+        return {"value": float(value), "n": k, "first_label_at": since, "n_in_window": int((first & inside).sum()),
+                "gap_se": se}
 
     def _estimated(self, ctx: TriggerContext, span: timedelta,
                    facts: dict[str, Any]) -> tuple[float | None, float, dict[str, Any]]:
@@ -218,12 +260,12 @@ class CostBenefitTrigger(Trigger):
             return fresh, champion_se, {**facts, "bar": fresh, "used": facts["source"]}
         if fresh is None:
             bar = early["value"]
-            return bar, early_gap_se(champ["n_labelled"], champion, early["n"], early["value"]), {
+            return bar, early["gap_se"], {
                 **facts, "own_holdout": None, "own_holdout_source": None, "shift": 0.0, "bar": bar, "used": "early"}
         own, own_source = self._own_holdout(ctx, facts, fresh)
         shift = fresh - own
         bar = early["value"] + shift
-        se = early_gap_se(champ["n_labelled"], champion, early["n"], early["value"])
+        se = early["gap_se"]
         return bar, se, {**facts, "own_holdout": own, "own_holdout_source": own_source, "shift": shift,
                          "bar": bar, "used": "early" if shift == 0 else "early+shift"}
 

@@ -321,32 +321,41 @@ def spread_log(correct, *, days: float, end: datetime = NOW, version: str = "3")
     return pd.DataFrame({"ts": ts, "model_version": version, "y_true": 1, "y_pred": correct, "x": 0.0})
 
 
-def break_even_ctx(log, *, runs=(), own=None, days: float = 30.0):
+def break_even_ctx(log, *, runs=(), own=None, days: float = 30.0, last_retrain_at=None):
     """A champion deployed ``days`` ago (its window: since then), ``runs`` as (days ago, accuracy)
     past candidates, ``own`` its own holdout accuracy in its reference profile."""
     champion = ChampionInfo("3", created_at=NOW - timedelta(days=days))
     retrains = tuple(RetrainRecord(NOW - timedelta(days=d), {"accuracy": a}, version=f"r{d}") for d, a in runs)
     reference = None if own is None else {"holdout_metrics": {"accuracy": own}}
-    return make_context(log, now=NOW, champion=champion, retrains=retrains, reference=reference)
+    return make_context(log, now=NOW, champion=champion, retrains=retrains, reference=reference,
+                        last_retrain_at=last_retrain_at)
 
 
-def test_early_gap_se_is_the_exact_standard_error_of_early_minus_all():
-    # Brute force: every outcome of 6 independent labels, the first 2 right with p 0.9, the rest 0.6.
-    n, k, pe, pl = 6, 2, 0.9, 0.6
+def exact_sd(n: int, rates: list[float], early: list[int], window: list[int]) -> float:
+    """Brute force: every outcome of ``n`` independent labels (label i right with ``rates[i]``); the
+    standard deviation of mean(early labels) − mean(window labels)."""
     diffs, probs = [], []
     for outcome in product((0, 1), repeat=n):
-        prob = np.prod([(pe if i < k else pl) if o else 1 - (pe if i < k else pl) for i, o in enumerate(outcome)])
-        diffs.append(np.mean(outcome[:k]) - np.mean(outcome))
-        probs.append(prob)
-    diffs, probs = np.array(diffs), np.array(probs)
-    variance = float(probs @ diffs**2 - (probs @ diffs) ** 2)
-    overall = (k * pe + (n - k) * pl) / n
-    assert early_gap_se(n, overall, k, pe) == pytest.approx(math.sqrt(variance), rel=1e-12)
-    # Independent-samples arithmetic would overstate it by √2 at f = 1/3 (equal rates).
+        probs.append(np.prod([r if o else 1 - r for r, o in zip(rates, outcome)]))
+        diffs.append(np.mean([outcome[i] for i in early]) - np.mean([outcome[i] for i in window]))
+    d, w = np.array(diffs), np.array(probs)
+    return math.sqrt(float(w @ d**2 - (w @ d) ** 2))
+
+
+def test_early_gap_se_is_the_exact_standard_error_of_early_minus_window():
+    # Early inside the window: 2 labels at 0.9, then 4 at 0.6, the window all 6.
+    rates = [0.9, 0.9, 0.6, 0.6, 0.6, 0.6]
+    assert early_gap_se((0, 0.0), (2, 0.9), (4, 0.6)) == pytest.approx(exact_sd(6, rates, [0, 1], list(range(6))), rel=1e-12)
+    # Early before the window (a retrain the gate rejected restarted it): disjoint.
+    assert early_gap_se((2, 0.9), (0, 0.0), (4, 0.6)) == pytest.approx(exact_sd(6, rates, [0, 1], [2, 3, 4, 5]), rel=1e-12)
+    # Partly overlapping: early = labels 0-2, window = labels 2-5 (each group at one rate).
+    rates = [0.9, 0.9, 0.7, 0.6, 0.6, 0.6]
+    assert early_gap_se((2, 0.9), (1, 0.7), (3, 0.6)) == pytest.approx(exact_sd(6, rates, [0, 1, 2], [2, 3, 4, 5]), rel=1e-12)
+    # Independent-samples arithmetic would overstate the nested case by √2 at f = 1/3 (equal rates).
     naive = math.hypot(math.sqrt(0.2 * 0.8 / 300), math.sqrt(0.2 * 0.8 / 100))
-    assert naive / early_gap_se(300, 0.8, 100, 0.8) == pytest.approx(math.sqrt(2))
-    with pytest.raises(ValueError, match="0 < k < n"):
-        early_gap_se(10, 0.5, 10, 0.5)
+    assert naive / early_gap_se((0, 0.0), (100, 0.8), (200, 0.8)) == pytest.approx(math.sqrt(2))
+    with pytest.raises(ValueError, match="labels on both sides"):
+        early_gap_se((0, 0.0), (0, 0.0), (10, 0.5))
 
 
 def test_break_even_arithmetic_by_hand():
@@ -368,7 +377,7 @@ def test_break_even_arithmetic_by_hand():
     # Just above and at the bound: the cost decides.
     bound = 36.0 - Z95 * se
     assert CostBenefitTrigger({"retrain_cost": bound * (1 - 1e-9)}).evaluate(ctx).fired
-    assert not CostBenefitTrigger({"retrain_cost": bound}).evaluate(ctx).fired
+    assert not CostBenefitTrigger({"retrain_cost": bound * (1 + 1e-9)}).evaluate(ctx).fired
     # 0.5 confidence: on the point estimate.
     assert CostBenefitTrigger({"retrain_cost": 35.9, "confidence": 0.5}).evaluate(ctx).fired
     assert not CostBenefitTrigger({"retrain_cost": 36.0, "confidence": 0.5}).evaluate(ctx).fired
@@ -419,3 +428,16 @@ def test_at_five_predictions_a_day_noise_does_not_fire_and_a_real_decay_does():
     assert d.evidence["champion"]["early"]["value"] == pytest.approx(0.9)
     assert d.evidence["raw_gap"] == pytest.approx(0.9 - 0.7) and d.evidence["excess"] == pytest.approx(90.0)
     assert d.status == "fired"
+
+
+def test_a_rejected_retrain_restarts_the_accrual_but_not_the_bar():
+    # 90 days at 10 a day: 90% right for the first 30, then 70%; a retrain 30 days ago was rejected.
+    correct = np.r_[np.arange(300) % 10 != 0, np.arange(600) % 10 >= 3]
+    ctx = break_even_ctx(spread_log(correct, days=90), days=90, last_retrain_at=NOW - timedelta(days=30))
+    d = CostBenefitTrigger({"retrain_cost": 20}).evaluate(ctx)
+    early, champ = d.evidence["champion"]["early"], d.evidence["champion"]
+    # The window (accrual) is the 30 days since the retrain; the bar is still the first third of the champion's life.
+    assert champ["n_labelled"] == 300 and champ["value"] == pytest.approx(0.7)
+    assert early["n"] == 300 and early["value"] == pytest.approx(0.9) and early["n_in_window"] == 0
+    assert early["gap_se"] == pytest.approx(math.sqrt(0.9 * 0.1 / 300 + 0.7 * 0.3 / 300))  # disjoint samples
+    assert d.evidence["excess"] == pytest.approx(0.2 * 300) and d.status == "fired"
