@@ -2,10 +2,10 @@
 
 **The default rule: break even on the excess loss already paid** (the ski-rental rule). Since the
 champion started serving (or since the last retrain, whichever is later: a retrain that the gate
-rejected was paid for too), count what it lost against a fresh model::
+rejected was paid for too), count what it lost against what a fresh model would reach::
 
-    excess = (champion_loss − fresh_loss) × predictions_since × error_cost
-    loss   = 1 − metric per prediction  (for accuracy: the error rate; error_cost = one wrong answer)
+    excess = (bar − champion) × predictions_since × error_cost      (metric units; accuracy: errors)
+    bar    = early + (fresh − own holdout)
 
 and fire when the excess exceeds the cost of one retrain (``retrain_cost``, plus the mean measured
 duration × ``cost_per_hour`` when set) with probability ``confidence`` (0.95): ``excess − z·SE >
@@ -19,23 +19,26 @@ volume (traffic sets how fast the excess accrues); when the decay is not linear,
 even costs at most twice the best schedule in hindsight (the classic rent-or-buy bound). A
 champion that is as good as a fresh model accrues nothing and never fires.
 
-* ``champion_loss``: 1 − ``metric`` on the champion's own predictions since it started, labelled by
-  now; with fewer than ``min_samples`` (30) labelled, the label-free estimate (CBPE on the
-  champion's calibrated scores, the ``estimated_performance`` trigger's estimator); neither is
+* ``champion``: ``metric`` on the champion's own predictions in the window, labelled by now; with
+  fewer than ``min_samples`` (30) labelled, the label-free estimate (CBPE on the champion's
+  calibrated scores, the ``estimated_performance`` trigger's estimator); neither is
   ``insufficient_data``. Labels coming late are fine: the labelled share stands for the rest.
-* ``fresh_loss``: 1 − the mean holdout ``metric`` of the last ``retrains`` (3) candidates (the
-  model's own retrain history, clamped at ``now``), or before any is recorded, the champion's own
-  holdout figure from its reference profile — or, when higher, the champion's own realized loss
-  over its first third of these labels (at least ``min_samples``): what it reached while it *was*
-  fresh. A holdout measured next to the training rows can flatter a model; the realized figure
-  cannot, and without it a fixed optimism would accrue into a retrain by itself.
-* ``SE``: the binomial error of the champion's loss (the estimate's CI for the label-free path)
-  and the spread of the fresh figures across runs, scaled to the excess.
-
-**With ``horizon`` set** (a duration), the fixed-horizon rule instead: the same gap (≥ 0) ×
-the traffic rate of the window × the horizon × error_cost against the cost, as a point estimate.
-``window`` (default ``auto``: since the champion started or the last retrain, at most
-``max_window``) may be fixed to a duration for either rule.
+* ``early``: what the champion realized while fresh — ``metric`` over the first third (at least
+  ``min_samples``) of its labels since its deployment. A rejected retrain restarts the window, not
+  this figure: one failed retrain does not silence the rule for good.
+* ``fresh − own holdout``: how much better the last ``retrains`` (3) candidates (the model's own
+  retrain history, clamped at ``now``) scored on their holdouts than the champion scored on its own
+  (its reference profile, else its retrain record). Holdout against holdout and realized against
+  realized: a time holdout next to the training rows flatters every model trained here, and that
+  optimism cancels instead of accruing into retrains. The shift is 0 when the champion is the only
+  candidate averaged (the bar is then its own decay since it was fresh); it is what lets a champion
+  that was stale from birth (trained across a change) be replaced. Before the champion has an early
+  figure (2 × ``min_samples`` labels), the bar is the fresh figure itself; with no holdout figure
+  anywhere, the early figure alone.
+* ``SE``: the binomial error of ``early − champion`` (:func:`early_gap_se`; the two share labels
+  unless a rejected retrain restarted the window), scaled to the excess; the estimate's CI on the
+  label-free path. The holdout figures enter at their values: their spread is model-to-model, not
+  noise a re-checked running sum can ride.
 
 >>> from retrainer.testing import make_context, standard_retrains, synthetic_log
 >>> ctx = make_context(synthetic_log(drifted=True), retrains=standard_retrains())
@@ -48,7 +51,7 @@ the traffic rate of the window × the horizon × error_cost against the cost, as
 >>> d = CostBenefitTrigger({"retrain_cost": 10}).evaluate(ctx)  # break even: the excess accrued so far
 >>> d.status, d.evidence["traffic"]["predictions_in_window"], d.evidence["fresh"]["used"]
 ('fired', 1001, 'early')
->>> # The bar is the champion's own early accuracy (0.865, below the runs' 0.92); gap 0.059:
+>>> # No champion holdout to compare the runs' with, so no shift: the bar is the early accuracy 0.865; gap 0.059:
 >>> round(d.value, 1), round(d.evidence["excess_se"], 1), round(d.evidence["excess_low"], 1), d.threshold
 (59.2, 17.1, 31.0, 10.0)
 """
