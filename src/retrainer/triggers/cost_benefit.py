@@ -119,12 +119,14 @@ class CostBenefitTrigger(Trigger):
         window: Literal["auto"] | PositiveDuration = Field(
             AUTO, description="auto: since the later of the champion's deployment and the last retrain, at most "
             "max_window; a duration: that trailing window.")
-        max_window: PositiveDuration = Field(timedelta(days=3650), description="window auto reads back at most this far.")
+        max_window: PositiveDuration = Field(timedelta(days=3650), description="window auto, and the champion's early "
+                                             "figure, read back at most this far.")
         confidence: float = Field(0.95, ge=0.5, lt=1.0, description="Break even: fire when the excess exceeds the "
                                   "retrain cost with this probability (0.5: on the point estimate).")
         min_samples: int = Field(30, ge=1, description="Fewer labelled predictions than this: the label-free "
                                  "estimate, if the champion has a calibration map; else insufficient_data.")
-        retrains: int = Field(3, ge=1, description="Average the fresh figure over this many past retrains.")
+        retrains: int = Field(3, ge=1, description="Average the candidates' holdout figure over this many past "
+                              "retrains (break even: its shift over the champion's own holdout moves the bar).")
         positive_label: float = Field(1.0, description="The positive class for f1/precision/recall/roc_auc.")
         champion_only: bool = Field(True, description="Judge only the champion's own predictions.")
 
