@@ -12,7 +12,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from retrainer.config import PolicyConfig
-from retrainer.testing import InMemoryWindowSource
+from retrainer.testing import InMemoryWindowSource, labelled_log
 from retrainer.triggers.context import ChampionInfo, TriggerContext
 from retrainer.triggers.fleet import fleet_control, model_check
 from retrainer.triggers.policy import build_policy
@@ -30,16 +30,6 @@ def exact_log(n: int, correct: int) -> pd.DataFrame:
     return pd.DataFrame({"ts": ts, "y_true": y, "y_pred": pred, "score": pred, "labelled_at": ts})
 
 
-def quiet_log(rng: np.random.Generator, accuracy: float, per_day: tuple[int, int] = (10, 50), days: int = 20) -> pd.DataFrame:
-    """``days`` of 10-50 labelled predictions a day (labels an hour late), each right with ``accuracy``."""
-    counts = rng.integers(per_day[0], per_day[1] + 1, days)
-    n = int(counts.sum())
-    ts = pd.Timestamp(T0) + pd.to_timedelta((np.repeat(np.arange(days), counts) + rng.random(n)) * 86400, unit="s")
-    y = rng.integers(0, 2, n).astype(float)
-    pred = np.where(rng.random(n) < accuracy, y, 1 - y)
-    return pd.DataFrame({"ts": ts, "y_true": y, "y_pred": pred, "score": pred, "labelled_at": ts + pd.Timedelta(hours=1)})
-
-
 def check(name: str, frame: pd.DataFrame, policy, last_retrain_at: datetime | None = None):
     ctx = TriggerContext(model_name=name, now=NOW, source=InMemoryWindowSource(frame),
                          champion=ChampionInfo("v1", created_at=T0), last_retrain_at=last_retrain_at)
@@ -49,7 +39,7 @@ def check(name: str, frame: pd.DataFrame, policy, last_retrain_at: datetime | No
 def test_marginal_small_n_performance_fires_are_held_back_and_strong_ones_pass():
     policy = build_policy(ACCURACY)
     rng = np.random.default_rng(5)
-    checks = [check(f"quiet{i}", quiet_log(rng, 0.90), policy) for i in range(150)]
+    checks = [check(f"quiet{i}", labelled_log(rng, 0.90, end=NOW), policy) for i in range(150)]
     # 40 labels, 30 right: below the cut 31/40, p = P(X <= 30 | 0.90) = 0.005. Fires on its own, marginal.
     checks += [check(f"marginal{i}", exact_log(40, 30), policy) for i in range(5)]
     # 300 labels, 210 right (0.70): p ~ 1e-14.
@@ -93,11 +83,11 @@ def test_a_model_fired_only_by_a_schedule_passes_even_with_a_quiet_performance_p
     any_of = build_policy([*ACCURACY, {"type": "schedule", "interval": "30d"}])
     all_of = build_policy([*ACCURACY, {"type": "schedule", "interval": "30d"}], PolicyConfig(mode="all"))
     long_ago = NOW - timedelta(days=60)
-    scheduled = check("scheduled", quiet_log(rng, 0.90), any_of, last_retrain_at=long_ago)
+    scheduled = check("scheduled", labelled_log(rng, 0.90, end=NOW), any_of, last_retrain_at=long_ago)
     both = check("both", exact_log(40, 30), all_of, last_retrain_at=long_ago)  # needs the marginal test too
     assert scheduled.should_retrain and scheduled.pvalue is not None and scheduled.untested == ["schedule"]
     assert both.should_retrain and both.untested == ["schedule"] and both.needed == 2
-    quiet = [check(f"q{i}", quiet_log(rng, 0.90), any_of) for i in range(60)]
+    quiet = [check(f"q{i}", labelled_log(rng, 0.90, end=NOW), any_of) for i in range(60)]
     summary = fleet_control([scheduled, both, *quiet], rate=0.05)
     assert "scheduled" in summary.fired and "not a statistical test" in scheduled.why
     assert "not subject to the fleet control" in scheduled.why
@@ -109,7 +99,7 @@ def quiet_fleet(n_models: int, seed: int, trigger: dict) -> tuple[int, int, int]
     Returns (models judged, fired on their own, fired with the fleet control)."""
     policy = build_policy([trigger])
     rng = np.random.default_rng(seed)
-    checks = [check(f"m{i}", quiet_log(rng, 0.90), policy) for i in range(n_models)]
+    checks = [check(f"m{i}", labelled_log(rng, 0.90, end=NOW), policy) for i in range(n_models)]
     summary = fleet_control(checks, rate=0.05)
     judged = sum(c.pvalue is not None for c in checks)
     return judged, sum(c.should_retrain for c in checks), len(summary.fired)
