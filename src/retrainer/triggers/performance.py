@@ -44,7 +44,6 @@ and names the last complete window.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Literal
@@ -56,6 +55,7 @@ from retrainer.durations import PositiveDuration, format_duration
 from retrainer.metrics import classification_metrics
 from retrainer.stats.floor import (DEFAULT_ALPHA, DEFAULT_TOLERANCE, auc_cut_below, auc_pvalue_below, cut_below,
                                    min_samples_for, pvalue_below)
+from retrainer.stats.multiple import bonferroni
 from retrainer.triggers.base import Trigger
 from retrainer.triggers.context import AUTO, TriggerContext
 from retrainer.triggers.decision import Decision
@@ -144,14 +144,6 @@ def _rows_of(metric: str, y_true: np.ndarray, y_pred: np.ndarray, positive: floa
     pos, hit = y_true == positive, y_pred == positive
     return {"accuracy": float(y_true.size), "precision": float(hit.sum()), "recall": float(pos.sum()),
             "f1": (pos.sum() + hit.sum()) / 2}[metric]
-
-
-def bonferroni(pvalues: Sequence[float]) -> float:
-    """One p-value for "no metric is below its band": ``min(1, K · min p)`` over K metrics. Valid
-    under any dependence (the metrics share their rows: precision, recall and f1 share the true
-    positives), and the trigger fires when any metric's p is below α, so it fired exactly when
-    this is below K·α."""
-    return min(1.0, len(pvalues) * min(pvalues)) if pvalues else 1.0
 
 
 def maturity_lag(maturity: str | timedelta, delay: LabelDelay | None) -> timedelta:
@@ -332,5 +324,5 @@ class PerformanceTrigger(Trigger):
         )
 
 
-__all__ = ["PerformanceTrigger", "RecentLabels", "approx_duration", "bonferroni", "champion_version",
+__all__ = ["PerformanceTrigger", "RecentLabels", "approx_duration", "champion_version",
            "classification_metrics", "judged_labels", "maturity_lag", "metric_cut", "metric_pvalue", "recent_labels"]
