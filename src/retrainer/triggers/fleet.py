@@ -11,7 +11,8 @@ that is a statistical test reports a p-value (``evidence["pvalue"]``): ``drift``
 Benjamini-Hochberg adjusted p-value over its features (the Simes p-value of "no feature drifted"),
 ``performance`` the Bonferroni combination over its metrics of each metric's one-sided p-value for
 "this metric is at least its floor + tolerance" (the p-value of its own cut: it fired exactly when
-that p is below its level). A model's p-value is the Simes combination of its triggers' p-values.
+that p is below its level), ``estimated_performance`` the Bonferroni combination of its lines'
+normal tails ("the window's realized metric is at least this line"). A model's p-value is the Simes combination of its triggers' p-values.
 Benjamini-Hochberg at the fleet's rate over every model that has one decides which fired models
 may retrain: of the retrains requested, the expected share asked for by noise is at most the rate.
 A held-back model's ``why`` names the triggers whose tests fired and their p-values.
