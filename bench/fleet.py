@@ -297,6 +297,8 @@ def main() -> None:
         # A Prefect home of its own: the ephemeral API's database is not shared with other runs.
         os.environ.setdefault("PREFECT_HOME", str(Path(tmp) / "prefect"))
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        # Offline, the temporary server's telemetry heartbeat logs errors (and can lock its SQLite).
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         # On a loaded host the ephemeral API can take more than its default 20 s to come up.
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
         url = f"sqlite:///{Path(tmp) / 'fleet.db'}"
