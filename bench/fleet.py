@@ -267,9 +267,10 @@ def performance_bench(args: argparse.Namespace) -> None:
         for c in range(cycles):
             for k, v in performance_cycle(models, args.degraded, args.seed + c, trigger).items():
                 total[k] = total.get(k, 0) + v
-        q, d = total["quiet"], max(total["degraded"], 1)
+        q, d = total["quiet"], total["degraded"]
+        own, control = (f"{total['caught_own'] / d:.1%}", f"{total['caught_control'] / d:.1%}") if d else ("n/a", "n/a")
         print(f"{label:<48} | {total['quiet_own'] / q:>14.2%} | {total['quiet_control'] / q:>12.2%} | "
-              f"{total['caught_own'] / d:>20.1%} | {total['caught_control'] / d:>12.1%}"
+              f"{own:>20} | {control:>12}"
               f"   ({q:,} quiet, {total['degraded']:,} degraded checks; {time.perf_counter() - t:.0f} s)")
 
 
