@@ -87,3 +87,19 @@ def test_check_json_explains_a_no_when_a_trigger_fired(config_file, capsys):
     assert out["should_retrain"] is False and out["reasons"] == []
     assert out["suppressed_by"] == ["k_not_reached"] and out["until"] is None
     assert f"{len(fired)} of" in out["explanation"]
+
+
+def test_check_and_backtest_say_when_the_policy_could_not_decide(config_file, capsys):
+    cfg = yaml.safe_load(config_file.read_text())
+    cfg["triggers"] = [{"type": "performance", "min_labels": 100_000}]  # more labels than the store will ever hold
+    blind = config_file.with_name("blind.yaml")
+    blind.write_text(yaml.safe_dump(cfg))
+    assert main(["check", "--config", str(blind), "--at", "2026-01-20", "--no-audit"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # the console wraps long lines at its width
+    assert out.count("! could not decide: ") == 1
+    assert "! could not decide: performance: Not enough labels" in out and "min_samples 100000" in out
+    argv = ["backtest", "--config", str(blind), "--start", "2026-01-15", "--end", "2026-01-20", "--every", "1d"]
+    assert main(argv) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "could not decide at 6 of 6 steps (100%)" in out
+    assert "! the policy could not decide at 6 of 6 checks (100%): performance: Not enough labels" in out

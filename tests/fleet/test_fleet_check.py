@@ -93,3 +93,24 @@ def test_the_fleet_flow_requests_retrains_the_retrain_flow_can_load(fleet_store,
     [(model, kw)] = requested
     assert model == "b" and kw["config_path"].endswith("#b")
     assert load_model_config(kw["config_path"]).model.name == "b"  # what the retrain flow loads
+
+
+@pytest.mark.parametrize("how", [["--flow"], ["--dask", "local"], ["--dask", "<scheduler>"]])
+def test_fleet_check_runs_the_fleet_flow(fleet_store, tmp_path, prefect_harness, monkeypatch, capsys, how) -> None:
+    import contextlib
+
+    import retrainer.tasks.notify as notify
+
+    monkeypatch.setattr(notify, "request_retrain", lambda model, **kw: "event-id")
+    url, _ = fleet_store
+    path = write_fleet(tmp_path / "fleet.yaml", url, [], discover=True)
+    with contextlib.ExitStack() as stack:
+        if how[-1] == "<scheduler>":  # an existing cluster, reached by its address as a user's would be
+            from distributed import LocalCluster
+
+            cluster = stack.enter_context(LocalCluster(n_workers=1, processes=False, dashboard_address=None))
+            how = ["--dask", cluster.scheduler_address]
+        assert main(["fleet", "check", "--fleet", str(path), "--at", NOW.isoformat(), "--json", *how]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["fired"] == ["b"] and out["n_models"] == 3
+    assert [c["event_id"] for c in out["checks"] if c["outcome"] == "fired"] == ["event-id"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
@@ -75,8 +77,13 @@ def test_fleet_checks_every_model_and_reports_a_broken_one(make_world, events, t
     assert [e["payload"]["config_path"] for e in requested] == [str(loud.config_path)]
 
 
-def test_fleet_on_a_local_dask_cluster(make_world):
+def test_fleet_on_a_local_dask_cluster(make_world, caplog, monkeypatch):
+    monkeypatch.delenv("RETRAINER_DEBUG", raising=False)
     worlds = [make_world(triggers=SCHEDULE), make_world(triggers=QUIET)]
-    results = fleet_on_dask(config_paths=[str(w.config_path) for w in worlds], now=NOW, emit_events=False)["checks"]
+    with caplog.at_level(logging.DEBUG, logger="prefect"):  # capture, without lowering distributed's level
+        results = fleet_on_dask(config_paths=[str(w.config_path) for w in worlds], now=NOW, emit_events=False)["checks"]
     assert [r["should_retrain"] for r in results] == [True, False]
     assert [r["model"] for r in results] == [w.cfg.model.name for w in worlds]
+    # The cluster's INFO lines (scheduler start, nanny, client) reached the console via Prefect's root handler.
+    chatter = [r for r in caplog.records if r.name.startswith("distributed") and r.levelno < logging.WARNING]
+    assert chatter == []

@@ -20,17 +20,25 @@ def check_cmd(
     fleet: Path = FleetOption,
     at: str | None = typer.Option(None, "--at", help="Check as of this instant (default: now)."),
     flow: bool = typer.Option(False, "--flow", help="Run the Prefect fleet flow: artifact and retrain requests too."),
+    dask: str | None = typer.Option(None, "--dask", metavar="<address|local>",
+                                    help="Run the fleet flow on Dask: an existing scheduler (tcp://host:8786), or "
+                                    "'local' for a local cluster of 2 worker processes. Implies --flow."),
     limit: int = typer.Option(20, "--limit", help="Models listed in the table (fired and held back first)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Check every model of the fleet, then hold back the retrains the fleet's FDR control rejects."""
     now = None if at is None else parse_instant(at, "--at")
-    if flow:
-        from retrainer.cli.prefect_console import quiet_console_tracebacks
+    if flow or dask:
+        from retrainer.cli.prefect_console import quiet_flow_console
         from retrainer.flows.fleet import fleet as fleet_flow
+        from retrainer.flows.fleet import fleet_on_dask
 
-        quiet_console_tracebacks()
-        result = fleet_flow(fleet_path=str(fleet), now=now)
+        quiet_flow_console()
+        if dask:
+            address = None if dask == "local" else dask
+            result = fleet_on_dask(fleet_path=str(fleet), now=now, address=address)
+        else:
+            result = fleet_flow(fleet_path=str(fleet), now=now)
     else:
         from retrainer.flows.fleet import check_fleet
 

@@ -201,15 +201,25 @@ def fleet(fleet_path: str | None = None, config_paths: list[str] | None = None, 
     return _run(fleet_path, config_paths, now, emit_events, batch_size)
 
 
+def quiet_dask_logs() -> None:
+    """The cluster's INFO lines (scheduler, nanny, client) are not the user's business.
+
+    ``LocalCluster(silence_logs=...)`` only quiets the ``distributed`` logger's own handlers; its
+    records still propagate to the root handler Prefect installs, which printed ~30 INFO lines
+    per run. Raised to WARNING unless the user asked for debug output (``RETRAINER_DEBUG=1``)."""
+    if not os.environ.get("RETRAINER_DEBUG"):
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
 def dask_runner(address: str | None = None, n_workers: int = 2) -> Any:
     """prefect-dask's runner: an existing scheduler by ``address``, else a local cluster."""
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError as exc:  # pragma: no cover - depends on the extra
         raise ConfigError("the Dask task runner needs the extra: pip install 'retrainer[dask]'") from exc
+    quiet_dask_logs()
     if address:
         return DaskTaskRunner(address=address)
-    # silence_logs: the cluster's INFO lines (nanny, scheduler) are not the user's business.
     return DaskTaskRunner(cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
                                           "dashboard_address": None, "silence_logs": logging.ERROR})
 

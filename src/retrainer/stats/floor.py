@@ -17,6 +17,21 @@ fewer rows (predicted positives, actual positives, their mean for f1): the calle
 count, so the allowance widens when positives are rare. roc_auc uses the Hanley–McNeil standard
 error, with a normal quantile.
 
+**The p-value of the rule** (:func:`pvalue_below`, :func:`auc_pvalue_below`): the smallest α at
+which the cut would fire on the observed value, for the null "the metric is at least T + δ" (the
+model sits above the no-promise band), one-sided. Below the floor it is the exact binomial tail
+``P(X ≤ ⌊value·n⌋)`` under Binomial(n, T + δ) (roc_auc: ``Φ((A − (T + δ)) / SE)``, SE by
+Hanley–McNeil at T + δ); at or above the floor it is 1, since ``cut ≤ T`` never fires there at any
+α. It is never smaller than the plain tail, so it is a valid (conservative) p-value, and
+``value < cut ⇔ p < α`` for every n: where the cut is ``k/n`` (few labels) because ``P(X ≤ x) < α
+⇔ x < k``; where the cut is the floor itself (many labels) because p is the tail only below the
+floor, and the tail there is already below α.
+
+>>> round(pvalue_below(0.85, 122 / 147, 147), 4)  # 122 of 147 correct: fires, P(X <= 122) at 0.90
+0.0059
+>>> round(pvalue_below(0.85, 123 / 147, 147), 4)  # 123 of 147: does not fire, p >= 1%
+0.0113
+
 >>> min_samples_for(0.85)  # accuracy floor 0.85, δ 0.05, α 1%, β 10%
 147
 >>> round(cut_below(0.85, 147), 4)  # fire below 0.8367 (123 of 147), not below 0.85
@@ -28,7 +43,8 @@ from __future__ import annotations
 import math
 
 from scipy.special import ndtri  # = scipy.stats.norm.ppf; scipy.stats costs ~0.4 s to import (issue 20)
-from scipy.special._ufuncs import _binom_ppf  # binom.ppf's own kernel for 0 < q < 1 (tests compare)
+from scipy.special import ndtr  # = scipy.stats.norm.cdf
+from scipy.special._ufuncs import _binom_cdf, _binom_ppf  # binom.cdf / binom.ppf's own kernels (tests compare)
 
 DEFAULT_TOLERANCE = 0.05
 DEFAULT_ALPHA = 0.01  # false fire for a model δ above its floor, per check
@@ -62,6 +78,25 @@ def cut_below(floor: float, n: float, *, tolerance: float = DEFAULT_TOLERANCE, a
     return min(floor, k / m)
 
 
+def pvalue_below(floor: float, value: float, n: float, *, tolerance: float = DEFAULT_TOLERANCE) -> float:
+    """The p-value of :func:`cut_below`'s rule for a proportion ``value`` over ``n`` rows: the exact
+    tail ``P(X ≤ ⌊value·n⌋)``, X ~ Binomial(⌊n⌋, floor + tolerance), below the floor; 1 at or above
+    it. ``value < cut_below(floor, n, alpha=α)`` exactly when ``pvalue_below(...) < α``."""
+    m = int(math.floor(n))
+    if m < 1:
+        return 1.0  # no rows: no evidence (cut_below never fires either)
+    if value >= floor:
+        return 1.0  # the cut is min(floor, k/n): at or above the floor the rule fires at no alpha
+    p = floor + tolerance
+    if p >= 1:
+        return 0.0  # the null says every row is right (cut_below's cut is the floor itself): one miss refutes it
+    # The rows right: value * m (an integer for accuracy, precision and recall; f1's effective count
+    # is judged on floor(n) rows as the cut is). floor() keeps value < k/m <=> hits < k exactly; the
+    # epsilon absorbs the float error of value = hits / m.
+    hits = math.floor(value * m + 1e-9)
+    return float(_binom_cdf(hits, m, p))
+
+
 def auc_cut_below(floor: float, n_pos: int, n_neg: int, *, tolerance: float = DEFAULT_TOLERANCE,
                   alpha: float = DEFAULT_ALPHA) -> float:
     """roc_auc's cut: ``min(floor, A − z_{1-α}·SE(A))`` at A = floor + tolerance, SE by Hanley &
@@ -69,9 +104,26 @@ def auc_cut_below(floor: float, n_pos: int, n_neg: int, *, tolerance: float = DE
     if n_pos < 1 or n_neg < 1:
         return -math.inf
     a = min(floor + tolerance, 1 - 1e-9)
+    return min(floor, a - ndtri(1 - alpha) * _hanley_mcneil_se(a, n_pos, n_neg))
+
+
+def auc_pvalue_below(floor: float, auc: float, n_pos: int, n_neg: int, *,
+                     tolerance: float = DEFAULT_TOLERANCE) -> float:
+    """The p-value of :func:`auc_cut_below`'s rule: ``Φ((auc − A) / SE(A))`` at A = floor + tolerance
+    below the floor, 1 at or above it; ``auc < auc_cut_below(..., alpha=α)`` exactly when it is < α."""
+    if n_pos < 1 or n_neg < 1 or auc >= floor:
+        return 1.0
+    a = min(floor + tolerance, 1 - 1e-9)
+    return float(ndtr((auc - a) / _hanley_mcneil_se(a, n_pos, n_neg)))
+
+
+def _hanley_mcneil_se(a: float, n_pos: int, n_neg: int) -> float:
+    """The standard error of an AUC ``a`` on ``n_pos`` positives and ``n_neg`` negatives (Hanley &
+    McNeil 1982, with their exponential approximations of Q1 and Q2)."""
     q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
     var = (a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)
-    return min(floor, a - ndtri(1 - alpha) * math.sqrt(max(var, 0.0)))
+    return math.sqrt(max(var, 0.0))
 
 
-__all__ = ["DEFAULT_ALPHA", "DEFAULT_BETA", "DEFAULT_TOLERANCE", "auc_cut_below", "cut_below", "min_samples_for"]
+__all__ = ["DEFAULT_ALPHA", "DEFAULT_BETA", "DEFAULT_TOLERANCE", "auc_cut_below", "auc_pvalue_below", "cut_below",
+           "min_samples_for", "pvalue_below"]

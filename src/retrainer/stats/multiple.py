@@ -1,4 +1,4 @@
-"""Multiple testing: Benjamini-Hochberg false discovery rate control.
+"""Multiple testing: Benjamini-Hochberg false discovery rate control, and Bonferroni's combination.
 
 Testing 50 features for drift at alpha = 0.05 flags ~2.5 of them by chance every run;
 controlling the FDR across features keeps a drift trigger from firing on noise.
@@ -12,12 +12,14 @@ controlling the FDR across features keeps a drift trigger from firing on noise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from retrainer.errors import StatisticsError
 
-__all__ = ["benjamini_hochberg"]
+__all__ = ["benjamini_hochberg", "bonferroni"]
 
 
 def benjamini_hochberg(pvalues: ArrayLike, alpha: float = 0.05) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
@@ -46,3 +48,15 @@ def benjamini_hochberg(pvalues: ArrayLike, alpha: float = 0.05) -> tuple[NDArray
     rejected[order] = reject_sorted
     adjusted[order] = adjusted_sorted
     return rejected, adjusted
+
+
+def bonferroni(pvalues: Sequence[float]) -> float:
+    """One p-value for "none of these K nulls is false": ``min(1, K · min p)`` (1 for none). Valid
+    under any dependence between the tests (a trigger's metrics share their rows: precision,
+    recall and f1 share the true positives), and a rule that fires when any p is below α fired
+    exactly when this is below K·α.
+
+    >>> bonferroni([0.004, 0.3])
+    0.008
+    """
+    return min(1.0, len(pvalues) * min(pvalues)) if len(pvalues) else 1.0

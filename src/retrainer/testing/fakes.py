@@ -217,6 +217,22 @@ def synthetic_log(
     })
 
 
+def labelled_log(
+    rng: np.random.Generator, accuracy: float, *, end: datetime = DEFAULT_NOW, days: int = 20,
+    per_day: tuple[int, int] = (10, 50), delay: timedelta = timedelta(hours=1),
+) -> pd.DataFrame:
+    """``days`` of labelled predictions ending at ``end``, ``per_day`` (low, high) a day drawn
+    uniformly per day, each right with probability ``accuracy`` (balanced classes; the score is the
+    answer), labels ``delay`` late: a model's quality stream at low volume."""
+    counts = rng.integers(per_day[0], per_day[1] + 1, days)
+    n = int(counts.sum())
+    start = pd.Timestamp(end - timedelta(days=days))
+    ts = start + pd.to_timedelta((np.repeat(np.arange(days), counts) + rng.random(n)) * 86400, unit="s")
+    y = rng.integers(0, 2, n).astype(float)
+    pred = np.where(rng.random(n) < accuracy, y, 1 - y)
+    return pd.DataFrame({"ts": ts, "y_true": y, "y_pred": pred, "score": pred, "labelled_at": ts + delay})
+
+
 def standard_retrains(now: datetime = DEFAULT_NOW) -> tuple[RetrainRecord, ...]:
     """Two past retrains of the standard scenarios (the champion's, 10 days before ``now``) and
     one in the future of ``now`` that no context may show."""

@@ -20,6 +20,15 @@ Fires when, for a configured metric:
 * ``drop: {f1: 0.05}``: the estimate is more than 0.05 below the champion's holdout figure
   *and* the CI's upper bound is below that line too, so noise alone cannot fire it.
 
+**The p-value** (``evidence["pvalue"]``, per metric and line in ``evidence["pvalues"]``; what a
+fleet's false-retrain control reads): one-sided, normal, for the null "the window's realized metric
+is at least this line" — the quantity the CI covers: ``Φ((estimate − line) / se)`` with the CI's own
+standard error, once per configured line (a floor, a drop line); the trigger's is Bonferroni over
+them, ``min(1, K · min p)``. A drop fired exactly when its p is below (1 − confidence) / 2 (2.5%
+at 95%: its CI's upper end is below the line); a floor fired exactly when its p is below 0.5 (a
+floor has no noise allowance: an estimate just below it fires). It is as sound as the CI: it
+assumes calibrated scores and covariate shift only. No p-value while insufficient_data.
+
 Honest limits. The estimate holds only under covariate shift (the inputs move, P(y | x) does not)
 and with calibrated scores; it is blind to concept drift (the same inputs now mean other labels),
 which only labels reveal: pair it with ``performance`` on matured labels. Binary classifiers with
@@ -43,11 +52,13 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
+from scipy.special import ndtr  # = scipy.stats.norm.cdf; scipy.stats costs ~0.4 s to import (issue 20)
 
 from retrainer.durations import PositiveDuration, format_duration
 from retrainer.errors import StatisticsError
 from retrainer.profiles import load_calibration
 from retrainer.stats.estimation import estimate_performance
+from retrainer.stats.multiple import bonferroni
 from retrainer.triggers.base import Trigger
 from retrainer.triggers.context import AUTO, TriggerContext
 from retrainer.windows import EvidenceWindow, LabelledWindow
@@ -57,6 +68,21 @@ Metric = Literal["accuracy", "f1", "precision", "recall", "roc_auc"]
 _NO_MAP = ("the champion has no calibration map: one is fitted at registration for binary classifiers with "
            "predict_proba only (regression and multiclass are not supported; use `performance` on matured labels), "
            "and models registered before it need a retrain")
+
+
+def line_pvalues(estimate: float, se: float | None, floor: float | None, drop_line: float | None) -> dict[str, float]:
+    """One-sided p-values for "the realized metric is at least this line", by line (``floor``,
+    ``drop``): ``Φ((estimate − line) / se)``; with no spread (every label realized) 0 below the
+    line and 1 at or above it."""
+    out = {}
+    for name, line in (("floor", floor), ("drop", drop_line)):
+        if line is None:
+            continue
+        if se is None or not se > 0:
+            out[name] = 0.0 if estimate < line else 1.0
+        else:
+            out[name] = float(ndtr((estimate - line) / se))
+    return out
 
 
 def _unit_interval(v: dict[str, float], what: str) -> dict[str, float]:
@@ -191,7 +217,9 @@ class EstimatedPerformanceTrigger(Trigger):
 
         failing = [m for m in judged if below(m)]
         worst = min(judged, key=lambda m: judged[m] - lines[m])
-        evidence |= {"failing": failing, "worst": worst}
+        pvalues = {m: line_pvalues(judged[m], est.se[m], floors.get(m), drop_lines.get(m)) for m in judged}
+        evidence |= {"failing": failing, "worst": worst, "pvalues": pvalues,
+                     "pvalue": bonferroni([q for per in pvalues.values() for q in per.values()])}
         blend = f"{n} predictions, {est.realized_share:.0%} of labels realized"
 
         def part(m: str) -> str:
@@ -206,4 +234,4 @@ class EstimatedPerformanceTrigger(Trigger):
                            value=judged[worst], threshold=lines[worst], evidence=evidence)
 
 
-__all__ = ["EstimatedPerformanceTrigger"]
+__all__ = ["EstimatedPerformanceTrigger", "line_pvalues"]

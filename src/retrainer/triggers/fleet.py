@@ -6,14 +6,21 @@ ingest-time histograms and last retrains are read in a few queries up front, the
 written in one transaction at the end, and models sharing triggers and policy share one built
 policy. A model's check is unchanged; only its reads are shared.
 
-:func:`fleet_control` then keeps a fleet of quiet models from retraining on noise. A model's
-p-value is the Simes combination of its triggers' p-values (``evidence["pvalue"]``; the drift
-trigger reports the smallest Benjamini-Hochberg adjusted p-value over its features, which is the
-Simes p-value of "no feature drifted"). Benjamini-Hochberg at the fleet's rate over every model
-that has one decides which fired models may retrain: of the retrains requested, the expected
-share asked for by noise is at most the rate. A fired model without a p-value (a schedule, model
-age, a performance threshold) is not a statistical test: it is not held back, and the summary
-says so. Nothing here changes what a single model's ``check`` answers.
+:func:`fleet_control` then keeps a fleet of quiet models from retraining on noise. Each trigger
+that is a statistical test reports a p-value (``evidence["pvalue"]``): ``drift`` the smallest
+Benjamini-Hochberg adjusted p-value over its features (the Simes p-value of "no feature drifted"),
+``performance`` the Bonferroni combination over its metrics of each metric's one-sided p-value for
+"this metric is at least its floor + tolerance" (the p-value of its own cut: it fired exactly when
+that p is below its level), ``estimated_performance`` the Bonferroni combination of its lines'
+normal tails ("the window's realized metric is at least this line"). A model's p-value is the Simes combination of its triggers' p-values.
+Benjamini-Hochberg at the fleet's rate over every model that has one decides which fired models
+may retrain: of the retrains requested, the expected share asked for by noise is at most the rate.
+A held-back model's ``why`` names the triggers whose tests fired and their p-values.
+
+Triggers without a p-value (``schedule``, ``model_age``, ``data_volume``, a nested policy, an error
+counted as fired) are not statistical tests: a model whose policy fired on them alone (as many of
+them as its policy needs) is not held back, and the summary says so; one that needed a test's fire
+as well goes through the control. Nothing here changes what a single model's ``check`` answers.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from retrainer.errors import RetrainerError
 from retrainer.fleet_config import policy_key
 from retrainer.stats.multiple import benjamini_hochberg
 from retrainer.triggers.check import run_check
-from retrainer.triggers.policy import Policy, build_policy
+from retrainer.triggers.policy import CheckResult, Policy, build_policy
 from retrainer.windows import HistogramWindow
 
 if TYPE_CHECKING:
@@ -51,6 +58,9 @@ class ModelCheck:
     outcome: str = ""  # fired | held_back | quiet | error
     why: str = ""
     adjusted_pvalue: float | None = None
+    pvalues: dict[str, float] = field(default_factory=dict)  # per trigger that reports one
+    untested: list[str] = field(default_factory=list)  # fired triggers that are no statistical test
+    needed: int = 1  # fired triggers the model's policy needs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,10 +72,15 @@ def simes(pvalues: Sequence[float]) -> float:
     return float(min(1.0, np.min(p * p.size / np.arange(1, p.size + 1)))) if p.size else 1.0
 
 
+def trigger_pvalues(children: Sequence[Any]) -> dict[str, float]:
+    """Each decided trigger's p-value, by label (the triggers that are statistical tests)."""
+    return {d.trigger: float(d.evidence["pvalue"]) for d in children
+            if d.status in ("fired", "ok") and isinstance(d.evidence.get("pvalue"), (int, float))}
+
+
 def model_pvalue(children: Sequence[Any]) -> float | None:
     """The model's p-value from its triggers' decisions (None when no trigger reports one)."""
-    found = [float(d.evidence["pvalue"]) for d in children
-             if d.status in ("fired", "ok") and isinstance(d.evidence.get("pvalue"), (int, float))]
+    found = list(trigger_pvalues(children).values())
     return simes(found) if found else None
 
 
@@ -141,6 +156,19 @@ def drift_window(cfg: RetrainerConfig) -> timedelta | None:
     return None
 
 
+def model_check(model: str, result: CheckResult, check_id: str = "") -> ModelCheck:
+    """A model's check as the fleet control reads it: its verdict, its triggers' p-values (and
+    their Simes combination), and which fired triggers are no statistical test."""
+    pvalues = trigger_pvalues(result.children)
+    # The evidence stays in the audit rows (check_id): a cycle's summary carries the verdicts only.
+    checks = {d.trigger: {"fired": d.fired, "status": d.status, "value": d.value, "threshold": d.threshold,
+                          "reason": d.reason, "pvalue": pvalues.get(d.trigger)} for d in result.children}
+    return ModelCheck(model, bool(result.should_retrain), list(result.reasons),
+                      simes(list(pvalues.values())) if pvalues else None, checks, None, check_id,
+                      pvalues=pvalues, untested=[t for t in result.counted if t not in pvalues],
+                      needed=int(result.raw.evidence.get("needed", 1)))
+
+
 def check_batch(configs: Sequence[RetrainerConfig], store: Store, *, now: datetime,
                 policies: dict[str, Policy] | None = None, write_audit: bool = True) -> list[ModelCheck]:
     """Every model's own check (its policy, its audit rows), on reads shared by the batch.
@@ -159,11 +187,7 @@ def check_batch(configs: Sequence[RetrainerConfig], store: Store, *, now: dateti
         except RetrainerError as exc:
             out.append(ModelCheck(cfg.model.name, error=f"{type(exc).__name__}: {exc}", outcome="error", why=str(exc)))
             continue
-        # The evidence stays in the audit rows (check_id): a cycle's summary carries the verdicts only.
-        checks = {d.trigger: {"fired": d.fired, "status": d.status, "value": d.value, "threshold": d.threshold,
-                              "reason": d.reason} for d in result.children}
-        out.append(ModelCheck(cfg.model.name, bool(result.should_retrain), list(result.reasons),
-                              model_pvalue(result.children), checks, None, result.check_id))
+        out.append(model_check(cfg.model.name, result, result.check_id))
     if write_audit:
         view.flush()
     return out
@@ -218,18 +242,36 @@ def fleet_control(checks: Sequence[ModelCheck], *, rate: float = 0.05, control: 
             continue
         if c.pvalue is None:
             c.outcome, c.why = "fired", "no trigger of it reports a p-value (not a statistical test): not subject to the fleet control"
+        elif c.untested and len(c.untested) >= c.needed:
+            c.outcome, c.why = "fired", (f"fired by {', '.join(c.untested)}, not a statistical test, which its policy "
+                                         "needs no more of: not subject to the fleet control")
         elif control == "none":
-            c.outcome, c.why = "fired", f"fleet control off (p = {c.pvalue:.3g})"
+            c.outcome, c.why = "fired", f"fleet control off ({_tests(c)})"
         elif id(c) in discovered:
-            c.outcome, c.why = "fired", (f"p = {c.pvalue:.3g}, BH-adjusted {c.adjusted_pvalue:.3g} <= {rate:g} "
+            c.outcome, c.why = "fired", (f"{_tests(c)}, BH-adjusted {c.adjusted_pvalue:.3g} <= {rate:g} "
                                          f"over {m} models")
         else:
             c.outcome = "held_back"
-            c.why = (f"p = {c.pvalue:.3g}, BH-adjusted {c.adjusted_pvalue:.3g} > {rate:g} over {m} models: its own test "
-                     "fired, but at this fleet size that many quiet models fire by chance")
+            c.why = (f"held back by the fleet control: {_tests(c)}, BH-adjusted {c.adjusted_pvalue:.3g} > {rate:g} "
+                     f"over {m} models: its own test fired, but at this fleet size that many quiet models fire "
+                     "by chance")
         (fired if c.outcome == "fired" else held).append(c.model)
     at = "" if checked_at is None else checked_at.isoformat()
     return FleetSummary(fleet, at, control, rate, len(checks), m, cutoff, fired, held, errors, list(checks))
+
+
+def _tests(c: ModelCheck) -> str:
+    """The fired tests and the model's p-value, as the summary's ``why`` says them:
+    "performance's test p = 0.004 (model p = 0.008, Simes with drift p = 0.61)"."""
+    fired = [t for t in c.reasons if t in c.pvalues]
+    if not fired:  # a check built by hand (tests, an older summary): the model's p only
+        return f"p = {c.pvalue:.3g}"
+    tests = ", ".join(f"{t}'s test p = {c.pvalues[t]:.3g}" for t in fired)
+    others = [t for t in c.pvalues if t not in fired]
+    if not others:
+        return tests if len(fired) == 1 else f"{tests} (model p = {c.pvalue:.3g}, Simes)"
+    rest = ", ".join(f"{t} p = {c.pvalues[t]:.3g}" for t in others)
+    return f"{tests} (model p = {c.pvalue:.3g}, Simes with {rest})"
 
 
 def summary_markdown(summary: FleetSummary, *, limit: int = 50) -> str:
@@ -253,5 +295,6 @@ def summary_markdown(summary: FleetSummary, *, limit: int = 50) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BatchStore", "FleetSummary", "ModelCheck", "check_batch", "drift_window", "fleet_control", "model_pvalue",
-           "simes", "summary_markdown"]
+__all__ = ["BatchStore", "FleetSummary", "ModelCheck", "check_batch", "drift_window", "fleet_control", "model_check",
+           "model_pvalue",
+           "simes", "summary_markdown", "trigger_pvalues"]

@@ -19,6 +19,14 @@ does not fire on a small unlucky window, and with many labels the cut is the flo
 A fixed ``window: 7d`` judges all labels of that window instead. The effective window, its count
 and each metric's cut are in the evidence and the reason; so is the label coverage.
 
+**The p-value** (``evidence["pvalue"]``, per metric in ``evidence["pvalues"]``; what a fleet's
+false-retrain control reads): each metric's is the p-value of its own cut, one-sided, null "this
+metric is at least its floor + ``tolerance``" (:func:`retrainer.stats.floor.pvalue_below`: the
+exact binomial tail on the rows the cut counts; Hanley–McNeil for roc_auc; 1 at or above the
+floor), so a metric is below its cut exactly when its p is below α (1%). The trigger's is
+Bonferroni over the judged metrics, ``min(1, K · min p)``: it fired exactly when that is below
+K · 1%. No p-value while insufficient_data.
+
 Labels come late (a default is known weeks after the loan), so the window ending now is
 mostly unlabelled. ``maturity`` moves the judged window back: ``auto`` (the default) judges the
 ``window`` that ends the p95 label delay ago (``ctx.label_delay``: labels that arrived in the
@@ -45,7 +53,9 @@ from pydantic import Field, field_validator
 
 from retrainer.durations import PositiveDuration, format_duration
 from retrainer.metrics import classification_metrics
-from retrainer.stats.floor import DEFAULT_TOLERANCE, auc_cut_below, cut_below, min_samples_for
+from retrainer.stats.floor import (DEFAULT_ALPHA, DEFAULT_TOLERANCE, auc_cut_below, auc_pvalue_below, cut_below,
+                                   min_samples_for, pvalue_below)
+from retrainer.stats.multiple import bonferroni
 from retrainer.triggers.base import Trigger
 from retrainer.triggers.context import AUTO, TriggerContext
 from retrainer.triggers.decision import Decision
@@ -108,12 +118,32 @@ def metric_cut(metric: str, floor: float, y_true: np.ndarray, y_pred: np.ndarray
                tolerance: float) -> float:
     """Below this ``metric`` fires (:mod:`retrainer.stats.floor`): the floor less the noise
     allowance of the rows the metric is a proportion of."""
-    pos, hit = y_true == positive, y_pred == positive
     if metric == "roc_auc":
-        return auc_cut_below(floor, int(pos.sum()), int((~pos).sum()), tolerance=tolerance)
-    n_eff = {"accuracy": float(y_true.size), "precision": float(hit.sum()), "recall": float(pos.sum()),
-             "f1": (pos.sum() + hit.sum()) / 2}[metric]
-    return cut_below(floor, n_eff, tolerance=tolerance)
+        return auc_cut_below(floor, *_classes(y_true, positive), tolerance=tolerance)
+    return cut_below(floor, _rows_of(metric, y_true, y_pred, positive), tolerance=tolerance)
+
+
+def metric_pvalue(metric: str, floor: float, value: float, y_true: np.ndarray, y_pred: np.ndarray, positive: float,
+                  tolerance: float) -> float:
+    """The p-value of ``metric``'s own cut (:func:`retrainer.stats.floor.pvalue_below`): one-sided,
+    null "the metric is at least floor + tolerance", on the same rows the cut counts; it is below
+    the cut's α exactly when the metric is below its cut."""
+    if metric == "roc_auc":
+        return auc_pvalue_below(floor, value, *_classes(y_true, positive), tolerance=tolerance)
+    return pvalue_below(floor, value, _rows_of(metric, y_true, y_pred, positive), tolerance=tolerance)
+
+
+def _classes(y_true: np.ndarray, positive: float) -> tuple[int, int]:
+    pos = y_true == positive
+    return int(pos.sum()), int((~pos).sum())
+
+
+def _rows_of(metric: str, y_true: np.ndarray, y_pred: np.ndarray, positive: float) -> float:
+    """How many rows ``metric`` is a proportion of: all (accuracy), predicted positives (precision),
+    actual positives (recall), their mean (f1 = TP / that mean)."""
+    pos, hit = y_true == positive, y_pred == positive
+    return {"accuracy": float(y_true.size), "precision": float(hit.sum()), "recall": float(pos.sum()),
+            "f1": (pos.sum() + hit.sum()) / 2}[metric]
 
 
 def maturity_lag(maturity: str | timedelta, delay: LabelDelay | None) -> timedelta:
@@ -250,12 +280,14 @@ class PerformanceTrigger(Trigger):
                                             ctx.now, w.coverage, p.maturity), evidence=evidence)
         scored: dict[str, float] = {}
         cuts: dict[str, float] = {}
+        pvalues: dict[str, float] = {}
         for m, k in judged_on.items():
             y, yp, sc = w.y_true[n - k:], w.y_pred[n - k:], w.score[n - k:]
             value = classification_metrics(y, yp, sc, p.positive_label)[m]
             if value is not None:
                 scored[m] = value
                 cuts[m] = metric_cut(m, p.thresholds[m], y, yp, p.positive_label, p.tolerance)
+                pvalues[m] = metric_pvalue(m, p.thresholds[m], value, y, yp, p.positive_label, p.tolerance)
         evidence["metrics"] = {m: scored.get(m) for m in p.thresholds}
         evidence["cuts"] = cuts
         evidence["not_judged"] = [m for m in p.thresholds if m not in judged_on]
@@ -269,7 +301,10 @@ class PerformanceTrigger(Trigger):
         # The worst metric is the one furthest below (or least above) its cut.
         worst = min(scored, key=lambda m: scored[m] - cuts[m])
         failing = [m for m in scored if scored[m] < cuts[m]]
-        evidence |= {"failing": failing, "worst": worst}
+        # The trigger's p-value (what a fleet's false-retrain control reads): Bonferroni over the
+        # judged metrics; it fired exactly when pvalue < len(pvalues) * alpha.
+        evidence |= {"failing": failing, "worst": worst, "pvalues": pvalues, "pvalue": bonferroni(list(pvalues.values())),
+                     "alpha": DEFAULT_ALPHA}
         value, threshold = scored[worst], p.thresholds[worst]
         waiting = "".join(f"; {m} not judged yet ({n} of {needed[m]} labels)" for m in evidence["not_judged"])
 
@@ -289,5 +324,5 @@ class PerformanceTrigger(Trigger):
         )
 
 
-__all__ = ["PerformanceTrigger", "RecentLabels", "approx_duration", "champion_version", "classification_metrics",
-           "judged_labels", "maturity_lag", "metric_cut", "recent_labels"]
+__all__ = ["PerformanceTrigger", "RecentLabels", "approx_duration", "champion_version",
+           "classification_metrics", "judged_labels", "maturity_lag", "metric_cut", "metric_pvalue", "recent_labels"]
