@@ -95,6 +95,10 @@ class RetrainRecord:
     ``at`` is when the run finished (its outcome was known from then on, tz-aware);
     ``metrics`` are the fresh candidate's holdout metrics (accuracy, f1, ...), whatever the gate
     then decided; ``duration_s`` is the run's measured duration in seconds (None when unknown).
+    ``offline_delta`` is the paired difference the run measured, candidate − champion on the same
+    holdout rows, per metric (None when unknown: no champion then, or an older run);
+    ``champion_since`` when the champion it was compared with started serving (None when unknown),
+    so ``at − champion_since`` is that champion's age when the difference was measured.
     """
 
     at: datetime
@@ -102,6 +106,8 @@ class RetrainRecord:
     duration_s: float | None = None
     status: str = "success"
     version: str | None = None
+    offline_delta: Mapping[str, float] | None = None
+    champion_since: datetime | None = None
 
     def metric(self, name: str) -> float | None:
         """The candidate's holdout ``name``, or None when the run did not record it."""

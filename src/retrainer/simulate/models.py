@@ -65,6 +65,7 @@ class ModelCache:
         self._predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._errors: dict[str, np.ndarray] = {}
         self._gates: dict[tuple[str, str], GateResult] = {}
+        self._champion_holdout: dict[tuple[str, str], Mapping[str, float]] = {}
         self._references: dict[str, dict[str, Any]] = {}
         self.stats = CacheStats()
         # Labelled rows per step: the denominators of the realized metric.
@@ -163,14 +164,32 @@ class ModelCache:
 
     # -- gate and reference ----------------------------------------------------------------------
 
+    def _champion_on_holdout(self, candidate: TrainedModel, champion: TrainedModel) -> Mapping[str, float]:
+        """The champion's metrics on the candidate's holdout rows (what the gate compares)."""
+        key = (candidate.version, champion.version)
+        if key not in self._champion_holdout:
+            data = candidate.data
+            self._champion_holdout[key] = evaluate_model(champion.estimator, data.X_holdout, data.y_holdout)
+        return self._champion_holdout[key]
+
     def gate(self, candidate: TrainedModel, champion: TrainedModel) -> GateResult:
         """The configured gate: candidate vs champion on the candidate's holdout."""
         key = (candidate.version, champion.version)
         if key not in self._gates:
-            data = candidate.data
-            champ = evaluate_model(champion.estimator, data.X_holdout, data.y_holdout)
-            self._gates[key] = gate(candidate.holdout_metrics, champ, self.cfg.gate)
+            self._gates[key] = gate(candidate.holdout_metrics, self._champion_on_holdout(candidate, champion),
+                                    self.cfg.gate)
         return self._gates[key]
+
+    def offline_delta(self, candidate: TrainedModel, champion: TrainedModel) -> dict[str, float]:
+        """Δ_off per metric: candidate − champion on the same rows, the candidate's holdout — the
+        paired difference the retrain flow records (undefined metrics left out)."""
+        champ = self._champion_on_holdout(candidate, champion)
+        out = {}
+        for m, v in candidate.holdout_metrics.items():
+            c = champ.get(m)
+            if c is not None and v == v and c == c:
+                out[m] = float(v) - float(c)
+        return out
 
     def reference(self, model: TrainedModel) -> dict[str, Any]:
         """The reference profile registration would store for ``model``: its holdout metrics and the

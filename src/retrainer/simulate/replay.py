@@ -98,9 +98,11 @@ def _serve(cache: ModelCache, source: ReplaySource | None, model: TrainedModel, 
     return int(cache.step_errors(model)[k]), cache.step_metrics(model, k)
 
 
-def _record(model: TrainedModel, status: str, duration_s: float | None) -> RetrainRecord:
+def _record(model: TrainedModel, status: str, duration_s: float | None, *,
+            offline_delta: dict[str, float] | None = None, champion_since: datetime | None = None) -> RetrainRecord:
     metrics = {k: v for k, v in model.holdout_metrics.items() if v == v}  # NaN (undefined) left out
-    return RetrainRecord(model.trained_at, metrics, duration_s=duration_s, status=status, version=model.version)
+    return RetrainRecord(model.trained_at, metrics, duration_s=duration_s, status=status, version=model.version,
+                         offline_delta=offline_delta, champion_since=champion_since)
 
 
 def replay_policy(
@@ -145,7 +147,8 @@ def replay_policy(
                     accepted = verdict.accepted
                     reason = f"{reason} Gate: {verdict.reason}"
                     source.record_retrain(_record(candidate, "success" if accepted else "no_improvement",
-                                                  retrain_duration_s))
+                                                  retrain_duration_s, offline_delta=cache.offline_delta(candidate, champion),
+                                                  champion_since=champion.trained_at))
                     if accepted:
                         champion = candidate
         errors, metrics = _serve(cache, source, champion, k)

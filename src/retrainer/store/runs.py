@@ -109,9 +109,20 @@ def history(conn: Connection, model_name: str, as_of: datetime, limit: int) -> l
 
     ``metrics`` are the candidate's holdout metrics and ``duration_s`` the measured run time,
     both as the retrain flow records them in the run's ``metrics`` (older runs may lack either).
+    ``offline_delta`` is candidate − champion per metric on the run's holdout (both recorded on the
+    same rows; None without a champion), and ``champion_since`` when the champion it was compared
+    with was registered: the newest earlier run the gate accepted (None when there was none) —
+    its deployment may have come later (a rollout), so that champion's age is at most this old.
     """
+    earlier = t.alias("earlier")
+    since = (
+        sa.select(sa.func.max(earlier.c.finished_at))
+        .where(earlier.c.model_name == t.c.model_name, earlier.c.status == "success",
+               earlier.c.finished_at < t.c.finished_at)
+        .scalar_subquery()
+    )
     q = (
-        sa.select(t.c.finished_at, t.c.metrics, t.c.status, t.c.version)
+        sa.select(t.c.finished_at, t.c.metrics, t.c.status, t.c.version, since.label("champion_since"))
         .where(t.c.model_name == model_name, t.c.status.in_(RETRAINED_STATUSES), t.c.finished_at <= to_epoch(as_of))
         .order_by(t.c.finished_at.desc(), t.c.id.desc())
         .limit(limit)
@@ -127,8 +138,18 @@ def history(conn: Connection, model_name: str, as_of: datetime, limit: int) -> l
             duration_s=None if duration is None else float(duration),
             status=r.status,
             version=r.version,
+            offline_delta=_paired_delta(candidate, metrics.get("champion")),
+            champion_since=None if r.champion_since is None else from_epoch(r.champion_since),
         ))
     return out
+
+
+def _paired_delta(candidate: dict[str, Any], champion: dict[str, Any] | None) -> dict[str, float] | None:
+    """candidate − champion per metric both recorded (the flow evaluates both on the same holdout)."""
+    out = {k: float(v) - float(champion[k]) for k, v in candidate.items()
+           if isinstance(v, (int, float)) and isinstance((champion or {}).get(k), (int, float))
+           and math.isfinite(float(v)) and math.isfinite(float(champion[k]))}  # type: ignore[index]
+    return out or None
 
 
 def _usable(delta: Any) -> bool:

@@ -362,6 +362,9 @@ class TriggerContext:
                     duration_s=None if r.duration_s is None else float(r.duration_s),
                     status=r.status,
                     version=r.version,
+                    # getattr: a plugin's record written before these fields existed still works.
+                    offline_delta=_offline_delta(getattr(r, "offline_delta", None)),
+                    champion_since=_utc(getattr(r, "champion_since", None), "RetrainRecord.champion_since"),
                 )
                 for r in raw
             ]
@@ -376,4 +379,13 @@ class TriggerContext:
         return None if self.last_retrain_at is None else self.now - self.last_retrain_at
 
 
+def _offline_delta(raw: Any) -> FrozenDict | None:
+    """A record's per-metric offline difference as floats (non-finite ones left out), or None."""
+    if not raw:
+        return None
+    out = {k: float(v) for k, v in raw.items() if isinstance(v, (int, float)) and math.isfinite(float(v))}
+    return FrozenDict(out) if out else None
+
+
 __all__ = ["AUTO", "ChampionInfo", "EvidenceWindow", "FeatureWindow", "LabelledWindow", "RetrainRecord", "TriggerContext", "WindowSource"]
+
