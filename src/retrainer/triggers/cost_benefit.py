@@ -64,18 +64,22 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
-from scipy.special import ndtri  # = scipy.stats.norm.ppf, without importing scipy.stats (~0.4 s; issue 20)
+from scipy.special import ndtri, stdtrit  # norm.ppf and t.ppf, without importing scipy.stats (~0.4 s; issue 20)
 
 from retrainer.durations import PositiveDuration, format_duration
 from retrainer.metrics import classification_metrics
 from retrainer.triggers.base import Trigger
 from retrainer.triggers.context import AUTO, TriggerContext
+from retrainer.triggers.decay_prior import decay_prior
 from retrainer.triggers.decision import Decision
 from retrainer.triggers.estimated_performance import EstimatedPerformanceTrigger
 from retrainer.triggers.performance import Metric, champion_version
 from retrainer.windows import LabelledWindow
 
 _HOUR = 3600.0
+# The decay prior needs a slope and the spread around it: with fewer measured retrains it is a guess.
+_PRIOR_MIN_RETRAINS = 3
+_DAY = 86400.0
 
 
 def early_gap_se(early_only: tuple[int, float], both: tuple[int, float], window_only: tuple[int, float]) -> float:
@@ -127,6 +131,11 @@ class CostBenefitTrigger(Trigger):
                                  "estimate, if the champion has a calibration map; else insufficient_data.")
         retrains: int = Field(3, ge=1, description="Average the candidates' holdout figure over this many past "
                               "retrains (break even: its shift over the champion's own holdout moves the bar).")
+        prior_retrains: int = Field(10, ge=0, description="Break even: learn the decay rate of a champion from "
+                                    "this many past retrains' paired offline differences (candidate - champion on "
+                                    "the same holdout, by the champion's age); 0: no prior.")
+        prior_confidence: float = Field(0.8, ge=0.5, lt=1.0, description="Use the decay prior only when its rate is "
+                                        "above 0 with this one-sided confidence (Student t).")
         positive_label: float = Field(1.0, description="The positive class for f1/precision/recall/roc_auc.")
         champion_only: bool = Field(True, description="Judge only the champion's own predictions.")
 
@@ -337,10 +346,10 @@ class CostBenefitTrigger(Trigger):
                   f"({fresh_facts.get('used', fresh_facts['source'])})")
         if p.horizon is not None:
             return self._horizon_rule(ctx, n_window, span, versus, evidence)
-        return self._break_even_rule(n_window, start, raw_gap, gap_se, versus, evidence)
+        return self._break_even_rule(ctx, n_window, start, raw_gap, gap_se, versus, evidence)
 
-    def _break_even_rule(self, n_window: int, start: datetime, raw_gap: float, gap_se: float, versus: str,
-                         evidence: dict[str, Any]) -> Decision:
+    def _break_even_rule(self, ctx: TriggerContext, n_window: int, start: datetime, raw_gap: float, gap_se: float,
+                         versus: str, evidence: dict[str, Any]) -> Decision:
         """Break even: the excess already paid, less z standard errors, against the cost of a retrain."""
         p = self.params
         cost = evidence["retrain_cost"]
@@ -355,8 +364,52 @@ class CostBenefitTrigger(Trigger):
         if margin > cost["total"]:
             return Decision.fire(self.label, reason=f"Keeping the champion has cost more than a retrain: {terms} "
                                  f"> {cost['total']:,.1f}.", value=excess, threshold=cost["total"], evidence=evidence)
+        prior = self._prior(ctx, start, n_window, evidence)
+        if prior is not None and prior["excess"] > cost["total"]:
+            return Decision.fire(
+                self.label, reason=f"Keeping the champion has cost more than a retrain, on its decay prior: {terms} "
+                f"is not conclusive, but past retrains measured a fresh model gaining {prior['rate_per_day'] * 365:.4f} "
+                f"{p.metric} a year of the champion's age (± {prior['se_per_day'] * 365:.4f}, {prior['n']} retrains): "
+                f"over its mean age {prior['mean_age_days']:,.0f} days that is {prior['gap']:.4f} × {n_window:,} × "
+                f"{p.error_cost:g} = {prior['excess']:,.1f} > {cost['total']:,.1f}.",
+                value=excess, threshold=cost["total"], evidence=evidence)
         return Decision.ok(self.label, reason=f"A retrain does not pay yet: {terms} <= {cost['total']:,.1f}.",
                            value=excess, threshold=cost["total"], evidence=evidence)
+
+    def _prior(self, ctx: TriggerContext, start: datetime, n_window: int,
+               evidence: dict[str, Any]) -> dict[str, Any] | None:
+        """The excess the model's own decay rate predicts for this window, when that rate is known
+        to be above 0 (one-sided Student t at ``prior_confidence`` on ``m − 1`` degrees of freedom);
+        else None. Its facts go in ``evidence["prior"]`` either way.
+
+        Under linear decay at rate r the gap at age a is r·a, so over a window in which the champion
+        aged from ``a0`` to ``a1`` (uniform traffic) the excess is ``r·(a0 + a1)/2 × predictions``
+        — at the optimal interval that equals the cost, so paying when it does is the break-even
+        rule on the prior instead of on the window's own noisy figures."""
+        p = self.params
+        facts: dict[str, Any] = {"retrains_read": p.prior_retrains, "confidence": p.prior_confidence}
+        evidence["prior"] = facts
+        if p.prior_retrains == 0:
+            facts["status"] = "off"
+            return None
+        if ctx.champion is None or ctx.champion.created_at is None:
+            facts["status"] = "champion_start_unknown"
+            return None
+        rate = decay_prior(ctx.retrain_history(p.prior_retrains), p.metric)
+        if rate is None or rate.n < _PRIOR_MIN_RETRAINS:
+            facts |= {"status": "too_few_retrains", "n": 0 if rate is None else rate.n}
+            return None
+        t = float(stdtrit(rate.df, p.prior_confidence))
+        facts |= {**rate.to_dict(), "t": t, "rate_low_per_day": rate.rate - t * rate.se}
+        if rate.rate - t * rate.se <= 0:
+            facts["status"] = "not_significant"
+            return None
+        born = ctx.champion.created_at
+        mean_age = ((ctx.now - born).total_seconds() + max((start - born).total_seconds(), 0.0)) / 2 / _DAY
+        gap = rate.rate * mean_age
+        facts |= {"status": "used", "mean_age_days": mean_age, "gap": gap,
+                  "excess": gap * n_window * p.error_cost}
+        return facts
 
     def _horizon_rule(self, ctx: TriggerContext, n_window: int, span: timedelta, versus: str,
                       evidence: dict[str, Any]) -> Decision:
