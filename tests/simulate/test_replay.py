@@ -152,3 +152,37 @@ def test_metrics_are_nan_free_where_defined(baseline):
     _, _, result = baseline
     for s in result.summaries:
         assert 0.0 <= s.mean_metric <= 1.0 and not math.isnan(s.worst_metric)
+
+
+def test_each_simulated_retrain_records_its_paired_delta_and_the_champions_start(monkeypatch):
+    """What cost_benefit's decay prior reads: Δ_off = candidate − champion on the candidate's holdout
+    (the gate's own comparison) and when the replaced champion started serving."""
+    from retrainer.simulate import replay
+
+    from .conftest import stream
+
+    records, gates = [], {}
+    record = replay.ReplaySource.record_retrain
+    gate = ModelCache.gate
+    monkeypatch.setattr(replay.ReplaySource, "record_retrain", lambda self, r: (records.append(r), record(self, r))[1])
+
+    def spy(self, candidate, champion):
+        verdict = gate(self, candidate, champion)
+        gates[candidate.version] = (verdict, champion.trained_at)
+        return verdict
+
+    monkeypatch.setattr(ModelCache, "gate", spy)
+    cfg = make_cfg()
+    history = History.from_frame(stream(), cfg.data, label_delay=timedelta(days=2))
+    simulate(cfg, history, settings(policies=["always"], end=at(100)))
+    first, *later = records
+    assert first.offline_delta is None and first.champion_since is None  # the initial model replaced nothing
+    assert len(later) == len(gates) > 0
+    champion_since = first.at
+    for r in later:
+        verdict, since = gates[r.version]
+        assert r.champion_since == since == champion_since
+        assert r.offline_delta[verdict.metric] == pytest.approx(verdict.candidate_value - verdict.champion_value)
+        assert set(r.offline_delta) <= set(r.metrics)
+        if r.status == "success":
+            champion_since = r.at

@@ -40,6 +40,17 @@ champion that is as good as a fresh model accrues nothing and never fires.
   label-free path. The holdout figures enter at their values: their spread is model-to-model, not
   noise a re-checked running sum can ride.
 
+* **the decay prior**, when the test above does not fire: at a few predictions a day the excess at
+  the optimal interval is smaller than its own standard error, so a slow routine decay is never
+  resolved from the window. Every past retrain measured ``Δ_off`` = candidate − champion on the
+  same holdout rows when that champion was ``age`` old; their least-squares slope through the origin
+  is the model's decay rate r̂ (:func:`~retrainer.triggers.decay_prior.decay_prior`, over the last
+  ``prior_retrains`` (10)). With at least 3 such retrains and r̂ above 0 at ``prior_confidence``
+  (0.8, one-sided Student t), the rule breaks even on the prior: fire when
+  ``r̂ × mean age of the champion over the window × predictions × error_cost`` exceeds the cost (the
+  linear-decay excess; it equals the cost at the optimal interval). A model whose retrains found no
+  gain has r̂ ≈ 0 and never fires on it.
+
 >>> from retrainer.testing import make_context, standard_retrains, synthetic_log
 >>> ctx = make_context(synthetic_log(drifted=True), retrains=standard_retrains())
 >>> params = {"horizon": "30d", "window": "2d", "min_samples": 50, "retrain_cost": 200, "cost_per_hour": 60}

@@ -109,8 +109,9 @@ def test_a_model_that_does_not_decay_never_fires_on_its_prior():
         e = CostBenefitTrigger({"retrain_cost": 5}).evaluate(ctx(runs(points)))
         gated += e.evidence["prior"]["status"] == "used"
         fired += e.fired
+    # Measured: 56 of 300 through the gate (the 20% it allows), 29 fired (a champion 400 days old).
     assert gated / trials <= 0.2 + 3 * (0.2 * 0.8 / trials) ** 0.5
-    assert fired <= gated
+    assert fired <= gated and fired / trials <= 0.12
 
 
 def test_too_few_retrains_or_an_unknown_champion_start_use_no_prior():
