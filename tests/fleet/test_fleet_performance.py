@@ -117,3 +117,26 @@ def test_a_quiet_low_volume_fleet_of_2000_models_asks_for_at_most_1pct_retrains(
     assert with_control <= 20  # <= 1% with the fleet control (expected: 0)
     assert own <= 2000 * 0.01 * 1.8  # each model's own rule holds ~<= 1% (binomial noise over 2000)
     assert with_control <= own
+
+
+def test_a_policy_that_needs_every_test_carries_the_largest_pvalue_into_the_fleet_control():
+    # mode all: the model retrains only if drift AND performance found something, so its p-value is
+    # the largest of the two (intersection-union), not Simes' (which answers "either found something").
+    from retrainer.triggers.decision import Decision
+    from retrainer.triggers.policy import CheckResult
+
+    perf = Decision("performance", True, "fired", "accuracy 0.75 < 0.85", 0.75, 0.85, {"pvalue": 0.004})
+    drift = Decision("drift", True, "fired", "x drifted", 0.01, 0.05, {"pvalue": 0.03})
+    both = Decision("policy", True, "fired", "2 of 2", 2, 2, {"needed": 2, "counted": ["drift", "performance"]})
+    c = model_check("m", CheckResult(both, both, (drift, perf), ("drift", "performance")))
+    assert c.tests_needed == 2 and c.pvalue == pytest.approx(0.03)  # Simes would say min(2*0.004, 0.03) = 0.008
+    assert c.combination == "the largest: every test needed"
+    quiet = [model_check(f"q{i}", CheckResult(q := Decision("policy", False, "ok", "", 0, 2, {"needed": 2}), q,
+                                              (Decision("drift", False, "ok", "", 0.5, 0.05, {"pvalue": 0.5}),)))
+             for i in range(4)]
+    summary = fleet_control([c, *quiet], rate=0.05)
+    assert summary.held_back == ["m"]  # 0.03 x 5 models > 0.05 (at Simes' 0.008: 0.04, it would have passed)
+    assert "(model p = 0.03, the largest: every test needed)" in c.why
+    # The same model under mode any (one fire is enough): Simes.
+    anyone = Decision("policy", True, "fired", "2 of 2", 2, 1, {"needed": 1, "counted": ["drift", "performance"]})
+    assert model_check("m", CheckResult(anyone, anyone, (drift, perf), ("drift", "performance"))).pvalue == pytest.approx(0.008)

@@ -1,4 +1,5 @@
-"""Multiple testing: Benjamini-Hochberg false discovery rate control, and Bonferroni's combination.
+"""Multiple testing: Benjamini-Hochberg false discovery rate control, Bonferroni's combination, and
+the partial conjunction p-value (Simes' combination is its k = 1 case).
 
 Testing 50 features for drift at alpha = 0.05 flags ~2.5 of them by chance every run;
 controlling the FDR across features keeps a drift trigger from firing on noise.
@@ -19,7 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from retrainer.errors import StatisticsError
 
-__all__ = ["benjamini_hochberg", "bonferroni"]
+__all__ = ["benjamini_hochberg", "bonferroni", "partial_conjunction"]
 
 
 def benjamini_hochberg(pvalues: ArrayLike, alpha: float = 0.05) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
@@ -60,3 +61,30 @@ def bonferroni(pvalues: Sequence[float]) -> float:
     0.008
     """
     return min(1.0, len(pvalues) * min(pvalues)) if len(pvalues) else 1.0
+
+
+def partial_conjunction(pvalues: Sequence[float], k: int = 1) -> float:
+    """One p-value for "fewer than ``k`` of these nulls are false" (Benjamini & Heller, 2008,
+    Simes-based): ``min_{i=1..m-k+1} (m-k+1)/i · p_(k-1+i)``, capped at 1 (1 for none).
+
+    ``k = 1`` is Simes' combination ("none of them is false": a policy that fires on any one test);
+    ``k = m`` is the largest p-value (the intersection-union test: a policy that needs every test to
+    fire). Valid under independence and the positive dependence Simes needs. ``k`` above the
+    number of p-values is clamped to it.
+
+    >>> partial_conjunction([0.01, 0.04, 0.03])          # Simes: min(3*0.01, 3/2*0.03, 3/3*0.04)
+    0.03
+    >>> partial_conjunction([0.01, 0.04, 0.03], k=3)     # every one must be false: the largest
+    0.04
+    >>> round(partial_conjunction([0.01, 0.04, 0.03], k=2), 4)  # min(2*0.03, 2/2*0.04)
+    0.04
+    """
+    p = np.sort(np.asarray(pvalues, dtype=np.float64).ravel())
+    m = p.size
+    if m == 0:
+        return 1.0
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise StatisticsError(f"k must be a positive int, got {k!r}")
+    k = min(int(k), m)
+    tail = p[k - 1:]  # p_(k), ..., p_(m)
+    return float(min(1.0, np.min((m - k + 1) * tail / np.arange(1, tail.size + 1))))

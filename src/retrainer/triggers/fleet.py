@@ -12,7 +12,10 @@ Benjamini-Hochberg adjusted p-value over its features (the Simes p-value of "no 
 ``performance`` the Bonferroni combination over its metrics of each metric's one-sided p-value for
 "this metric is at least its floor + tolerance" (the p-value of its own cut: it fired exactly when
 that p is below its level), ``estimated_performance`` the Bonferroni combination of its lines'
-normal tails ("the window's realized metric is at least this line"). A model's p-value is the Simes combination of its triggers' p-values.
+normal tails ("the window's realized metric is at least this line"). A model's p-value combines
+its triggers' p-values for what its policy needs: Simes' combination when one fire is enough
+(``mode: any``), the partial conjunction p-value of Benjamini & Heller when ``k`` tests must fire
+(``at_least``; ``all``: the largest p), less any fires of triggers that are no test.
 Benjamini-Hochberg at the fleet's rate over every model that has one decides which fired models
 may retrain: of the retrains requested, the expected share asked for by noise is at most the rate.
 A held-back model's ``why`` names the triggers whose tests fired and their p-values.
@@ -30,12 +33,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from retrainer.config import RetrainerConfig
 from retrainer.errors import RetrainerError
 from retrainer.fleet_config import policy_key
-from retrainer.stats.multiple import benjamini_hochberg
+from retrainer.stats.multiple import benjamini_hochberg, partial_conjunction
 from retrainer.triggers.check import run_check
 from retrainer.triggers.policy import CheckResult, Policy, build_policy
 from retrainer.windows import HistogramWindow
@@ -65,11 +66,23 @@ class ModelCheck:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def tests_needed(self) -> int:
+        """How many of its tests the policy needs to have found something, beyond its untested fires."""
+        return min(max(1, self.needed - len(self.untested)), max(1, len(self.pvalues)))
+
+    @property
+    def combination(self) -> str:
+        """How the model's p-value combines its tests' (as the summary says it)."""
+        k, m = self.tests_needed, len(self.pvalues)
+        if k == 1:
+            return "Simes"
+        return "the largest: every test needed" if k == m else f"partial conjunction: {k} of {m} tests needed"
+
 
 def simes(pvalues: Sequence[float]) -> float:
     """Simes' combination ``min_i m p_(i) / i``: a valid p-value for "none of these fired for real"."""
-    p = np.sort(np.asarray(pvalues, dtype=np.float64))
-    return float(min(1.0, np.min(p * p.size / np.arange(1, p.size + 1)))) if p.size else 1.0
+    return partial_conjunction(pvalues, 1)
 
 
 def trigger_pvalues(children: Sequence[Any]) -> dict[str, float]:
@@ -163,10 +176,13 @@ def model_check(model: str, result: CheckResult, check_id: str = "") -> ModelChe
     # The evidence stays in the audit rows (check_id): a cycle's summary carries the verdicts only.
     checks = {d.trigger: {"fired": d.fired, "status": d.status, "value": d.value, "threshold": d.threshold,
                           "reason": d.reason, "pvalue": pvalues.get(d.trigger)} for d in result.children}
-    return ModelCheck(model, bool(result.should_retrain), list(result.reasons),
-                      simes(list(pvalues.values())) if pvalues else None, checks, None, check_id,
-                      pvalues=pvalues, untested=[t for t in result.counted if t not in pvalues],
-                      needed=int(result.raw.evidence.get("needed", 1)))
+    c = ModelCheck(model, bool(result.should_retrain), list(result.reasons), None, checks, None, check_id,
+                   pvalues=pvalues, untested=[t for t in result.counted if t not in pvalues],
+                   needed=int(result.raw.evidence.get("needed", 1)))
+    # The tests must supply what the policy needs beyond its untested fires: "fewer than that many of
+    # them found something" is the null (mode any: Simes; mode all: the largest p).
+    c.pvalue = partial_conjunction(list(pvalues.values()), c.tests_needed) if pvalues else None
+    return c
 
 
 def check_batch(configs: Sequence[RetrainerConfig], store: Store, *, now: datetime,
@@ -269,9 +285,9 @@ def _tests(c: ModelCheck) -> str:
     tests = ", ".join(f"{t}'s test p = {c.pvalues[t]:.3g}" for t in fired)
     others = [t for t in c.pvalues if t not in fired]
     if not others:
-        return tests if len(fired) == 1 else f"{tests} (model p = {c.pvalue:.3g}, Simes)"
+        return tests if len(fired) == 1 else f"{tests} (model p = {c.pvalue:.3g}, {c.combination})"
     rest = ", ".join(f"{t} p = {c.pvalues[t]:.3g}" for t in others)
-    return f"{tests} (model p = {c.pvalue:.3g}, Simes with {rest})"
+    return f"{tests} (model p = {c.pvalue:.3g}, {c.combination} with {rest})"
 
 
 def summary_markdown(summary: FleetSummary, *, limit: int = 50) -> str:
