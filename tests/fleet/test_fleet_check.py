@@ -114,3 +114,16 @@ def test_fleet_check_runs_the_fleet_flow(fleet_store, tmp_path, prefect_harness,
     out = json.loads(capsys.readouterr().out)
     assert out["fired"] == ["b"] and out["n_models"] == 3
     assert [c["event_id"] for c in out["checks"] if c["outcome"] == "fired"] == ["event-id"]
+
+
+def test_an_unreachable_dask_scheduler_is_one_line_naming_it(fleet_store, tmp_path, prefect_harness, capsys) -> None:
+    import dask
+
+    url, _ = fleet_store
+    path = write_fleet(tmp_path / "fleet.yaml", url, [], discover=True)
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        assert main(["fleet", "check", "--fleet", str(path), "--at", NOW.isoformat(), "--dask", "tcp://127.0.0.1:1"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "could not reach the Dask scheduler at tcp://127.0.0.1:1" in err[0]
+    assert "Traceback" not in captured.err + captured.out and "Connecting to an existing Dask cluster" not in captured.err

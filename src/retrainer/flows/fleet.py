@@ -208,7 +208,8 @@ def quiet_dask_logs() -> None:
     records still propagate to the root handler Prefect installs, which printed ~30 INFO lines
     per run. Raised to WARNING unless the user asked for debug output (``RETRAINER_DEBUG=1``)."""
     if not os.environ.get("RETRAINER_DEBUG"):
-        logging.getLogger("distributed").setLevel(logging.WARNING)
+        for name in ("distributed", "prefect.task_runner.dask"):  # the latter: "Connecting to ..." lines
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def dask_runner(address: str | None = None, n_workers: int = 2) -> Any:
@@ -228,5 +229,11 @@ def fleet_on_dask(fleet_path: str | None = None, config_paths: list[str] | None 
                   address: str | None = None, n_workers: int = 2, emit_events: bool = True,
                   batch_size: int | None = None) -> dict[str, Any]:
     """The same flow on a Dask cluster (``address``), or a local one of ``n_workers`` processes."""
-    return fleet.with_options(task_runner=dask_runner(address, n_workers))(
-        fleet_path=fleet_path, config_paths=config_paths, now=now, emit_events=emit_events, batch_size=batch_size)
+    try:
+        return fleet.with_options(task_runner=dask_runner(address, n_workers))(
+            fleet_path=fleet_path, config_paths=config_paths, now=now, emit_events=emit_events, batch_size=batch_size)
+    except OSError as exc:  # distributed's connect timeout: say which scheduler and what to do
+        if address is None:
+            raise
+        raise ConfigError(f"could not reach the Dask scheduler at {address} ({exc}); check the address "
+                          "(tcp://host:8786) and that the scheduler runs, or use a local cluster") from exc
