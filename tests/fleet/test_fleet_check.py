@@ -65,8 +65,10 @@ def test_a_batch_gives_each_model_the_verdict_of_its_own_check(fleet_store, tmp_
 def test_check_fleet_and_its_command(fleet_store, tmp_path, capsys) -> None:
     url, _ = fleet_store
     path = write_fleet(tmp_path / "fleet.yaml", url, [{"name": "a"}], discover=True)
-    summary = check_fleet(str(path), NOW)
+    seen = []
+    summary = check_fleet(str(path), NOW, progress=lambda done, total: seen.append((done, total)))
     assert summary["n_models"] == 3 and summary["fired"] == ["b"] and summary["n_errors"] == 0
+    assert seen == [(2, 3), (3, 3)]  # after each batch of fleet.batch_size 2
     result = CliRunner().invoke(app, ["fleet", "check", "--fleet", str(path), "--at", NOW.isoformat(), "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)

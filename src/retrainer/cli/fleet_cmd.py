@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from retrainer.cli.common import JsonOption, parse_instant
-from retrainer.cli.output import console, emit
+from retrainer.cli.output import console, emit, err_console
 
 fleet_app = typer.Typer(help="Check many models at once (fleet.yaml).", no_args_is_help=True)
 
@@ -40,9 +40,17 @@ def check_cmd(
         else:
             result = fleet_flow(fleet_path=str(fleet), now=now)
     else:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
         from retrainer.flows.fleet import check_fleet
 
-        result = check_fleet(str(fleet), now)
+        # On stderr and transient: --json output stays clean, and a finished check leaves no bar.
+        progress = Progress(TextColumn("checking models"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=err_console, transient=True)
+        bar = progress.add_task("check", total=None)
+        with progress:
+            result = check_fleet(str(fleet), now, progress=lambda done, total: progress.update(bar, completed=done,
+                                                                                                 total=total))
 
     def render(r: dict[str, Any]) -> None:
         console.print(f"fleet [bold]{r['fleet']}[/] at {r['checked_at']}: {r['n_models']} models, "

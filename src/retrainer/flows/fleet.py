@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -134,15 +135,21 @@ check_fleet_batch_task = task(check_fleet_batch, name="check-batch", retries=2, 
 check_config_batch_task = task(check_config_batch, name="check-batch", retries=2, retry_delay_seconds=[2, 10])
 
 
-def check_fleet(fleet_path: str, now: datetime | None = None, *, batch_size: int | None = None) -> dict[str, Any]:
+def check_fleet(fleet_path: str, now: datetime | None = None, *, batch_size: int | None = None,
+                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """The fleet check without Prefect (``retrainer fleet check``): every batch in turn, the fleet
-    control, the audit rows; no artifact, no retrain request."""
+    control, the audit rows; no artifact, no retrain request. ``progress(models checked, total)``
+    is called after each batch."""
     from retrainer.triggers.fleet import ModelCheck, fleet_control
 
     at = now or datetime.now(timezone.utc)
     cfg = _fleet_config(fleet_path)
-    rows = [row for batch in _batches(fleet_models(fleet_path), batch_size or cfg.fleet.batch_size)
-            for row in check_fleet_batch(str(Path(fleet_path).resolve()), batch, at)]
+    models = fleet_models(fleet_path)
+    rows: list[dict[str, Any]] = []
+    for batch in _batches(models, batch_size or cfg.fleet.batch_size):
+        rows += check_fleet_batch(str(Path(fleet_path).resolve()), batch, at)
+        if progress is not None:
+            progress(len(rows), len(models))
     checks = [ModelCheck(**{k: v for k, v in r.items() if k != "config_path"}) for r in rows]
     return fleet_control(checks, rate=cfg.fleet.fdr, control=cfg.fleet.control, fleet=cfg.fleet.name,
                          checked_at=at).to_dict()
