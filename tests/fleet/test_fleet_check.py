@@ -129,3 +129,16 @@ def test_an_unreachable_dask_scheduler_is_one_line_naming_it(fleet_store, tmp_pa
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and "could not reach the Dask scheduler at tcp://127.0.0.1:1" in err[0]
     assert "Traceback" not in captured.err + captured.out and "Connecting to an existing Dask cluster" not in captured.err
+
+
+@pytest.mark.parametrize("how", [["--flow"], ["--dask", "local"]])
+def test_a_fleet_whose_store_has_no_schema_fails_in_one_line_from_every_process(tmp_path, prefect_harness, capfd,
+                                                                                monkeypatch, how) -> None:
+    # capfd: the Dask workers are processes of their own, writing to the same file descriptor 2.
+    monkeypatch.delenv("RETRAINER_DEBUG", raising=False)
+    path = write_fleet(tmp_path / "fleet.yaml", f"sqlite:///{tmp_path / 'empty.db'}", [{"name": "a"}])
+    assert main(["fleet", "check", "--fleet", str(path), "--at", NOW.isoformat(), *how]) == 2
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "no retrainer schema" in lines[0] and "retrainer store init" in lines[0], err
+    assert "Retry" not in err  # a missing schema is not retried (only I/O failures are)

@@ -68,3 +68,14 @@ def test_io_tasks_retry_with_backoff_and_compute_tasks_do_not():
         assert compute.retries == 0
     assert tasks.load_training_data_task.name == "load"
     assert tasks.load_training_data_task.fn is tasks.load_training_data
+
+
+def test_the_monitor_and_fleet_tasks_retry_only_transient_failures():
+    # A fleet.yaml whose store has no schema was retried twice (12 s) before its one-line error.
+    from retrainer.errors import SchemaError
+    from retrainer.flows import fleet, monitor
+
+    for t in (fleet.check_fleet_batch_task, fleet.check_config_batch_task, monitor.check_model_task,
+              monitor.compact_task, monitor.verify_ledger_task):
+        assert t.retries == 2 and t.retry_condition_fn is tasks.retry_on_transient, t.name
+    assert tasks.retry_on_transient(None, None, Failed(data=SchemaError("no schema"))) is False

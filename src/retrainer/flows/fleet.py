@@ -33,6 +33,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from retrainer.config import RetrainerConfig, load_config
 from retrainer.errors import ConfigError, RetrainerError
+from retrainer.tasks import retry_on_transient
 
 DEFAULT_BATCH = 200
 
@@ -131,8 +132,11 @@ def check_config_batch(config_paths: list[str], now: datetime) -> list[dict[str,
 
 # A locked database is worth a retry; a whole batch is retried, its checks are idempotent reads
 # (the audit rows of a failed batch were never written: they go in one transaction at the end).
-check_fleet_batch_task = task(check_fleet_batch, name="check-batch", retries=2, retry_delay_seconds=[2, 10])
-check_config_batch_task = task(check_config_batch, name="check-batch", retries=2, retry_delay_seconds=[2, 10])
+# Only I/O failures are retried: a missing schema or a bad config fails the same way 12 s later.
+check_fleet_batch_task = task(check_fleet_batch, name="check-batch", retries=2, retry_delay_seconds=[2, 10],
+                              retry_condition_fn=retry_on_transient)
+check_config_batch_task = task(check_config_batch, name="check-batch", retries=2, retry_delay_seconds=[2, 10],
+                               retry_condition_fn=retry_on_transient)
 
 
 def check_fleet(fleet_path: str, now: datetime | None = None, *, batch_size: int | None = None,
@@ -228,8 +232,12 @@ def dask_runner(address: str | None = None, n_workers: int = 2) -> Any:
     quiet_dask_logs()
     if address:
         return DaskTaskRunner(address=address)
+    # The workers are processes of their own: Prefect's console handler there prints every task
+    # failure with its traceback (a RetrainerError included) and its own server's INFO lines. The
+    # CLI reports a failure in one line; RETRAINER_DEBUG=1 keeps the workers' consoles.
+    env = {} if os.environ.get("RETRAINER_DEBUG") else {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
     return DaskTaskRunner(cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
-                                          "dashboard_address": None, "silence_logs": logging.ERROR})
+                                          "dashboard_address": None, "silence_logs": logging.ERROR, "env": env})
 
 
 def fleet_on_dask(fleet_path: str | None = None, config_paths: list[str] | None = None, now: datetime | None = None, *,

@@ -81,7 +81,8 @@ def check_model(cfg: RetrainerConfig, *, now: datetime) -> dict[str, Any]:
 
 
 # Reads the store; a locked or briefly unreachable database is worth a couple of retries.
-check_model_task = task(check_model, name="check", retries=2, retry_delay_seconds=[2, 10], retry_jitter_factor=0.5)
+check_model_task = task(check_model, name="check", retries=2, retry_delay_seconds=[2, 10], retry_jitter_factor=0.5,
+                        retry_condition_fn=retry_on_transient)
 
 
 # Chunks younger than this are left to grow: the writer is still adding small ones there.
@@ -96,7 +97,8 @@ def compact_model(cfg: RetrainerConfig, *, now: datetime) -> dict[str, Any]:
         return store.compact_chunks(cfg.model.name, before=now - COMPACT_OLDER_THAN).to_dict()
 
 
-compact_task = task(compact_model, name="compact", retries=2, retry_delay_seconds=[2, 10], retry_jitter_factor=0.5)
+compact_task = task(compact_model, name="compact", retries=2, retry_delay_seconds=[2, 10], retry_jitter_factor=0.5,
+                    retry_condition_fn=retry_on_transient)
 
 
 @flow(name="monitor", log_prints=False, validate_parameters=True)
