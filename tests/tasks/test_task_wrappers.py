@@ -72,8 +72,11 @@ def test_io_tasks_retry_with_backoff_and_compute_tasks_do_not():
 
 def test_the_monitor_and_fleet_tasks_retry_only_transient_failures():
     # A fleet.yaml whose store has no schema was retried twice (12 s) before its one-line error.
+    import importlib
+
     from retrainer.errors import SchemaError
-    from retrainer.flows import fleet, monitor
+
+    fleet, monitor = (importlib.import_module(f"retrainer.flows.{m}") for m in ("fleet", "monitor"))
 
     for t in (fleet.check_fleet_batch_task, fleet.check_config_batch_task, monitor.check_model_task,
               monitor.compact_task, monitor.verify_ledger_task):
