@@ -1,7 +1,8 @@
 """Every error retrainer raises on purpose derives from :class:`RetrainerError`.
 
 Catch ``RetrainerError`` to handle them all; each message says what was wrong and
-what to do about it.
+what to do about it. :func:`debug_requested` (``RETRAINER_DEBUG=1``) is the one switch for showing
+the rest: unexpected tracebacks and the third-party output kept off the console.
 
 ::
 
@@ -26,6 +27,17 @@ what to do about it.
 """
 
 from __future__ import annotations
+
+import os
+
+# Unexpected errors print one line; with this set they show in full, and third-party output
+# (Prefect's, Dask's) that retrainer otherwise keeps off the console is shown too.
+DEBUG_ENV = "RETRAINER_DEBUG"
+
+
+def debug_requested() -> bool:
+    """The user asked for tracebacks and third-party output (``RETRAINER_DEBUG=1``)."""
+    return bool(os.environ.get(DEBUG_ENV))
 
 
 class RetrainerError(Exception):

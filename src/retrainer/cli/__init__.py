@@ -33,7 +33,7 @@ from retrainer.cli import (  # noqa: E402
     store_cmd,
     triggers_cmd,
 )
-from retrainer.cli.common import DEBUG_ENV, debug_requested  # noqa: E402
+from retrainer.errors import DEBUG_ENV, debug_requested  # noqa: E402
 from retrainer.errors import RetrainerError  # noqa: E402
 
 app = typer.Typer(

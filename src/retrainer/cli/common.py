@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,14 +15,6 @@ if TYPE_CHECKING:
 
 ConfigOption = typer.Option(Path("retrainer.yaml"), "--config", "-c", help="Path to retrainer.yaml.")
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
-
-
-DEBUG_ENV = "RETRAINER_DEBUG"
-
-
-def debug_requested() -> bool:
-    """The user asked for tracebacks (``RETRAINER_DEBUG=1``): unexpected errors are shown in full."""
-    return bool(os.environ.get(DEBUG_ENV))
 
 
 def parse_instant(value: str, what: str) -> datetime:

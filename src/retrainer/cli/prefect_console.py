@@ -29,7 +29,7 @@ import os
 import re
 from pathlib import Path
 
-from retrainer.cli.common import debug_requested
+from retrainer.errors import debug_requested
 from retrainer.errors import RetrainerError
 
 # Prefect's failed-state message names the exception's type: "Task run encountered an exception

@@ -32,7 +32,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from retrainer.config import RetrainerConfig, load_config
-from retrainer.errors import ConfigError, RetrainerError
+from retrainer.errors import ConfigError, RetrainerError, debug_requested
 from retrainer.tasks import retry_on_transient
 
 DEFAULT_BATCH = 200
@@ -148,10 +148,10 @@ def check_fleet(fleet_path: str, now: datetime | None = None, *, batch_size: int
 
     at = now or datetime.now(timezone.utc)
     cfg = _fleet_config(fleet_path)
-    models = fleet_models(fleet_path)
+    models, resolved = fleet_models(fleet_path), str(Path(fleet_path).resolve())
     rows: list[dict[str, Any]] = []
     for batch in _batches(models, batch_size or cfg.fleet.batch_size):
-        rows += check_fleet_batch(str(Path(fleet_path).resolve()), batch, at)
+        rows += check_fleet_batch(resolved, batch, at)
         if progress is not None:
             progress(len(rows), len(models))
     checks = [ModelCheck(**{k: v for k, v in r.items() if k != "config_path"}) for r in rows]
@@ -218,7 +218,7 @@ def quiet_dask_logs() -> None:
     ``LocalCluster(silence_logs=...)`` only quiets the ``distributed`` logger's own handlers; its
     records still propagate to the root handler Prefect installs, which printed ~30 INFO lines
     per run. Raised to WARNING unless the user asked for debug output (``RETRAINER_DEBUG=1``)."""
-    if not os.environ.get("RETRAINER_DEBUG"):
+    if not debug_requested():
         for name in ("distributed", "prefect.task_runner.dask"):  # the latter: "Connecting to ..." lines
             logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -235,7 +235,7 @@ def dask_runner(address: str | None = None, n_workers: int = 2) -> Any:
     # The workers are processes of their own: Prefect's console handler there prints every task
     # failure with its traceback (a RetrainerError included) and its own server's INFO lines. The
     # CLI reports a failure in one line; RETRAINER_DEBUG=1 keeps the workers' consoles.
-    env = {} if os.environ.get("RETRAINER_DEBUG") else {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
+    env = {} if debug_requested() else {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
     return DaskTaskRunner(cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
                                           "dashboard_address": None, "silence_logs": logging.ERROR, "env": env})
 

@@ -91,12 +91,6 @@ def trigger_pvalues(children: Sequence[Any]) -> dict[str, float]:
             if d.status in ("fired", "ok") and isinstance(d.evidence.get("pvalue"), (int, float))}
 
 
-def model_pvalue(children: Sequence[Any]) -> float | None:
-    """The model's p-value from its triggers' decisions (None when no trigger reports one)."""
-    found = list(trigger_pvalues(children).values())
-    return simes(found) if found else None
-
-
 class BatchStore:
     """A :class:`~retrainer.store.Store` whose reads for one batch of models were made up front.
 
@@ -171,7 +165,7 @@ def drift_window(cfg: RetrainerConfig) -> timedelta | None:
 
 def model_check(model: str, result: CheckResult, check_id: str = "") -> ModelCheck:
     """A model's check as the fleet control reads it: its verdict, its triggers' p-values (and
-    their Simes combination), and which fired triggers are no statistical test."""
+    their combination for what its policy needs), and which fired triggers are no statistical test."""
     pvalues = trigger_pvalues(result.children)
     # The evidence stays in the audit rows (check_id): a cycle's summary carries the verdicts only.
     checks = {d.trigger: {"fired": d.fired, "status": d.status, "value": d.value, "threshold": d.threshold,
@@ -312,5 +306,4 @@ def summary_markdown(summary: FleetSummary, *, limit: int = 50) -> str:
 
 
 __all__ = ["BatchStore", "FleetSummary", "ModelCheck", "check_batch", "drift_window", "fleet_control", "model_check",
-           "model_pvalue",
            "simes", "summary_markdown", "trigger_pvalues"]
