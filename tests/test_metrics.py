@@ -76,3 +76,12 @@ def test_single_class_auc_is_nan_with_a_reason() -> None:
 )
 def test_gate_rule_and_nan_rejection(cand, champion, accepted) -> None:
     assert gate({"f1": cand}, champion, GateConfig()).accepted is accepted
+
+
+def test_metric_differences_keep_the_metrics_both_sides_hold_as_finite_numbers():
+    from retrainer.metrics import metric_differences
+
+    candidate = {"accuracy": 0.9, "f1": 0.8, "roc_auc": float("nan"), "recall": 0.7, "note": "x"}
+    champion = {"accuracy": 0.85, "f1": 0.82, "roc_auc": 0.7, "precision": 0.6, "note": "y"}
+    assert metric_differences(candidate, champion) == pytest.approx({"accuracy": 0.05, "f1": -0.02})
+    assert metric_differences(candidate, None) == {}

@@ -188,4 +188,18 @@ def gate(candidate: Mapping[str, Any], champion: Mapping[str, Any] | None, cfg: 
     return GateResult(accepted, m, cand, champ, required, reason)
 
 
-__all__ = ["METRIC_NAMES", "GateResult", "classification_metrics", "gate", "label_metric", "label_metrics", "resolve_classes", "roc_auc"]
+def metric_differences(candidate: Mapping[str, Any], champion: Mapping[str, Any] | None) -> dict[str, float]:
+    """candidate − champion for every metric both hold as a finite number: the paired offline
+    difference (Δ_off) when both were measured on the same holdout rows, as the gate measures them."""
+    champion = champion or {}
+    out = {}
+    for name, value in candidate.items():
+        other = champion.get(name)
+        if isinstance(value, (int, float)) and isinstance(other, (int, float)) \
+                and math.isfinite(float(value)) and math.isfinite(float(other)):
+            out[name] = float(value) - float(other)
+    return out
+
+
+__all__ = ["METRIC_NAMES", "GateResult", "classification_metrics", "gate", "label_metric", "label_metrics",
+           "metric_differences", "resolve_classes", "roc_auc"]

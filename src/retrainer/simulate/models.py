@@ -21,7 +21,7 @@ import numpy as np
 
 from retrainer.config import RetrainerConfig
 from retrainer.errors import InsufficientDataError
-from retrainer.metrics import GateResult, classification_metrics, gate
+from retrainer.metrics import GateResult, classification_metrics, gate, metric_differences
 from retrainer.profiles import build_reference_profile, profile_arrays
 from retrainer.simulate.history import History, StepGrid
 from retrainer.tasks.evaluate import evaluate_model
@@ -183,13 +183,7 @@ class ModelCache:
     def offline_delta(self, candidate: TrainedModel, champion: TrainedModel) -> dict[str, float]:
         """Δ_off per metric: candidate − champion on the same rows, the candidate's holdout — the
         paired difference the retrain flow records (undefined metrics left out)."""
-        champ = self._champion_on_holdout(candidate, champion)
-        out = {}
-        for m, v in candidate.holdout_metrics.items():
-            c = champ.get(m)
-            if c is not None and v == v and c == c:
-                out[m] = float(v) - float(c)
-        return out
+        return metric_differences(candidate.holdout_metrics, self._champion_on_holdout(candidate, champion))
 
     def reference(self, model: TrainedModel) -> dict[str, Any]:
         """The reference profile registration would store for ``model``: its holdout metrics and the

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from retrainer.errors import StoreError
+from retrainer.metrics import metric_differences
 from retrainer.store.records import RetrainRun, from_epoch, to_epoch
 from retrainer.store.schema import retrain_runs as t
 from retrainer.windows import RetrainRecord
@@ -138,18 +139,11 @@ def history(conn: Connection, model_name: str, as_of: datetime, limit: int) -> l
             duration_s=None if duration is None else float(duration),
             status=r.status,
             version=r.version,
-            offline_delta=_paired_delta(candidate, metrics.get("champion")),
+            # The flow evaluates candidate and champion on the same holdout: a paired difference.
+            offline_delta=metric_differences(candidate, metrics.get("champion")) or None,
             champion_since=None if r.champion_since is None else from_epoch(r.champion_since),
         ))
     return out
-
-
-def _paired_delta(candidate: dict[str, Any], champion: dict[str, Any] | None) -> dict[str, float] | None:
-    """candidate − champion per metric both recorded (the flow evaluates both on the same holdout)."""
-    out = {k: float(v) - float(champion[k]) for k, v in candidate.items()
-           if isinstance(v, (int, float)) and isinstance((champion or {}).get(k), (int, float))
-           and math.isfinite(float(v)) and math.isfinite(float(champion[k]))}  # type: ignore[index]
-    return out or None
 
 
 def _usable(delta: Any) -> bool:

@@ -388,4 +388,3 @@ def _offline_delta(raw: Any) -> FrozenDict | None:
 
 
 __all__ = ["AUTO", "ChampionInfo", "EvidenceWindow", "FeatureWindow", "LabelledWindow", "RetrainRecord", "TriggerContext", "WindowSource"]
-
