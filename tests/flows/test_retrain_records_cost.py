@@ -41,4 +41,4 @@ def test_runs_record_holdout_metrics_and_duration_and_the_profile_keeps_the_hold
     ctx = TriggerContext(name, later, source=store, champion=ChampionInfo("1"), reference=profile)
     fresh = CostBenefitTrigger({"min_samples": 1})._fresh(ctx)
     expected_accuracy = (first["candidate_metrics"]["accuracy"] + second["candidate_metrics"]["accuracy"]) / 2
-    assert fresh[0] == expected_accuracy and fresh[2]["source"] == "retrain_runs"  # (value, se, facts)
+    assert fresh[0] == expected_accuracy and fresh[1]["source"] == "retrain_runs"  # (value, facts)

@@ -246,8 +246,8 @@ class CostBenefitTrigger(Trigger):
             "realized_share": e["realized_share"], "ci": e["ci"][p.metric], "confidence": e["confidence"],
             "calibration": e["calibration"]}
 
-    def _fresh(self, ctx: TriggerContext) -> tuple[float | None, float, dict[str, Any]]:
-        """(metric a fresh model reaches, the standard error of that mean across runs, facts)."""
+    def _fresh(self, ctx: TriggerContext) -> tuple[float | None, dict[str, Any]]:
+        """(metric a fresh model reaches, facts: its source, and the standard error of the mean across runs)."""
         p = self.params
         runs = [(r, r.metric(p.metric)) for r in ctx.retrain_history(p.retrains)]
         runs = [(r, v) for r, v in runs if v is not None]
@@ -255,16 +255,20 @@ class CostBenefitTrigger(Trigger):
             values = [v for _, v in runs]
             value = float(np.mean(values))
             se = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
-            return value, se, {"source": "retrain_runs", "value": value, "se": se,
-                               "runs": [{"at": r.at.isoformat(), "version": r.version, "value": v} for r, v in runs]}
-        stored = (ctx.reference or {}).get("holdout_metrics") or {}
-        if stored.get(p.metric) is not None:
-            value = float(stored[p.metric])
-            return value, 0.0, {"source": "reference_profile", "value": value, "se": 0.0,
-                                "version": None if ctx.champion is None else ctx.champion.version}
-        return None, 0.0, {"source": None}
+            return value, {"source": "retrain_runs", "value": value, "se": se,
+                           "runs": [{"at": r.at.isoformat(), "version": r.version, "value": v} for r, v in runs]}
+        stored = self._reference_holdout(ctx)
+        if stored is not None:
+            return stored, {"source": "reference_profile", "value": stored, "se": 0.0,
+                            "version": None if ctx.champion is None else ctx.champion.version}
+        return None, {"source": None}
 
-    def _corrected_fresh(self, ctx: TriggerContext, fresh: float | None, champion: float, champion_se: float,
+    def _reference_holdout(self, ctx: TriggerContext) -> float | None:
+        """The champion's holdout ``metric`` from its reference profile (None when it has none)."""
+        stored = ((ctx.reference or {}).get("holdout_metrics") or {}).get(self.params.metric)
+        return None if stored is None else float(stored)
+
+    def _corrected_fresh(self, ctx: TriggerContext, fresh: float | None, champion_se: float,
                          champ: dict[str, Any], facts: dict[str, Any]) -> tuple[float, float, dict[str, Any]]:
         """(the bar a fresh model would reach now, the standard error of the gap to it, facts).
 
@@ -297,9 +301,9 @@ class CostBenefitTrigger(Trigger):
     def _own_holdout(self, ctx: TriggerContext, facts: dict[str, Any], fresh: float) -> tuple[float, str]:
         """The champion's own holdout figure: its reference profile, else its own retrain record, else
         (neither known) the fresh figure itself: no shift."""
-        stored = ((ctx.reference or {}).get("holdout_metrics") or {}).get(self.params.metric)
+        stored = self._reference_holdout(ctx)
         if stored is not None:
-            return float(stored), "reference_profile"
+            return stored, "reference_profile"
         version = None if ctx.champion is None else ctx.champion.version
         for run in facts.get("runs", ()):
             if version is not None and run["version"] == version:
@@ -325,7 +329,7 @@ class CostBenefitTrigger(Trigger):
                                     "window": format_duration(p.window) if p.window != AUTO else AUTO,
                                     "window_start": start.isoformat(), "window_span_s": span.total_seconds()}
         cost = self._retrain_cost(ctx)
-        fresh, _, fresh_facts = self._fresh(ctx)  # its SE is in the facts; see _corrected_fresh
+        fresh, fresh_facts = self._fresh(ctx)
         evidence["fresh"] = fresh_facts
         n_window = ctx.count_since(start) if span > timedelta(0) else 0
         if n_window == 0:  # nothing served since: nothing accrued, which is a decision (keep), not a lack of data
@@ -348,7 +352,7 @@ class CostBenefitTrigger(Trigger):
                 evidence=evidence)
         champion = 1.0 - champion_loss
         if p.horizon is None:  # break even: the bar starts from what the champion realized while fresh
-            fresh, gap_se, fresh_facts = self._corrected_fresh(ctx, fresh, champion, champion_se, champ_facts, fresh_facts)
+            fresh, gap_se, fresh_facts = self._corrected_fresh(ctx, fresh, champion_se, champ_facts, fresh_facts)
             evidence["fresh"] = fresh_facts
         assert fresh is not None  # insufficient_data above otherwise
         raw_gap = fresh - champion
